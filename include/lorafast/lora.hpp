@@ -1,0 +1,63 @@
+// LoRA on the q, k, v projections of attention and the exact gradient of the
+// regression loss 1/2 * sum ||O - Y||^2 with respect to every adapter (SPEC.md §1-2).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "lorafast/attention.hpp"
+#include "lorafast/tensor.hpp"
+
+namespace lorafast {
+
+enum class Projection { q = 0, k = 1, v = 2 };
+constexpr std::array<Projection, 3> all_projections{Projection::q, Projection::k, Projection::v};
+std::string projection_name(Projection p);  // "q", "k", "v"
+
+// PEFT layout: W_eff = W + s * B A.
+struct LoraAdapter {
+  Tensor a;  // lora_A: [R, D]
+  Tensor b;  // lora_B: [D, R]
+  std::int64_t rank() const { return a.dim(0); }
+};
+
+struct LoraScaling {
+  std::optional<double> alpha;  // unset: alpha = R, i.e. s = 1
+  bool rslora = false;          // s = alpha / sqrt(R) instead of alpha / R
+  double factor(std::int64_t rank) const;
+};
+
+// One gradient problem: a batch of sequences through LoRA attention.
+struct LoraAttentionInputs {
+  Tensor x;                 // [N, L, D]
+  Tensor y;                 // [N, L, D]
+  std::array<Tensor, 3> w;  // w_q, w_k, w_v: [D, D], [out, in]
+  std::array<std::optional<LoraAdapter>, 3> lora;  // indexed by Projection
+
+  std::int64_t batch() const { return x.dim(0); }
+  std::int64_t seq_len() const { return x.dim(1); }
+  std::int64_t model_dim() const { return x.dim(2); }
+};
+
+struct LoraAttentionOptions {
+  AttentionConfig attention;
+  LoraScaling scaling;
+  DType dtype = DType::f32;  // precision of the computation and of the results
+};
+
+struct LoraAttentionGrads {
+  double loss = 0.0;
+  std::array<std::optional<LoraAdapter>, 3> d_lora;  // d_lora_a_p, d_lora_b_p per adapted p
+};
+
+// Checks names-independent consistency: ranks, shapes, heads dividing D, finiteness.
+// Throws Error(bad_input) naming the tensor at fault, Error(usage) for bad options.
+void validate(const LoraAttentionInputs& inputs, const LoraAttentionOptions& options);
+
+// Exact gradient through the tiled attention kernels. Validates first.
+LoraAttentionGrads lora_attention_grad(const LoraAttentionInputs& inputs,
+                                       const LoraAttentionOptions& options);
+
+}  // namespace lorafast

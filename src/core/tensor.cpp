@@ -1,0 +1,88 @@
+#include "lorafast/tensor.hpp"
+
+#include <cmath>
+#include <cstring>
+#include <sstream>
+
+namespace lorafast {
+
+std::size_t dtype_size(DType dtype) { return dtype == DType::f32 ? 4 : 8; }
+
+std::string dtype_name(DType dtype) { return dtype == DType::f32 ? "F32" : "F64"; }
+
+std::int64_t shape_numel(const Shape& shape) {
+  std::int64_t n = 1;
+  for (auto d : shape) n *= d;
+  return n;
+}
+
+std::string shape_str(const Shape& shape) {
+  std::ostringstream out;
+  out << '[';
+  for (std::size_t i = 0; i < shape.size(); ++i) out << (i ? ", " : "") << shape[i];
+  out << ']';
+  return out.str();
+}
+
+Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape)) {
+  for (auto d : shape_) LF_ASSERT(d >= 0);
+  storage_.resize(static_cast<std::size_t>(shape_numel(shape_)) * dtype_size(dtype_));
+}
+
+namespace {
+template <class To, class From>
+void convert(const From* src, To* dst, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) dst[i] = static_cast<To>(src[i]);
+}
+}  // namespace
+
+Tensor Tensor::to(DType dtype) const {
+  if (dtype == dtype_) return *this;
+  Tensor out(dtype, shape_);
+  if (dtype == DType::f64)
+    convert(data<float>(), out.data<double>(), numel());
+  else
+    convert(data<double>(), out.data<float>(), numel());
+  return out;
+}
+
+Tensor Tensor::reshaped(Shape shape) const {
+  LF_ASSERT(shape_numel(shape) == numel());
+  Tensor out = *this;
+  out.shape_ = std::move(shape);
+  return out;
+}
+
+double Tensor::at(std::int64_t i) const {
+  LF_ASSERT(i >= 0 && i < numel());
+  return dtype_ == DType::f32 ? static_cast<double>(data<float>()[i]) : data<double>()[i];
+}
+
+bool Tensor::all_finite() const {
+  const std::int64_t n = numel();
+  for (std::int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(at(i))) return false;
+  return true;
+}
+
+template <class T>
+MatrixView<T> matrix(Tensor& tensor, std::int64_t index) {
+  LF_ASSERT(tensor.rank() == 2 || tensor.rank() == 3);
+  const int r = tensor.rank();
+  const std::int64_t rows = tensor.dim(r - 2), cols = tensor.dim(r - 1);
+  LF_ASSERT(index >= 0 && index < (r == 3 ? tensor.dim(0) : 1));
+  return {tensor.data<T>() + index * rows * cols, rows, cols, cols};
+}
+
+template <class T>
+MatrixView<const T> matrix(const Tensor& tensor, std::int64_t index) {
+  auto view = matrix<T>(const_cast<Tensor&>(tensor), index);
+  return {view.data, view.rows, view.cols, view.ld};
+}
+
+template MatrixView<float> matrix<float>(Tensor&, std::int64_t);
+template MatrixView<double> matrix<double>(Tensor&, std::int64_t);
+template MatrixView<const float> matrix<float>(const Tensor&, std::int64_t);
+template MatrixView<const double> matrix<double>(const Tensor&, std::int64_t);
+
+}  // namespace lorafast

@@ -1,0 +1,37 @@
+// Typed GEMM on matrix views through CBLAS (OpenBLAS): C = alpha op(A) op(B) + beta C.
+// Shapes are taken from the views; op(A) is [M, K], op(B) is [K, N], C is [M, N].
+#pragma once
+
+#include <cblas.h>
+
+#include "lorafast/tensor.hpp"
+
+namespace lorafast::kernels {
+
+enum class Op { none, trans };
+
+template <class T>
+void gemm(Op op_a, Op op_b, T alpha, MatrixView<const T> a, MatrixView<const T> b, T beta,
+          MatrixView<T> c) {
+  const auto m = c.rows, n = c.cols;
+  const auto k = op_a == Op::none ? a.cols : a.rows;
+  LF_ASSERT((op_a == Op::none ? a.rows : a.cols) == m);
+  LF_ASSERT((op_b == Op::none ? b.rows : b.cols) == k);
+  LF_ASSERT((op_b == Op::none ? b.cols : b.rows) == n);
+  if (m == 0 || n == 0) return;
+  const auto ta = op_a == Op::none ? CblasNoTrans : CblasTrans;
+  const auto tb = op_b == Op::none ? CblasNoTrans : CblasTrans;
+  // BLAS requires ld >= 1 even for empty inner dimensions.
+  const auto lda = a.ld > 0 ? a.ld : 1, ldb = b.ld > 0 ? b.ld : 1;
+  if constexpr (std::is_same_v<T, float>)
+    cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a.data, lda, b.data, ldb, beta, c.data, c.ld);
+  else
+    cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a.data, lda, b.data, ldb, beta, c.data, c.ld);
+}
+
+template <class T>
+MatrixView<const T> as_const(MatrixView<T> view) {
+  return {view.data, view.rows, view.cols, view.ld};
+}
+
+}  // namespace lorafast::kernels

@@ -1,0 +1,61 @@
+// lorafast command-line entry point: maps errors to the exit codes of INTERFACE.md.
+#include <cstdio>
+#include <exception>
+
+#include "commands.hpp"
+#include "lorafast/error.hpp"
+#include "lorafast/threads.hpp"
+
+namespace lorafast::cli {
+
+void add_threads_option(CLI::App& command) {
+  command.add_option_function<int>("--threads", [](int t) { set_num_threads(t); },
+                                   "Worker threads (default: all cores)")
+      ->check(CLI::PositiveNumber);
+}
+
+namespace {
+
+int exit_code(ErrorKind kind) {
+  switch (kind) {
+    case ErrorKind::usage: return 2;
+    case ErrorKind::bad_input: return 3;
+    case ErrorKind::cannot_meet: return 4;
+  }
+  return 3;
+}
+
+int run(int argc, char** argv) {
+  set_num_threads(0);
+  CLI::App app{"lorafast: exact and almost-linear LoRA gradients of attention"};
+  app.require_subcommand(1);
+  add_grad_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::fputs(app.help().c_str(), stdout);
+    return 0;
+  } catch (const CLI::CallForAllHelp&) {
+    std::fputs(app.help("", CLI::AppFormatMode::All).c_str(), stdout);
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "lorafast: error: %s (see --help)\n", e.what());
+    return 2;
+  } catch (const Error& e) {
+    std::fprintf(stderr, "lorafast: error: %s\n", e.what());
+    return exit_code(e.kind());
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace lorafast::cli
+
+int main(int argc, char** argv) {
+  try {
+    return lorafast::cli::run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "lorafast: error: %s\n", e.what());
+    return 3;
+  }
+}
