@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "lorafast/error.hpp"
@@ -75,6 +76,11 @@ struct MatrixView {
   std::int64_t ld = 0;  // elements between consecutive rows
 
   T& operator()(std::int64_t r, std::int64_t c) const { return data[r * ld + c]; }
+  operator MatrixView<const T>() const
+    requires(!std::is_const_v<T>)
+  {
+    return {data, rows, cols, ld};
+  }
   T* row(std::int64_t r) const { return data + r * ld; }
   MatrixView block(std::int64_t r0, std::int64_t c0, std::int64_t nr, std::int64_t nc) const {
     return {data + r0 * ld + c0, nr, nc, ld};

@@ -4,6 +4,8 @@
 
 #include <cblas.h>
 
+#include <type_traits>
+
 #include "lorafast/tensor.hpp"
 
 namespace lorafast::kernels {
@@ -11,8 +13,8 @@ namespace lorafast::kernels {
 enum class Op { none, trans };
 
 template <class T>
-void gemm(Op op_a, Op op_b, T alpha, MatrixView<const T> a, MatrixView<const T> b, T beta,
-          MatrixView<T> c) {
+void gemm(Op op_a, Op op_b, T alpha, std::type_identity_t<MatrixView<const T>> a,
+          std::type_identity_t<MatrixView<const T>> b, T beta, MatrixView<T> c) {
   const auto m = c.rows, n = c.cols;
   const auto k = op_a == Op::none ? a.cols : a.rows;
   LF_ASSERT((op_a == Op::none ? a.rows : a.cols) == m);
@@ -27,11 +29,6 @@ void gemm(Op op_a, Op op_b, T alpha, MatrixView<const T> a, MatrixView<const T> 
     cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a.data, lda, b.data, ldb, beta, c.data, c.ld);
   else
     cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a.data, lda, b.data, ldb, beta, c.data, c.ld);
-}
-
-template <class T>
-MatrixView<const T> as_const(MatrixView<T> view) {
-  return {view.data, view.rows, view.cols, view.ld};
 }
 
 }  // namespace lorafast::kernels

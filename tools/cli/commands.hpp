@@ -7,6 +7,7 @@
 namespace lorafast::cli {
 
 void add_grad_command(CLI::App& app);
+void add_case_command(CLI::App& app);
 
 // --threads, accepted by every command (default: all cores).
 void add_threads_option(CLI::App& command);

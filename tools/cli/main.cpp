@@ -30,6 +30,7 @@ int run(int argc, char** argv) {
   CLI::App app{"lorafast: exact and almost-linear LoRA gradients of attention"};
   app.require_subcommand(1);
   add_grad_command(app);
+  add_case_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {

@@ -1,0 +1,239 @@
+// safetensors reader. The file is hostile: every length, offset, shape and dtype is
+// checked before use, and the tensors must tile the data section exactly (no gaps, no
+// overlaps, no trailing bytes), as the reference implementation requires.
+#include <algorithm>
+#include <bit>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <set>
+#include <tuple>
+
+#include <nlohmann/json.hpp>
+
+#include "io/half_float.hpp"
+#include "lorafast/safetensors.hpp"
+
+namespace lorafast {
+namespace {
+
+using nlohmann::json;
+constexpr auto bad = ErrorKind::bad_input;
+constexpr std::uint64_t length_prefix = 8;
+
+// How a file dtype is stored and what it loads as.
+struct SourceType {
+  const char* name;
+  std::size_t size;
+  DType loads_as;
+};
+constexpr SourceType source_types[] = {
+    {"F32", 4, DType::f32}, {"F64", 8, DType::f64}, {"F16", 2, DType::f32}, {"BF16", 2, DType::f32}};
+
+struct Entry {
+  std::string name;
+  const SourceType* type = nullptr;
+  Shape shape;
+  std::uint64_t begin = 0, end = 0;
+};
+
+// A name or string from the file, printable on one line and of bounded length.
+std::string quoted(const std::string& text) {
+  constexpr std::size_t max_shown = 80;
+  std::string out = "'";
+  for (std::size_t i = 0; i < text.size() && i < max_shown; ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    out += (c < 0x20 || c == 0x7f) ? '?' : static_cast<char>(c);
+  }
+  return out + (text.size() > max_shown ? "...'" : "'");
+}
+
+std::string offsets_str(std::uint64_t begin, std::uint64_t end) { return cat('[', begin, ", ", end, ']'); }
+
+std::uint64_t read_u64_le(const std::byte* p) {
+  std::uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v |= static_cast<std::uint64_t>(p[i]) << (8 * i);
+  return v;
+}
+
+std::uint16_t read_u16_le(const std::byte* p) {
+  return static_cast<std::uint16_t>(static_cast<unsigned>(p[0]) | (static_cast<unsigned>(p[1]) << 8));
+}
+
+// Parses the JSON header, rejecting duplicate top-level keys (nlohmann keeps the last).
+json parse_header_json(std::string_view text, const std::string& origin) {
+  std::set<std::string> seen;
+  const json::parser_callback_t reject_duplicates = [&](int depth, json::parse_event_t event, json& parsed) {
+    if (depth == 1 && event == json::parse_event_t::key) {
+      const auto& key = parsed.get_ref<const std::string&>();
+      LF_CHECK(seen.insert(key).second, bad, origin, ": header: duplicate key ", quoted(key));
+    }
+    return true;
+  };
+  try {
+    return json::parse(text, reject_duplicates);
+  } catch (const json::parse_error& e) {
+    throw Error(bad, cat(origin, ": header is not valid JSON (file byte ", length_prefix + e.byte - 1,
+                         "): ", e.what()));
+  }
+}
+
+const SourceType& find_source_type(const json& dtype, const std::string& origin, const std::string& name) {
+  LF_CHECK(dtype.is_string(), bad, origin, ": tensor ", quoted(name), ": dtype is a ", dtype.type_name(),
+           ", not a string");
+  const auto& text = dtype.get_ref<const std::string&>();
+  for (const auto& type : source_types)
+    if (text == type.name) return type;
+  throw Error(bad, cat(origin, ": tensor ", quoted(name), ": unsupported dtype ", quoted(text),
+                       " (supported: F32, F64, F16, BF16)"));
+}
+
+// A non-negative integer that fits `limit`, or an error naming `what` and the limit.
+std::uint64_t read_count(const json& value, std::uint64_t limit, const std::string& what,
+                         const char* limit_note = "") {
+  LF_CHECK(value.is_number_unsigned() && value.get<std::uint64_t>() <= limit, bad, what, " is ",
+           value.is_number() ? value.dump() : std::string("a ") + value.type_name(),
+           ", not an integer in [0, ", limit, "]", limit_note);
+  return value.get<std::uint64_t>();
+}
+
+Entry parse_entry(const std::string& name, const json& info, const std::string& origin,
+                  std::uint64_t data_size) {
+  const std::string where = cat(origin, ": tensor ", quoted(name));
+  LF_CHECK(info.is_object(), bad, where, ": entry is a ", info.type_name(), ", not an object");
+  for (const char* field : {"dtype", "shape", "data_offsets"})
+    LF_CHECK(info.contains(field), bad, where, ": missing \"", field, '"');
+
+  Entry entry;
+  entry.name = name;
+  entry.type = &find_source_type(info["dtype"], origin, name);
+
+  const json& shape = info["shape"];
+  LF_CHECK(shape.is_array(), bad, where, ": shape is a ", shape.type_name(), ", not a list");
+  constexpr auto max_i64 = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
+  std::uint64_t numel = 1;
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    const std::uint64_t dim = read_count(shape[i], max_i64, cat(where, ": shape[", i, ']'));
+    LF_CHECK(!__builtin_mul_overflow(numel, dim, &numel) && numel <= max_i64, bad, where,
+             ": shape has more elements than fit in 64 bits");
+    entry.shape.push_back(static_cast<std::int64_t>(dim));
+  }
+  std::uint64_t need = 0;
+  LF_CHECK(!__builtin_mul_overflow(numel, entry.type->size, &need), bad, where, ": ", entry.type->name, ' ',
+           shape_str(entry.shape), " has more bytes than fit in 64 bits");
+
+  const json& offsets = info["data_offsets"];
+  LF_CHECK(offsets.is_array() && offsets.size() == 2, bad, where,
+           ": data_offsets is not a list of two integers");
+  constexpr const char* data_note = " (the size of the data section)";
+  entry.begin = read_count(offsets[0], data_size, cat(where, ": data_offsets[0]"), data_note);
+  entry.end = read_count(offsets[1], data_size, cat(where, ": data_offsets[1]"), data_note);
+  LF_CHECK(entry.begin <= entry.end, bad, where, ": data_offsets ", offsets_str(entry.begin, entry.end),
+           " begin after end");
+  LF_CHECK(entry.end - entry.begin == need, bad, where, ": data_offsets ", offsets_str(entry.begin, entry.end),
+           " span ", entry.end - entry.begin, " bytes but ", entry.type->name, ' ', shape_str(entry.shape),
+           " needs ", need);
+  return entry;
+}
+
+Metadata parse_metadata(const json& value, const std::string& origin) {
+  LF_CHECK(value.is_object(), bad, origin, ": __metadata__ is a ", value.type_name(), ", not an object");
+  Metadata metadata;
+  for (const auto& [key, text] : value.items()) {
+    LF_CHECK(text.is_string(), bad, origin, ": __metadata__ ", quoted(key), " is a ", text.type_name(),
+             ", not a string");
+    metadata.emplace(key, text.get<std::string>());
+  }
+  return metadata;
+}
+
+// The tensors must cover [0, data_size) exactly once, in any order of names.
+void check_tiling(std::vector<Entry> entries, std::uint64_t data_size, std::uint64_t data_start,
+                  const std::string& origin) {
+  std::sort(entries.begin(), entries.end(),
+            [](const Entry& a, const Entry& b) { return std::tie(a.begin, a.end) < std::tie(b.begin, b.end); });
+  std::uint64_t covered = 0;
+  const Entry* previous = nullptr;
+  for (const auto& e : entries) {
+    LF_CHECK(e.begin >= covered, bad, origin, ": tensor ", quoted(e.name), ": data_offsets ",
+             offsets_str(e.begin, e.end), " overlap tensor ", quoted(previous->name), ' ',
+             offsets_str(previous->begin, previous->end));
+    LF_CHECK(e.begin == covered, bad, origin, ": data bytes ", offsets_str(covered, e.begin),
+             " (file offset ", data_start + covered, ") belong to no tensor (gap before tensor ",
+             quoted(e.name), ')');
+    covered = e.end;
+    previous = &e;
+  }
+  LF_CHECK(covered == data_size, bad, origin, ": data bytes ", offsets_str(covered, data_size),
+           " (file offset ", data_start + covered, ") belong to no tensor (trailing bytes)");
+}
+
+Tensor decode(const Entry& entry, const std::byte* data) {
+  Tensor tensor(entry.type->loads_as, entry.shape);
+  const std::byte* src = data + entry.begin;
+  const std::size_t n = static_cast<std::size_t>(tensor.numel());
+  const std::string_view name = entry.type->name;
+  if (entry.type->size == 2) {  // F16 or BF16, widened to F32
+    const bool is_f16 = name == "F16";
+    float* dst = tensor.data<float>();
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::uint16_t bits = read_u16_le(src + 2 * i);
+      dst[i] = is_f16 ? f16_to_f32(bits) : bf16_to_f32(bits);
+    }
+  } else if (tensor.nbytes() > 0) {
+    static_assert(std::endian::native == std::endian::little, "safetensors data is little-endian");
+    std::memcpy(tensor.bytes(), src, tensor.nbytes());
+  }
+  return tensor;
+}
+
+}  // namespace
+
+SafetensorsContents parse_safetensors(std::span<const std::byte> file, const std::string& origin) {
+  LF_CHECK(file.size() >= length_prefix, bad, origin, ": ", file.size(),
+           " bytes is too short for a safetensors file (need the 8-byte header length)");
+  const std::uint64_t header_size = read_u64_le(file.data());
+  LF_CHECK(header_size <= max_safetensors_header, bad, origin, ": header length ", header_size,
+           " exceeds the limit of ", max_safetensors_header, " bytes");
+  LF_CHECK(header_size <= file.size() - length_prefix, bad, origin, ": header length ", header_size,
+           " runs past the end of the file (", file.size() - length_prefix, " bytes follow the length)");
+
+  const std::uint64_t data_start = length_prefix + header_size;
+  const std::uint64_t data_size = file.size() - data_start;
+  const json header = parse_header_json(
+      std::string_view(reinterpret_cast<const char*>(file.data() + length_prefix), header_size), origin);
+  LF_CHECK(header.is_object(), bad, origin, ": header is a JSON ", header.type_name(), ", not an object");
+
+  SafetensorsContents contents;
+  std::vector<Entry> entries;
+  for (const auto& [key, value] : header.items()) {
+    if (key == "__metadata__")
+      contents.metadata = parse_metadata(value, origin);
+    else
+      entries.push_back(parse_entry(key, value, origin, data_size));
+  }
+  check_tiling(entries, data_size, data_start, origin);
+  for (const auto& entry : entries) contents.tensors.emplace(entry.name, decode(entry, file.data() + data_start));
+  return contents;
+}
+
+SafetensorsContents read_safetensors(const std::filesystem::path& path) {
+  const std::string origin = path.string();
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  LF_CHECK(std::filesystem::exists(status), bad, origin, ": cannot open: no such file");
+  LF_CHECK(!std::filesystem::is_directory(status), bad, origin, ": cannot open: is a directory");
+  std::ifstream in(path, std::ios::binary);
+  LF_CHECK(in.is_open(), bad, origin, ": cannot open for reading");
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  LF_CHECK(in && size >= 0, bad, origin, ": cannot determine the file size");
+  in.seekg(0, std::ios::beg);
+  std::vector<std::byte> bytes(static_cast<std::size_t>(size));
+  in.read(reinterpret_cast<char*>(bytes.data()), size);
+  LF_CHECK(in.gcount() == size, bad, origin, ": read ", in.gcount(), " of ", size, " bytes");
+  return parse_safetensors(bytes, origin);
+}
+
+}  // namespace lorafast

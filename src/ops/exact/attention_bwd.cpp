@@ -1,0 +1,137 @@
+// Tiled exact attention backward (FlashAttention-2 on the CPU). P is recomputed tile
+// by tile from the forward's row log-sum-exp; delta = rowsum(dO ∘ O). dQ rows belong
+// to one work item; dK and dV gather contributions from every query block, so they
+// are either owned by one thread per (sequence, head) or, when there are too few
+// heads to keep every core busy, accumulated per thread and summed in thread order
+// (deterministic for a given thread count).
+#include <omp.h>
+
+#include <vector>
+
+#include "kernels/gemm.hpp"
+#include "kernels/tile_ops.hpp"
+#include "ops/exact/head_views.hpp"
+
+namespace lorafast {
+namespace {
+
+using kernels::gemm;
+using kernels::Op;
+using namespace exact;
+
+template <class T>
+struct Workspace {
+  std::vector<T> p, d_p, delta;
+  explicit Workspace() : p(block_rows * block_cols), d_p(block_rows * block_cols), delta(block_rows) {}
+};
+
+// One query block of head h of sequence n: writes its dQ rows and adds its share of
+// dK and dV into d_k, d_v (views of all L rows of this head).
+template <class T>
+void backward_block(const AttentionParams<T>& p, std::int64_t n, std::int64_t h, std::int64_t i0,
+                    MatrixView<T> d_k, MatrixView<T> d_v, Workspace<T>& ws) {
+  const std::int64_t rows = std::min(block_rows, p.seq_len - i0);
+  const T scale = static_cast<T>(p.scale);
+  const auto q = head_rows(p.q, p, n, h, i0, rows);
+  const auto d_o = head_rows(p.d_o, p, n, h, i0, rows);
+  const auto o = head_rows(static_cast<const T*>(p.o), p, n, h, i0, rows);
+  const auto d_q = head_rows(p.d_q, p, n, h, i0, rows);
+  const T* lse = p.lse + (n * p.heads + h) * p.seq_len + i0;
+  for (std::int64_t r = 0; r < rows; ++r) {
+    T dot = 0;
+    for (std::int64_t c = 0; c < p.head_dim; ++c) dot += d_o(r, c) * o(r, c);
+    ws.delta[r] = dot;
+    for (std::int64_t c = 0; c < p.head_dim; ++c) d_q(r, c) = 0;
+  }
+  const std::int64_t keys = visible_keys(p, i0, rows);
+  for (std::int64_t j0 = 0; j0 < keys; j0 += block_cols) {
+    const std::int64_t cols = std::min(block_cols, keys - j0);
+    const auto k = head_rows(p.k, p, n, h, j0, cols);
+    const MatrixView<T> prob{ws.p.data(), rows, cols, block_cols};
+    const MatrixView<T> grad{ws.d_p.data(), rows, cols, block_cols};
+    gemm(Op::none, Op::trans, scale, q, k, T(0), prob);  // S = scale Q K^T
+    if (tile_needs_mask(p.causal, i0, j0, cols)) kernels::mask_future(prob.data, block_cols, rows, cols, i0, j0);
+    kernels::exp_minus_row(prob.data, block_cols, rows, cols, lse);                        // P
+    gemm(Op::none, Op::trans, T(1), d_o, head_rows(p.v, p, n, h, j0, cols), T(0), grad);   // dP = dO V^T
+    gemm(Op::trans, Op::none, T(1), prob, d_o, T(1), d_v.block(j0, 0, cols, p.head_dim));  // dV += P^T dO
+    kernels::softmax_grad(grad.data, prob.data, block_cols, rows, cols, ws.delta.data());  // dS
+    gemm(Op::none, Op::none, scale, grad, k, T(1), d_q);                          // dQ += scale dS K
+    gemm(Op::trans, Op::none, scale, grad, q, T(1), d_k.block(j0, 0, cols, p.head_dim));  // dK += scale dS^T Q
+  }
+}
+
+template <class T>
+void zero(MatrixView<T> m) {
+  for (std::int64_t r = 0; r < m.rows; ++r) std::fill(m.row(r), m.row(r) + m.cols, T(0));
+}
+
+// Enough (sequence, head) pairs to share out whole: each thread owns its heads' dK, dV.
+template <class T>
+void backward_by_head(const AttentionParams<T>& p) {
+  const std::int64_t row_blocks = ceil_div(p.seq_len, block_rows);
+#pragma omp parallel
+  {
+    Workspace<T> ws;
+#pragma omp for schedule(static, 1)
+    for (std::int64_t pair = 0; pair < p.batch * p.heads; ++pair) {
+      const std::int64_t n = pair / p.heads, h = pair % p.heads;
+      const auto d_k = head_rows(p.d_k, p, n, h, 0, p.seq_len), d_v = head_rows(p.d_v, p, n, h, 0, p.seq_len);
+      zero(d_k);
+      zero(d_v);
+      for (std::int64_t b = 0; b < row_blocks; ++b) backward_block(p, n, h, b * block_rows, d_k, d_v, ws);
+    }
+  }
+}
+
+// Few heads, long sequences: query blocks of one head are shared across threads,
+// each accumulating into private [L, E] dK, dV buffers that are then summed.
+template <class T>
+void backward_by_row_block(const AttentionParams<T>& p) {
+  const std::int64_t row_blocks = ceil_div(p.seq_len, block_rows);
+  const std::int64_t len = p.seq_len * p.head_dim;
+  const int threads = omp_get_max_threads();
+  std::vector<std::vector<T>> k_acc(threads, std::vector<T>(len)), v_acc(threads, std::vector<T>(len));
+  for (std::int64_t pair = 0; pair < p.batch * p.heads; ++pair) {
+    const std::int64_t n = pair / p.heads, h = pair % p.heads;
+#pragma omp parallel num_threads(threads)
+    {
+      const int t = omp_get_thread_num();
+      const MatrixView<T> d_k{k_acc[t].data(), p.seq_len, p.head_dim, p.head_dim};
+      const MatrixView<T> d_v{v_acc[t].data(), p.seq_len, p.head_dim, p.head_dim};
+      zero(d_k);
+      zero(d_v);
+      Workspace<T> ws;
+#pragma omp for schedule(static, 1)
+      for (std::int64_t b = 0; b < row_blocks; ++b) backward_block(p, n, h, b * block_rows, d_k, d_v, ws);
+      const auto out_k = head_rows(p.d_k, p, n, h, 0, p.seq_len), out_v = head_rows(p.d_v, p, n, h, 0, p.seq_len);
+#pragma omp for schedule(static)
+      for (std::int64_t r = 0; r < p.seq_len; ++r)
+        for (std::int64_t c = 0; c < p.head_dim; ++c) {
+          T k_sum = 0, v_sum = 0;
+          for (int u = 0; u < threads; ++u) {
+            k_sum += k_acc[u][r * p.head_dim + c];
+            v_sum += v_acc[u][r * p.head_dim + c];
+          }
+          out_k(r, c) = k_sum;
+          out_v(r, c) = v_sum;
+        }
+    }
+  }
+}
+
+}  // namespace
+
+template <class T>
+void attention_bwd(const AttentionParams<T>& p) {
+  const std::int64_t pairs = p.batch * p.heads;
+  const int threads = omp_get_max_threads();
+  if (pairs % threads == 0 || pairs >= 4 * threads)
+    backward_by_head(p);
+  else
+    backward_by_row_block(p);
+}
+
+template void attention_bwd<float>(const AttentionParams<float>&);
+template void attention_bwd<double>(const AttentionParams<double>&);
+
+}  // namespace lorafast

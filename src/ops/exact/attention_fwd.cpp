@@ -1,0 +1,60 @@
+// Tiled exact attention forward (FlashAttention-2 on the CPU): each work item is a
+// block of query rows of one head of one sequence; it streams key/value tiles,
+// keeps the online softmax state and writes O and the row log-sum-exp.
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "kernels/gemm.hpp"
+#include "kernels/tile_ops.hpp"
+#include "ops/exact/head_views.hpp"
+
+namespace lorafast {
+
+using kernels::gemm;
+using kernels::Op;
+
+template <class T>
+void attention_fwd(const AttentionParams<T>& p) {
+  using namespace exact;
+  const std::int64_t row_blocks = ceil_div(p.seq_len, block_rows);
+  const std::int64_t items = p.batch * p.heads * row_blocks;
+  const T scale = static_cast<T>(p.scale);
+#pragma omp parallel
+  {
+    std::vector<T> s(block_rows * block_cols), acc(block_rows * p.head_dim), m(block_rows), l(block_rows);
+    // Interleaved static schedule: deterministic, and balances causal row blocks.
+#pragma omp for schedule(static, 1)
+    for (std::int64_t item = 0; item < items; ++item) {
+      const std::int64_t n = item / (p.heads * row_blocks), h = item / row_blocks % p.heads;
+      const std::int64_t i0 = item % row_blocks * block_rows, rows = std::min(block_rows, p.seq_len - i0);
+      const auto q = head_rows(p.q, p, n, h, i0, rows);
+      std::fill(acc.begin(), acc.end(), T(0));
+      std::fill(m.begin(), m.end(), -std::numeric_limits<T>::infinity());
+      std::fill(l.begin(), l.end(), T(0));
+      const MatrixView<T> acc_view{acc.data(), rows, p.head_dim, p.head_dim};
+      const std::int64_t keys = visible_keys(p, i0, rows);
+      for (std::int64_t j0 = 0; j0 < keys; j0 += block_cols) {
+        const std::int64_t cols = std::min(block_cols, keys - j0);
+        const MatrixView<T> tile{s.data(), rows, cols, block_cols};
+        gemm(Op::none, Op::trans, scale, q, head_rows(p.k, p, n, h, j0, cols), T(0), tile);
+        if (tile_needs_mask(p.causal, i0, j0, cols)) kernels::mask_future(s.data(), block_cols, rows, cols, i0, j0);
+        kernels::online_softmax_step(s.data(), block_cols, rows, cols, m.data(), l.data(), acc.data(),
+                                     p.head_dim, p.head_dim);
+        gemm(Op::none, Op::none, T(1), tile, head_rows(p.v, p, n, h, j0, cols), T(1), acc_view);
+      }
+      const auto o = head_rows(p.o, p, n, h, i0, rows);
+      T* lse = p.lse + (n * p.heads + h) * p.seq_len + i0;
+      for (std::int64_t r = 0; r < rows; ++r) {
+        const T inv = T(1) / l[r];
+        for (std::int64_t c = 0; c < p.head_dim; ++c) o(r, c) = acc[r * p.head_dim + c] * inv;
+        lse[r] = m[r] + std::log(l[r]);
+      }
+    }
+  }
+}
+
+template void attention_fwd<float>(const AttentionParams<float>&);
+template void attention_fwd<double>(const AttentionParams<double>&);
+
+}  // namespace lorafast

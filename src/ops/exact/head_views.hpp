@@ -1,0 +1,39 @@
+// Tile geometry and per-(sequence, head) matrix views shared by the exact kernels.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "lorafast/attention.hpp"
+#include "lorafast/tensor.hpp"
+
+namespace lorafast::exact {
+
+// Query rows per work item and key columns per tile. A score tile (64 x 256 floats,
+// 64 KiB) and its gradient stay in L2 between the GEMMs that produce and consume them.
+constexpr std::int64_t block_rows = 64;
+constexpr std::int64_t block_cols = 256;
+
+// Rows [i0, i0 + rows) of head h of sequence n in an [N, L, D] matrix.
+template <class T>
+MatrixView<T> head_rows(T* base, const AttentionParams<std::remove_const_t<T>>& p, std::int64_t n,
+                        std::int64_t h, std::int64_t i0, std::int64_t rows) {
+  const std::int64_t d = p.model_dim();
+  return {base + (n * p.seq_len + i0) * d + h * p.head_dim, rows, p.head_dim, d};
+}
+
+// Keys a query block may attend to: all of them, or up to its last row when causal.
+template <class T>
+std::int64_t visible_keys(const AttentionParams<T>& p, std::int64_t i0, std::int64_t rows) {
+  return p.causal ? std::min(p.seq_len, i0 + rows) : p.seq_len;
+}
+
+// Whether the tile starting at key j0 with `cols` keys crosses the diagonal of the
+// query block starting at i0 (some of its keys lie in some query's future).
+inline bool tile_needs_mask(bool causal, std::int64_t i0, std::int64_t j0, std::int64_t cols) {
+  return causal && j0 + cols - 1 > i0;
+}
+
+inline std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
+
+}  // namespace lorafast::exact

@@ -1,0 +1,28 @@
+// The oracle: slow, obviously-correct double-precision attention and LoRA chain rule
+// (SPEC.md §1-2), written for clarity and never optimized. It materialises the
+// L x L probabilities and derives dS from its definition rowsum(P ∘ dP), not from the
+// delta = rowsum(dO ∘ O) shortcut the optimized kernels use.
+#pragma once
+
+#include "lorafast/lora.hpp"
+#include "lorafast/tensor.hpp"
+
+namespace lorafast::ref {
+
+// Single-sequence multi-head attention on [L, D] matrices (D = heads * E).
+struct AttentionProblem {
+  MatrixView<const double> q, k, v;
+  std::int64_t heads = 1;
+  double scale = 1.0;
+  bool causal = false;
+};
+
+void attention_fwd(const AttentionProblem& problem, MatrixView<double> o);
+void attention_bwd(const AttentionProblem& problem, MatrixView<const double> d_o,
+                   MatrixView<double> d_q, MatrixView<double> d_k, MatrixView<double> d_v);
+
+// Loss and adapter gradients in double, whatever options.dtype says.
+LoraAttentionGrads lora_attention_grad(const LoraAttentionInputs& inputs,
+                                       const LoraAttentionOptions& options);
+
+}  // namespace lorafast::ref
