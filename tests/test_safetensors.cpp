@@ -47,12 +47,14 @@ std::string parse_error(const std::vector<std::byte>& file) {
 void expect_error(const std::vector<std::byte>& file, std::initializer_list<std::string> parts) {
   const std::string message = parse_error(file);
   EXPECT_EQ(message.rfind(origin + ": ", 0), 0u) << message;
-  for (const auto& part : parts) EXPECT_NE(message.find(part), std::string::npos) << "'" << part << "' not in: " << message;
+  for (const auto& part : parts)
+    EXPECT_NE(message.find(part), std::string::npos) << "'" << part << "' not in: " << message;
 }
 
 std::string entry(const std::string& name, const std::string& dtype, const std::string& shape,
                   const std::string& offsets) {
-  return cat('"', name, "\": {\"dtype\": \"", dtype, "\", \"shape\": ", shape, ", \"data_offsets\": ", offsets, '}');
+  return cat('"', name, "\": {\"dtype\": \"", dtype, "\", \"shape\": ", shape, ", \"data_offsets\": ", offsets,
+             '}');
 }
 
 // "{e1, e2, ...}"; built with append, as operator+ on temporaries trips GCC 12's -Wrestrict.
@@ -60,6 +62,12 @@ std::string object_of(std::initializer_list<std::string> entries, const std::str
   std::string out = "{";
   for (const auto& e : entries) out.append(out.size() > 1 ? ", " : "").append(e);
   return out.append(tail).append("}");
+}
+
+// A file holding one tensor 'x' and `data_bytes` of data.
+std::vector<std::byte> x_file(const std::string& dtype, const std::string& shape, const std::string& offsets,
+                              std::size_t data_bytes) {
+  return make_file(object_of({entry("x", dtype, shape, offsets)}), data_bytes);
 }
 
 fs::path fresh_dir(const std::string& name) {
@@ -132,7 +140,8 @@ TEST(SafetensorsRoundTrip, HeaderIsPaddedToEightBytesAndDataFollowsInNameOrder) 
 TEST(SafetensorsParse, AcceptsHandWrittenFileWithDataOutOfNameOrder) {
   // "z" comes first in the data, "a" second; the header has extra padding spaces.
   const std::string header =
-      object_of({entry("a", "F32", "[2]", "[4, 12]"), entry("z", "F32", "[]", "[0, 4]")}, ", \"__metadata__\": {\"k\": \"v\"}")
+      object_of({entry("a", "F32", "[2]", "[4, 12]"), entry("z", "F32", "[]", "[0, 4]")},
+                ", \"__metadata__\": {\"k\": \"v\"}")
           .append(8, ' ');
   auto file = make_file(header, 12);
   const float values[3] = {7.0f, -1.5f, 2.5f};
@@ -147,7 +156,8 @@ TEST(SafetensorsParse, AcceptsHandWrittenFileWithDataOutOfNameOrder) {
 
 // Decodes 16-bit values of `dtype` through a real file.
 Tensor decode16(const std::string& dtype, std::initializer_list<std::uint16_t> bits) {
-  const std::string header = object_of({entry("h", dtype, cat('[', bits.size(), ']'), cat("[0, ", 2 * bits.size(), "]"))});
+  const std::string header =
+      object_of({entry("h", dtype, cat('[', bits.size(), ']'), cat("[0, ", 2 * bits.size(), "]"))});
   auto file = make_file(header, 2 * bits.size());
   std::byte* data = file.data() + 8 + header_length(header);
   for (const auto b : bits) {
@@ -158,7 +168,8 @@ Tensor decode16(const std::string& dtype, std::initializer_list<std::uint16_t> b
 }
 
 TEST(SafetensorsHalf, F16KnownBitPatterns) {
-  const Tensor t = decode16("F16", {0x3c00, 0xc000, 0x7bff, 0x0001, 0x03ff, 0x0400, 0x7c00, 0xfc00, 0x8000, 0x3555, 0x7e00});
+  const Tensor t =
+      decode16("F16", {0x3c00, 0xc000, 0x7bff, 0x0001, 0x03ff, 0x0400, 0x7c00, 0xfc00, 0x8000, 0x3555, 0x7e00});
   ASSERT_EQ(t.dtype(), DType::f32);
   const float* v = t.data<float>();
   EXPECT_EQ(v[0], 1.0f);
@@ -202,33 +213,35 @@ TEST(SafetensorsCorrupt, FramingAndJson) {
 
 TEST(SafetensorsCorrupt, EntryFieldsAndDtype) {
   expect_error(make_file("{\"x\": 3}", 0), {"tensor 'x'", "not an object"});
-  expect_error(make_file("{\"x\": {\"dtype\": \"F32\", \"shape\": [1]}}", 4), {"tensor 'x'", "missing \"data_offsets\""});
-  expect_error(make_file("{\"x\": {\"shape\": [1], \"data_offsets\": [0, 4]}}", 4), {"tensor 'x'", "missing \"dtype\""});
+  expect_error(make_file("{\"x\": {\"dtype\": \"F32\", \"shape\": [1]}}", 4),
+               {"tensor 'x'", "missing \"data_offsets\""});
+  expect_error(make_file("{\"x\": {\"shape\": [1], \"data_offsets\": [0, 4]}}", 4),
+               {"tensor 'x'", "missing \"dtype\""});
   expect_error(make_file("{\"x\": {\"dtype\": 4, \"shape\": [1], \"data_offsets\": [0, 4]}}", 4),
                {"tensor 'x'", "dtype is a number"});
   for (const char* dtype : {"I32", "U8", "BOOL", "F8_E4M3", "I64", "f32", ""})
-    expect_error(make_file(object_of({entry("x", dtype, "[1]", "[0, 4]")}), 4),
+    expect_error(x_file(dtype, "[1]", "[0, 4]", 4),
                  {"tensor 'x'", cat("unsupported dtype '", dtype, "'")});
 }
 
 TEST(SafetensorsCorrupt, Shapes) {
-  expect_error(make_file(object_of({entry("x", "F32", "3", "[0, 12]")}), 12), {"tensor 'x'", "shape is a number"});
-  expect_error(make_file(object_of({entry("x", "F32", "[2, -1]", "[0, 8]")}), 8), {"tensor 'x'", "shape[1] is -1"});
-  expect_error(make_file(object_of({entry("x", "F32", "[2.5]", "[0, 8]")}), 8), {"tensor 'x'", "shape[0] is 2.5"});
-  expect_error(make_file(object_of({entry("x", "F32", "[\"2\"]", "[0, 8]")}), 8), {"tensor 'x'", "shape[0] is a string"});
-  expect_error(make_file(object_of({entry("x", "F32", "[4294967296, 4294967296]", "[0, 8]")}), 8),
+  expect_error(x_file("F32", "3", "[0, 12]", 12), {"tensor 'x'", "shape is a number"});
+  expect_error(x_file("F32", "[2, -1]", "[0, 8]", 8), {"tensor 'x'", "shape[1] is -1"});
+  expect_error(x_file("F32", "[2.5]", "[0, 8]", 8), {"tensor 'x'", "shape[0] is 2.5"});
+  expect_error(x_file("F32", "[\"2\"]", "[0, 8]", 8), {"tensor 'x'", "shape[0] is a string"});
+  expect_error(x_file("F32", "[4294967296, 4294967296]", "[0, 8]", 8),
                {"tensor 'x'", "more elements than fit in 64 bits"});
-  expect_error(make_file(object_of({entry("x", "F64", "[4611686018427387904]", "[0, 8]")}), 8),
+  expect_error(x_file("F64", "[4611686018427387904]", "[0, 8]", 8),
                {"tensor 'x'", "more bytes than fit in 64 bits"});
 }
 
 TEST(SafetensorsCorrupt, DataOffsets) {
   for (const char* offsets : {"[0]", "[0, 4, 8]", "4", "[\"0\", 4]", "[0, -4]", "[0.0, 4]"})
-    expect_error(make_file(object_of({entry("x", "F32", "[1]", offsets)}), 4), {"tensor 'x'", "data_offsets"});
-  expect_error(make_file(object_of({entry("x", "F32", "[1]", "[8, 4]")}), 8), {"tensor 'x'", "[8, 4] begin after end"});
-  expect_error(make_file(object_of({entry("x", "F32", "[4]", "[0, 16]")}), 8),
+    expect_error(x_file("F32", "[1]", offsets, 4), {"tensor 'x'", "data_offsets"});
+  expect_error(x_file("F32", "[1]", "[8, 4]", 8), {"tensor 'x'", "[8, 4] begin after end"});
+  expect_error(x_file("F32", "[4]", "[0, 16]", 8),
                {"tensor 'x'", "data_offsets[1] is 16", "[0, 8]"});
-  expect_error(make_file(object_of({entry("x", "F32", "[2, 3, 5]", "[0, 96]")}), 96),
+  expect_error(x_file("F32", "[2, 3, 5]", "[0, 96]", 96),
                {"tensor 'x'", "data_offsets [0, 96] span 96 bytes but F32 [2, 3, 5] needs 120"});
 }
 

@@ -13,7 +13,7 @@ inline float f16_to_f32(std::uint16_t h) {
   const std::uint32_t exponent = (h >> 10) & 0x1fu;
   const std::uint32_t mantissa = h & 0x3ffu;
   if (exponent == 0) {  // zero or subnormal: mantissa * 2^-24, exact in binary32
-    const float magnitude = std::ldexp(static_cast<float>(mantissa), -23);
+    const float magnitude = std::ldexp(static_cast<float>(mantissa), -24);
     return sign ? -magnitude : magnitude;
   }
   if (exponent == 0x1f) return std::bit_cast<float>(sign | 0x7f800000u | (mantissa << 13));

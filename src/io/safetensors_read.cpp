@@ -74,8 +74,9 @@ json parse_header_json(std::string_view text, const std::string& origin) {
   try {
     return json::parse(text, reject_duplicates);
   } catch (const json::parse_error& e) {
+    constexpr std::size_t max_detail = 200;  // the parser quotes the offending token, which may be huge
     throw Error(bad, cat(origin, ": header is not valid JSON (file byte ", length_prefix + e.byte - 1,
-                         "): ", e.what()));
+                         "): ", std::string_view(e.what()).substr(0, max_detail)));
   }
 }
 

@@ -271,7 +271,8 @@ def check(condition, message):
 
 
 class Harness:
-    """Collects named test functions fn(binary) and runs them.
+    """Collects named test functions fn(binary) and runs them; a test may return a
+    short note (e.g. the measured error) that is printed after its name.
 
     The closing line is exactly `P passed, F failed`; the exit status is non-zero
     when any test failed (or none ran)."""
@@ -301,7 +302,7 @@ class Harness:
                 continue
             t0 = time.time()
             try:
-                fn(binary)
+                note = fn(binary)
             except Exception as e:  # noqa: BLE001 - every failure is reported, not raised
                 failed += 1
                 detail = str(e) if isinstance(e, CheckFailed) else traceback.format_exc()
@@ -309,7 +310,8 @@ class Harness:
             else:
                 passed += 1
                 if not opts.quiet:
-                    print("ok   %s (%.2fs)" % (name, time.time() - t0), flush=True)
+                    print("ok   %s (%.2fs)%s" % (name, time.time() - t0, "  " + note if note else ""),
+                          flush=True)
         if not opts.quiet:
             print("# %.1fs total" % (time.time() - start))
         print("%d passed, %d failed" % (passed, failed))

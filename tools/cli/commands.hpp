@@ -8,8 +8,14 @@ namespace lorafast::cli {
 
 void add_grad_command(CLI::App& app);
 void add_case_command(CLI::App& app);
+void add_bench_command(CLI::App& app);
 
-// --threads, accepted by every command (default: all cores).
+// --threads, accepted by every command (default: all cores, at most max_threads).
+constexpr int max_threads = 1024;
 void add_threads_option(CLI::App& command);
+
+// Number checks with one readable message (CLI11's own print the whole double range).
+extern const CLI::Validator positive;
+extern const CLI::Validator non_negative;
 
 }  // namespace lorafast::cli

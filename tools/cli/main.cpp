@@ -8,10 +8,30 @@
 
 namespace lorafast::cli {
 
+namespace {
+CLI::Validator number_check(bool (*ok)(double), const std::string& requirement) {
+  return CLI::Validator(
+      [ok, requirement](std::string& text) {
+        try {
+          std::size_t used = 0;
+          const double value = std::stod(text, &used);
+          if (used == text.size() && ok(value)) return std::string();
+        } catch (const std::exception&) {
+        }
+        return "'" + text + "' is not " + requirement;
+      },
+      requirement);
+}
+}  // namespace
+
+const CLI::Validator positive = number_check([](double v) { return v > 0; }, "a positive number");
+const CLI::Validator non_negative = number_check([](double v) { return v >= 0; }, "a non-negative number");
+
 void add_threads_option(CLI::App& command) {
   command.add_option_function<int>("--threads", [](int t) { set_num_threads(t); },
                                    "Worker threads (default: all cores)")
-      ->check(CLI::PositiveNumber);
+      ->check(positive)
+      ->check(CLI::Range(1, max_threads, "at most " + std::to_string(max_threads)));
 }
 
 namespace {
@@ -30,6 +50,7 @@ int run(int argc, char** argv) {
   CLI::App app{"lorafast: exact and almost-linear LoRA gradients of attention"};
   app.require_subcommand(1);
   add_grad_command(app);
+  add_bench_command(app);
   add_case_command(app);
   try {
     app.parse(argc, argv);

@@ -1,20 +1,21 @@
 #include "model_flags.hpp"
 
+#include "commands.hpp"
 #include "lorafast/error.hpp"
 
 namespace lorafast::cli {
 
 void ModelFlags::add_to(CLI::App& c) {
   c.add_option("--in", in, "Case file (safetensors): x, y, w_q, w_k, w_v, lora_a_p, lora_b_p")->required();
-  c.add_option("--heads", heads, "Attention heads H (must divide D)")->check(CLI::PositiveNumber);
+  c.add_option("--heads", heads, "Attention heads H (must divide D)")->check(positive);
   c.add_flag("--causal", causal, "Causal mask");
   c.add_option("--alpha", alpha, "LoRA alpha (default: R, i.e. scaling 1)");
   c.add_flag("--rslora", rslora, "rsLoRA scaling alpha / sqrt(R)");
-  c.add_option("--scale", scale, "Score scale beta (default 1/sqrt(D/H))")->check(CLI::PositiveNumber);
+  c.add_option("--scale", scale, "Score scale beta (default 1/sqrt(D/H))")->check(positive);
   c.add_option("--method", method, "exact | fast | chained | auto")
       ->check(CLI::IsMember({"exact", "fast", "chained", "auto"}));
-  c.add_option("--eps", eps, "Target relative error of the gradients")->check(CLI::PositiveNumber);
-  c.add_option("--degree", degree, "Force the (even) Taylor degree of fast/chained")->check(CLI::NonNegativeNumber);
+  c.add_option("--eps", eps, "Target relative error of the gradients")->check(positive);
+  c.add_option("--degree", degree, "Force the (even) Taylor degree of fast/chained")->check(non_negative);
   c.add_option("--dtype", dtype, "Compute and output precision: f32 | f64")->check(CLI::IsMember({"f32", "f64"}));
   c.add_flag("--json", json, "Print one JSON object on stdout");
   c.add_flag("--explain", explain, "Explain the per-head method choice on stderr");
