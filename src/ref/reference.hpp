@@ -4,6 +4,7 @@
 // delta = rowsum(dO ∘ O) shortcut the optimized kernels use.
 #pragma once
 
+#include "lorafast/fast_attention.hpp"
 #include "lorafast/lora.hpp"
 #include "lorafast/tensor.hpp"
 
@@ -24,5 +25,20 @@ void attention_bwd(const AttentionProblem& problem, MatrixView<const double> d_o
 // Loss and adapter gradients in double, whatever options.dtype says.
 LoraAttentionGrads lora_attention_grad(const LoraAttentionInputs& inputs,
                                        const LoraAttentionOptions& options);
+
+}  // namespace lorafast::ref
+
+namespace lorafast::ref {
+
+// The Taylor surrogate of fast_attention.hpp, densely from its definition: weights
+// from the scalar polynomial T_g(s_ij) (not from features), exact exp inside causal
+// chunks. Single sequence, all heads.
+void surrogate_fwd(const AttentionProblem& problem, const SurrogateConfig& config, MatrixView<double> o);
+// The exact gradient of the surrogate's loss (what fast_attention_bwd computes).
+void surrogate_bwd(const AttentionProblem& problem, const SurrogateConfig& config, MatrixView<const double> d_o,
+                   MatrixView<double> d_q, MatrixView<double> d_k, MatrixView<double> d_v);
+// The exact-gradient formula evaluated at the surrogate P~ (what chained_attention_bwd computes).
+void chained_bwd(const AttentionProblem& problem, const SurrogateConfig& config, MatrixView<const double> d_o,
+                 MatrixView<double> d_q, MatrixView<double> d_k, MatrixView<double> d_v);
 
 }  // namespace lorafast::ref
