@@ -38,7 +38,8 @@ Surrogate build(const AttentionProblem& pr, const SurrogateConfig& cfg, std::int
       s *= pr.scale;
       const bool exact = pr.causal && j / cfg.chunk == i / cfg.chunk;
       out.w[i * l + j] = exact ? std::exp(s) : taylor(s, cfg.degree);
-      out.d_w_d_s[i * l + j] = exact ? std::exp(s) : taylor(s, cfg.degree - 1);  // T_g' = T_{g-1}
+      // T_g' = T_{g-1}, and T_0' = 0.
+      out.d_w_d_s[i * l + j] = exact ? std::exp(s) : cfg.degree == 0 ? 0.0 : taylor(s, cfg.degree - 1);
       z += out.w[i * l + j];
     }
     for (std::int64_t j = 0; j < l; ++j) out.p[i * l + j] = out.w[i * l + j] / z;

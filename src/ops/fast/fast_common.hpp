@@ -1,0 +1,101 @@
+// Pieces shared by the bidirectional and causal fast paths (SPEC §3.2b): values with a
+// column of ones appended, so one GEMM with the feature state [F, E+1] = Fk^T [V | 1]
+// yields the numerator and the normaliser together; and row-block loops with
+// per-thread partial sums (deterministic for a given thread count).
+#pragma once
+
+#include <omp.h>
+
+#include <vector>
+
+#include "lorafast/attention.hpp"
+#include "lorafast/features.hpp"
+#include "ops/exact/head_views.hpp"
+
+namespace lorafast::fast {
+
+// [V_h | 1] for sequence n: [L, E+1].
+template <class T>
+std::vector<T> values_with_ones(const AttentionParams<T>& p, std::int64_t n, std::int64_t h) {
+  const std::int64_t l = p.seq_len, e = p.head_dim;
+  const auto v = exact::head_rows(p.v, p, n, h, 0, l);
+  std::vector<T> out(static_cast<std::size_t>(l * (e + 1)));
+  for (std::int64_t i = 0; i < l; ++i) {
+    for (std::int64_t m = 0; m < e; ++m) out[i * (e + 1) + m] = v(i, m);
+    out[i * (e + 1) + e] = T(1);
+  }
+  return out;
+}
+
+// Runs body(block, partial) for blocks 0..count-1 on all threads, each thread adding
+// into its own zeroed `size`-element partial; returns the partials summed in thread order.
+template <class T, class Body>
+std::vector<T> blocks_with_partial_sums(std::int64_t count, std::int64_t size, Body body) {
+  const int threads = omp_get_max_threads();
+  std::vector<std::vector<T>> partial(threads, std::vector<T>(static_cast<std::size_t>(size)));
+#pragma omp parallel num_threads(threads)
+  {
+    auto& mine = partial[omp_get_thread_num()];
+#pragma omp for schedule(static)
+    for (std::int64_t b = 0; b < count; ++b) body(b, mine.data());
+  }
+  for (int t = 1; t < threads; ++t)
+    for (std::int64_t i = 0; i < size; ++i) partial[0][i] += partial[t][i];
+  return std::move(partial[0]);
+}
+
+// Writes (or adds) factor * d_scaled into the head's columns of rows [i0, i0 + rows) of d_out.
+template <class T>
+void store_scaled(const AttentionParams<T>& p, T* d_out, std::int64_t n, std::int64_t h, std::int64_t i0,
+                  std::type_identity_t<MatrixView<const T>> d_scaled, T factor, bool accumulate = false) {
+  const auto out = exact::head_rows(d_out, p, n, h, i0, d_scaled.rows);
+  for (std::int64_t r = 0; r < d_scaled.rows; ++r)
+    for (std::int64_t m = 0; m < p.head_dim; ++m) out(r, m) = (accumulate ? out(r, m) : T(0)) + factor * d_scaled(r, m);
+}
+
+}  // namespace lorafast::fast
+
+namespace lorafast::fast {
+
+// A per-thread scratch buffer (slot 0..3) of at least n elements, reused across calls
+// so the hot loops never allocate.
+template <class T>
+T* scratch(int slot, std::int64_t n) {
+  thread_local std::vector<T> buffers[4];
+  auto& b = buffers[slot];
+  if (static_cast<std::int64_t>(b.size()) < n) b.resize(static_cast<std::size_t>(n));
+  return b.data();
+}
+
+// The output-side gradients of O = Num / z for rows [i0, i0 + rows): with delta =
+// dO.O, d[Num | z] = [dO / z | -delta / z]. nz holds [Num | z] per row ([rows, E+1]).
+template <class T>
+void numerator_grads(const AttentionParams<T>& p, std::int64_t n, std::int64_t h, std::int64_t i0,
+                     std::type_identity_t<MatrixView<const T>> nz, MatrixView<T> d_nz) {
+  const std::int64_t e = p.head_dim;
+  const auto o = exact::head_rows(static_cast<const T*>(p.o), p, n, h, i0, nz.rows);
+  const auto d_o = exact::head_rows(p.d_o, p, n, h, i0, nz.rows);
+  for (std::int64_t r = 0; r < nz.rows; ++r) {
+    const T inv_z = T(1) / nz(r, e);
+    T delta = 0;
+    for (std::int64_t m = 0; m < e; ++m) {
+      delta += d_o(r, m) * o(r, m);
+      d_nz(r, m) = d_o(r, m) * inv_z;
+    }
+    d_nz(r, e) = -delta * inv_z;
+  }
+}
+
+// O = Num / z into the head's columns of rows [i0, i0 + rows).
+template <class T>
+void store_output(const AttentionParams<T>& p, std::int64_t n, std::int64_t h, std::int64_t i0,
+                  std::type_identity_t<MatrixView<const T>> nz) {
+  const std::int64_t e = p.head_dim;
+  const auto o = exact::head_rows(p.o, p, n, h, i0, nz.rows);
+  for (std::int64_t r = 0; r < nz.rows; ++r) {
+    const T inv_z = T(1) / nz(r, e);
+    for (std::int64_t m = 0; m < e; ++m) o(r, m) = nz(r, m) * inv_z;
+  }
+}
+
+}  // namespace lorafast::fast
