@@ -34,7 +34,12 @@ struct AttentionParams {
   T* d_k = nullptr;
   T* d_v = nullptr;
 
+  // [H]: the heads this call computes (others are left untouched); nullptr: all heads.
+  // Lets the dispatcher send each head to a different method.
+  const bool* head_enabled = nullptr;
+
   std::int64_t model_dim() const { return heads * head_dim; }
+  bool runs(std::int64_t h) const { return head_enabled == nullptr || head_enabled[h]; }
 };
 
 template <class T>

@@ -27,7 +27,7 @@ struct CaseSpec {
 
 // Random inputs for the case (f64; convert as needed): X, Y ~ N(0, 1),
 // W ~ N(0, 1/D), A ~ N(0, 1/D), B ~ N(0, 1/R) (nonzero so every gradient is exercised).
-// `weight_gain` multiplies W_q and W_k, scaling the attention scores.
+// `weight_gain` multiplies W_q, W_k and their B, scaling the attention scores.
 LoraAttentionInputs make_case(const CaseSpec& spec, double weight_gain = 1.0);
 
 }  // namespace lorafast

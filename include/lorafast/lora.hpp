@@ -8,6 +8,7 @@
 #include <string>
 
 #include "lorafast/attention.hpp"
+#include "lorafast/dispatch.hpp"
 #include "lorafast/tensor.hpp"
 
 namespace lorafast {
@@ -45,18 +46,24 @@ struct LoraAttentionOptions {
   AttentionConfig attention;
   LoraScaling scaling;
   DType dtype = DType::f32;  // precision of the computation and of the results
+  Method method = Method::exact;
+  double eps = 1e-3;          // target relative error of the gradients (fast, chained, auto)
+  std::optional<int> degree;  // forced even Taylor degree; then eps is not enforced
+  CostModel cost;
 };
 
 struct LoraAttentionGrads {
   double loss = 0.0;
   std::array<std::optional<LoraAdapter>, 3> d_lora;  // d_lora_a_p, d_lora_b_p per adapted p
+  std::vector<HeadDecision> heads;                   // how each head was computed, and why
 };
 
 // Checks names-independent consistency: ranks, shapes, heads dividing D, finiteness.
 // Throws Error(bad_input) naming the tensor at fault, Error(usage) for bad options.
 void validate(const LoraAttentionInputs& inputs, const LoraAttentionOptions& options);
 
-// Exact gradient through the tiled attention kernels. Validates first.
+// The gradient, each head through the method the dispatcher picks (exact tiled
+// kernels, the fast surrogate path or the paper's chained route). Validates first.
 LoraAttentionGrads lora_attention_grad(const LoraAttentionInputs& inputs,
                                        const LoraAttentionOptions& options);
 

@@ -92,7 +92,8 @@ LoraAttentionInputs make_case(const CaseSpec& spec, double weight_gain) {
     if (spec.adapted.find(projection_name(p)) == std::string::npos) continue;
     LoraAdapter adapter;
     adapter.a = random({r, d}, w_std);
-    adapter.b = random({d, r}, 1.0 / std::sqrt(static_cast<double>(r)));
+    const double gain = p == Projection::v ? 1.0 : weight_gain;
+    adapter.b = random({d, r}, gain / std::sqrt(static_cast<double>(r)));
     in.lora[static_cast<int>(p)] = std::move(adapter);
   }
   return in;

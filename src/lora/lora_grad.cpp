@@ -1,10 +1,12 @@
-// The exact LoRA attention gradient: projections with merged adapters, the tiled
-// attention forward and backward, then the LoRA chain rule (SPEC.md §2):
+// The LoRA attention gradient: projections with merged adapters, attention forward
+// and backward with one method per head (planned_attention.hpp), then the LoRA chain
+// rule (SPEC.md §2):
 //   dB_p = s G_p^T (X A_p^T),   dA_p = s (G_p B_p)^T X,   G_p = dQ, dK or dV.
 #include <omp.h>
 
 #include "kernels/parallel_gemm.hpp"
 #include "lorafast/lora.hpp"
+#include "lorafast/planned_attention.hpp"
 
 namespace lorafast {
 namespace {
@@ -62,8 +64,22 @@ LoraAdapter adapter_grad(const LoraAdapter& lora, double s, const Tensor& x, con
   return grad;
 }
 
+DispatchRequest dispatch_request(const LoraAttentionOptions& opt, std::int64_t batch, std::int64_t seq_len,
+                                 std::int64_t head_dim) {
+  DispatchRequest r;
+  r.requested = opt.method;
+  r.eps = opt.eps;
+  r.degree = opt.degree;
+  r.seq_len = seq_len;
+  r.head_dim = head_dim;
+  r.batch = batch;
+  r.causal = opt.attention.causal;
+  r.cost = opt.cost;
+  return r;
+}
+
 template <class T>
-LoraAttentionGrads exact_grad(const LoraAttentionInputs& in, const LoraAttentionOptions& opt) {
+LoraAttentionGrads grad(const LoraAttentionInputs& in, const LoraAttentionOptions& opt) {
   const DType dt = opt.dtype;
   const std::int64_t n = in.batch(), l = in.seq_len(), d = in.model_dim(), heads = opt.attention.heads;
   Tensor x = in.x.to(dt), y = in.y.to(dt);
@@ -90,15 +106,15 @@ LoraAttentionGrads exact_grad(const LoraAttentionInputs& in, const LoraAttention
   params.v = proj[2].data<T>();
   params.o = o.data<T>();
   params.lse = lse.data<T>();
-  attention_fwd(params);
-
   LoraAttentionGrads out;
+  out.heads = plan_heads(params, dispatch_request(opt, n, l, params.head_dim));
+  planned_attention_fwd(params, out.heads);
   out.loss = residual_and_loss<T>(o, y);
   params.d_o = y.data<T>();
   params.d_q = grads[0].data<T>();
   params.d_k = grads[1].data<T>();
   params.d_v = grads[2].data<T>();
-  attention_bwd(params);
+  planned_attention_bwd(params, out.heads);
 
   for (auto p : all_projections) {
     const int i = static_cast<int>(p);
@@ -111,7 +127,7 @@ LoraAttentionGrads exact_grad(const LoraAttentionInputs& in, const LoraAttention
 
 LoraAttentionGrads lora_attention_grad(const LoraAttentionInputs& inputs, const LoraAttentionOptions& options) {
   validate(inputs, options);
-  return options.dtype == DType::f32 ? exact_grad<float>(inputs, options) : exact_grad<double>(inputs, options);
+  return options.dtype == DType::f32 ? grad<float>(inputs, options) : grad<double>(inputs, options);
 }
 
 }  // namespace lorafast

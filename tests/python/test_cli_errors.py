@@ -30,7 +30,6 @@ harness = lfcase.Harness(__doc__)
 
 # Methods the build cannot run yet: `--method M` must exit 4 and name --method. When a
 # method lands, delete it from this set; the test then expects it to succeed.
-METHODS_NOT_YET_AVAILABLE = {"fast", "chained"}
 
 EXIT_USAGE, EXIT_BAD_INPUT, EXIT_CANNOT_MEET = 2, 3, 4
 L, D, R = 4, 4, 2
@@ -184,8 +183,14 @@ CASES = {
     # --- odd degree: exit 3 (INTERFACE.md lists it under bad input)
     "input/odd_degree": (base_bytes(), ["--degree", "3"], EXIT_BAD_INPUT, [flag("--degree")]),
 }
-for _m in sorted(METHODS_NOT_YET_AVAILABLE):
-    CASES["method/%s_not_available" % _m] = (base_bytes(), ["--method", _m], EXIT_CANNOT_MEET, [flag("--method")])
+# Scores far beyond what any degree <= 64 certifies: fast and chained must refuse (4)
+# and name the method that can.
+_loud = base_case()
+for _w in ("w_q", "w_k", "lora_b_q"):
+    _loud[_w] = _loud[_w] * 40
+for _m in ("fast", "chained"):
+    CASES["method/%s_cannot_meet_eps" % _m] = (lfcase.safetensors_bytes(_loud), ["--method", _m, "--eps", "1e-6"],
+                                               EXIT_CANNOT_MEET, [r"--method exact"])
 
 
 def check_stderr(stderr, patterns):
@@ -254,13 +259,15 @@ def make_method_test(method):
         with tempfile.TemporaryDirectory() as d:
             inp, out = os.path.join(d, "case.safetensors"), os.path.join(d, "grads.safetensors")
             lfcase.write_safetensors(inp, base_case())
-            rc, _, stderr = lfcase.run_lorafast(binary, ["grad", "--in", inp, "--out", out, "--method", method])
+            # A forced degree always runs (--eps is then not enforced).
+            args = ["grad", "--in", inp, "--out", out, "--method", method, "--degree", "4"]
+            rc, _, stderr = lfcase.run_lorafast(binary, args)
             check(rc == 0, "--method %s: exit %d %r" % (method, rc, stderr))
             check(os.path.exists(out), "no output")
     return fn
 
 
-for _m in sorted({"fast", "chained"} - METHODS_NOT_YET_AVAILABLE):
+for _m in ("fast", "chained"):
     harness.add("method/%s_runs" % _m, make_method_test(_m))
 
 

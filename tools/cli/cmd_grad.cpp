@@ -18,18 +18,33 @@ struct GradFlags {
   std::string out;
 };
 
+// The overall method: the one every head used, or "mixed".
+std::string overall_method(const std::vector<HeadDecision>& heads) {
+  for (const auto& h : heads)
+    if (h.method != heads.front().method) return "mixed";
+  return heads.empty() ? "exact" : method_name(heads.front().method);
+}
+
+nlohmann::json head_json(const HeadDecision& d) {
+  auto optional_number = [](bool present, double value) { return present ? nlohmann::json(value) : nlohmann::json(); };
+  const bool surrogate = d.method != Method::exact;
+  return {{"method", method_name(d.method)},
+          {"degree", optional_number(surrogate, d.degree)},
+          {"features", optional_number(surrogate, static_cast<double>(d.features))},
+          {"score_bound", d.raw_score_bound},
+          {"centred_score_bound", d.score_bound},
+          {"error_bound", d.error_bound},
+          {"reason", d.reason}};
+}
+
 void print_result(const GradFlags& f, const LoraAttentionGrads& grads, double seconds) {
-  // Until the almost-linear path lands, every head is computed exactly.
-  const std::string method = "exact";
+  const std::string method = overall_method(grads.heads);
   if (f.model.explain)
-    for (std::int64_t h = 0; h < f.model.heads; ++h)
-      std::fprintf(stderr, "head %lld: exact (the almost-linear methods are not in this build yet)\n",
-                   static_cast<long long>(h));
+    for (std::size_t h = 0; h < grads.heads.size(); ++h)
+      std::fprintf(stderr, "head %zu: %s\n", h, grads.heads[h].reason.c_str());
   if (f.model.json) {
     nlohmann::json heads = nlohmann::json::array();
-    for (std::int64_t h = 0; h < f.model.heads; ++h)
-      heads.push_back({{"method", method}, {"degree", nullptr}, {"features", nullptr},
-                       {"score_bound", nullptr}, {"error_bound", 0.0}});
+    for (const auto& d : grads.heads) heads.push_back(head_json(d));
     const nlohmann::json out{{"loss", grads.loss}, {"seconds", seconds}, {"method", method}, {"heads", heads}};
     std::printf("%s\n", out.dump().c_str());
     return;
@@ -38,7 +53,7 @@ void print_result(const GradFlags& f, const LoraAttentionGrads& grads, double se
 }
 
 void run_grad(const GradFlags& f) {
-  f.model.check_method();
+  f.model.check_degree();
   auto inputs = grad_inputs_from_tensors(read_safetensors(f.model.in).tensors, f.model.in);
   const auto options = f.model.options();
   const auto start = std::chrono::steady_clock::now();

@@ -52,6 +52,7 @@ int run(int argc, char** argv) {
   add_grad_command(app);
   add_bench_command(app);
   add_case_command(app);
+  add_phase_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {

@@ -29,14 +29,15 @@ LoraAttentionOptions ModelFlags::options() const {
   o.scaling.alpha = alpha;
   o.scaling.rslora = rslora;
   o.dtype = dtype == "f64" ? DType::f64 : DType::f32;
+  o.method = parse_method(method);
+  o.eps = eps;
+  o.degree = degree;
   return o;
 }
 
-void ModelFlags::check_method() const {
+void ModelFlags::check_degree() const {
   LF_CHECK(!degree || *degree % 2 == 0, ErrorKind::bad_input, "--degree ", *degree,
            " is odd: odd Taylor degrees can make the softmax normaliser negative; use an even degree");
-  LF_CHECK(method == "exact" || method == "auto", ErrorKind::cannot_meet, "--method ", method,
-           " is not available in this build yet; --method exact (or auto) computes the exact gradient");
 }
 
 }  // namespace lorafast::cli

@@ -27,8 +27,8 @@ struct ModelFlags {
 
   void add_to(CLI::App& command);
   LoraAttentionOptions options() const;
-  // Rejects requests this build cannot serve (exit 4) and an odd --degree (exit 3).
-  void check_method() const;
+  // An odd --degree is bad input (exit 3), checked before any file is read.
+  void check_degree() const;
 };
 
 }  // namespace lorafast::cli

@@ -75,6 +75,7 @@ void backward_by_head(const AttentionParams<T>& p) {
 #pragma omp for schedule(static, 1)
     for (std::int64_t pair = 0; pair < p.batch * p.heads; ++pair) {
       const std::int64_t n = pair / p.heads, h = pair % p.heads;
+      if (!p.runs(h)) continue;
       const auto d_k = head_rows(p.d_k, p, n, h, 0, p.seq_len), d_v = head_rows(p.d_v, p, n, h, 0, p.seq_len);
       zero(d_k);
       zero(d_v);
@@ -93,6 +94,7 @@ void backward_by_row_block(const AttentionParams<T>& p) {
   std::vector<std::vector<T>> k_acc(threads, std::vector<T>(len)), v_acc(threads, std::vector<T>(len));
   for (std::int64_t pair = 0; pair < p.batch * p.heads; ++pair) {
     const std::int64_t n = pair / p.heads, h = pair % p.heads;
+    if (!p.runs(h)) continue;
 #pragma omp parallel num_threads(threads)
     {
       const int t = omp_get_thread_num();

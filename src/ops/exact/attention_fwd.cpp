@@ -27,6 +27,7 @@ void attention_fwd(const AttentionParams<T>& p) {
 #pragma omp for schedule(static, 1)
     for (std::int64_t item = 0; item < items; ++item) {
       const std::int64_t n = item / (p.heads * row_blocks), h = item / row_blocks % p.heads;
+      if (!p.runs(h)) continue;
       const std::int64_t i0 = item % row_blocks * block_rows, rows = std::min(block_rows, p.seq_len - i0);
       const auto q = head_rows(p.q, p, n, h, i0, rows);
       std::fill(acc.begin(), acc.end(), T(0));

@@ -102,11 +102,10 @@ void causal_bwd(const AttentionParams<T>& p, std::int64_t h, const SurrogateConf
       const std::int64_t i0 = ch.begin(c), rows = ch.rows(c, l);
       const MatrixView<T> fq{scratch<T>(0, rows * f), rows, f, f}, d_fq{scratch<T>(1, rows * f), rows, f, f};
       const MatrixView<T> nz{scratch<T>(2, rows * e1), rows, e1, e1}, d_nz{scratch<T>(3, rows * e1), rows, e1, e1};
-      std::vector<T> in_chunk(static_cast<std::size_t>(2 * rows * rows)), grads(static_cast<std::size_t>(2 * rows * e));
-      const MatrixView<T> w{in_chunk.data(), rows, rows, rows}, d_w{in_chunk.data() + rows * rows, rows, rows, rows};
+      std::vector<T> d_in_chunk(static_cast<std::size_t>(rows * rows)), grads(static_cast<std::size_t>(2 * rows * e));
+      const MatrixView<T> d_w{d_in_chunk.data(), rows, rows, rows};
       const MatrixView<T> d_q{grads.data(), rows, e, e}, d_k{grads.data() + rows * e, rows, e, e};
-      const auto exact_w = in_chunk_weights(sh, i0, rows, e, 1);
-      for (std::int64_t r = 0; r < rows; ++r) std::copy(exact_w.row(r), exact_w.row(r) + rows, w.row(r));
+      const auto w = in_chunk_weights(sh, i0, rows, e, 4);
       const T* pre_c = pre.data() + c * state;
       chunk_numerator(sh, v1, pre_c, i0, rows, e, phi, fq, w, nz);
       numerator_grads(p, n, h, i0, nz, d_nz);

@@ -57,11 +57,12 @@ void store_scaled(const AttentionParams<T>& p, T* d_out, std::int64_t n, std::in
 
 namespace lorafast::fast {
 
-// A per-thread scratch buffer (slot 0..3) of at least n elements, reused across calls
-// so the hot loops never allocate.
+// A per-thread scratch buffer (slot 0..4) of at least n elements, reused across calls
+// so the hot loops never allocate. A slot's pointer is valid until the next request
+// of the same slot: live buffers must use distinct slots.
 template <class T>
 T* scratch(int slot, std::int64_t n) {
-  thread_local std::vector<T> buffers[4];
+  thread_local std::vector<T> buffers[5];
   auto& b = buffers[slot];
   if (static_cast<std::int64_t>(b.size()) < n) b.resize(static_cast<std::size_t>(n));
   return b.data();

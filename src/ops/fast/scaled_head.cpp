@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "lorafast/certificate.hpp"
 #include "ops/exact/head_views.hpp"
 
 namespace lorafast::fast {
@@ -11,10 +12,8 @@ template <class T>
 ScaledHead<T> scale_head(const AttentionParams<T>& p, std::int64_t n, std::int64_t h, const SurrogateConfig& config) {
   const std::int64_t l = p.seq_len, e = p.head_dim;
   const auto q = exact::head_rows(p.q, p, n, h, 0, l), k = exact::head_rows(p.k, p, n, h, 0, l);
-  std::vector<double> centre(static_cast<std::size_t>(e), 0.0);
-  if (config.center_keys)
-    for (std::int64_t j = 0; j < l; ++j)
-      for (std::int64_t m = 0; m < e; ++m) centre[m] += static_cast<double>(k(j, m)) / static_cast<double>(l);
+  // The same centre the certificate's score bound assumes.
+  const std::vector<double> centre = config.center_keys ? mean_key(p, n, h) : std::vector<double>(e, 0.0);
   ScaledHead<T> out;
   out.q.resize(static_cast<std::size_t>(l * e));
   out.k.resize(static_cast<std::size_t>(l * e));

@@ -1,0 +1,61 @@
+// The error certificate of the polynomial method (SPEC.md §3.1): a sound score
+// bound G per head in O(L * E), the exact supremum of the Taylor surrogate's
+// relative error on [-G, G], the entry-wise error of the probabilities, and the
+// smallest even degree that meets a gradient error target.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "lorafast/attention.hpp"
+
+namespace lorafast {
+
+// sup over t in [-G, G] of |T_g(t) e^{-t} - 1| for even g >= 0 (T_g: degree-g Taylor
+// polynomial of exp), i.e. the entry-wise relative error of exp(S) ≈ T_g(S) when
+// |S_ij| <= G. Rounded up, so it is an upper bound; +inf when it overflows.
+double taylor_relative_error(double score_bound, int degree);
+
+// SPEC's Lagrange bound G^{g+1} e^G / (g+1)!: sound, usually close to the exact
+// supremum above (which it never undercuts); kept for reference and tests.
+double lagrange_error_bound(double score_bound, int degree);
+
+// Entry-wise relative error of P given entry-wise relative error eta of exp(S):
+// 2 eta / (1 - eta); +inf when eta >= 1.
+double probability_error_bound(double eta);
+
+// Relative Frobenius error of the LoRA gradient per unit of entry-wise probability
+// error. Validated by the fast-vs-exact gradient tests on adversarial inputs (aligned
+// q and k, one dominant key, constant rows), not derived.
+constexpr double gradient_safety_factor = 4.0;
+// Degrees above this are never chosen automatically: F = C(E+g, g) explodes first.
+constexpr int max_certified_degree = 64;
+
+// Smallest even g >= 2 with probability_error_bound(taylor_relative_error(G, g)) *
+// gradient_safety_factor <= eps; -1 when no g <= max_certified_degree does.
+int degree_for(double score_bound, double eps);
+
+// What the certificate needs to know about one head (maxed over the batch).
+struct HeadScores {
+  double gamma_q = 0.0;          // max |entry| of Q_h (LoRA included)
+  double gamma_k = 0.0;          // max |entry| of K_h
+  double score_bound = 0.0;      // G >= |beta q_i.(k_j - c)| for all i, j; c = mean key
+  double raw_score_bound = 0.0;  // beta max|q_i| max|k_j| >= |S_ij| (no centring)
+};
+
+// Mean key c of sequence n, head h: [E], accumulated in double. Softmax is invariant
+// to the per-row shift beta q_i.c (also under the causal mask), so a fast path that
+// maps k_j - c instead of k_j computes the same attention and is covered by
+// HeadScores::score_bound.
+template <class T>
+std::vector<double> mean_key(const AttentionParams<T>& params, std::int64_t n, std::int64_t h);
+
+// Reads params.q, params.k ([N, L, D]), scale, seq_len, heads, head_dim. O(L * E).
+template <class T>
+HeadScores measure_head(const AttentionParams<T>& params, std::int64_t n, std::int64_t h);
+
+// One entry per head, each the maximum over the batch. O(N * L * D).
+template <class T>
+std::vector<HeadScores> measure_heads(const AttentionParams<T>& params);
+
+}  // namespace lorafast

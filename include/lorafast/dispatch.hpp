@@ -1,0 +1,70 @@
+// The one dispatch point (DESIGN.md rule 11): per head, the method that runs, its
+// Taylor degree and feature count, the certified error and the predicted costs, with
+// a sentence saying why (`--explain`, `lorafast phase`, the `--json` fields).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "lorafast/certificate.hpp"
+
+namespace lorafast {
+
+enum class Method { exact, fast, chained, automatic };
+std::string method_name(Method m);             // "exact", "fast", "chained", "auto"
+Method parse_method(const std::string& name);  // throws Error(usage) on anything else
+
+// Placeholder coefficients (seconds per unit of work, all threads) until the cost model
+// is calibrated by measurement on this machine; only their ratio matters for dispatch.
+constexpr double default_exact_seconds_per_unit = 1.0e-9;  // unit: one L^2 * E (fwd + bwd)
+constexpr double default_fast_seconds_per_unit = 1.0e-9;   // unit: one L * F * E (fwd + bwd)
+constexpr std::int64_t causal_chunk = 64;                  // C: rows of exact attention per chunk
+
+// Predicted wall time of one head over the whole batch.
+struct CostModel {
+  double exact_seconds_per_unit = default_exact_seconds_per_unit;
+  double fast_seconds_per_unit = default_fast_seconds_per_unit;
+
+  // c_exact * N * L^2 * E, halved under the causal mask.
+  double exact_seconds(std::int64_t batch, std::int64_t seq_len, std::int64_t head_dim, bool causal) const;
+  // c_fast * N * (L * F * E + [causal] L * C * E); chained (SPEC §3.2a) pays another factor E.
+  double fast_seconds(std::int64_t batch, std::int64_t seq_len, std::int64_t head_dim, std::int64_t features,
+                      bool causal) const;
+  double chained_seconds(std::int64_t batch, std::int64_t seq_len, std::int64_t head_dim, std::int64_t features,
+                         bool causal) const;
+};
+
+struct DispatchRequest {
+  Method requested = Method::automatic;
+  double eps = 1e-3;          // target relative error of the gradients
+  std::optional<int> degree;  // forced (even) degree: fast/chained skip the eps check
+  std::int64_t seq_len = 0;   // L
+  std::int64_t head_dim = 0;  // E
+  std::int64_t batch = 1;     // N
+  bool causal = false;
+  CostModel cost;
+  std::int64_t max_features = std::int64_t{1} << 20;  // memory cap on F
+};
+
+struct HeadDecision {
+  Method method = Method::exact;  // never automatic
+  int degree = -1;                // Taylor degree of the surrogate; -1 when none certifies eps
+  std::int64_t features = -1;     // F = C(E+g, g) at that degree (saturates at INT64_MAX); -1 if no degree
+  double gamma_q = 0, gamma_k = 0;
+  double score_bound = 0;      // centred G: certifies the surrogate (softmax ignores the centring)
+  double raw_score_bound = 0;  // beta max|q| max|k| >= max |S_ij|, INTERFACE's score_bound
+  double error_bound = 0;  // probability_error_bound(eta) of the method that runs; 0 for exact
+  double cost_exact = 0;   // predicted seconds
+  double cost_fast = 0;    // predicted seconds of the approximate method (chained when that
+                           // was requested, else fast); +inf when no degree certifies eps
+  std::string reason;
+};
+
+// One decision per head. Throws Error(bad_input) for an odd forced degree and
+// Error(cannot_meet), naming the head and saying that --method exact can, when fast or
+// chained is requested but cannot certify eps within max_features.
+std::vector<HeadDecision> decide(const std::vector<HeadScores>& heads, const DispatchRequest& request);
+
+}  // namespace lorafast

@@ -1,0 +1,185 @@
+// Per-head method choice: the certificate (certificate.hpp) says which degree meets
+// --eps, the cost model says whether that is cheaper than exact attention.
+#include "lorafast/dispatch.hpp"
+
+#include <cmath>
+#include <cstdio>
+#include <limits>
+
+#include "lorafast/error.hpp"
+#include "lorafast/features.hpp"
+
+namespace lorafast {
+namespace {
+
+constexpr double infinity = std::numeric_limits<double>::infinity();
+constexpr std::int64_t saturated = std::numeric_limits<std::int64_t>::max();
+
+double as_double(std::int64_t v) { return static_cast<double>(v); }
+
+std::string number(double v) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.3g", v);
+  return text;
+}
+
+std::string seconds(double s) {
+  if (!std::isfinite(s)) return "inf";
+  char text[32];
+  if (s < 1e-3)
+    std::snprintf(text, sizeof text, "%.3g us", s * 1e6);
+  else if (s < 1)
+    std::snprintf(text, sizeof text, "%.3g ms", s * 1e3);
+  else
+    std::snprintf(text, sizeof text, "%.3g s", s);
+  return text;
+}
+
+// C(E+g, g), saturating at INT64_MAX so that reasons can still name the degree.
+std::int64_t feature_count(std::int64_t head_dim, int degree) {
+  try {
+    return taylor_feature_count(head_dim, degree, saturated);
+  } catch (const Error&) {
+    return saturated;
+  }
+}
+
+std::string features_text(std::int64_t f) { return f == saturated ? std::string("> 9.2e18") : std::to_string(f); }
+
+// What the approximate path would need for one head.
+struct Candidate {
+  int degree = -1;
+  std::int64_t features = -1;
+  double error = infinity;  // probability_error_bound(eta)
+  double seconds = infinity;
+  bool certified = false;  // error * gradient_safety_factor <= eps
+  bool forced = false;     // the degree came from --degree
+};
+
+Candidate candidate(const HeadScores& head, const DispatchRequest& r, Method approx) {
+  Candidate c;
+  c.forced = r.degree.has_value();
+  c.degree = c.forced ? *r.degree : degree_for(head.score_bound, r.eps);
+  if (c.degree < 0) return c;
+  c.features = feature_count(r.head_dim, c.degree);
+  c.seconds = approx == Method::chained ? r.cost.chained_seconds(r.batch, r.seq_len, r.head_dim, c.features, r.causal)
+                                        : r.cost.fast_seconds(r.batch, r.seq_len, r.head_dim, c.features, r.causal);
+  // Over the memory cap the method cannot run: skip the certificate (whose cost grows
+  // with a forced degree) and leave it uncertified.
+  if (c.features > r.max_features) return c;
+  c.error = probability_error_bound(taylor_relative_error(head.score_bound, c.degree));
+  c.certified = c.error * gradient_safety_factor <= r.eps;
+  return c;
+}
+
+std::string needs(const HeadScores& head, const Candidate& c) {
+  return cat("G=", number(head.score_bound), c.forced ? " with --degree " : " needs degree ", c.degree, " (F=",
+             features_text(c.features), ")");
+}
+
+std::string certified_text(const Candidate& c, double eps) {
+  return cat("certified P error ", number(c.error), ", gradient bound ", number(c.error * gradient_safety_factor),
+             " <= eps ", number(eps));
+}
+
+// --method fast|chained: run it, or refuse with the method that can.
+void decide_requested(std::int64_t h, const HeadScores& head, const DispatchRequest& r, const Candidate& c,
+                      HeadDecision& d) {
+  const std::string name = method_name(r.requested);
+  LF_CHECK(c.degree >= 0, ErrorKind::cannot_meet, "head ", h, ": --method ", name, " cannot certify --eps ",
+           number(r.eps), ": score bound G=", number(head.score_bound), " needs a degree above ",
+           max_certified_degree, "; --method exact can");
+  LF_CHECK(c.features <= r.max_features, ErrorKind::cannot_meet, "head ", h, ": --method ", name, " ",
+           needs(head, c), ", above the memory cap of ", r.max_features, " features; --method exact can");
+  d.method = r.requested;
+  d.error_bound = c.error;
+  d.reason = c.forced ? cat(name, ": requested; ", needs(head, c), ", certified P error ", number(c.error),
+                            " (--eps not enforced)")
+                      : cat(name, ": requested; ", needs(head, c), ", ", certified_text(c, r.eps));
+}
+
+// --method auto: the cheaper of exact and fast among those certified within eps.
+void decide_automatic(const HeadScores& head, const DispatchRequest& r, const Candidate& c, HeadDecision& d) {
+  const std::string costs = cat("predicted fast ", seconds(c.seconds), " vs exact ", seconds(d.cost_exact));
+  if (c.degree < 0) {
+    d.reason = cat("exact: G=", number(head.score_bound), " exceeds what degree <= ", max_certified_degree,
+                   " can certify for eps ", number(r.eps));
+  } else if (c.features > r.max_features) {
+    d.reason = cat("exact: ", needs(head, c), ", above the memory cap of ", r.max_features, " features");
+  } else if (!c.certified) {
+    d.reason = cat("exact: ", needs(head, c), " certifies only a gradient bound of ",
+                   number(c.error * gradient_safety_factor), " > eps ", number(r.eps));
+  } else if (c.seconds < d.cost_exact) {
+    d.method = Method::fast;
+    d.error_bound = c.error;
+    d.reason = cat("fast: ", needs(head, c), ", ", certified_text(c, r.eps), ", ", costs);
+  } else {
+    d.reason = cat("exact: ", needs(head, c), ", ", costs);
+  }
+}
+
+}  // namespace
+
+std::string method_name(Method m) {
+  switch (m) {
+    case Method::exact: return "exact";
+    case Method::fast: return "fast";
+    case Method::chained: return "chained";
+    case Method::automatic: return "auto";
+  }
+  return "auto";
+}
+
+Method parse_method(const std::string& name) {
+  for (Method m : {Method::exact, Method::fast, Method::chained, Method::automatic})
+    if (name == method_name(m)) return m;
+  throw Error(ErrorKind::usage, cat("--method '", name, "' is not one of exact, fast, chained, auto"));
+}
+
+double CostModel::exact_seconds(std::int64_t batch, std::int64_t seq_len, std::int64_t head_dim, bool causal) const {
+  const double units = as_double(batch) * as_double(seq_len) * as_double(seq_len) * as_double(head_dim);
+  return exact_seconds_per_unit * units * (causal ? 0.5 : 1.0);
+}
+
+double CostModel::fast_seconds(std::int64_t batch, std::int64_t seq_len, std::int64_t head_dim,
+                               std::int64_t features, bool causal) const {
+  const double width = as_double(features) + (causal ? as_double(causal_chunk) : 0.0);
+  return fast_seconds_per_unit * as_double(batch) * as_double(seq_len) * width * as_double(head_dim);
+}
+
+double CostModel::chained_seconds(std::int64_t batch, std::int64_t seq_len, std::int64_t head_dim,
+                                  std::int64_t features, bool causal) const {
+  return fast_seconds(batch, seq_len, head_dim, features, causal) * as_double(head_dim);
+}
+
+std::vector<HeadDecision> decide(const std::vector<HeadScores>& heads, const DispatchRequest& r) {
+  LF_CHECK(r.eps > 0, ErrorKind::usage, "--eps must be positive, got ", r.eps);
+  LF_CHECK(!r.degree || (*r.degree >= 0 && *r.degree % 2 == 0), ErrorKind::bad_input, "--degree ", *r.degree,
+           " is odd or negative: odd Taylor degrees can make the softmax normaliser negative; use an even degree");
+  LF_ASSERT(r.seq_len >= 1 && r.head_dim >= 1 && r.batch >= 1);
+  const Method approx = r.requested == Method::chained ? Method::chained : Method::fast;
+  std::vector<HeadDecision> out;
+  for (std::size_t h = 0; h < heads.size(); ++h) {
+    const HeadScores& head = heads[h];
+    const Candidate c = candidate(head, r, approx);
+    HeadDecision d;
+    d.degree = c.degree;
+    d.features = c.features;
+    d.gamma_q = head.gamma_q;
+    d.gamma_k = head.gamma_k;
+    d.score_bound = head.score_bound;
+    d.raw_score_bound = head.raw_score_bound;
+    d.cost_exact = r.cost.exact_seconds(r.batch, r.seq_len, r.head_dim, r.causal);
+    d.cost_fast = c.seconds;
+    switch (r.requested) {
+      case Method::exact: d.reason = "exact: requested (--method exact)"; break;
+      case Method::fast:
+      case Method::chained: decide_requested(static_cast<std::int64_t>(h), head, r, c, d); break;
+      case Method::automatic: decide_automatic(head, r, c, d); break;
+    }
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+}  // namespace lorafast

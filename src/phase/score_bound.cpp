@@ -1,0 +1,91 @@
+// The per-head score bound of SPEC.md §3.1 in O(L * E):
+//   G = beta * max_i |q_i|_2 * max_j |k_j - c|_2  >=  |beta q_i.(k_j - c)|  (Cauchy-Schwarz),
+// c the mean key of the (sequence, head). Subtracting beta q_i.c shifts row i of S by a
+// constant, which softmax ignores (with the causal mask too: every kept entry of the
+// row moves by the same amount), so the fast path may work with centred keys.
+#include <algorithm>
+#include <cmath>
+
+#include "lorafast/certificate.hpp"
+#include "lorafast/error.hpp"
+
+namespace lorafast {
+namespace {
+
+// Norms are accumulated in double: each carries a relative rounding error below
+// (E + 2) u with u = 1.1e-16; inflating G by 1e-9 covers it for any E below 10^6.
+constexpr double rounding_margin = 1.0 + 1e-9;
+
+// Row i of head h in sequence n of an [N, L, D] tensor.
+template <class T>
+const T* head_row(const T* base, const AttentionParams<T>& p, std::int64_t n, std::int64_t i, std::int64_t h) {
+  return base + (n * p.seq_len + i) * p.model_dim() + h * p.head_dim;
+}
+
+}  // namespace
+
+template <class T>
+std::vector<double> mean_key(const AttentionParams<T>& p, std::int64_t n, std::int64_t h) {
+  const std::int64_t e = p.head_dim;
+  std::vector<double> c(static_cast<std::size_t>(e), 0.0);
+  for (std::int64_t j = 0; j < p.seq_len; ++j) {
+    const T* k = head_row(p.k, p, n, j, h);
+    for (std::int64_t m = 0; m < e; ++m) c[m] += static_cast<double>(k[m]);
+  }
+  for (double& value : c) value /= static_cast<double>(p.seq_len);
+  return c;
+}
+
+template <class T>
+HeadScores measure_head(const AttentionParams<T>& p, std::int64_t n, std::int64_t h) {
+  LF_ASSERT(p.q && p.k && p.seq_len >= 1 && p.head_dim >= 1 && n < p.batch && h < p.heads);
+  const std::int64_t e = p.head_dim;
+  const std::vector<double> c = mean_key(p, n, h);
+  HeadScores s;
+  double max_q2 = 0, max_k2 = 0, max_centred_k2 = 0;  // squared row norms
+  for (std::int64_t i = 0; i < p.seq_len; ++i) {
+    const T* q = head_row(p.q, p, n, i, h);
+    const T* k = head_row(p.k, p, n, i, h);
+    double q2 = 0, k2 = 0, centred_k2 = 0;
+    for (std::int64_t m = 0; m < e; ++m) {
+      const double qm = q[m], km = k[m], dm = km - c[m];
+      s.gamma_q = std::max(s.gamma_q, std::abs(qm));
+      s.gamma_k = std::max(s.gamma_k, std::abs(km));
+      q2 += qm * qm;
+      k2 += km * km;
+      centred_k2 += dm * dm;
+    }
+    max_q2 = std::max(max_q2, q2);
+    max_k2 = std::max(max_k2, k2);
+    max_centred_k2 = std::max(max_centred_k2, centred_k2);
+  }
+  const double beta_q = p.scale * std::sqrt(max_q2) * rounding_margin;
+  s.score_bound = beta_q * std::sqrt(max_centred_k2);
+  s.raw_score_bound = beta_q * std::sqrt(max_k2);
+  return s;
+}
+
+template <class T>
+std::vector<HeadScores> measure_heads(const AttentionParams<T>& p) {
+  std::vector<HeadScores> heads(static_cast<std::size_t>(p.heads));
+  for (std::int64_t h = 0; h < p.heads; ++h)
+    for (std::int64_t n = 0; n < p.batch; ++n) {
+      const HeadScores s = measure_head(p, n, h);
+      HeadScores& out = heads[static_cast<std::size_t>(h)];
+      out.gamma_q = std::max(out.gamma_q, s.gamma_q);
+      out.gamma_k = std::max(out.gamma_k, s.gamma_k);
+      out.score_bound = std::max(out.score_bound, s.score_bound);
+      out.raw_score_bound = std::max(out.raw_score_bound, s.raw_score_bound);
+    }
+  return heads;
+}
+
+#define LORAFAST_INSTANTIATE(T)                                                                       \
+  template std::vector<double> mean_key(const AttentionParams<T>&, std::int64_t, std::int64_t);     \
+  template HeadScores measure_head(const AttentionParams<T>&, std::int64_t, std::int64_t);          \
+  template std::vector<HeadScores> measure_heads(const AttentionParams<T>&);
+LORAFAST_INSTANTIATE(float)
+LORAFAST_INSTANTIATE(double)
+#undef LORAFAST_INSTANTIATE
+
+}  // namespace lorafast
