@@ -2,8 +2,11 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 
 #include "lorafast/threads.hpp"
+#include "support/attention_buffers.hpp"
 #include "ref/reference.hpp"
 #include "support/compare.hpp"
 #include "support/sweep.hpp"
@@ -52,6 +55,37 @@ TEST_P(ExactVsReference, F32MatchesReferenceOnRoundedInputs) {
 
 INSTANTIATE_TEST_SUITE_P(AwkwardSizes, ExactVsReference, ::testing::ValuesIn(testing::awkward_sweep()),
                          [](const auto& info) { return testing::test_name(info.param); });
+
+// One key: P = 1, so dS = dP - delta = dO.v - dO.O vanishes with O = v, and so do dQ
+// and dK. Only rounding remains: two length-E dot products of the same vectors differ
+// by at most 2 E u |dO||v|, O differs from v by the exponential's 8 ulp, and the scale
+// and the product with k or q add a rounding each: (2E + 10) u beta |dO||v||k|.
+template <class T>
+void expect_score_gradients_vanish() {
+  const std::int64_t e = 13, heads = 2;
+  const testing::AttentionBuffers buffers(3, 1, heads, e, 1.0, 11);
+  for (bool causal : {false, true}) {
+    auto b = buffers.typed<T>(0.4, causal);
+    attention_fwd(b.params);
+    attention_bwd(b.params);
+    const double u = std::numeric_limits<T>::epsilon() / 2, bound_factor = (2 * e + 10) * u * b.params.scale;
+    auto norm = [&](const Tensor& t, std::int64_t row, std::int64_t h) {
+      double sum = 0;
+      for (std::int64_t m = 0; m < e; ++m) sum += std::pow(t.at((row * heads + h) * e + m), 2);
+      return std::sqrt(sum);
+    };
+    for (std::int64_t row = 0; row < 3; ++row)
+      for (std::int64_t h = 0; h < heads; ++h) {
+        const double terms = norm(b.d_o, row, h) * norm(b.v, row, h);
+        EXPECT_LE(norm(b.d_q, row, h), bound_factor * terms * norm(b.k, row, h)) << "row " << row << " head " << h;
+        EXPECT_LE(norm(b.d_k, row, h), bound_factor * terms * norm(b.q, row, h)) << "row " << row << " head " << h;
+        EXPECT_GT(norm(b.d_v, row, h), 0.0);  // dV = dO: the test is not vacuous
+      }
+  }
+}
+
+TEST(SingleKey, ScoreGradientsVanishF64) { expect_score_gradients_vanish<double>(); }
+TEST(SingleKey, ScoreGradientsVanishF32) { expect_score_gradients_vanish<float>(); }
 
 // The reference itself is not trusted blindly: a two-token causal case by hand.
 // Row 0 sees only key 0, so O_0 = V_0 exactly.

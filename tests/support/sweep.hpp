@@ -12,7 +12,7 @@ namespace lorafast::testing {
 // L in {1, 7, 97, 128, 1025} x (E, H) in {(1,1), (5,3), (64,1), (72,3)}, with causal,
 // rank (1, 8), batch (1, 2) and the adapted set varied across the grid so every value
 // meets every other without the full product. L = 1025 keeps the smaller widths to
-// keep the double reference quick.
+// keep the double reference quick. L = 1 cases always adapt v (see sweep.cpp).
 std::vector<CaseSpec> awkward_sweep();
 
 // gtest parameter names cannot hold '/': "grad/causal/N1/L7/..." -> "grad_causal_N1_L7_...".
