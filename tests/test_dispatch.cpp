@@ -57,16 +57,33 @@ TEST(CostModel, Shapes) {
   EXPECT_DOUBLE_EQ(c.chained_seconds(1, 1000, 8, 495, false), 8 * c.fast_seconds(1, 1000, 8, 495, false));
 }
 
+// Chained priced far above fast, so auto's choice among approximate methods is fast.
+DispatchRequest fast_preferred(DispatchRequest r) {
+  r.cost.chained_seconds_per_unit = 1e6 * r.cost.fast_seconds_per_unit;
+  return r;
+}
+
 TEST(Decide, SmallScoresAndLongSequencesGoFast) {
-  const auto d = decide({head_with(0.1)}, request(Method::automatic, 65536));
+  const auto d = decide({head_with(0.1)}, fast_preferred(request(Method::automatic, 65536)));
   ASSERT_EQ(d.size(), 1u);
   EXPECT_EQ(d[0].method, Method::fast);
-  EXPECT_EQ(d[0].degree, 4);      // degree_for(0.1, 1e-3)
+  EXPECT_EQ(d[0].degree, 4);      // degree_for(0.1, 1e-3, fast)
   EXPECT_EQ(d[0].features, 495);  // C(8 + 4, 4)
   EXPECT_GT(d[0].error_bound, 0.0);
-  EXPECT_LE(d[0].error_bound * gradient_safety_factor, 1e-3);
+  EXPECT_GE(d[0].gradient_bound, d[0].error_bound);
+  EXPECT_LE(d[0].gradient_bound, 1e-3);
   EXPECT_LT(d[0].cost_fast, d[0].cost_exact);
   EXPECT_TRUE(contains(d[0].reason, "fast:") && contains(d[0].reason, "predicted")) << d[0].reason;
+}
+
+TEST(Decide, AutoTakesChainedWhenItIsCheaper) {
+  auto r = request(Method::automatic, 65536);
+  r.cost.chained_seconds_per_unit = 1e-6 * r.cost.fast_seconds_per_unit;
+  const auto d = decide({head_with(0.5)}, r);
+  EXPECT_EQ(d[0].method, Method::chained);
+  EXPECT_EQ(d[0].degree, 4);  // chained certifies G = 0.5 at degree 4, fast needs 6
+  EXPECT_LE(d[0].gradient_bound, r.eps);
+  EXPECT_TRUE(contains(d[0].reason, "chained:")) << d[0].reason;
 }
 
 TEST(Decide, ShortSequencesStayExact) {
@@ -74,7 +91,7 @@ TEST(Decide, ShortSequencesStayExact) {
   EXPECT_EQ(d[0].method, Method::exact);
   EXPECT_EQ(d[0].error_bound, 0.0);
   EXPECT_GT(d[0].cost_fast, d[0].cost_exact);
-  EXPECT_TRUE(contains(d[0].reason, "exact:") && contains(d[0].reason, "predicted fast")) << d[0].reason;
+  EXPECT_TRUE(contains(d[0].reason, "exact:") && contains(d[0].reason, "predicted")) << d[0].reason;
 }
 
 TEST(Decide, LargeScoresStayExactAndSayWhy) {
@@ -97,7 +114,8 @@ TEST(Decide, FeatureCapKeepsWideHeadsExact) {
 }
 
 TEST(Decide, HeadsAreDecidedIndependently) {
-  const auto d = decide({head_with(0.1), head_with(40.0), head_with(0.2)}, request(Method::automatic, 65536));
+  const auto d =
+      decide({head_with(0.1), head_with(40.0), head_with(0.2)}, fast_preferred(request(Method::automatic, 65536)));
   ASSERT_EQ(d.size(), 3u);
   EXPECT_EQ(d[0].method, Method::fast);
   EXPECT_EQ(d[1].method, Method::exact);
@@ -142,6 +160,7 @@ TEST(Decide, ForcedDegreeSkipsTheEpsCheckButReportsItsBound) {
   EXPECT_EQ(d[0].degree, 2);
   EXPECT_EQ(d[0].features, 45);
   EXPECT_EQ(d[0].error_bound, probability_error_bound(taylor_relative_error(3.0, 2)));
+  EXPECT_EQ(d[0].gradient_bound, gradient_error_bound(3.0, 2, GradientRoute::fast));
   EXPECT_TRUE(contains(d[0].reason, "not enforced")) << d[0].reason;
 
   // auto still only runs what is certified within eps.
@@ -157,7 +176,8 @@ TEST(Decide, ChainedRequestedCostsTheChainedPath) {
   const auto d = decide({head_with(0.5)}, r);
   EXPECT_EQ(d[0].method, Method::chained);
   EXPECT_DOUBLE_EQ(d[0].cost_fast, r.cost.chained_seconds(1, 65536, 8, d[0].features, false));
-  EXPECT_LE(d[0].error_bound * gradient_safety_factor, r.eps);
+  EXPECT_LE(d[0].gradient_bound, r.eps);
+  EXPECT_EQ(d[0].gradient_bound, d[0].error_bound);  // chained: the weights are P~ itself
 }
 
 TEST(Decide, BadEpsIsUsage) {

@@ -26,10 +26,12 @@ constexpr std::int64_t causal_chunk = 64;                  // C: rows of exact a
 struct CostModel {
   double exact_seconds_per_unit = default_exact_seconds_per_unit;
   double fast_seconds_per_unit = default_fast_seconds_per_unit;
+  double chained_seconds_per_unit = default_fast_seconds_per_unit;  // unit: one L * F * E^2
 
   // c_exact * N * L^2 * E, halved under the causal mask.
   double exact_seconds(std::int64_t batch, std::int64_t seq_len, std::int64_t head_dim, bool causal) const;
-  // c_fast * N * (L * F * E + [causal] L * C * E); chained (SPEC §3.2a) pays another factor E.
+  // c_fast * N * (L * F * E + [causal] L * C * E); chained (SPEC §3.2a) pays another
+  // factor E, at its own coefficient.
   double fast_seconds(std::int64_t batch, std::int64_t seq_len, std::int64_t head_dim, std::int64_t features,
                       bool causal) const;
   double chained_seconds(std::int64_t batch, std::int64_t seq_len, std::int64_t head_dim, std::int64_t features,
@@ -50,15 +52,17 @@ struct DispatchRequest {
 
 struct HeadDecision {
   Method method = Method::exact;  // never automatic
-  int degree = -1;                // Taylor degree of the surrogate; -1 when none certifies eps
+  int degree = -1;                // Taylor degree of the reported approximate method; -1 when none certifies eps
   std::int64_t features = -1;     // F = C(E+g, g) at that degree (saturates at INT64_MAX); -1 if no degree
   double gamma_q = 0, gamma_k = 0;
   double score_bound = 0;      // centred G: certifies the surrogate (softmax ignores the centring)
   double raw_score_bound = 0;  // beta max|q| max|k| >= max |S_ij|, INTERFACE's score_bound
-  double error_bound = 0;  // probability_error_bound(eta) of the method that runs; 0 for exact
-  double cost_exact = 0;   // predicted seconds
-  double cost_fast = 0;    // predicted seconds of the approximate method (chained when that
-                           // was requested, else fast); +inf when no degree certifies eps
+  double error_bound = 0;     // probability_error_bound(eta) of the method that runs; 0 for exact
+  double gradient_bound = 0;  // gradient_error_bound of the method that runs (held to eps); 0 for exact
+  double cost_exact = 0;      // predicted seconds
+  double cost_fast = 0;       // predicted seconds of the reported approximate method (the one
+                              // that runs, else the cheapest certified of fast and chained, else
+                              // fast); +inf when no degree certifies eps
   std::string reason;
 };
 

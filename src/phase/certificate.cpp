@@ -1,11 +1,12 @@
 // The Taylor error certificate (SPEC.md §3.1).
 //
 // Why the supremum sits at the ends of [-G, G]: with f(t) = T_g(t) e^{-t},
-//   f'(t) = (T_g'(t) - T_g(t)) e^{-t} = (T_{g-1}(t) - T_g(t)) e^{-t} = -t^g / g! e^{-t} <= 0
-// for even g, so f decreases on R and f(0) = 1. Hence |f - 1| on [-G, G] is largest at
-// an end: sup = max(r(G), r(-G)) with
-//   r(G)  = 1 - f(G)  = e^{-G} sum_{j>g} G^j / j!             (a Poisson upper tail)
-//   r(-G) = f(-G) - 1 = e^{G} |sum_{j>g} (-G)^j / j!|          (an alternating tail)
+//   f'(t) = (T_g'(t) - T_g(t)) e^{-t} = (T_{g-1}(t) - T_g(t)) e^{-t} = -t^g / g! e^{-t}.
+// For even g, f' <= 0: f decreases on R through f(0) = 1. For odd g, f rises up to
+// f(0) = 1 and falls after it. Either way |f - 1| on [-G, G] is largest at an end:
+// sup = max(r(G), r(-G)) with
+//   r(G)  = 1 - f(G)    = e^{-G} sum_{j>g} G^j / j!           (a Poisson upper tail)
+//   r(-G) = |f(-G) - 1| = e^{G} |sum_{j>g} (-G)^j / j!|        (an alternating tail)
 // Both are evaluated in long double without catastrophic cancellation (see each
 // branch), then rounded up so the result is an upper bound.
 #include "lorafast/certificate.hpp"
@@ -50,7 +51,7 @@ Real right_end_error(Real g_bound, int degree) {
   return tail;
 }
 
-// r(-G) = e^{G} T_g(-G) - 1 (>= 0 for even g).
+// r(-G) = |e^{G} T_g(-G) - 1| (the sign is that of (-1)^g).
 Real left_end_error(Real g_bound, int degree) {
   const Real log_g = std::log(g_bound);
   auto sign = [](int j) { return j % 2 == 0 ? Real(1) : Real(-1); };
@@ -75,14 +76,13 @@ Real left_end_error(Real g_bound, int degree) {
     if (!std::isfinite(term)) return term;  // overflow: the error is astronomically large
     sum += sign(j) * term;
   }
-  return sum - 1;
+  return std::abs(sum - 1);
 }
 
 }  // namespace
 
 double taylor_relative_error(double score_bound, int degree) {
-  LF_CHECK(degree >= 0 && degree % 2 == 0, ErrorKind::usage, "Taylor degree ", degree,
-           " must be even and non-negative for the certificate");
+  LF_CHECK(degree >= 0, ErrorKind::usage, "Taylor degree ", degree, " must be non-negative for the certificate");
   LF_CHECK(!(score_bound < 0), ErrorKind::usage, "score bound ", score_bound, " must be non-negative");
   if (score_bound == 0) return 0.0;
   if (!std::isfinite(score_bound)) return infinity;
@@ -109,10 +109,22 @@ double probability_error_bound(double eta) {
   return 2.0 * eta / (1.0 - eta);
 }
 
-int degree_for(double score_bound, double eps) {
+double gradient_error_bound(double score_bound, int degree, GradientRoute route) {
+  LF_CHECK(degree >= 0 && degree % 2 == 0, ErrorKind::usage, "surrogate degree ", degree, " must be even");
+  const double eta = taylor_relative_error(score_bound, degree);
+  const double weights = probability_error_bound(eta);
+  if (route == GradientRoute::chained) return weights;
+  if (!(eta < 1.0)) return infinity;
+  // T_0' = 0: a degree-0 fast gradient drops the score term entirely (relative error 1).
+  const double derivative_eta = degree == 0 ? 1.0 : taylor_relative_error(score_bound, degree - 1);
+  const double derivative = (derivative_eta + eta) / (1.0 - eta);
+  return std::max(weights, derivative);
+}
+
+int degree_for(double score_bound, double eps, GradientRoute route) {
   LF_CHECK(eps > 0, ErrorKind::usage, "--eps must be positive, got ", eps);
   for (int g = 2; g <= max_certified_degree; g += 2)
-    if (probability_error_bound(taylor_relative_error(score_bound, g)) * gradient_safety_factor <= eps) return g;
+    if (gradient_error_bound(score_bound, g, route) <= eps) return g;
   return -1;
 }
 

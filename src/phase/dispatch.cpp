@@ -46,20 +46,25 @@ std::int64_t feature_count(std::int64_t head_dim, int degree) {
 
 std::string features_text(std::int64_t f) { return f == saturated ? std::string("> 9.2e18") : std::to_string(f); }
 
-// What the approximate path would need for one head.
+// What an approximate method (fast or chained) would need for one head.
 struct Candidate {
+  Method method = Method::fast;
   int degree = -1;
   std::int64_t features = -1;
-  double error = infinity;  // probability_error_bound(eta)
+  double error = infinity;           // probability_error_bound(eta): P~ entries
+  double gradient_bound = infinity;  // gradient_error_bound(G, g, route)
   double seconds = infinity;
-  bool certified = false;  // error * gradient_safety_factor <= eps
+  bool certified = false;  // gradient_bound <= eps
   bool forced = false;     // the degree came from --degree
 };
 
+GradientRoute route_of(Method m) { return m == Method::chained ? GradientRoute::chained : GradientRoute::fast; }
+
 Candidate candidate(const HeadScores& head, const DispatchRequest& r, Method approx) {
   Candidate c;
+  c.method = approx;
   c.forced = r.degree.has_value();
-  c.degree = c.forced ? *r.degree : degree_for(head.score_bound, r.eps);
+  c.degree = c.forced ? *r.degree : degree_for(head.score_bound, r.eps, route_of(approx));
   if (c.degree < 0) return c;
   c.features = feature_count(r.head_dim, c.degree);
   c.seconds = approx == Method::chained ? r.cost.chained_seconds(r.batch, r.seq_len, r.head_dim, c.features, r.causal)
@@ -68,7 +73,8 @@ Candidate candidate(const HeadScores& head, const DispatchRequest& r, Method app
   // with a forced degree) and leave it uncertified.
   if (c.features > r.max_features) return c;
   c.error = probability_error_bound(taylor_relative_error(head.score_bound, c.degree));
-  c.certified = c.error * gradient_safety_factor <= r.eps;
+  c.gradient_bound = gradient_error_bound(head.score_bound, c.degree, route_of(approx));
+  c.certified = c.gradient_bound <= r.eps;
   return c;
 }
 
@@ -78,8 +84,14 @@ std::string needs(const HeadScores& head, const Candidate& c) {
 }
 
 std::string certified_text(const Candidate& c, double eps) {
-  return cat("certified P error ", number(c.error), ", gradient bound ", number(c.error * gradient_safety_factor),
-             " <= eps ", number(eps));
+  return cat("certified P error ", number(c.error), ", gradient bound ", number(c.gradient_bound), " <= eps ",
+             number(eps));
+}
+
+void run(const Candidate& c, HeadDecision& d) {
+  d.method = c.method;
+  d.error_bound = c.error;
+  d.gradient_bound = c.gradient_bound;
 }
 
 // --method fast|chained: run it, or refuse with the method that can.
@@ -91,31 +103,42 @@ void decide_requested(std::int64_t h, const HeadScores& head, const DispatchRequ
            max_certified_degree, "; --method exact can");
   LF_CHECK(c.features <= r.max_features, ErrorKind::cannot_meet, "head ", h, ": --method ", name, " ",
            needs(head, c), ", above the memory cap of ", r.max_features, " features; --method exact can");
-  d.method = r.requested;
-  d.error_bound = c.error;
+  run(c, d);
   d.reason = c.forced ? cat(name, ": requested; ", needs(head, c), ", certified P error ", number(c.error),
-                            " (--eps not enforced)")
+                            ", gradient bound ", number(c.gradient_bound), " (--eps not enforced)")
                       : cat(name, ": requested; ", needs(head, c), ", ", certified_text(c, r.eps));
 }
 
-// --method auto: the cheaper of exact and fast among those certified within eps.
+// --method auto: the cheapest of exact, fast and chained among those certified within
+// eps. `c` is the cheapest certified approximate candidate, else the fast one.
 void decide_automatic(const HeadScores& head, const DispatchRequest& r, const Candidate& c, HeadDecision& d) {
-  const std::string costs = cat("predicted fast ", seconds(c.seconds), " vs exact ", seconds(d.cost_exact));
+  const std::string name = method_name(c.method);
+  const std::string costs = cat("predicted ", name, " ", seconds(c.seconds), " vs exact ", seconds(d.cost_exact));
   if (c.degree < 0) {
     d.reason = cat("exact: G=", number(head.score_bound), " exceeds what degree <= ", max_certified_degree,
                    " can certify for eps ", number(r.eps));
   } else if (c.features > r.max_features) {
     d.reason = cat("exact: ", needs(head, c), ", above the memory cap of ", r.max_features, " features");
   } else if (!c.certified) {
-    d.reason = cat("exact: ", needs(head, c), " certifies only a gradient bound of ",
-                   number(c.error * gradient_safety_factor), " > eps ", number(r.eps));
+    d.reason = cat("exact: ", needs(head, c), " certifies only a gradient bound of ", number(c.gradient_bound),
+                   " > eps ", number(r.eps));
   } else if (c.seconds < d.cost_exact) {
-    d.method = Method::fast;
-    d.error_bound = c.error;
-    d.reason = cat("fast: ", needs(head, c), ", ", certified_text(c, r.eps), ", ", costs);
+    run(c, d);
+    d.reason = cat(name, ": ", needs(head, c), ", ", certified_text(c, r.eps), ", ", costs);
   } else {
     d.reason = cat("exact: ", needs(head, c), ", ", costs);
   }
+}
+
+// The approximate candidate a decision reports: the requested one, or for auto and
+// exact the cheapest certified of fast and chained (the fast one when neither is).
+Candidate reported_candidate(const HeadScores& head, const DispatchRequest& r) {
+  if (r.requested == Method::chained) return candidate(head, r, Method::chained);
+  const Candidate fast = candidate(head, r, Method::fast);
+  if (r.requested == Method::fast) return fast;
+  const Candidate chained = candidate(head, r, Method::chained);
+  if (chained.certified && (!fast.certified || chained.seconds < fast.seconds)) return chained;
+  return fast;
 }
 
 }  // namespace
@@ -149,7 +172,9 @@ double CostModel::fast_seconds(std::int64_t batch, std::int64_t seq_len, std::in
 
 double CostModel::chained_seconds(std::int64_t batch, std::int64_t seq_len, std::int64_t head_dim,
                                   std::int64_t features, bool causal) const {
-  return fast_seconds(batch, seq_len, head_dim, features, causal) * as_double(head_dim);
+  const double width = as_double(features) + (causal ? as_double(causal_chunk) : 0.0);
+  return chained_seconds_per_unit * as_double(batch) * as_double(seq_len) * width * as_double(head_dim) *
+         as_double(head_dim);
 }
 
 std::vector<HeadDecision> decide(const std::vector<HeadScores>& heads, const DispatchRequest& r) {
@@ -157,11 +182,10 @@ std::vector<HeadDecision> decide(const std::vector<HeadScores>& heads, const Dis
   LF_CHECK(!r.degree || (*r.degree >= 0 && *r.degree % 2 == 0), ErrorKind::bad_input, "--degree ", *r.degree,
            " is odd or negative: odd Taylor degrees can make the softmax normaliser negative; use an even degree");
   LF_ASSERT(r.seq_len >= 1 && r.head_dim >= 1 && r.batch >= 1);
-  const Method approx = r.requested == Method::chained ? Method::chained : Method::fast;
   std::vector<HeadDecision> out;
   for (std::size_t h = 0; h < heads.size(); ++h) {
     const HeadScores& head = heads[h];
-    const Candidate c = candidate(head, r, approx);
+    const Candidate c = reported_candidate(head, r);
     HeadDecision d;
     d.degree = c.degree;
     d.features = c.features;

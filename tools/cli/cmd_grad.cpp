@@ -34,6 +34,7 @@ nlohmann::json head_json(const HeadDecision& d) {
           {"score_bound", d.raw_score_bound},
           {"centred_score_bound", d.score_bound},
           {"error_bound", d.error_bound},
+          {"gradient_bound", d.gradient_bound},
           {"reason", d.reason}};
 }
 

@@ -80,6 +80,7 @@ void print_json(const Report& r) {
     heads.push_back({{"gamma_q", d.gamma_q}, {"gamma_k", d.gamma_k}, {"score_bound", d.raw_score_bound},
                      {"centred_score_bound", d.score_bound}, {"degree", or_null(std::int64_t{d.degree})},
                      {"features", or_null(d.features)}, {"error_bound", d.error_bound},
+                     {"gradient_bound", d.gradient_bound},
                      {"cost_exact", d.cost_exact}, {"cost_fast", or_null(d.cost_fast)},
                      {"method", method_name(d.method)}, {"reason", d.reason}});
   }
