@@ -42,8 +42,7 @@ json config_json(const LoraConfig& c) {
           {"modules_to_save", nullptr},
           {"layers_to_transform", nullptr},
           {"rank_pattern", json::object()},
-          {"alpha_pattern", json::object()},
-          {"use_dora", false}};
+          {"alpha_pattern", json::object()}};  // no "use_dora": PEFT before 0.9 rejects unknown keys
 }
 
 // A field that, when present, must have a value meaning "feature not used".

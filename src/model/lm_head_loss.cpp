@@ -1,8 +1,6 @@
 // Logits are formed in T; each row's log-sum-exp and loss are accumulated in double.
 #include "model/lm_head_loss.hpp"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 #include <vector>
