@@ -1,0 +1,72 @@
+// A GPT-2 model in the Hugging Face layout (INTERFACE.md "Models, adapters,
+// fine-tuning"): config.json + model.safetensors, Conv1D weights [in, out], pre-LN
+// blocks, GELU (tanh form), the LM head tied to wte. The base weights are frozen;
+// only LoRA adapters (gpt_lora.hpp) are trained.
+//
+// Shape legend: V vocabulary, P positions (n_positions), D width = H * E,
+// N batch, T sequence length (<= P).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "lorafast/safetensors.hpp"
+#include "lorafast/tensor.hpp"
+
+namespace lorafast {
+
+struct GptConfig {
+  std::int64_t n_layer = 0;
+  std::int64_t n_head = 0;
+  std::int64_t n_embd = 0;       // D
+  std::int64_t n_positions = 0;  // P, the longest sequence
+  std::int64_t vocab_size = 0;   // V
+  double layer_norm_epsilon = 1e-5;
+
+  std::int64_t head_dim() const { return n_embd / n_head; }  // E
+  // Positive sizes, n_head dividing n_embd, epsilon > 0 and finite, sizes small
+  // enough that no tensor byte count overflows. Throws Error(bad_input) citing `origin`.
+  void validate(const std::string& origin) const;
+};
+
+// Parses and validates config.json text (other keys are ignored; the six above are
+// required, as JSON numbers). `origin` names the file in error messages.
+GptConfig parse_gpt_config(const std::string& json_text, const std::string& origin);
+GptConfig read_gpt_config(const std::filesystem::path& path);
+
+// One transformer block; every tensor has dtype T of the enclosing GptWeights<T>.
+struct GptBlockWeights {
+  Tensor ln_1_weight, ln_1_bias;              // [D], [D]
+  Tensor attn_c_attn_weight, attn_c_attn_bias;  // [D, 3D], [3D]   (q | k | v columns)
+  Tensor attn_c_proj_weight, attn_c_proj_bias;  // [D, D], [D]
+  Tensor ln_2_weight, ln_2_bias;              // [D], [D]
+  Tensor mlp_c_fc_weight, mlp_c_fc_bias;      // [D, 4D], [4D]
+  Tensor mlp_c_proj_weight, mlp_c_proj_bias;  // [4D, D], [D]
+};
+
+template <class T>
+struct GptWeights {
+  GptConfig config;
+  Tensor wte;  // [V, D]  token embedding, also the (tied) LM head
+  Tensor wpe;  // [P, D]  position embedding
+  std::vector<GptBlockWeights> blocks;  // n_layer
+  Tensor ln_f_weight, ln_f_bias;        // [D], [D]
+};
+
+// The weights named in `tensors` (GPT-2 names, with or without the "transformer."
+// prefix; "lm_head.weight" and the attention-mask buffers "h.{i}.attn.bias" /
+// "h.{i}.attn.masked_bias" are ignored, other unknown names too, except blocks
+// h.{i} with i >= n_layer). Every tensor must be present with the shape the config
+// implies and finite values; it is converted to T. Errors: Error(bad_input) naming
+// `origin` and the tensor.
+template <class T>
+GptWeights<T> gpt_weights_from_tensors(const GptConfig& config, const TensorMap& tensors,
+                                       const std::string& origin);
+
+// A model directory: config.json and model.safetensors.
+template <class T>
+GptWeights<T> load_gpt_model(const std::filesystem::path& dir);
+
+}  // namespace lorafast

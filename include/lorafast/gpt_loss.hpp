@@ -1,0 +1,46 @@
+// The language-model loss of a GPT-2 model with LoRA adapters and its gradient with
+// respect to the adapters (the base weights are frozen):
+//   loss = mean over the N*T predicted tokens of -log softmax(logits)[next token].
+// Attention runs through the exact tiled kernels (attention.hpp), so no T x T
+// matrix is stored; activation memory is O(N * T * D * n_layer), the LM head and
+// cross-entropy are computed in row chunks (O(chunk * V) scratch).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "lorafast/gpt.hpp"
+#include "lorafast/gpt_lora.hpp"
+
+namespace lorafast {
+
+// N windows of T + 1 tokens: window n feeds tokens [0, T) and predicts [1, T].
+struct TokenBatch {
+  std::int64_t batch = 0;    // N
+  std::int64_t seq_len = 0;  // T (the window holds T + 1 tokens)
+  std::vector<std::int32_t> tokens;  // [N, T + 1]
+
+  std::int32_t at(std::int64_t n, std::int64_t t) const { return tokens[static_cast<std::size_t>(n * (seq_len + 1) + t)]; }
+  std::int64_t predicted() const { return batch * seq_len; }  // tokens in the loss
+};
+
+// N >= 1, 1 <= T <= n_positions, tokens.size() == N * (T + 1), every token in [0, V).
+// Throws Error(bad_input) naming the first offending token.
+void validate_tokens(const TokenBatch& batch, const GptConfig& config);
+
+template <class T>
+struct GptLossGrad {
+  double loss = 0.0;              // mean cross-entropy in nats
+  std::vector<LoraLayer> d_lora;  // same layout as GptLora::layers; dtype T
+};
+
+// Forward only. `lora` may be nullptr (the base model).
+template <class T>
+double gpt_loss(const GptWeights<T>& weights, const GptLora<T>* lora, const TokenBatch& batch);
+
+// Forward and backward: the loss and d loss / d (every adapter tensor). The rows of
+// an attn.c_attn lora_B gradient outside lora.config.c_attn_qkv are zero (frozen).
+template <class T>
+GptLossGrad<T> gpt_loss_and_grad(const GptWeights<T>& weights, const GptLora<T>& lora, const TokenBatch& batch);
+
+}  // namespace lorafast

@@ -1,0 +1,15 @@
+// Small text files (config.json, adapter_config.json, token lists) read whole, with
+// the same checks and messages as the safetensors reader.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+namespace lorafast {
+
+// The file's bytes; Error(bad_input) naming the path when it is missing, a
+// directory, unreadable or larger than `max_bytes`.
+std::string read_text_file(const std::filesystem::path& path, std::uint64_t max_bytes);
+
+}  // namespace lorafast

@@ -1,0 +1,47 @@
+// What the GPT forward pass keeps for the backward pass, per block, and the shared
+// helpers of gpt_forward.cpp / gpt_backward.cpp. M = N * T token rows.
+// Per block: 12 * M * D values (+ 3 M row statistics and the attention lse);
+// the GELU output is recomputed in the backward pass, and no T x T matrix exists.
+#pragma once
+
+#include <optional>
+#include <vector>
+
+#include "lorafast/gpt_loss.hpp"
+#include "model/lora_linear.hpp"
+
+namespace lorafast {
+
+template <class T>
+struct BlockActivations {
+  std::vector<T> ln1_mean, ln1_rstd, ln1_out;  // [M], [M], [M, D]
+  std::vector<T> q, k, v;                      // [M, D] each (heads by columns)
+  std::vector<T> attn, lse;                    // [M, D], [N, H, T]
+  std::vector<T> x_mid;                        // [M, D]  residual after attention
+  std::vector<T> ln2_mean, ln2_rstd, ln2_out;  // [M], [M], [M, D]
+  std::vector<T> fc_pre;                       // [M, 4D] c_fc output, before GELU
+};
+
+template <class T>
+struct GptActivations {
+  std::int64_t batch = 0, seq_len = 0, rows = 0;  // N, T, M
+  // residual[i]: input of block i; residual[n_layer]: input of ln_f. Each [M, D].
+  std::vector<std::vector<T>> residual;
+  std::vector<BlockActivations<T>> blocks;
+  std::vector<T> lnf_mean, lnf_rstd, lnf_out;  // [M], [M], [M, D]
+  std::vector<std::int32_t> targets;           // [M]
+};
+
+// The forward pass up to ln_f (the loss is lm_head_loss on lnf_out). With
+// `keep_all`, every block's activations are kept for gpt_backward; without it one
+// set of buffers is reused (forward-only evaluation).
+template <class T>
+void gpt_forward(const GptWeights<T>& weights, const GptLora<T>* lora, const TokenBatch& batch, bool keep_all,
+                 GptActivations<T>& act);
+
+// The Conv1D of `target` in block `layer`, with its adapter when `lora` adapts it.
+template <class T>
+LoraLinearParams<T> module_params(const GptWeights<T>& weights, const GptLora<T>* lora, std::int64_t layer,
+                                  LoraTarget target, std::int64_t rows);
+
+}  // namespace lorafast

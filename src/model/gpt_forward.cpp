@@ -1,0 +1,195 @@
+// GPT-2 forward pass with LoRA (pre-LN blocks, causal multi-head attention through
+// the exact tiled kernels, tied LM head) and the forward-only loss.
+#include <algorithm>
+
+#include "lorafast/attention.hpp"
+#include "model/gelu.hpp"
+#include "model/gpt_activations.hpp"
+#include "model/layer_norm.hpp"
+#include "model/lm_head_loss.hpp"
+
+namespace lorafast {
+namespace {
+
+template <class T>
+const T* ptr(const Tensor& t) {
+  return t.data<T>();
+}
+
+template <class T>
+void resize(std::vector<T>& v, std::int64_t n) {
+  v.resize(static_cast<std::size_t>(n));
+}
+
+// x0[n, t] = wte[token] + wpe[t].
+template <class T>
+void embed(const GptWeights<T>& w, const TokenBatch& batch, T* x) {
+  const std::int64_t d = w.config.n_embd, tlen = batch.seq_len;
+#pragma omp parallel for schedule(static)
+  for (std::int64_t row = 0; row < batch.batch * tlen; ++row) {
+    const std::int64_t n = row / tlen, t = row % tlen;
+    const T* tok = ptr<T>(w.wte) + static_cast<std::int64_t>(batch.at(n, t)) * d;
+    const T* pos = ptr<T>(w.wpe) + t * d;
+    for (std::int64_t c = 0; c < d; ++c) x[row * d + c] = tok[c] + pos[c];
+  }
+}
+
+// Columns [0, D), [D, 2D), [2D, 3D) of the c_attn output [M, 3D] -> q, k, v [M, D].
+template <class T>
+void split_qkv(const std::vector<T>& qkv, std::int64_t rows, std::int64_t d, BlockActivations<T>& a) {
+#pragma omp parallel for schedule(static)
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const T* src = qkv.data() + r * 3 * d;
+    std::copy(src, src + d, a.q.data() + r * d);
+    std::copy(src + d, src + 2 * d, a.k.data() + r * d);
+    std::copy(src + 2 * d, src + 3 * d, a.v.data() + r * d);
+  }
+}
+
+template <class T>
+void add(const T* a, const T* b, T* out, std::int64_t count) {
+#pragma omp parallel for schedule(static)
+  for (std::int64_t i = 0; i < count; ++i) out[i] = a[i] + b[i];
+}
+
+template <class T>
+void allocate(BlockActivations<T>& a, std::int64_t rows, std::int64_t d, std::int64_t lse_size) {
+  for (auto* v : {&a.ln1_mean, &a.ln1_rstd, &a.ln2_mean, &a.ln2_rstd}) resize(*v, rows);
+  for (auto* v : {&a.ln1_out, &a.q, &a.k, &a.v, &a.attn, &a.x_mid, &a.ln2_out}) resize(*v, rows * d);
+  resize(a.lse, lse_size);
+  resize(a.fc_pre, rows * 4 * d);
+}
+
+}  // namespace
+
+void validate_tokens(const TokenBatch& batch, const GptConfig& config) {
+  constexpr auto bad = ErrorKind::bad_input;
+  LF_CHECK(batch.batch >= 1, bad, "token batch: N must be at least 1, got ", batch.batch);
+  LF_CHECK(batch.seq_len >= 1 && batch.seq_len <= config.n_positions, bad, "token batch: sequence length ",
+           batch.seq_len, " is outside [1, n_positions = ", config.n_positions, "]");
+  LF_CHECK(static_cast<std::int64_t>(batch.tokens.size()) == batch.batch * (batch.seq_len + 1), bad,
+           "token batch: ", batch.tokens.size(), " tokens for N = ", batch.batch, " windows of T + 1 = ",
+           batch.seq_len + 1);
+  for (std::size_t i = 0; i < batch.tokens.size(); ++i)
+    LF_CHECK(batch.tokens[i] >= 0 && batch.tokens[i] < config.vocab_size, bad, "token batch: token ", i, " is ",
+             batch.tokens[i], ", outside the vocabulary [0, ", config.vocab_size, ")");
+}
+
+template <class T>
+LoraLinearParams<T> module_params(const GptWeights<T>& weights, const GptLora<T>* lora, std::int64_t layer,
+                                  LoraTarget target, std::int64_t rows) {
+  const auto& b = weights.blocks[static_cast<std::size_t>(layer)];
+  const auto dims = lora_target_dims(target, weights.config);
+  LoraLinearParams<T> p;
+  p.rows = rows;
+  p.in = dims.in;
+  p.out = dims.out;
+  switch (target) {
+    case LoraTarget::attn_c_attn: p.w = ptr<T>(b.attn_c_attn_weight), p.bias = ptr<T>(b.attn_c_attn_bias); break;
+    case LoraTarget::attn_c_proj: p.w = ptr<T>(b.attn_c_proj_weight), p.bias = ptr<T>(b.attn_c_proj_bias); break;
+    case LoraTarget::mlp_c_fc: p.w = ptr<T>(b.mlp_c_fc_weight), p.bias = ptr<T>(b.mlp_c_fc_bias); break;
+    case LoraTarget::mlp_c_proj: p.w = ptr<T>(b.mlp_c_proj_weight), p.bias = ptr<T>(b.mlp_c_proj_bias); break;
+  }
+  if (lora != nullptr && lora->at(layer, target)) {
+    const auto& adapter = *lora->at(layer, target);
+    p.rank = adapter.rank();
+    p.scale = static_cast<T>(lora->config.scaling());
+    p.lora_a = ptr<T>(adapter.a);
+    p.lora_b = ptr<T>(adapter.b);
+  }
+  return p;
+}
+
+template <class T>
+void gpt_forward(const GptWeights<T>& w, const GptLora<T>* lora, const TokenBatch& batch, bool keep_all,
+                 GptActivations<T>& act) {
+  const GptConfig& cfg = w.config;
+  const std::int64_t d = cfg.n_embd, rows = batch.predicted(), layers = cfg.n_layer;
+  act.batch = batch.batch;
+  act.seq_len = batch.seq_len;
+  act.rows = rows;
+  act.residual.resize(static_cast<std::size_t>(keep_all ? layers + 1 : 2));
+  for (auto& r : act.residual) resize(r, rows * d);
+  act.blocks.resize(static_cast<std::size_t>(keep_all ? layers : 1));
+  for (auto& b : act.blocks) allocate(b, rows, d, batch.batch * cfg.n_head * batch.seq_len);
+  auto residual = [&](std::int64_t i) -> std::vector<T>& {
+    return act.residual[static_cast<std::size_t>(keep_all ? i : i % 2)];
+  };
+  embed(w, batch, residual(0).data());
+
+  std::vector<T> wide(static_cast<std::size_t>(rows * 4 * d)), proj(static_cast<std::size_t>(rows * d));
+  AttentionParams<T> attn;
+  attn.batch = batch.batch;
+  attn.seq_len = batch.seq_len;
+  attn.heads = cfg.n_head;
+  attn.head_dim = cfg.head_dim();
+  attn.scale = AttentionConfig{}.resolved_scale(attn.head_dim);  // 1/sqrt(E), as GPT-2
+  attn.causal = true;
+  for (std::int64_t i = 0; i < layers; ++i) {
+    const auto& b = w.blocks[static_cast<std::size_t>(i)];
+    auto& a = act.blocks[static_cast<std::size_t>(keep_all ? i : 0)];
+    const T* x = residual(i).data();
+    layer_norm_fwd(LayerNormParams<T>{rows, d, cfg.layer_norm_epsilon, x, ptr<T>(b.ln_1_weight), ptr<T>(b.ln_1_bias),
+                                      a.ln1_out.data(), a.ln1_mean.data(), a.ln1_rstd.data(), nullptr, nullptr});
+    auto c_attn = module_params(w, lora, i, LoraTarget::attn_c_attn, rows);
+    c_attn.x = a.ln1_out.data();
+    c_attn.y = wide.data();  // qkv: [M, 3D]
+    lora_linear_fwd(c_attn);
+    split_qkv(wide, rows, d, a);
+    attn.q = a.q.data();
+    attn.k = a.k.data();
+    attn.v = a.v.data();
+    attn.o = a.attn.data();
+    attn.lse = a.lse.data();
+    attention_fwd(attn);
+    auto c_proj = module_params(w, lora, i, LoraTarget::attn_c_proj, rows);
+    c_proj.x = a.attn.data();
+    c_proj.y = proj.data();
+    lora_linear_fwd(c_proj);
+    add(x, proj.data(), a.x_mid.data(), rows * d);
+    layer_norm_fwd(LayerNormParams<T>{rows, d, cfg.layer_norm_epsilon, a.x_mid.data(), ptr<T>(b.ln_2_weight),
+                                      ptr<T>(b.ln_2_bias), a.ln2_out.data(), a.ln2_mean.data(), a.ln2_rstd.data(),
+                                      nullptr, nullptr});
+    auto c_fc = module_params(w, lora, i, LoraTarget::mlp_c_fc, rows);
+    c_fc.x = a.ln2_out.data();
+    c_fc.y = a.fc_pre.data();
+    lora_linear_fwd(c_fc);
+    gelu_fwd(GeluParams<T>{rows * 4 * d, a.fc_pre.data(), wide.data(), nullptr, nullptr});
+    auto mlp_proj = module_params(w, lora, i, LoraTarget::mlp_c_proj, rows);
+    mlp_proj.x = wide.data();
+    mlp_proj.y = proj.data();
+    lora_linear_fwd(mlp_proj);
+    add(a.x_mid.data(), proj.data(), residual(i + 1).data(), rows * d);
+  }
+  resize(act.lnf_mean, rows);
+  resize(act.lnf_rstd, rows);
+  resize(act.lnf_out, rows * d);
+  layer_norm_fwd(LayerNormParams<T>{rows, d, cfg.layer_norm_epsilon, residual(layers).data(), ptr<T>(w.ln_f_weight),
+                                    ptr<T>(w.ln_f_bias), act.lnf_out.data(), act.lnf_mean.data(),
+                                    act.lnf_rstd.data(), nullptr, nullptr});
+  resize(act.targets, rows);
+  for (std::int64_t n = 0; n < batch.batch; ++n)
+    for (std::int64_t t = 0; t < batch.seq_len; ++t) act.targets[static_cast<std::size_t>(n * batch.seq_len + t)] = batch.at(n, t + 1);
+}
+
+template <class T>
+double gpt_loss(const GptWeights<T>& weights, const GptLora<T>* lora, const TokenBatch& batch) {
+  validate_tokens(batch, weights.config);
+  if (lora != nullptr) validate_gpt_lora(*lora, weights.config, "adapter");
+  GptActivations<T> act;
+  gpt_forward(weights, lora, batch, /*keep_all=*/false, act);
+  return lm_head_loss(LmHeadLossParams<T>{act.rows, weights.config.n_embd, weights.config.vocab_size,
+                                          act.lnf_out.data(), ptr<T>(weights.wte), act.targets.data(), nullptr});
+}
+
+#define LORAFAST_INSTANTIATE(T)                                                                              \
+  template void gpt_forward<T>(const GptWeights<T>&, const GptLora<T>*, const TokenBatch&, bool,             \
+                               GptActivations<T>&);                                                          \
+  template LoraLinearParams<T> module_params<T>(const GptWeights<T>&, const GptLora<T>*, std::int64_t,       \
+                                                LoraTarget, std::int64_t);                                   \
+  template double gpt_loss<T>(const GptWeights<T>&, const GptLora<T>*, const TokenBatch&);
+LORAFAST_INSTANTIATE(float)
+LORAFAST_INSTANTIATE(double)
+#undef LORAFAST_INSTANTIATE
+
+}  // namespace lorafast

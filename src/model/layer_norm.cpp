@@ -1,0 +1,58 @@
+// Row sums are accumulated in double in both precisions: D can be in the thousands,
+// and the statistics feed every later layer.
+#include "model/layer_norm.hpp"
+
+#include <cmath>
+
+namespace lorafast {
+
+template <class T>
+void layer_norm_fwd(const LayerNormParams<T>& p) {
+  const std::int64_t d = p.dim;
+#pragma omp parallel for schedule(static)
+  for (std::int64_t r = 0; r < p.rows; ++r) {
+    const T* x = p.x + r * d;
+    double sum = 0;
+    for (std::int64_t c = 0; c < d; ++c) sum += x[c];
+    const double mean = sum / static_cast<double>(d);
+    double sq = 0;
+    for (std::int64_t c = 0; c < d; ++c) sq += (x[c] - mean) * (x[c] - mean);
+    const double rstd = 1.0 / std::sqrt(sq / static_cast<double>(d) + p.eps);
+    T* y = p.y + r * d;
+    for (std::int64_t c = 0; c < d; ++c) y[c] = static_cast<T>((x[c] - mean) * rstd) * p.weight[c] + p.bias[c];
+    p.mean[r] = static_cast<T>(mean);
+    p.rstd[r] = static_cast<T>(rstd);
+  }
+}
+
+// With xhat = (x - mean) rstd and g = d_y * weight:
+//   d_x = rstd * (g - mean(g) - xhat * mean(g * xhat)).
+template <class T>
+void layer_norm_bwd(const LayerNormParams<T>& p) {
+  const std::int64_t d = p.dim;
+#pragma omp parallel for schedule(static)
+  for (std::int64_t r = 0; r < p.rows; ++r) {
+    const T *x = p.x + r * d, *d_y = p.d_y + r * d;
+    const T mean = p.mean[r], rstd = p.rstd[r];
+    double sum_g = 0, sum_gx = 0;
+    for (std::int64_t c = 0; c < d; ++c) {
+      const T g = d_y[c] * p.weight[c], xhat = (x[c] - mean) * rstd;
+      sum_g += g;
+      sum_gx += g * xhat;
+    }
+    const T mean_g = static_cast<T>(sum_g / static_cast<double>(d));
+    const T mean_gx = static_cast<T>(sum_gx / static_cast<double>(d));
+    T* d_x = p.d_x + r * d;
+    for (std::int64_t c = 0; c < d; ++c) {
+      const T g = d_y[c] * p.weight[c], xhat = (x[c] - mean) * rstd;
+      d_x[c] += rstd * (g - mean_g - xhat * mean_gx);
+    }
+  }
+}
+
+template void layer_norm_fwd<float>(const LayerNormParams<float>&);
+template void layer_norm_fwd<double>(const LayerNormParams<double>&);
+template void layer_norm_bwd<float>(const LayerNormParams<float>&);
+template void layer_norm_bwd<double>(const LayerNormParams<double>&);
+
+}  // namespace lorafast

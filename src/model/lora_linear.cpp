@@ -1,0 +1,58 @@
+#include "model/lora_linear.hpp"
+
+#include <algorithm>
+#include <vector>
+
+#include "kernels/parallel_gemm.hpp"
+
+namespace lorafast {
+
+using kernels::gemm_rows;
+using kernels::gemm_tn_rows;
+using kernels::Op;
+
+namespace {
+
+template <class T>
+MatrixView<T> view(T* data, std::int64_t rows, std::int64_t cols) {
+  return {data, rows, cols, cols};
+}
+
+}  // namespace
+
+template <class T>
+void lora_linear_fwd(const LoraLinearParams<T>& p) {
+  const auto y = view(p.y, p.rows, p.out);
+#pragma omp parallel for schedule(static)
+  for (std::int64_t r = 0; r < p.rows; ++r) std::copy(p.bias, p.bias + p.out, y.row(r));
+  const auto x = view(p.x, p.rows, p.in);
+  gemm_rows(T(1), x, Op::none, view(p.w, p.in, p.out), T(1), y);  // y = bias + x W
+  if (p.rank == 0) return;
+  std::vector<T> z(static_cast<std::size_t>(p.rows * p.rank));
+  const auto zv = view(z.data(), p.rows, p.rank);
+  gemm_rows(T(1), x, Op::trans, view(p.lora_a, p.rank, p.in), T(0), zv);             // z = x A^T
+  gemm_rows(p.scale, MatrixView<const T>(zv), Op::trans, view(p.lora_b, p.out, p.rank), T(1), y);  // y += s z B^T
+}
+
+template <class T>
+void lora_linear_bwd(const LoraLinearParams<T>& p) {
+  const auto d_y = view(p.d_y, p.rows, p.out);
+  const auto x = view(p.x, p.rows, p.in);
+  if (p.d_x != nullptr) gemm_rows(T(1), d_y, Op::trans, view(p.w, p.in, p.out), T(0), view(p.d_x, p.rows, p.in));
+  if (p.rank == 0) return;
+  const auto a = view(p.lora_a, p.rank, p.in);
+  std::vector<T> z(static_cast<std::size_t>(p.rows * p.rank)), g(z.size());
+  const auto zv = view(z.data(), p.rows, p.rank), gv = view(g.data(), p.rows, p.rank);
+  gemm_rows(T(1), x, Op::trans, a, T(0), zv);                                   // z = x A^T
+  gemm_rows(T(1), d_y, Op::none, view(p.lora_b, p.out, p.rank), T(0), gv);      // g = d_y B
+  if (p.d_x != nullptr) gemm_rows(p.scale, MatrixView<const T>(gv), Op::none, a, T(1), view(p.d_x, p.rows, p.in));  // d_x += s g A
+  gemm_tn_rows(p.scale, d_y, MatrixView<const T>(zv), view(p.d_lora_b, p.out, p.rank));  // d_B = s d_y^T z
+  gemm_tn_rows(p.scale, MatrixView<const T>(gv), x, view(p.d_lora_a, p.rank, p.in));     // d_A = s g^T x
+}
+
+template void lora_linear_fwd<float>(const LoraLinearParams<float>&);
+template void lora_linear_fwd<double>(const LoraLinearParams<double>&);
+template void lora_linear_bwd<float>(const LoraLinearParams<float>&);
+template void lora_linear_bwd<double>(const LoraLinearParams<double>&);
+
+}  // namespace lorafast

@@ -1,0 +1,37 @@
+// A GPT-2 Conv1D layer with an optional LoRA adapter (PEFT layout):
+//   y = x W + bias + s * (x A^T) B^T         W: [in, out], A: [R, in], B: [out, R]
+// Backward (W and bias frozen), with z = x A^T and g = d_y B, both [rows, R]:
+//   d_x = d_y W^T + s g A,   d_B = s d_y^T z,   d_A = s g^T x.
+// The token rows are shared out across threads; z is recomputed in the backward
+// pass rather than stored (rows * R * in flops, small next to rows * in * out).
+#pragma once
+
+#include <cstdint>
+
+namespace lorafast {
+
+template <class T>
+struct LoraLinearParams {
+  std::int64_t rows = 0;  // N * T token rows
+  std::int64_t in = 0;
+  std::int64_t out = 0;
+  std::int64_t rank = 0;  // R; 0 = no adapter
+  T scale = 0;            // s
+  const T* w = nullptr;       // [in, out]
+  const T* bias = nullptr;    // [out]
+  const T* lora_a = nullptr;  // [R, in]
+  const T* lora_b = nullptr;  // [out, R]
+  const T* x = nullptr;       // [rows, in]
+  T* y = nullptr;             // [rows, out]  fwd output
+  const T* d_y = nullptr;     // [rows, out]  bwd input
+  T* d_x = nullptr;           // [rows, in]   bwd output (overwritten); nullptr: not needed
+  T* d_lora_a = nullptr;      // [R, in]      bwd output (overwritten) when adapted
+  T* d_lora_b = nullptr;      // [out, R]
+};
+
+template <class T>
+void lora_linear_fwd(const LoraLinearParams<T>& p);
+template <class T>
+void lora_linear_bwd(const LoraLinearParams<T>& p);
+
+}  // namespace lorafast

@@ -1,0 +1,121 @@
+// `lorafast model-grad` (hidden, for tests and development): one forward + backward
+// of a GPT-2 model with a PEFT adapter on a batch of token windows. Writes `loss`
+// and, under each adapter tensor's own name, d loss / d that tensor.
+//
+// The token file is text: one window of T + 1 token ids per line (whitespace
+// separated, every line the same length); each window predicts its last T tokens.
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.hpp"
+#include "lorafast/gpt_loss.hpp"
+#include "lorafast/safetensors.hpp"
+
+namespace lorafast::cli {
+namespace {
+
+constexpr auto bad = ErrorKind::bad_input;
+constexpr std::size_t max_token_file_bytes = 100'000'000;
+
+struct ModelGradFlags {
+  std::string model, adapter, tokens, out, dtype = "f32";
+  bool json = false;
+};
+
+std::string read_all(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  LF_CHECK(f != nullptr, bad, path, ": cannot open for reading");
+  std::string text;
+  char buf[65536];
+  std::size_t got = 0;
+  while ((got = std::fread(buf, 1, sizeof buf, f)) > 0 && text.size() <= max_token_file_bytes) text.append(buf, got);
+  std::fclose(f);
+  LF_CHECK(text.size() <= max_token_file_bytes, bad, path, ": larger than ", max_token_file_bytes, " bytes");
+  return text;
+}
+
+TokenBatch read_token_windows(const std::string& path) {
+  std::istringstream lines(read_all(path));
+  TokenBatch batch;
+  std::string line;
+  for (std::int64_t number = 1; std::getline(lines, line); ++number) {
+    std::istringstream fields(line);
+    std::int64_t count = 0;
+    std::string field;
+    while (fields >> field) {
+      std::size_t used = 0;
+      long long value = -1;
+      try {
+        value = std::stoll(field, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      LF_CHECK(used == field.size() && value >= 0 && value <= INT32_MAX, bad, path, ": line ", number, ": '", field,
+               "' is not a token id");
+      batch.tokens.push_back(static_cast<std::int32_t>(value));
+      ++count;
+    }
+    if (count == 0) continue;
+    if (batch.batch == 0) batch.seq_len = count - 1;
+    LF_CHECK(count == batch.seq_len + 1, bad, path, ": line ", number, " has ", count, " tokens, the first window ",
+             batch.seq_len + 1);
+    ++batch.batch;
+  }
+  LF_CHECK(batch.batch > 0 && batch.seq_len > 0, bad, path, ": needs at least one window of two or more tokens");
+  return batch;
+}
+
+template <class T>
+void run(const ModelGradFlags& f) {
+  const auto weights = load_gpt_model<T>(f.model);
+  const auto lora = load_peft_adapter<T>(f.adapter, weights.config);
+  const TokenBatch batch = read_token_windows(f.tokens);
+  try {
+    validate_tokens(batch, weights.config);
+  } catch (const Error& e) {
+    throw Error(bad, cat(f.tokens, ": ", e.what()));
+  }
+  const auto start = std::chrono::steady_clock::now();
+  const auto grads = gpt_loss_and_grad(weights, lora, batch);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  TensorMap out;
+  out["loss"] = Tensor(dtype_of<T>(), {});
+  out["loss"].template data<T>()[0] = static_cast<T>(grads.loss);
+  for (std::size_t i = 0; i < grads.d_lora.size(); ++i)
+    for (auto t : all_lora_targets)
+      if (const auto& g = grads.d_lora[i][static_cast<std::size_t>(t)]) {
+        out[peft_tensor_name(static_cast<std::int64_t>(i), t, false)] = g->a;
+        out[peft_tensor_name(static_cast<std::int64_t>(i), t, true)] = g->b;
+      }
+  write_safetensors(f.out, out);
+  if (f.json) {
+    const nlohmann::json j{{"loss", grads.loss}, {"tokens", batch.predicted()}, {"seconds", seconds}};
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("loss %.10g over %lld tokens (%.3f s)\nwrote %s\n", grads.loss,
+                static_cast<long long>(batch.predicted()), seconds, f.out.c_str());
+  }
+}
+
+}  // namespace
+
+void add_model_grad_command(CLI::App& app) {
+  auto flags = std::make_shared<ModelGradFlags>();
+  auto* cmd = app.add_subcommand("model-grad", "GPT-2 + PEFT adapter: loss and adapter gradients on token windows");
+  cmd->group("");  // hidden: a development and test tool
+  cmd->add_option("--model", flags->model, "Model directory (config.json, model.safetensors)")->required();
+  cmd->add_option("--adapter", flags->adapter, "PEFT adapter directory")->required();
+  cmd->add_option("--tokens", flags->tokens, "Text file: one window of T + 1 token ids per line")->required();
+  cmd->add_option("--out", flags->out, "Output safetensors: loss and the gradient of every adapter tensor")->required();
+  cmd->add_option("--dtype", flags->dtype, "Compute and output precision: f32 | f64")
+      ->check(CLI::IsMember({"f32", "f64"}));
+  cmd->add_flag("--json", flags->json, "Print {\"loss\", \"tokens\", \"seconds\"} as JSON");
+  add_threads_option(*cmd);
+  cmd->callback([flags] { flags->dtype == "f64" ? run<double>(*flags) : run<float>(*flags); });
+}
+
+}  // namespace lorafast::cli
