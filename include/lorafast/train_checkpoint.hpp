@@ -35,4 +35,7 @@ void save_checkpoint(const std::filesystem::path& path, const Checkpoint<T>& che
 template <class T>
 Checkpoint<T> load_checkpoint(const std::filesystem::path& path, const GptConfig& model);
 
+// The precision a checkpoint was written in (to resume in the same one).
+DType checkpoint_dtype(const std::filesystem::path& path);
+
 }  // namespace lorafast

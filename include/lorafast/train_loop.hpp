@@ -68,10 +68,15 @@ struct TrainCallbacks {
 
 enum class TrainOutcome { completed, stopped };
 
+// Everything train() checks before its first update: the options, --seq-len within
+// the model's n_positions, the adapters against the model, a complete window in
+// the training split and, when validating, in the validation split.
+template <class T>
+void validate_training(const GptWeights<T>& weights, const TrainState<T>& state, const TrainValSplit& data,
+                       const TrainOptions& options);
+
 // Runs updates state.step() + 1 .. options.steps (none when already there).
-// `data.val` may be empty only when options.eval_every == 0. Errors: Error(usage)
-// and Error(cannot_meet) from options.validate(), Error(bad_input) when a split
-// holds no complete window.
+// Errors: those of validate_training(); Error(cannot_meet) if the loss diverges.
 template <class T>
 TrainOutcome train(const GptWeights<T>& weights, TrainState<T>& state, const TrainValSplit& data,
                    const TrainOptions& options, const TrainCallbacks& callbacks = {});

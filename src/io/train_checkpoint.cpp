@@ -176,6 +176,20 @@ Checkpoint<T> load_checkpoint(const std::filesystem::path& path, const GptConfig
   return c;
 }
 
+DType checkpoint_dtype(const std::filesystem::path& path) {
+  const auto contents = read_safetensors(path);
+  const auto it = contents.metadata.find(metadata_key);
+  LF_CHECK(it != contents.metadata.end(), bad, path.string(), ": not a lorafast checkpoint (no '", metadata_key,
+           "' metadata)");
+  const json meta = json::parse(it->second, nullptr, /*allow_exceptions=*/false);
+  const std::string dtype = meta.is_object() && meta.contains("dtype") && meta.at("dtype").is_string()
+                                ? meta.at("dtype").get<std::string>()
+                                : "";
+  if (dtype == "F32") return DType::f32;
+  if (dtype == "F64") return DType::f64;
+  throw Error(bad, cat(path.string(), ": corrupt checkpoint metadata: no valid 'dtype'"));
+}
+
 template void save_checkpoint<float>(const std::filesystem::path&, const Checkpoint<float>&);
 template void save_checkpoint<double>(const std::filesystem::path&, const Checkpoint<double>&);
 template Checkpoint<float> load_checkpoint<float>(const std::filesystem::path&, const GptConfig&);

@@ -40,8 +40,8 @@ double validation_loss(const GptWeights<T>& weights, const GptLora<T>& lora, con
 }
 
 template <class T>
-TrainOutcome train(const GptWeights<T>& weights, TrainState<T>& state, const TrainValSplit& data,
-                   const TrainOptions& options, const TrainCallbacks& callbacks) {
+void validate_training(const GptWeights<T>& weights, const TrainState<T>& state, const TrainValSplit& data,
+                       const TrainOptions& options) {
   options.validate();
   LF_CHECK(options.seq_len <= weights.config.n_positions, usage, "--seq-len ", options.seq_len,
            " exceeds the model's n_positions ", weights.config.n_positions);
@@ -54,6 +54,12 @@ TrainOutcome train(const GptWeights<T>& weights, TrainState<T>& state, const Tra
              ErrorKind::bad_input, "the validation split has ", data.val.size(),
              " tokens, fewer than one window of --seq-len + 1 = ", options.seq_len + 1,
              " (raise --val-fraction, lower --seq-len, or pass --eval-every 0)");
+}
+
+template <class T>
+TrainOutcome train(const GptWeights<T>& weights, TrainState<T>& state, const TrainValSplit& data,
+                   const TrainOptions& options, const TrainCallbacks& callbacks) {
+  validate_training(weights, state, data, options);
   const LrSchedule schedule = options.schedule();
   while (state.step() < options.steps) {
     const auto start = std::chrono::steady_clock::now();
@@ -91,6 +97,8 @@ TrainOutcome train(const GptWeights<T>& weights, TrainState<T>& state, const Tra
 #define LORAFAST_INSTANTIATE(T)                                                                                  \
   template TrainState<T> init_train_state<T>(const GptConfig&, const LoraConfig&, std::uint64_t);                \
   template double validation_loss<T>(const GptWeights<T>&, const GptLora<T>&, const Tokens&, const TrainOptions&); \
+  template void validate_training<T>(const GptWeights<T>&, const TrainState<T>&, const TrainValSplit&,            \
+                                     const TrainOptions&);                                                        \
   template TrainOutcome train<T>(const GptWeights<T>&, TrainState<T>&, const TrainValSplit&, const TrainOptions&,  \
                                  const TrainCallbacks&);
 LORAFAST_INSTANTIATE(float)
