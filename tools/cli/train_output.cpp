@@ -89,13 +89,14 @@ void ProgressDisplay::update(const StepReport& r) {
   const double rate = seconds_ > 0 ? static_cast<double>(tokens_) / seconds_ : 0.0;
   const double per_step = seconds_ / static_cast<double>(r.step - first_step_ + 1);
   const std::string eta = duration(per_step * static_cast<double>(steps_ - r.step));
-  std::string val = r.val_loss ? cat(" | val ", *r.val_loss) : "";
+  char val[64] = "";
+  if (r.val_loss) std::snprintf(val, sizeof val, " | val %.4f", *r.val_loss);
   if (tty_) {
     constexpr int width = 20;
     const int filled = static_cast<int>(width * r.step / std::max<std::int64_t>(steps_, 1));
     const std::string bar = std::string(static_cast<std::size_t>(filled), '#') + std::string(static_cast<std::size_t>(width - filled), '.');
     std::fprintf(stderr, "\r\033[Kstep %lld/%lld [%s] loss %.4f%s | %.0f tok/s | ETA %s",
-                 static_cast<long long>(r.step), static_cast<long long>(steps_), bar.c_str(), r.loss, val.c_str(),
+                 static_cast<long long>(r.step), static_cast<long long>(steps_), bar.c_str(), r.loss, val,
                  rate, eta.c_str());
     open_line_ = true;
     if (r.val_loss) {  // keep validation results on screen
@@ -106,7 +107,7 @@ void ProgressDisplay::update(const StepReport& r) {
     const std::int64_t every = std::max<std::int64_t>(1, steps_ / 20);
     if (r.step == first_step_ || r.step == steps_ || r.val_loss || r.step % every == 0)
       std::fprintf(stderr, "step %lld/%lld loss %.4f lr %.3g%s | %.0f tok/s | ETA %s\n",
-                   static_cast<long long>(r.step), static_cast<long long>(steps_), r.loss, r.lr, val.c_str(), rate,
+                   static_cast<long long>(r.step), static_cast<long long>(steps_), r.loss, r.lr, val, rate,
                    eta.c_str());
   }
   std::fflush(stderr);
