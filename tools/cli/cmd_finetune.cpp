@@ -182,7 +182,9 @@ void run(const FinetuneFlags& f) {
   callbacks.stop_requested = [&] {
     return InterruptGuard::signal_received() != 0 || (f.stop_after > 0 && ckpt.state.step() >= f.stop_after);
   };
-  const TrainOutcome outcome = train(weights, ckpt.state, split, options, callbacks);
+  const bool already_there = f.stop_after > 0 && ckpt.state.step() >= f.stop_after && ckpt.state.step() < options.steps;
+  const TrainOutcome outcome =
+      already_there ? TrainOutcome::stopped : train(weights, ckpt.state, split, options, callbacks);
   progress.finish();
   save_all(out, ckpt);
 
