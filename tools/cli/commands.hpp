@@ -11,6 +11,13 @@ void add_case_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_phase_command(CLI::App& app);
 void add_model_grad_command(CLI::App& app);  // hidden development/test command
+void add_finetune_command(CLI::App& app);
+void add_eval_command(CLI::App& app);
+void add_generate_command(CLI::App& app);
+
+// The exit status of a command that completed without an error but must not
+// report success (an interrupted finetune: 128 + the signal); 0 otherwise.
+extern int command_exit_status;
 
 // --threads, accepted by every command (default: all cores, at most max_threads).
 constexpr int max_threads = 1024;

@@ -24,6 +24,8 @@ CLI::Validator number_check(bool (*ok)(double), const std::string& requirement) 
 }
 }  // namespace
 
+int command_exit_status = 0;
+
 const CLI::Validator positive = number_check([](double v) { return v > 0; }, "a positive number");
 const CLI::Validator non_negative = number_check([](double v) { return v >= 0; }, "a non-negative number");
 
@@ -54,6 +56,9 @@ int run(int argc, char** argv) {
   add_case_command(app);
   add_phase_command(app);
   add_model_grad_command(app);
+  add_finetune_command(app);
+  add_eval_command(app);
+  add_generate_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -69,7 +74,7 @@ int run(int argc, char** argv) {
     std::fprintf(stderr, "lorafast: error: %s\n", e.what());
     return exit_code(e.kind());
   }
-  return 0;
+  return command_exit_status;
 }
 
 }  // namespace

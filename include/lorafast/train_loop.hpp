@@ -1,0 +1,89 @@
+// The LoRA fine-tuning loop: per update, K micro-batches of B seeded random windows
+// (train_data.hpp), their gradients averaged, clipped to a global norm, one AdamW
+// step at the scheduled learning rate; every `eval_every` updates the validation
+// loss. Progress is reported through callbacks; the library never prints.
+//
+// Determinism: the windows depend only on (seed, step, micro-batch, window) and
+// every kernel sums in a fixed order for a given thread count, so the same options,
+// data and thread count give bit-identical losses and adapters, and resuming from
+// a TrainState taken after step k continues exactly as an uninterrupted run.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+
+#include "lorafast/dispatch.hpp"
+#include "lorafast/train_data.hpp"
+#include "lorafast/train_optimizer.hpp"
+
+namespace lorafast {
+
+struct TrainOptions {
+  std::int64_t steps = 200;      // total updates (also the schedule's horizon)
+  std::int64_t seq_len = 128;    // T
+  std::int64_t batch = 8;        // B windows per micro-batch
+  std::int64_t grad_accum = 1;   // K micro-batches per update
+  double lr = 2e-4;              // peak learning rate
+  std::int64_t warmup = 0;       // linear warmup updates
+  double min_lr_ratio = 0.1;     // the cosine decays to min_lr_ratio * lr
+  double clip = 1.0;             // global gradient norm bound; <= 0: no clipping
+  AdamWOptions adamw;
+  std::int64_t eval_every = 0;   // validation every N updates and after the last; 0: never
+  std::int64_t val_windows = 64; // validation windows evaluated (the first ones); 0: all
+  std::uint64_t seed = 0;
+  Method method = Method::automatic;
+
+  LrSchedule schedule() const { return {lr, warmup, steps, min_lr_ratio}; }
+  // Error(usage) naming the flag; Error(cannot_meet) for a method the GPT model
+  // cannot run yet (fast, chained: its attention is exact only).
+  void validate() const;
+};
+
+template <class T>
+struct TrainState {
+  GptLora<T> lora;
+  AdamWState<T> adamw;  // adamw.step: updates completed
+  std::int64_t step() const { return adamw.step; }
+};
+
+// Fresh adapters (PEFT initialisation from `seed`) and zero moments.
+template <class T>
+TrainState<T> init_train_state(const GptConfig& model, const LoraConfig& lora, std::uint64_t seed);
+
+struct StepReport {
+  std::int64_t step = 0, steps = 0;  // this update (1-based) of `steps`
+  double loss = 0.0;                 // mean training loss of its micro-batches
+  double lr = 0.0;                   // learning rate of A (B: lr * lora_plus_ratio)
+  double grad_norm = 0.0;            // before clipping
+  std::int64_t tokens = 0;           // predicted tokens of this update (K * B * T)
+  double seconds = 0.0;              // wall time of this update (incl. validation)
+  std::optional<double> val_loss;    // when validated after this update
+};
+
+struct TrainCallbacks {
+  std::function<void(const StepReport&)> on_step;  // after the state holds the update
+  std::function<bool()> stop_requested;            // checked after each update
+};
+
+enum class TrainOutcome { completed, stopped };
+
+// Everything train() checks before its first update: the options, --seq-len within
+// the model's n_positions, the adapters against the model, a complete window in
+// the training split and, when validating, in the validation split.
+template <class T>
+void validate_training(const GptWeights<T>& weights, const TrainState<T>& state, const TrainValSplit& data,
+                       const TrainOptions& options);
+
+// Runs updates state.step() + 1 .. options.steps (none when already there).
+// Errors: those of validate_training(); Error(cannot_meet) if the loss diverges.
+template <class T>
+TrainOutcome train(const GptWeights<T>& weights, TrainState<T>& state, const TrainValSplit& data,
+                   const TrainOptions& options, const TrainCallbacks& callbacks = {});
+
+// The validation loss as train() computes it.
+template <class T>
+double validation_loss(const GptWeights<T>& weights, const GptLora<T>& lora, const Tokens& val,
+                       const TrainOptions& options);
+
+}  // namespace lorafast

@@ -1,0 +1,113 @@
+// Byte tokens, the train / validation split, training and evaluation windows.
+#include <algorithm>
+#include <cmath>
+
+#include "io/text_file.hpp"
+#include "lorafast/train_data.hpp"
+
+namespace lorafast {
+namespace {
+constexpr auto bad = ErrorKind::bad_input;
+}
+
+void require_byte_vocab(const GptConfig& config) {
+  LF_CHECK(config.vocab_size == byte_vocab_size, ErrorKind::cannot_meet, "the model's vocab_size is ",
+           config.vocab_size, ": only byte-level models (vocab_size ", byte_vocab_size,
+           ", one token per byte) are supported; a tokenizer is not supported yet");
+}
+
+Tokens byte_tokens(std::string_view text) {
+  Tokens tokens(text.size());
+  std::transform(text.begin(), text.end(), tokens.begin(),
+                 [](char c) { return static_cast<std::int32_t>(static_cast<unsigned char>(c)); });
+  return tokens;
+}
+
+Tokens read_byte_tokens(const std::filesystem::path& path) {
+  const std::string text = read_text_file(path, max_data_bytes);
+  LF_CHECK(!text.empty(), bad, path.string(), ": the data file is empty");
+  return byte_tokens(text);
+}
+
+DataFingerprint fingerprint(const Tokens& tokens) {
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  for (std::int32_t t : tokens)
+    for (int byte = 0; byte < 4; ++byte) {
+      h ^= (static_cast<std::uint32_t>(t) >> (8 * byte)) & 0xffu;
+      h *= 0x100000001b3ull;
+    }
+  return {tokens.size(), h};
+}
+
+TrainValSplit split_train_val(const Tokens& tokens, double val_fraction) {
+  LF_CHECK(std::isfinite(val_fraction) && val_fraction >= 0 && val_fraction < 1, ErrorKind::usage,
+           "--val-fraction must be in [0, 1), got ", val_fraction);
+  const auto cut = static_cast<std::size_t>(std::floor(static_cast<double>(tokens.size()) * (1.0 - val_fraction)));
+  return {Tokens(tokens.begin(), tokens.begin() + static_cast<std::ptrdiff_t>(cut)),
+          Tokens(tokens.begin() + static_cast<std::ptrdiff_t>(cut), tokens.end())};
+}
+
+std::uint64_t splitmix64(std::uint64_t x) {
+  std::uint64_t z = x + 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+TokenBatch sample_windows(const Tokens& tokens, std::int64_t seq_len, std::int64_t batch, std::uint64_t seed,
+                          std::int64_t step, std::int64_t micro) {
+  const auto n = static_cast<std::int64_t>(tokens.size());
+  LF_CHECK(seq_len >= 1 && n >= seq_len + 1, bad, "the training data has ", n,
+           " tokens, fewer than one window of --seq-len + 1 = ", seq_len + 1);
+  const auto starts = static_cast<std::uint64_t>(n - seq_len);
+  const std::uint64_t key = splitmix64(splitmix64(splitmix64(seed) ^ static_cast<std::uint64_t>(step)) ^
+                                       static_cast<std::uint64_t>(micro));
+  TokenBatch out{batch, seq_len, {}};
+  out.tokens.reserve(static_cast<std::size_t>(batch * (seq_len + 1)));
+  for (std::int64_t w = 0; w < batch; ++w) {
+    const auto start = static_cast<std::ptrdiff_t>(splitmix64(key ^ static_cast<std::uint64_t>(w)) % starts);
+    out.tokens.insert(out.tokens.end(), tokens.begin() + start, tokens.begin() + start + seq_len + 1);
+  }
+  return out;
+}
+
+std::int64_t eval_window_count(std::int64_t tokens, std::int64_t seq_len) {
+  LF_ASSERT(seq_len >= 1);
+  return tokens >= 1 ? (tokens - 1) / seq_len : 0;
+}
+
+TokenBatch eval_windows(const Tokens& tokens, std::int64_t seq_len, std::int64_t first, std::int64_t count) {
+  LF_ASSERT(first >= 0 && count >= 0 && first + count <= eval_window_count(static_cast<std::int64_t>(tokens.size()), seq_len));
+  TokenBatch out{count, seq_len, {}};
+  out.tokens.reserve(static_cast<std::size_t>(count * (seq_len + 1)));
+  for (std::int64_t w = first; w < first + count; ++w) {
+    const auto start = static_cast<std::ptrdiff_t>(w * seq_len);
+    out.tokens.insert(out.tokens.end(), tokens.begin() + start, tokens.begin() + start + seq_len + 1);
+  }
+  return out;
+}
+
+template <class T>
+EvalResult evaluate_windows(const GptWeights<T>& weights, const GptLora<T>* lora, const Tokens& tokens,
+                            std::int64_t seq_len, std::int64_t max_windows, std::int64_t batch) {
+  LF_CHECK(seq_len >= 1 && seq_len <= weights.config.n_positions, ErrorKind::usage, "--seq-len must be in [1, ",
+           weights.config.n_positions, "] (the model's n_positions), got ", seq_len);
+  std::int64_t windows = eval_window_count(static_cast<std::int64_t>(tokens.size()), seq_len);
+  LF_CHECK(windows > 0, bad, tokens.size(), " tokens hold no complete window of --seq-len + 1 = ", seq_len + 1,
+           " tokens");
+  if (max_windows > 0) windows = std::min(windows, max_windows);
+  double sum = 0;
+  for (std::int64_t first = 0; first < windows; first += batch) {
+    const TokenBatch b = eval_windows(tokens, seq_len, first, std::min(batch, windows - first));
+    sum += gpt_loss(weights, lora, b) * static_cast<double>(b.predicted());
+  }
+  const std::int64_t predicted = windows * seq_len;
+  return {sum / static_cast<double>(predicted), predicted};
+}
+
+template EvalResult evaluate_windows<float>(const GptWeights<float>&, const GptLora<float>*, const Tokens&,
+                                            std::int64_t, std::int64_t, std::int64_t);
+template EvalResult evaluate_windows<double>(const GptWeights<double>&, const GptLora<double>*, const Tokens&,
+                                             std::int64_t, std::int64_t, std::int64_t);
+
+}  // namespace lorafast

@@ -1,0 +1,108 @@
+// The fine-tuning loop: sample, accumulate, clip, step, validate, report.
+#include <chrono>
+#include <cmath>
+
+#include "lorafast/train_loop.hpp"
+
+namespace lorafast {
+namespace {
+constexpr auto usage = ErrorKind::usage;
+}
+
+void TrainOptions::validate() const {
+  LF_CHECK(steps >= 0, usage, "--steps must be >= 0, got ", steps);
+  LF_CHECK(seq_len >= 1, usage, "--seq-len must be >= 1, got ", seq_len);
+  LF_CHECK(batch >= 1 && batch <= 1 << 20, usage, "--batch must be in [1, 1048576], got ", batch);
+  LF_CHECK(grad_accum >= 1 && grad_accum <= 1 << 20, usage, "--grad-accum must be in [1, 1048576], got ", grad_accum);
+  LF_CHECK(std::isfinite(clip), usage, "--clip must be finite, got ", clip);
+  LF_CHECK(eval_every >= 0, usage, "--eval-every must be >= 0, got ", eval_every);
+  LF_CHECK(val_windows >= 0, usage, "--val-windows must be >= 0, got ", val_windows);
+  schedule().validate();
+  adamw.validate();
+  LF_CHECK(method == Method::exact || method == Method::automatic, ErrorKind::cannot_meet, "--method ",
+           method_name(method),
+           " is not yet wired into the GPT model, whose attention runs the exact kernels only; use --method exact "
+           "or auto");
+}
+
+template <class T>
+TrainState<T> init_train_state(const GptConfig& model, const LoraConfig& lora, std::uint64_t seed) {
+  TrainState<T> state;
+  state.lora = init_gpt_lora<T>(model, lora, seed);
+  state.adamw = init_adamw_state(state.lora);
+  return state;
+}
+
+template <class T>
+double validation_loss(const GptWeights<T>& weights, const GptLora<T>& lora, const Tokens& val,
+                       const TrainOptions& options) {
+  return evaluate_windows(weights, &lora, val, options.seq_len, options.val_windows, options.batch).loss;
+}
+
+template <class T>
+void validate_training(const GptWeights<T>& weights, const TrainState<T>& state, const TrainValSplit& data,
+                       const TrainOptions& options) {
+  options.validate();
+  LF_CHECK(options.seq_len <= weights.config.n_positions, usage, "--seq-len ", options.seq_len,
+           " exceeds the model's n_positions ", weights.config.n_positions);
+  validate_gpt_lora(state.lora, weights.config, "adapter");
+  const auto train_tokens = static_cast<std::int64_t>(data.train.size());
+  LF_CHECK(train_tokens >= options.seq_len + 1, ErrorKind::bad_input, "the training split has ", train_tokens,
+           " tokens, fewer than one window of --seq-len + 1 = ", options.seq_len + 1);
+  if (options.eval_every > 0)
+    LF_CHECK(eval_window_count(static_cast<std::int64_t>(data.val.size()), options.seq_len) > 0,
+             ErrorKind::bad_input, "the validation split has ", data.val.size(),
+             " tokens, fewer than one window of --seq-len + 1 = ", options.seq_len + 1,
+             " (raise --val-fraction, lower --seq-len, or pass --eval-every 0)");
+}
+
+template <class T>
+TrainOutcome train(const GptWeights<T>& weights, TrainState<T>& state, const TrainValSplit& data,
+                   const TrainOptions& options, const TrainCallbacks& callbacks) {
+  validate_training(weights, state, data, options);
+  const LrSchedule schedule = options.schedule();
+  while (state.step() < options.steps) {
+    const auto start = std::chrono::steady_clock::now();
+    const std::int64_t step = state.step() + 1;
+    std::vector<LoraLayer> grads;
+    double loss = 0;
+    for (std::int64_t micro = 0; micro < options.grad_accum; ++micro) {
+      const TokenBatch batch = sample_windows(data.train, options.seq_len, options.batch, options.seed, step, micro);
+      auto result = gpt_loss_and_grad(weights, state.lora, batch);
+      loss += result.loss;
+      accumulate_grads(grads, result.d_lora);
+    }
+    if (options.grad_accum > 1) scale_grads(grads, 1.0 / static_cast<double>(options.grad_accum));
+    loss /= static_cast<double>(options.grad_accum);
+    LF_CHECK(std::isfinite(loss), ErrorKind::cannot_meet, "the training loss became ", loss, " at step ", step,
+             " (lower --lr or set --clip)");
+    StepReport report;
+    report.step = step;
+    report.steps = options.steps;
+    report.loss = loss;
+    report.lr = schedule.at(step);
+    report.grad_norm = clip_grad_norm(grads, options.clip);
+    adamw_step(state.lora, grads, state.adamw, options.adamw, report.lr);
+    report.tokens = options.grad_accum * options.batch * options.seq_len;
+    if (options.eval_every > 0 && (step % options.eval_every == 0 || step == options.steps))
+      report.val_loss = validation_loss(weights, state.lora, data.val, options);
+    report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (callbacks.on_step) callbacks.on_step(report);
+    if (state.step() < options.steps && callbacks.stop_requested && callbacks.stop_requested())
+      return TrainOutcome::stopped;
+  }
+  return TrainOutcome::completed;
+}
+
+#define LORAFAST_INSTANTIATE(T)                                                                                  \
+  template TrainState<T> init_train_state<T>(const GptConfig&, const LoraConfig&, std::uint64_t);                \
+  template double validation_loss<T>(const GptWeights<T>&, const GptLora<T>&, const Tokens&, const TrainOptions&); \
+  template void validate_training<T>(const GptWeights<T>&, const TrainState<T>&, const TrainValSplit&,            \
+                                     const TrainOptions&);                                                        \
+  template TrainOutcome train<T>(const GptWeights<T>&, TrainState<T>&, const TrainValSplit&, const TrainOptions&,  \
+                                 const TrainCallbacks&);
+LORAFAST_INSTANTIATE(float)
+LORAFAST_INSTANTIATE(double)
+#undef LORAFAST_INSTANTIATE
+
+}  // namespace lorafast

@@ -1,0 +1,62 @@
+// `lorafast eval`: the mean next-token cross-entropy of a model (with or without a
+// LoRA adapter) on a text file, over consecutive windows of T + 1 byte tokens with
+// stride T (INTERFACE.md). `--json` prints exactly {"loss": L, "tokens": n}.
+#include <cmath>
+#include <cstdio>
+#include <memory>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.hpp"
+#include "gpt_model_flags.hpp"
+
+namespace lorafast::cli {
+namespace {
+
+struct EvalFlags {
+  GptModelFlags model;
+  std::string data;
+  std::optional<std::int64_t> seq_len;
+  std::int64_t batch = 8;
+  bool json = false;
+};
+
+template <class T>
+void run(const EvalFlags& f) {
+  const auto weights = load_byte_model<T>(f.model.model);
+  const auto adapter = load_optional_adapter<T>(f.model.adapter, weights.config);
+  const Tokens tokens = read_byte_tokens(f.data);
+  const std::int64_t seq_len = f.seq_len.value_or(default_seq_len(weights.config));
+  LF_CHECK(seq_len <= weights.config.n_positions, ErrorKind::usage, "--seq-len ", seq_len,
+           " exceeds the model's n_positions ", weights.config.n_positions);
+  EvalResult r;
+  try {
+    r = evaluate_windows(weights, adapter ? &*adapter : nullptr, tokens, seq_len, 0, f.batch);
+  } catch (const Error& e) {
+    throw Error(e.kind(), cat(f.data, ": ", e.what()));
+  }
+  if (f.json) {
+    std::printf("%s\n", nlohmann::json{{"loss", r.loss}, {"tokens", r.tokens}}.dump().c_str());
+    return;
+  }
+  std::printf("loss %.6f nats/token (perplexity %.4f, %.4f bits/byte) over %lld tokens in %lld windows of %lld\n",
+              r.loss, std::exp(r.loss), r.loss / std::log(2.0), static_cast<long long>(r.tokens),
+              static_cast<long long>(r.tokens / seq_len), static_cast<long long>(seq_len + 1));
+}
+
+}  // namespace
+
+void add_eval_command(CLI::App& app) {
+  auto flags = std::make_shared<EvalFlags>();
+  auto* cmd = app.add_subcommand("eval", "Mean next-token cross-entropy of a model (+ adapter) on a text file");
+  flags->model.add_to(*cmd, /*with_adapter=*/true);
+  cmd->add_option("--data", flags->data, "Text file (byte tokens)")->required();
+  cmd->add_option("--seq-len", flags->seq_len, "Window length T: windows of T + 1 tokens, stride T "
+                                                "(default: 128, at most n_positions)")->check(positive);
+  cmd->add_option("--batch", flags->batch, "Windows per forward pass (memory only; default 8)")->check(positive);
+  cmd->add_flag("--json", flags->json, "Print {\"loss\": L, \"tokens\": n} as JSON");
+  add_threads_option(*cmd);
+  cmd->callback([flags] { flags->model.dtype == "f64" ? run<double>(*flags) : run<float>(*flags); });
+}
+
+}  // namespace lorafast::cli

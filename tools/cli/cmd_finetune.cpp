@@ -1,0 +1,279 @@
+// `lorafast finetune`: LoRA fine-tuning of a byte-level GPT-2 model on a text file.
+// Writes into --out: the PEFT adapter (adapter_config.json, adapter_model.safetensors),
+// train_log.csv and checkpoint.safetensors (adapter + AdamW state + step, for
+// --resume). Every input is checked before anything is written. Ctrl-C finishes the
+// current step, saves a checkpoint and exits with 130 (SIGTERM: 143).
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.hpp"
+#include "gpt_model_flags.hpp"
+#include "lorafast/train_checkpoint.hpp"
+#include "train_output.hpp"
+
+namespace lorafast::cli {
+namespace {
+
+namespace fs = std::filesystem;
+constexpr auto bad = ErrorKind::bad_input;
+constexpr auto usage = ErrorKind::usage;
+
+struct FinetuneFlags {
+  GptModelFlags model;
+  std::string data, out = "lorafast-out";
+  TrainOptions train;  // seq_len and eval_every resolved once the model and data are known
+  std::optional<std::int64_t> seq_len, eval_every;
+  std::int64_t rank = 8;
+  std::optional<double> alpha;
+  bool rslora = false;
+  std::vector<std::string> targets{"attn.c_attn"};
+  std::string qkv = "qkv", method = "auto";
+  double val_fraction = 0.1;
+  std::int64_t save_every = 100, stop_after = 0;
+  bool resume = false;
+  CLI::App* command = nullptr;
+
+  bool given(const char* flag) const { return command->count(flag) > 0; }
+};
+
+LoraConfig lora_config(const FinetuneFlags& f) {
+  LoraConfig c;
+  c.rank = f.rank;
+  c.alpha = f.alpha.value_or(static_cast<double>(f.rank));
+  c.rslora = f.rslora;
+  c.targets.clear();
+  for (const auto& name : f.targets) {
+    if (name == "all") {
+      c.targets.assign(all_lora_targets.begin(), all_lora_targets.end());
+      continue;
+    }
+    const auto t = parse_lora_target(name);
+    LF_CHECK(t.has_value(), usage, "--targets: '", name,
+             "' is not one of attn.c_attn (c_attn), attn.c_proj, mlp.c_fc (c_fc), mlp.c_proj, all");
+    c.targets.push_back(*t);
+  }
+  c.c_attn_qkv = parse_qkv_subset(f.qkv);
+  c.base_model = f.model.model;
+  c.validate();
+  return c;
+}
+
+std::string exact(double v) { return nlohmann::json(v).dump(); }
+
+std::string target_names(const LoraConfig& c) {
+  std::string s;
+  for (auto t : c.targets) s += (s.empty() ? "" : ",") + lora_target_name(t);
+  return s;
+}
+
+template <class T>
+// On --resume the checkpoint's options rule; a flag given now that disagrees with
+// them is an error (changing it mid-run would not continue the same run).
+void check_no_conflicts(const FinetuneFlags& f, const LoraConfig& l, const Checkpoint<T>& c,
+                        const std::string& origin) {
+  const TrainOptions& o = f.train;
+  const TrainOptions& co = c.options;
+  const LoraConfig& cl = c.state.lora.config;
+  auto integer = [](std::int64_t v) { return std::to_string(v); };
+  const struct {
+    const char* flag;
+    std::string now, then;
+  } fixed[] = {
+      {"--seq-len", integer(f.seq_len.value_or(co.seq_len)), integer(co.seq_len)},
+      {"--batch", integer(o.batch), integer(co.batch)},
+      {"--grad-accum", integer(o.grad_accum), integer(co.grad_accum)},
+      {"--lr", exact(o.lr), exact(co.lr)},
+      {"--warmup", integer(o.warmup), integer(co.warmup)},
+      {"--min-lr-ratio", exact(o.min_lr_ratio), exact(co.min_lr_ratio)},
+      {"--clip", exact(o.clip), exact(co.clip)},
+      {"--weight-decay", exact(o.adamw.weight_decay), exact(co.adamw.weight_decay)},
+      {"--lora-plus-ratio", exact(o.adamw.lora_plus_ratio), exact(co.adamw.lora_plus_ratio)},
+      {"--seed", std::to_string(o.seed), std::to_string(co.seed)},
+      {"--rank", integer(l.rank), integer(cl.rank)},
+      {"--alpha", exact(l.alpha), exact(cl.alpha)},
+      {"--rslora", l.rslora ? "true" : "false", cl.rslora ? "true" : "false"},
+      {"--targets", target_names(l), target_names(cl)},
+      {"--qkv", qkv_subset_name(l.c_attn_qkv), qkv_subset_name(cl.c_attn_qkv)},
+      {"--val-fraction", exact(f.val_fraction), exact(c.val_fraction)},
+  };
+  for (const auto& x : fixed)
+    LF_CHECK(!f.given(x.flag) || x.now == x.then, bad, origin, ": the checkpoint was trained with ", x.flag, ' ',
+             x.then, ", not ", x.now, " (resume without ", x.flag, " or with the same value)");
+}
+
+template <class T>
+void save_all(const fs::path& out, const Checkpoint<T>& checkpoint) {
+  save_peft_adapter(out, checkpoint.state.lora);
+  save_checkpoint(out / "checkpoint.safetensors", checkpoint);
+}
+
+template <class T>
+void run(const FinetuneFlags& f) {
+  const fs::path out = f.out, checkpoint_path = out / "checkpoint.safetensors";
+  f.train.validate();  // usage errors (and an unwired --method) before reading any file
+  LF_CHECK(f.val_fraction < 1, usage, "--val-fraction must be in [0, 1), got ", f.val_fraction);
+  const LoraConfig flag_lora = lora_config(f);
+  const auto weights = load_byte_model<T>(f.model.model);
+  const GptConfig& config = weights.config;
+  const Tokens tokens = read_byte_tokens(f.data);
+  const DataFingerprint data_fingerprint = fingerprint(tokens);
+
+  Checkpoint<T> ckpt;
+  ckpt.model = config;
+  ckpt.data = data_fingerprint;
+  ckpt.options = f.train;
+  ckpt.val_fraction = f.val_fraction;
+  if (f.resume) {
+    auto loaded = load_checkpoint<T>(checkpoint_path, config);
+    check_no_conflicts(f, flag_lora, loaded, checkpoint_path.string());
+    LF_CHECK(loaded.data == data_fingerprint, bad, f.data, ": not the data the checkpoint ", checkpoint_path.string(),
+             " was trained on (", loaded.data.tokens, " bytes with FNV-1a ", std::hex, loaded.data.hash, ", this file ",
+             std::dec, data_fingerprint.tokens, " bytes with FNV-1a ", std::hex, data_fingerprint.hash, ")");
+    ckpt.state = std::move(loaded.state);
+    ckpt.val_fraction = loaded.val_fraction;
+    ckpt.options = loaded.options;
+    // What may change between sessions: the horizon, validation cadence, method.
+    if (f.given("--steps")) ckpt.options.steps = f.train.steps;
+    if (f.eval_every) ckpt.options.eval_every = *f.eval_every;
+    if (f.given("--val-windows")) ckpt.options.val_windows = f.train.val_windows;
+    ckpt.options.method = f.train.method;
+  } else {
+    ckpt.options.seq_len = f.seq_len.value_or(default_seq_len(config));
+    ckpt.state = init_train_state<T>(config, flag_lora, f.train.seed);
+  }
+  TrainOptions& options = ckpt.options;
+  const TrainValSplit split = split_train_val(tokens, ckpt.val_fraction);
+  if (!f.resume && !f.eval_every) {
+    // Default: validate about 10 times, if the validation split holds a window.
+    const bool has_window = eval_window_count(static_cast<std::int64_t>(split.val.size()), options.seq_len) > 0;
+    options.eval_every = has_window ? std::max<std::int64_t>(1, options.steps / 10) : 0;
+  }
+  try {
+    validate_training(weights, ckpt.state, split, options);
+  } catch (const Error& e) {
+    throw Error(e.kind(), e.kind() == bad ? cat(f.data, ": ", e.what()) : e.what());
+  }
+
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  LF_CHECK(!ec && fs::is_directory(out), bad, out.string(), ": cannot create the output directory",
+           ec ? ": " + ec.message() : "");
+  const std::int64_t first = ckpt.state.step() + 1;
+  TrainLog log(out / "train_log.csv", ckpt.state.step());
+  ProgressDisplay progress(first, options.steps);
+  InterruptGuard interrupts;
+  double first_loss = 0, last_loss = 0, tokens_done = 0, seconds = 0;
+  std::optional<double> last_val;
+  TrainCallbacks callbacks;
+  callbacks.on_step = [&](const StepReport& r) {
+    if (r.step == first) first_loss = r.loss;
+    last_loss = r.loss;
+    tokens_done += static_cast<double>(r.tokens);
+    seconds += r.seconds;
+    if (r.val_loss) last_val = r.val_loss;
+    log.append(r);
+    progress.update(r);
+    if (f.save_every > 0 && r.step % f.save_every == 0 && r.step < options.steps) save_all(out, ckpt);
+  };
+  callbacks.stop_requested = [&] {
+    return InterruptGuard::signal_received() != 0 || (f.stop_after > 0 && ckpt.state.step() >= f.stop_after);
+  };
+  const bool already_there = f.stop_after > 0 && ckpt.state.step() >= f.stop_after && ckpt.state.step() < options.steps;
+  const TrainOutcome outcome =
+      already_there ? TrainOutcome::stopped : train(weights, ckpt.state, split, options, callbacks);
+  progress.finish();
+  save_all(out, ckpt);
+
+  const std::int64_t done = ckpt.state.step();
+  if (done < first) {
+    std::printf("nothing to train: the run is at step %lld of %lld\nwrote %s\n", static_cast<long long>(done),
+                static_cast<long long>(options.steps), out.c_str());
+  } else {
+    std::printf("steps %lld-%lld of %lld: loss %.4f -> %.4f", static_cast<long long>(first),
+                static_cast<long long>(done), static_cast<long long>(options.steps), first_loss, last_loss);
+    if (last_val) std::printf(", val loss %.4f (perplexity %.3f)", *last_val, std::exp(*last_val));
+    std::printf(", %.0f tokens/s\nwrote %s (adapter_config.json, adapter_model.safetensors, train_log.csv, "
+                "checkpoint.safetensors)\n",
+                seconds > 0 ? tokens_done / seconds : 0.0, out.c_str());
+  }
+  if (outcome == TrainOutcome::stopped) {
+    const int signo = InterruptGuard::signal_received();
+    std::fprintf(stderr, "lorafast: %s after step %lld of %lld; checkpoint saved in %s (continue with --resume)\n",
+                 signo != 0 ? "interrupted" : "stopped as asked (--stop-after)", static_cast<long long>(done),
+                 static_cast<long long>(options.steps), out.c_str());
+    if (signo != 0) command_exit_status = 128 + signo;
+  }
+}
+
+void dispatch(const FinetuneFlags& f) {
+  LF_CHECK(!f.model.model.empty(), usage,
+           "finetune needs --model DIR (the embedded default model is not available yet)");
+  LF_CHECK(!f.data.empty(), usage, "finetune needs --data FILE (the embedded default corpus is not available yet)");
+  std::string dtype = f.model.dtype;
+  if (f.resume) {
+    const fs::path path = fs::path(f.out) / "checkpoint.safetensors";
+    LF_CHECK(fs::exists(path), bad, path.string(), ": no checkpoint to resume (run finetune without --resume first)");
+    const std::string stored = checkpoint_dtype(path) == DType::f64 ? "f64" : "f32";
+    LF_CHECK(!f.given("--dtype") || dtype == stored, bad, path.string(), ": the checkpoint was trained with --dtype ",
+             stored, ", not ", dtype);
+    dtype = stored;
+  }
+  dtype == "f64" ? run<double>(f) : run<float>(f);
+}
+
+}  // namespace
+
+void add_finetune_command(CLI::App& app) {
+  auto f = std::make_shared<FinetuneFlags>();
+  auto* cmd = app.add_subcommand("finetune", "LoRA fine-tuning of a byte-level GPT-2 model on a text file");
+  f->command = cmd;
+  f->model.add_to(*cmd, /*with_adapter=*/false, /*model_required=*/false);
+  TrainOptions& t = f->train;
+  cmd->add_option("--data", f->data, "Training text (byte tokens); the last --val-fraction validates");
+  cmd->add_option("--out", f->out, "Output directory: adapter, train_log.csv, checkpoint (default lorafast-out)");
+  cmd->add_option("--steps", t.steps, "Optimizer updates (default 200)")->check(non_negative);
+  cmd->add_option("--seq-len", f->seq_len, "Tokens per window T (default 128, at most n_positions)")->check(positive);
+  cmd->add_option("--batch", t.batch, "Windows per micro-batch B (default 8)")->check(positive);
+  cmd->add_option("--grad-accum", t.grad_accum, "Micro-batches per update K (default 1)")->check(positive);
+  cmd->add_option("--rank", f->rank, "LoRA rank R (default 8)")->check(positive);
+  cmd->add_option("--alpha", f->alpha, "LoRA alpha (default R: scaling 1)");
+  cmd->add_flag("--rslora", f->rslora, "rsLoRA scaling alpha / sqrt(R)");
+  cmd->add_option("--targets", f->targets, "Adapted modules: attn.c_attn attn.c_proj mlp.c_fc mlp.c_proj, or all "
+                                           "(default attn.c_attn)")->expected(1, -1);
+  cmd->add_option("--qkv", f->qkv, "Which of q, k, v attn.c_attn adapts, e.g. qv (default qkv)");
+  cmd->add_option("--lr", t.lr, "Peak learning rate (default 2e-4)")->check(positive);
+  cmd->add_option("--lora-plus-ratio", t.adamw.lora_plus_ratio, "LoRA+: learning rate of B / of A (default 1)")
+      ->check(positive);
+  cmd->add_option("--warmup", t.warmup, "Linear warmup updates (default 0)")->check(non_negative);
+  cmd->add_option("--min-lr-ratio", t.min_lr_ratio, "Cosine decay floor, as a fraction of --lr (default 0.1)")
+      ->check(non_negative);
+  cmd->add_option("--weight-decay", t.adamw.weight_decay, "AdamW decoupled weight decay (default 0)")
+      ->check(non_negative);
+  cmd->add_option("--clip", t.clip, "Global gradient-norm clip; 0 = off (default 1)")->check(non_negative);
+  cmd->add_option("--eval-every", f->eval_every, "Validate every N updates and after the last; 0 = never "
+                                                 "(default: steps / 10)")->check(non_negative);
+  cmd->add_option("--val-fraction", f->val_fraction, "Tail of the data used for validation (default 0.1)")
+      ->check(non_negative);
+  cmd->add_option("--val-windows", t.val_windows, "Validation windows evaluated; 0 = all (default 64)")
+      ->check(non_negative);
+  cmd->add_option("--save-every", f->save_every, "Checkpoint every N updates; 0 = at the end only (default 100)")
+      ->check(non_negative);
+  cmd->add_option("--stop-after", f->stop_after, "Save a checkpoint and stop after update K (continue with "
+                                                 "--resume)")->check(non_negative);
+  cmd->add_option("--seed", t.seed, "Seed of the adapter initialisation and the training windows (default 0)");
+  cmd->add_flag("--resume", f->resume, "Continue the run whose checkpoint is in --out, with its options");
+  cmd->add_option("--method", f->method, "Attention gradients: auto | exact | fast (default auto)")
+      ->check(CLI::IsMember({"auto", "exact", "fast", "chained"}));
+  add_threads_option(*cmd);
+  cmd->callback([f] {
+    f->train.method = parse_method(f->method);
+    if (f->eval_every) f->train.eval_every = *f->eval_every;
+    dispatch(*f);
+  });
+}
+
+}  // namespace lorafast::cli

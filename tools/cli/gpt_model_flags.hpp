@@ -1,0 +1,42 @@
+// Flags shared by `finetune`, `eval` and `generate`: the model directory, an
+// optional PEFT adapter directory and the compute precision, and how a byte-level
+// model is loaded (INTERFACE.md "Models, adapters, fine-tuning").
+#pragma once
+
+#include <algorithm>
+#include <optional>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "lorafast/gpt_lora.hpp"
+#include "lorafast/train_data.hpp"
+
+namespace lorafast::cli {
+
+struct GptModelFlags {
+  std::string model, adapter, dtype = "f32";
+
+  // --model (required unless `model_required` is false), --adapter when `with_adapter`, --dtype.
+  void add_to(CLI::App& command, bool with_adapter, bool model_required = true);
+};
+
+// The default window length: 128 tokens, or n_positions when the model's context is shorter.
+inline std::int64_t default_seq_len(const GptConfig& config) { return std::min<std::int64_t>(128, config.n_positions); }
+
+// The model of a directory, after checking (from config.json alone) that its
+// vocabulary is the byte-level one (exit 4 otherwise).
+template <class T>
+GptWeights<T> load_byte_model(const std::string& dir) {
+  require_byte_vocab(read_gpt_config(std::filesystem::path(dir) / "config.json"));
+  return load_gpt_model<T>(dir);
+}
+
+// The adapter of --adapter, or nothing without it.
+template <class T>
+std::optional<GptLora<T>> load_optional_adapter(const std::string& dir, const GptConfig& model) {
+  if (dir.empty()) return std::nullopt;
+  return load_peft_adapter<T>(dir, model);
+}
+
+}  // namespace lorafast::cli

@@ -1,0 +1,138 @@
+#include "train_output.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "lorafast/atomic_file.hpp"
+
+namespace lorafast::cli {
+namespace {
+
+constexpr const char* csv_header = "step,loss,lr,grad_norm,val_loss,val_ppl,tokens,tokens_per_s,step_seconds\n";
+
+volatile std::sig_atomic_t received_signal = 0;
+
+extern "C" void on_signal(int signo) {
+  received_signal = signo;
+  constexpr char message[] = "\nlorafast: stopping after the current step to save a checkpoint (again to quit now)\n";
+  [[maybe_unused]] const auto written = ::write(STDERR_FILENO, message, sizeof message - 1);
+}
+
+// The rows of an existing log up to `step` (its header replaced by ours).
+std::string kept_rows(const std::filesystem::path& path, std::int64_t step) {
+  std::ifstream in(path);
+  std::string line, kept = csv_header;
+  bool header = true;
+  while (std::getline(in, line)) {
+    if (header) {
+      header = false;
+      continue;
+    }
+    std::size_t used = 0;
+    long long row_step = 0;
+    try {
+      row_step = std::stoll(line, &used);
+    } catch (const std::exception&) {
+      continue;
+    }
+    // A complete row has all 9 columns; a half-written last line is dropped.
+    if (used == 0 || row_step > step || std::count(line.begin(), line.end(), ',') != 8) continue;
+    kept += line + "\n";
+  }
+  return kept;
+}
+
+std::string duration(double seconds) {
+  const auto s = static_cast<long long>(std::llround(std::max(0.0, seconds)));
+  return s >= 3600 ? cat(s / 3600, "h", (s / 60) % 60 < 10 ? "0" : "", (s / 60) % 60, "m")
+         : s >= 60 ? cat(s / 60, "m", s % 60 < 10 ? "0" : "", s % 60, "s")
+                   : cat(s, "s");
+}
+
+}  // namespace
+
+TrainLog::TrainLog(const std::filesystem::path& path, std::int64_t resume_step) : path_(path) {
+  write_file_atomically(path, resume_step > 0 ? kept_rows(path, resume_step) : std::string(csv_header));
+  file_ = std::fopen(path.c_str(), "ab");
+  LF_CHECK(file_ != nullptr, ErrorKind::bad_input, path.string(), ": cannot open for appending");
+}
+
+TrainLog::~TrainLog() {
+  if (file_ != nullptr) std::fclose(file_);
+}
+
+void TrainLog::append(const StepReport& r) {
+  const double tokens_per_s = r.seconds > 0 ? static_cast<double>(r.tokens) / r.seconds : 0.0;
+  char row[512];
+  if (r.val_loss)
+    std::snprintf(row, sizeof row, "%lld,%.17g,%.9g,%.9g,%.17g,%.9g,%lld,%.6g,%.6g\n", static_cast<long long>(r.step),
+                  r.loss, r.lr, r.grad_norm, *r.val_loss, std::exp(*r.val_loss), static_cast<long long>(r.tokens),
+                  tokens_per_s, r.seconds);
+  else
+    std::snprintf(row, sizeof row, "%lld,%.17g,%.9g,%.9g,,,%lld,%.6g,%.6g\n", static_cast<long long>(r.step), r.loss,
+                  r.lr, r.grad_norm, static_cast<long long>(r.tokens), tokens_per_s, r.seconds);
+  LF_CHECK(std::fputs(row, file_) >= 0 && std::fflush(file_) == 0, ErrorKind::bad_input, path_.string(),
+           ": cannot write");
+}
+
+ProgressDisplay::ProgressDisplay(std::int64_t first_step, std::int64_t steps)
+    : first_step_(first_step), steps_(steps), tty_(::isatty(STDERR_FILENO) != 0) {}
+
+void ProgressDisplay::update(const StepReport& r) {
+  tokens_ += r.tokens;
+  seconds_ += r.seconds;
+  const double rate = seconds_ > 0 ? static_cast<double>(tokens_) / seconds_ : 0.0;
+  const double per_step = seconds_ / static_cast<double>(r.step - first_step_ + 1);
+  const std::string eta = duration(per_step * static_cast<double>(steps_ - r.step));
+  char val[64] = "";
+  if (r.val_loss) std::snprintf(val, sizeof val, " | val %.4f", *r.val_loss);
+  if (tty_) {
+    constexpr int width = 20;
+    const int filled = static_cast<int>(width * r.step / std::max<std::int64_t>(steps_, 1));
+    const std::string bar = std::string(static_cast<std::size_t>(filled), '#') + std::string(static_cast<std::size_t>(width - filled), '.');
+    std::fprintf(stderr, "\r\033[Kstep %lld/%lld [%s] loss %.4f%s | %.0f tok/s | ETA %s",
+                 static_cast<long long>(r.step), static_cast<long long>(steps_), bar.c_str(), r.loss, val,
+                 rate, eta.c_str());
+    open_line_ = true;
+    if (r.val_loss) {  // keep validation results on screen
+      std::fputc('\n', stderr);
+      open_line_ = false;
+    }
+  } else {
+    const std::int64_t every = std::max<std::int64_t>(1, steps_ / 20);
+    if (r.step == first_step_ || r.step == steps_ || r.val_loss || r.step % every == 0)
+      std::fprintf(stderr, "step %lld/%lld loss %.4f lr %.3g%s | %.0f tok/s | ETA %s\n",
+                   static_cast<long long>(r.step), static_cast<long long>(steps_), r.loss, r.lr, val, rate,
+                   eta.c_str());
+  }
+  std::fflush(stderr);
+}
+
+void ProgressDisplay::finish() {
+  if (open_line_) std::fputc('\n', stderr);
+  open_line_ = false;
+}
+
+InterruptGuard::InterruptGuard() {
+  received_signal = 0;
+  struct sigaction action {};
+  action.sa_handler = on_signal;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESETHAND;  // the second signal takes the default action
+  sigaction(SIGINT, &action, &old_int_);
+  sigaction(SIGTERM, &action, &old_term_);
+}
+
+InterruptGuard::~InterruptGuard() {
+  sigaction(SIGINT, &old_int_, nullptr);
+  sigaction(SIGTERM, &old_term_, nullptr);
+}
+
+int InterruptGuard::signal_received() { return received_signal; }
+
+}  // namespace lorafast::cli

@@ -1,0 +1,62 @@
+// What `lorafast finetune` shows and records while it trains: train_log.csv, the
+// progress display on stderr, and Ctrl-C / SIGTERM turned into "stop after this
+// step" (a second signal ends the program at once; checkpoints are atomic).
+#pragma once
+
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+
+#include "lorafast/train_loop.hpp"
+
+namespace lorafast::cli {
+
+// OUT/train_log.csv, one row per update:
+//   step,loss,lr,grad_norm,val_loss,val_ppl,tokens,tokens_per_s,step_seconds
+// (val_loss and val_ppl empty when not validated; loss and val_loss with 17
+// significant digits, so runs can be compared exactly).
+class TrainLog {
+ public:
+  // A new log (header only), or with resume_step > 0 the existing one cut to its
+  // rows of steps <= resume_step (rewritten atomically; a new one if it is missing).
+  TrainLog(const std::filesystem::path& path, std::int64_t resume_step);
+  ~TrainLog();
+  TrainLog(const TrainLog&) = delete;
+  TrainLog& operator=(const TrainLog&) = delete;
+  void append(const StepReport& report);  // written and flushed
+
+ private:
+  std::filesystem::path path_;
+  std::FILE* file_ = nullptr;
+};
+
+// On a terminal: one line rewritten in place (step/total, bar, loss, tokens/s,
+// ETA). Otherwise plain lines: the first and last update, every validation, and
+// about every 5% of the run.
+class ProgressDisplay {
+ public:
+  ProgressDisplay(std::int64_t first_step, std::int64_t steps);
+  void update(const StepReport& report);
+  void finish();  // ends the terminal line
+
+ private:
+  std::int64_t first_step_, steps_, tokens_ = 0;
+  double seconds_ = 0;
+  bool tty_, open_line_ = false;
+};
+
+// While alive, SIGINT and SIGTERM set a flag instead of ending the program.
+class InterruptGuard {
+ public:
+  InterruptGuard();
+  ~InterruptGuard();
+  InterruptGuard(const InterruptGuard&) = delete;
+  InterruptGuard& operator=(const InterruptGuard&) = delete;
+  static int signal_received();  // 0, SIGINT or SIGTERM
+
+ private:
+  struct sigaction old_int_ {}, old_term_ {};
+};
+
+}  // namespace lorafast::cli
