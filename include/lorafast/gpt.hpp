@@ -1,7 +1,8 @@
 // A GPT-2 model in the Hugging Face layout (INTERFACE.md "Models, adapters,
 // fine-tuning"): config.json + model.safetensors, Conv1D weights [in, out], pre-LN
-// blocks, GELU (tanh form), the LM head tied to wte. The base weights are frozen;
-// only LoRA adapters (gpt_lora.hpp) are trained.
+// blocks, GELU (tanh form), the LM head tied to wte. Fine-tuning trains LoRA
+// adapters (gpt_lora.hpp) on frozen base weights; pretraining trains every base
+// weight (gpt_loss_and_full_grad in gpt_loss.hpp).
 //
 // Shape legend: V vocabulary, P positions (n_positions), D width = H * E,
 // N batch, T sequence length (<= P).
@@ -10,6 +11,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "lorafast/safetensors.hpp"
@@ -54,6 +56,26 @@ struct GptWeights {
   std::vector<GptBlockWeights> blocks;  // n_layer
   Tensor ln_f_weight, ln_f_bias;        // [D], [D]
 };
+
+// Every tensor of a GptWeights (of weights, or of a gradient or optimizer state of
+// the same layout) with its GPT-2 name without prefix, in a fixed order: wte.weight,
+// wpe.weight, then per block h.{i}.ln_1.weight, ln_1.bias, attn.c_attn.weight,
+// attn.c_attn.bias, attn.c_proj.weight, attn.c_proj.bias, ln_2.weight, ln_2.bias,
+// mlp.c_fc.weight, mlp.c_fc.bias, mlp.c_proj.weight, mlp.c_proj.bias; then
+// ln_f.weight, ln_f.bias. Two GptWeights of one config list matching tensors at
+// matching indices.
+template <class T>
+std::vector<std::pair<std::string, Tensor*>> gpt_named_tensors(GptWeights<T>& weights);
+template <class T>
+std::vector<std::pair<std::string, const Tensor*>> gpt_named_tensors(const GptWeights<T>& weights);
+
+// All-zero weights of the shapes `config` implies (e.g. a gradient accumulator).
+template <class T>
+GptWeights<T> zero_gpt_weights(const GptConfig& config);
+
+// "transformer." when `tensors` spells GPT-2 names with that prefix (decided by
+// "transformer.wte.weight" being present), else "".
+std::string gpt_tensor_prefix(const TensorMap& tensors);
 
 // The weights named in `tensors` (GPT-2 names, with or without the "transformer."
 // prefix; "lm_head.weight" and the attention-mask buffers "h.{i}.attn.bias" /

@@ -1,9 +1,11 @@
 // The language-model loss of a GPT-2 model with LoRA adapters and its gradient with
-// respect to the adapters (the base weights are frozen):
+// respect to the adapters (fine-tuning: the base weights are frozen) or to every
+// base weight as well (pretraining):
 //   loss = mean over the N*T predicted tokens of -log softmax(logits)[next token].
 // Attention runs through the exact tiled kernels (attention.hpp), so no T x T
 // matrix is stored; activation memory is O(N * T * D * n_layer), the LM head and
-// cross-entropy are computed in row chunks (O(chunk * V) scratch).
+// cross-entropy are computed in row chunks (O(chunk * V) scratch). Gradients are
+// deterministic for a given thread count.
 #pragma once
 
 #include <cstdint>
@@ -42,5 +44,22 @@ double gpt_loss(const GptWeights<T>& weights, const GptLora<T>* lora, const Toke
 // an attn.c_attn lora_B gradient outside lora.config.c_attn_qkv are zero (frozen).
 template <class T>
 GptLossGrad<T> gpt_loss_and_grad(const GptWeights<T>& weights, const GptLora<T>& lora, const TokenBatch& batch);
+
+template <class T>
+struct GptFullGrad {
+  double loss = 0.0;              // mean cross-entropy in nats
+  GptWeights<T> d_weights;        // d loss / d every base tensor, same layout and dtype T;
+                                  // d_weights.wte sums the embedding and the tied LM head
+  std::vector<LoraLayer> d_lora;  // as GptLossGrad::d_lora when `lora` is given, else empty
+};
+
+// Forward and backward to every base weight (and to the adapters, if `lora` is not
+// nullptr). The base-weight gradient is that of the model as run, i.e. with the
+// adapters applied. Extra scratch over gpt_loss_and_grad: the gradient itself and
+// threads * V * D values for the tied LM head. Parameter gradients are sums over
+// the N*T token rows; each thread owns whole output entries, except for the LM
+// head's share of d_wte (per-thread partials added in thread order).
+template <class T>
+GptFullGrad<T> gpt_loss_and_full_grad(const GptWeights<T>& weights, const GptLora<T>* lora, const TokenBatch& batch);
 
 }  // namespace lorafast

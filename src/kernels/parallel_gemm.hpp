@@ -6,6 +6,7 @@
 
 #include <vector>
 
+#include "kernels/column_split.hpp"
 #include "kernels/gemm.hpp"
 
 namespace lorafast::kernels {
@@ -44,6 +45,17 @@ void gemm_tn_rows(T alpha, std::type_identity_t<MatrixView<const T>> a,
       for (int t = 0; t < threads; ++t) sum += partial[t][i * c.cols + j];
       c(i, j) = sum;
     }
+}
+
+// C = alpha A^T B (a sum over the shared rows of A and B) with the rows of C, i.e.
+// the columns of A, shared out across threads: each entry is one thread's sum over
+// all rows, so nothing is reduced across threads (weight gradients x^T d_y).
+template <class T>
+void gemm_tn_cols(T alpha, std::type_identity_t<MatrixView<const T>> a,
+                  std::type_identity_t<MatrixView<const T>> b, MatrixView<T> c) {
+  for_column_blocks(c.rows, [&](std::int64_t i0, std::int64_t i1) {
+    gemm(Op::trans, Op::none, alpha, a.block(0, i0, a.rows, i1 - i0), b, T(0), c.block(i0, 0, i1 - i0, c.cols));
+  });
 }
 
 }  // namespace lorafast::kernels

@@ -1,6 +1,14 @@
+// With u = c (x + k x^3) and s = sigmoid(2u) = 0.5 (1 + tanh(u)):
+//   gelu(x) = x s,   gelu'(x) = s + 2 x s (1 - s) c (1 + 3 k x^2).
+// The sigmoid form has no cancellation in 1 + tanh(u) for x << 0, and its
+// exponential is kernels::exp_approx, which vectorizes in float (libm's tanhf does
+// not, and made GELU cost as much as all the GEMMs of a block); double keeps libm.
 #include "model/gelu.hpp"
 
 #include <cmath>
+#include <type_traits>
+
+#include "kernels/exp.hpp"
 
 namespace lorafast {
 namespace {
@@ -10,25 +18,29 @@ constexpr T gelu_c = static_cast<T>(0.79788456080286535588);  // sqrt(2 / pi)
 template <class T>
 constexpr T gelu_k = static_cast<T>(0.044715);
 
+template <class T>
+T sigmoid_2u(T x) {
+  const T minus_2u = T(-2) * gelu_c<T> * (x + gelu_k<T> * x * x * x);
+  if constexpr (std::is_same_v<T, float>)  // exp_approx saturates rather than overflow: s < 1e-38 is 0
+    return minus_2u > 88.0f ? 0.0f : 1.0f / (1.0f + kernels::exp_approx(minus_2u));
+  else
+    return T(1) / (T(1) + std::exp(minus_2u));  // overflows to inf, giving s = 0
+}
+
 }  // namespace
 
 template <class T>
 void gelu_fwd(const GeluParams<T>& p) {
 #pragma omp parallel for schedule(static)
-  for (std::int64_t i = 0; i < p.count; ++i) {
-    const T x = p.x[i];
-    p.y[i] = T(0.5) * x * (T(1) + std::tanh(gelu_c<T> * (x + gelu_k<T> * x * x * x)));
-  }
+  for (std::int64_t i = 0; i < p.count; ++i) p.y[i] = p.x[i] * sigmoid_2u(p.x[i]);
 }
 
-// gelu'(x) = 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 k x^2),   t = tanh(c (x + k x^3)).
 template <class T>
 void gelu_bwd(const GeluParams<T>& p) {
 #pragma omp parallel for schedule(static)
   for (std::int64_t i = 0; i < p.count; ++i) {
-    const T x = p.x[i];
-    const T t = std::tanh(gelu_c<T> * (x + gelu_k<T> * x * x * x));
-    const T slope = T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * gelu_c<T> * (T(1) + T(3) * gelu_k<T> * x * x);
+    const T x = p.x[i], s = sigmoid_2u(x);
+    const T slope = s + T(2) * x * s * (T(1) - s) * gelu_c<T> * (T(1) + T(3) * gelu_k<T> * x * x);
     p.d_x[i] = p.d_y[i] * slope;
   }
 }

@@ -1,14 +1,16 @@
-// Backward pass of the GPT-2 loss to the LoRA adapters. The base weights are
-// frozen, but the gradient flows through every layer: ln_f, then per block (last
-// first) mlp.c_proj, GELU, mlp.c_fc, ln_2, attn.c_proj, exact attention, attn.c_attn
-// and ln_1, the residual gradient accumulating in place. The embeddings are frozen,
-// so block 0 stops at its adapters.
+// Backward pass of the GPT-2 loss: one pass serves fine-tuning (gradients of the
+// LoRA adapters only) and pretraining (gradients of every base weight too). The
+// gradient flows through every layer: ln_f, then per block (last first) mlp.c_proj,
+// GELU, mlp.c_fc, ln_2, attn.c_proj, exact attention, attn.c_attn and ln_1, the
+// residual gradient accumulating in place; with base-weight gradients it goes on
+// into the embeddings, otherwise block 0 stops at its adapters.
 #include <algorithm>
 
 #include "lorafast/attention.hpp"
 #include "model/gelu.hpp"
 #include "model/gpt_activations.hpp"
 #include "model/layer_norm.hpp"
+#include "kernels/column_split.hpp"
 #include "model/lm_head_loss.hpp"
 
 namespace lorafast {
@@ -40,6 +42,53 @@ void bind_grads(LoraLinearParams<T>& p, std::optional<LoraAdapter>& grad) {
   p.d_lora_b = grad->b.data<T>();
 }
 
+// Sets the base-weight gradient outputs of `p` to the module's slots in `g`.
+template <class T>
+void bind_base_grads(LoraLinearParams<T>& p, GptBlockWeights& g, LoraTarget target) {
+  auto bind = [&](Tensor& w, Tensor& b) {
+    p.d_w = w.data<T>();
+    p.d_bias = b.data<T>();
+  };
+  switch (target) {
+    case LoraTarget::attn_c_attn: bind(g.attn_c_attn_weight, g.attn_c_attn_bias); break;
+    case LoraTarget::attn_c_proj: bind(g.attn_c_proj_weight, g.attn_c_proj_bias); break;
+    case LoraTarget::mlp_c_fc: bind(g.mlp_c_fc_weight, g.mlp_c_fc_bias); break;
+    case LoraTarget::mlp_c_proj: bind(g.mlp_c_proj_weight, g.mlp_c_proj_bias); break;
+  }
+}
+
+// x0[n, t] = wte[token] + wpe[t], backward: d_wte[token] += d_x0[n, t] (on top of
+// the LM head's share), d_wpe[t] = sum over n of d_x0[n, t] (d_wpe starts at zero).
+// Each thread owns a block of columns and adds the rows in order.
+template <class T>
+void embed_bwd(const TokenBatch& batch, std::int64_t d, const T* d_x, T* d_wte, T* d_wpe) {
+  kernels::for_column_blocks(d, [&](std::int64_t c0, std::int64_t c1) {
+    for (std::int64_t row = 0; row < batch.predicted(); ++row) {
+      const std::int64_t n = row / batch.seq_len, t = row % batch.seq_len;
+      T* tok = d_wte + static_cast<std::int64_t>(batch.at(n, t)) * d;
+      T* pos = d_wpe + t * d;
+      for (std::int64_t c = c0; c < c1; ++c) {
+        tok[c] += d_x[row * d + c];
+        pos[c] += d_x[row * d + c];
+      }
+    }
+  });
+}
+
+// The gradient slot `member` of `g` (GptWeights<T> or GptBlockWeights), or nullptr
+// when no base-weight gradient is wanted.
+template <class T, class G>
+T* slot(G* g, Tensor G::*member) {
+  return g != nullptr ? (g->*member).template data<T>() : nullptr;
+}
+
+// What one backward pass writes: adapter gradients, base-weight gradients, or both.
+template <class T>
+struct GradOutputs {
+  std::vector<LoraLayer>* d_lora = nullptr;  // laid out as the adapters (zeroed)
+  GptWeights<T>* d_weights = nullptr;        // laid out as the weights (zeroed)
+};
+
 template <class T>
 std::vector<LoraLayer> zero_grads(const GptLora<T>& lora) {
   std::vector<LoraLayer> grads(lora.layers.size());
@@ -50,29 +99,27 @@ std::vector<LoraLayer> zero_grads(const GptLora<T>& lora) {
   return grads;
 }
 
-}  // namespace
-
+// The forward pass, then the backward pass into `out`; returns the loss.
 template <class T>
-GptLossGrad<T> gpt_loss_and_grad(const GptWeights<T>& w, const GptLora<T>& lora, const TokenBatch& batch) {
-  validate_tokens(batch, w.config);
-  validate_gpt_lora(lora, w.config, "adapter");
+double forward_backward(const GptWeights<T>& w, const GptLora<T>* lora, const TokenBatch& batch,
+                        const GradOutputs<T>& out) {
   const GptConfig& cfg = w.config;
   const std::int64_t d = cfg.n_embd, layers = cfg.n_layer;
+  GptWeights<T>* d_w = out.d_weights;
   GptActivations<T> act;
-  gpt_forward(w, &lora, batch, /*keep_all=*/true, act);
+  gpt_forward(w, lora, batch, /*keep_all=*/true, act);
   const std::int64_t rows = act.rows;
   auto buffer = [](std::int64_t n) { return std::vector<T>(static_cast<std::size_t>(n)); };
   std::vector<T> d_res = buffer(rows * d), d_ln = buffer(rows * d), d_attn = buffer(rows * d);
   std::vector<T> d_q = buffer(rows * d), d_k = buffer(rows * d), d_v = buffer(rows * d);
   std::vector<T> gelu_out = buffer(rows * 4 * d), d_wide = buffer(rows * 4 * d);
 
-  GptLossGrad<T> out;
-  out.d_lora = zero_grads(lora);
-  out.loss = lm_head_loss(LmHeadLossParams<T>{rows, d, cfg.vocab_size, act.lnf_out.data(), ptr<T>(w.wte),
-                                              act.targets.data(), d_ln.data()});
+  const double loss = lm_head_loss(LmHeadLossParams<T>{rows, d, cfg.vocab_size, act.lnf_out.data(), ptr<T>(w.wte),
+                                                       act.targets.data(), d_ln.data(), slot<T>(d_w, &GptWeights<T>::wte)});
   layer_norm_bwd(LayerNormParams<T>{rows, d, cfg.layer_norm_epsilon, act.residual.back().data(), ptr<T>(w.ln_f_weight),
                                     ptr<T>(w.ln_f_bias), nullptr, act.lnf_mean.data(), act.lnf_rstd.data(),
-                                    d_ln.data(), d_res.data()});
+                                    d_ln.data(), d_res.data(), slot<T>(d_w, &GptWeights<T>::ln_f_weight),
+                                    slot<T>(d_w, &GptWeights<T>::ln_f_bias)});
 
   AttentionParams<T> attn;
   attn.batch = batch.batch;
@@ -84,34 +131,38 @@ GptLossGrad<T> gpt_loss_and_grad(const GptWeights<T>& w, const GptLora<T>& lora,
   for (std::int64_t i = layers - 1; i >= 0; --i) {
     const auto& b = w.blocks[static_cast<std::size_t>(i)];
     auto& a = act.blocks[static_cast<std::size_t>(i)];
-    auto& grads = out.d_lora[static_cast<std::size_t>(i)];
-    auto grad_of = [&](LoraTarget t) -> std::optional<LoraAdapter>& { return grads[static_cast<std::size_t>(t)]; };
+    GptBlockWeights* gb = d_w != nullptr ? &d_w->blocks[static_cast<std::size_t>(i)] : nullptr;
+    auto bind = [&](LoraLinearParams<T>& p, LoraTarget t) {
+      if (out.d_lora != nullptr) bind_grads(p, (*out.d_lora)[static_cast<std::size_t>(i)][static_cast<std::size_t>(t)]);
+      if (gb != nullptr) bind_base_grads(p, *gb, t);
+    };
 
     // MLP: d_res is d loss / d (block output) = d loss / d (mlp.c_proj output).
     gelu_fwd(GeluParams<T>{rows * 4 * d, a.fc_pre.data(), gelu_out.data(), nullptr, nullptr});
-    auto mlp_proj = module_params(w, &lora, i, LoraTarget::mlp_c_proj, rows);
+    auto mlp_proj = module_params(w, lora, i, LoraTarget::mlp_c_proj, rows);
     mlp_proj.x = gelu_out.data();
     mlp_proj.d_y = d_res.data();
     mlp_proj.d_x = d_wide.data();
-    bind_grads(mlp_proj, grad_of(LoraTarget::mlp_c_proj));
+    bind(mlp_proj, LoraTarget::mlp_c_proj);
     lora_linear_bwd(mlp_proj);
     gelu_bwd(GeluParams<T>{rows * 4 * d, a.fc_pre.data(), nullptr, d_wide.data(), d_wide.data()});
-    auto c_fc = module_params(w, &lora, i, LoraTarget::mlp_c_fc, rows);
+    auto c_fc = module_params(w, lora, i, LoraTarget::mlp_c_fc, rows);
     c_fc.x = a.ln2_out.data();
     c_fc.d_y = d_wide.data();
     c_fc.d_x = d_ln.data();
-    bind_grads(c_fc, grad_of(LoraTarget::mlp_c_fc));
+    bind(c_fc, LoraTarget::mlp_c_fc);
     lora_linear_bwd(c_fc);
     layer_norm_bwd(LayerNormParams<T>{rows, d, cfg.layer_norm_epsilon, a.x_mid.data(), ptr<T>(b.ln_2_weight),
                                       ptr<T>(b.ln_2_bias), nullptr, a.ln2_mean.data(), a.ln2_rstd.data(), d_ln.data(),
-                                      d_res.data()});  // d_res is now d loss / d x_mid
+                                      d_res.data(), slot<T>(gb, &GptBlockWeights::ln_2_weight),
+                                      slot<T>(gb, &GptBlockWeights::ln_2_bias)});  // d_res is now d loss / d x_mid
 
     // Attention.
-    auto c_proj = module_params(w, &lora, i, LoraTarget::attn_c_proj, rows);
+    auto c_proj = module_params(w, lora, i, LoraTarget::attn_c_proj, rows);
     c_proj.x = a.attn.data();
     c_proj.d_y = d_res.data();
     c_proj.d_x = d_attn.data();
-    bind_grads(c_proj, grad_of(LoraTarget::attn_c_proj));
+    bind(c_proj, LoraTarget::attn_c_proj);
     lora_linear_bwd(c_proj);
     attn.q = a.q.data();
     attn.k = a.k.data();
@@ -124,21 +175,54 @@ GptLossGrad<T> gpt_loss_and_grad(const GptWeights<T>& w, const GptLora<T>& lora,
     attn.d_v = d_v.data();
     attention_bwd(attn);
     merge_qkv(d_q, d_k, d_v, rows, d, d_wide);
-    auto c_attn = module_params(w, &lora, i, LoraTarget::attn_c_attn, rows);
+    const bool to_input = i > 0 || d_w != nullptr;  // the embeddings are frozen unless d_w is wanted
+    auto c_attn = module_params(w, lora, i, LoraTarget::attn_c_attn, rows);
     c_attn.x = a.ln1_out.data();
     c_attn.d_y = d_wide.data();
-    c_attn.d_x = i > 0 ? d_ln.data() : nullptr;  // the embeddings are frozen
-    bind_grads(c_attn, grad_of(LoraTarget::attn_c_attn));
+    c_attn.d_x = to_input ? d_ln.data() : nullptr;
+    bind(c_attn, LoraTarget::attn_c_attn);
     lora_linear_bwd(c_attn);
-    if (i == 0) break;
+    if (!to_input) break;
     layer_norm_bwd(LayerNormParams<T>{rows, d, cfg.layer_norm_epsilon, act.residual[static_cast<std::size_t>(i)].data(),
                                       ptr<T>(b.ln_1_weight), ptr<T>(b.ln_1_bias), nullptr, a.ln1_mean.data(),
-                                      a.ln1_rstd.data(), d_ln.data(), d_res.data()});  // d loss / d (block input)
+                                      a.ln1_rstd.data(), d_ln.data(), d_res.data(),
+                                      slot<T>(gb, &GptBlockWeights::ln_1_weight),
+                                      slot<T>(gb, &GptBlockWeights::ln_1_bias)});  // d loss / d (block input)
   }
-  mask_c_attn_rows(out.d_lora, lora.config);
+  if (d_w != nullptr) embed_bwd(batch, d, d_res.data(), d_w->wte.template data<T>(), d_w->wpe.template data<T>());
+  if (out.d_lora != nullptr && lora != nullptr) mask_c_attn_rows(*out.d_lora, lora->config);
+  return loss;
+}
+
+}  // namespace
+
+template <class T>
+GptLossGrad<T> gpt_loss_and_grad(const GptWeights<T>& w, const GptLora<T>& lora, const TokenBatch& batch) {
+  validate_tokens(batch, w.config);
+  validate_gpt_lora(lora, w.config, "adapter");
+  GptLossGrad<T> out;
+  out.d_lora = zero_grads(lora);
+  out.loss = forward_backward(w, &lora, batch, GradOutputs<T>{&out.d_lora, nullptr});
   return out;
 }
 
+template <class T>
+GptFullGrad<T> gpt_loss_and_full_grad(const GptWeights<T>& w, const GptLora<T>* lora, const TokenBatch& batch) {
+  validate_tokens(batch, w.config);
+  GptFullGrad<T> out;
+  out.d_weights = zero_gpt_weights<T>(w.config);
+  if (lora != nullptr) {
+    validate_gpt_lora(*lora, w.config, "adapter");
+    out.d_lora = zero_grads(*lora);
+  }
+  out.loss = forward_backward(w, lora, batch, GradOutputs<T>{lora != nullptr ? &out.d_lora : nullptr, &out.d_weights});
+  return out;
+}
+
+template GptFullGrad<float> gpt_loss_and_full_grad<float>(const GptWeights<float>&, const GptLora<float>*,
+                                                          const TokenBatch&);
+template GptFullGrad<double> gpt_loss_and_full_grad<double>(const GptWeights<double>&, const GptLora<double>*,
+                                                            const TokenBatch&);
 template GptLossGrad<float> gpt_loss_and_grad<float>(const GptWeights<float>&, const GptLora<float>&, const TokenBatch&);
 template GptLossGrad<double> gpt_loss_and_grad<double>(const GptWeights<double>&, const GptLora<double>&,
                                                        const TokenBatch&);

@@ -15,7 +15,7 @@ class WeightSource {
   WeightSource(const TensorMap& tensors, const std::string& origin) : tensors_(tensors), origin_(origin) {
     // The prefix is decided once, from the token embedding, so that a file mixing
     // both spellings reports the missing tensor under the spelling it uses.
-    prefix_ = tensors.count("transformer.wte.weight") ? "transformer." : "";
+    prefix_ = gpt_tensor_prefix(tensors);
   }
 
   const std::string& prefix() const { return prefix_; }
@@ -58,38 +58,80 @@ void check_no_extra_blocks(const TensorMap& tensors, const std::string& prefix, 
   }
 }
 
+// The tensors of `w` with their names; W is GptWeights<T> or const GptWeights<T>.
+template <class P, class W>
+std::vector<std::pair<std::string, P*>> named_tensors(W& w) {
+  std::vector<std::pair<std::string, P*>> out{{"wte.weight", &w.wte}, {"wpe.weight", &w.wpe}};
+  for (std::size_t i = 0; i < w.blocks.size(); ++i) {
+    const std::string h = cat("h.", i, '.');
+    auto& b = w.blocks[i];
+    for (auto [name, t] : {std::pair<const char*, P*>{"ln_1.weight", &b.ln_1_weight},
+                           {"ln_1.bias", &b.ln_1_bias},
+                           {"attn.c_attn.weight", &b.attn_c_attn_weight},
+                           {"attn.c_attn.bias", &b.attn_c_attn_bias},
+                           {"attn.c_proj.weight", &b.attn_c_proj_weight},
+                           {"attn.c_proj.bias", &b.attn_c_proj_bias},
+                           {"ln_2.weight", &b.ln_2_weight},
+                           {"ln_2.bias", &b.ln_2_bias},
+                           {"mlp.c_fc.weight", &b.mlp_c_fc_weight},
+                           {"mlp.c_fc.bias", &b.mlp_c_fc_bias},
+                           {"mlp.c_proj.weight", &b.mlp_c_proj_weight},
+                           {"mlp.c_proj.bias", &b.mlp_c_proj_bias}})
+      out.emplace_back(h + name, t);
+  }
+  out.emplace_back("ln_f.weight", &w.ln_f_weight);
+  out.emplace_back("ln_f.bias", &w.ln_f_bias);
+  return out;
+}
+
 }  // namespace
+
+std::string gpt_tensor_prefix(const TensorMap& tensors) {
+  return tensors.count("transformer.wte.weight") ? "transformer." : "";
+}
+
+template <class T>
+std::vector<std::pair<std::string, Tensor*>> gpt_named_tensors(GptWeights<T>& weights) {
+  return named_tensors<Tensor>(weights);
+}
+
+template <class T>
+std::vector<std::pair<std::string, const Tensor*>> gpt_named_tensors(const GptWeights<T>& weights) {
+  return named_tensors<const Tensor>(weights);
+}
+
+template <class T>
+GptWeights<T> zero_gpt_weights(const GptConfig& config) {
+  const std::int64_t d = config.n_embd;
+  const DType dt = dtype_of<T>();
+  GptWeights<T> w;
+  w.config = config;
+  w.wte = Tensor(dt, {config.vocab_size, d});
+  w.wpe = Tensor(dt, {config.n_positions, d});
+  w.blocks.resize(static_cast<std::size_t>(config.n_layer));
+  for (auto& b : w.blocks) {
+    b.ln_1_weight = b.ln_1_bias = b.ln_2_weight = b.ln_2_bias = Tensor(dt, {d});
+    b.attn_c_attn_weight = Tensor(dt, {d, 3 * d});
+    b.attn_c_attn_bias = Tensor(dt, {3 * d});
+    b.attn_c_proj_weight = Tensor(dt, {d, d});
+    b.attn_c_proj_bias = Tensor(dt, {d});
+    b.mlp_c_fc_weight = Tensor(dt, {d, 4 * d});
+    b.mlp_c_fc_bias = Tensor(dt, {4 * d});
+    b.mlp_c_proj_weight = Tensor(dt, {4 * d, d});
+    b.mlp_c_proj_bias = Tensor(dt, {d});
+  }
+  w.ln_f_weight = w.ln_f_bias = Tensor(dt, {d});
+  return w;
+}
 
 template <class T>
 GptWeights<T> gpt_weights_from_tensors(const GptConfig& config, const TensorMap& tensors,
                                        const std::string& origin) {
   config.validate(origin);
-  const std::int64_t d = config.n_embd;
   const WeightSource src(tensors, origin);
   check_no_extra_blocks(tensors, src.prefix(), config.n_layer, origin);
-  GptWeights<T> w;
-  w.config = config;
-  w.wte = src.take<T>("wte.weight", {config.vocab_size, d});
-  w.wpe = src.take<T>("wpe.weight", {config.n_positions, d});
-  for (std::int64_t i = 0; i < config.n_layer; ++i) {
-    const std::string h = cat("h.", i, '.');
-    GptBlockWeights b;
-    b.ln_1_weight = src.take<T>(h + "ln_1.weight", {d});
-    b.ln_1_bias = src.take<T>(h + "ln_1.bias", {d});
-    b.attn_c_attn_weight = src.take<T>(h + "attn.c_attn.weight", {d, 3 * d});
-    b.attn_c_attn_bias = src.take<T>(h + "attn.c_attn.bias", {3 * d});
-    b.attn_c_proj_weight = src.take<T>(h + "attn.c_proj.weight", {d, d});
-    b.attn_c_proj_bias = src.take<T>(h + "attn.c_proj.bias", {d});
-    b.ln_2_weight = src.take<T>(h + "ln_2.weight", {d});
-    b.ln_2_bias = src.take<T>(h + "ln_2.bias", {d});
-    b.mlp_c_fc_weight = src.take<T>(h + "mlp.c_fc.weight", {d, 4 * d});
-    b.mlp_c_fc_bias = src.take<T>(h + "mlp.c_fc.bias", {4 * d});
-    b.mlp_c_proj_weight = src.take<T>(h + "mlp.c_proj.weight", {4 * d, d});
-    b.mlp_c_proj_bias = src.take<T>(h + "mlp.c_proj.bias", {d});
-    w.blocks.push_back(std::move(b));
-  }
-  w.ln_f_weight = src.take<T>("ln_f.weight", {d});
-  w.ln_f_bias = src.take<T>("ln_f.bias", {d});
+  GptWeights<T> w = zero_gpt_weights<T>(config);  // the shapes the config implies
+  for (auto& [name, tensor] : gpt_named_tensors(w)) *tensor = src.take<T>(name, tensor->shape());
   return w;
 }
 
@@ -102,6 +144,12 @@ GptWeights<T> load_gpt_model(const std::filesystem::path& dir) {
 
 template GptWeights<float> gpt_weights_from_tensors<float>(const GptConfig&, const TensorMap&, const std::string&);
 template GptWeights<double> gpt_weights_from_tensors<double>(const GptConfig&, const TensorMap&, const std::string&);
+template std::vector<std::pair<std::string, Tensor*>> gpt_named_tensors<float>(GptWeights<float>&);
+template std::vector<std::pair<std::string, Tensor*>> gpt_named_tensors<double>(GptWeights<double>&);
+template std::vector<std::pair<std::string, const Tensor*>> gpt_named_tensors<float>(const GptWeights<float>&);
+template std::vector<std::pair<std::string, const Tensor*>> gpt_named_tensors<double>(const GptWeights<double>&);
+template GptWeights<float> zero_gpt_weights<float>(const GptConfig&);
+template GptWeights<double> zero_gpt_weights<double>(const GptConfig&);
 template GptWeights<float> load_gpt_model<float>(const std::filesystem::path&);
 template GptWeights<double> load_gpt_model<double>(const std::filesystem::path&);
 

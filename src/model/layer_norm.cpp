@@ -3,6 +3,9 @@
 #include "model/layer_norm.hpp"
 
 #include <cmath>
+#include <vector>
+
+#include "kernels/column_split.hpp"
 
 namespace lorafast {
 
@@ -24,6 +27,32 @@ void layer_norm_fwd(const LayerNormParams<T>& p) {
     p.rstd[r] = static_cast<T>(rstd);
   }
 }
+
+namespace {
+
+// d_weight = sum_rows d_y * xhat, d_bias = sum_rows d_y: each thread owns a block
+// of columns and adds the rows in order (kernels/column_split.hpp), in double.
+template <class T>
+void layer_norm_param_grads(const LayerNormParams<T>& p) {
+  const std::int64_t d = p.dim;
+  kernels::for_column_blocks(d, [&](std::int64_t c0, std::int64_t c1) {
+    std::vector<double> sum_w(static_cast<std::size_t>(c1 - c0), 0.0), sum_b(sum_w.size(), 0.0);
+    for (std::int64_t r = 0; r < p.rows; ++r) {
+      const T *x = p.x + r * d, *d_y = p.d_y + r * d;
+      const T mean = p.mean[r], rstd = p.rstd[r];
+      for (std::int64_t c = c0; c < c1; ++c) {
+        sum_w[static_cast<std::size_t>(c - c0)] += d_y[c] * ((x[c] - mean) * rstd);
+        sum_b[static_cast<std::size_t>(c - c0)] += d_y[c];
+      }
+    }
+    for (std::int64_t c = c0; c < c1; ++c) {
+      p.d_weight[c] = static_cast<T>(sum_w[static_cast<std::size_t>(c - c0)]);
+      p.d_bias[c] = static_cast<T>(sum_b[static_cast<std::size_t>(c - c0)]);
+    }
+  });
+}
+
+}  // namespace
 
 // With xhat = (x - mean) rstd and g = d_y * weight:
 //   d_x = rstd * (g - mean(g) - xhat * mean(g * xhat)).
@@ -48,6 +77,7 @@ void layer_norm_bwd(const LayerNormParams<T>& p) {
       d_x[c] += rstd * (g - mean_g - xhat * mean_gx);
     }
   }
+  if (p.d_weight != nullptr) layer_norm_param_grads(p);
 }
 
 template void layer_norm_fwd<float>(const LayerNormParams<float>&);

@@ -21,6 +21,8 @@ struct LayerNormParams {
   T* rstd = nullptr;          // [rows]     fwd output, bwd input
   const T* d_y = nullptr;     // [rows, D]  bwd input
   T* d_x = nullptr;           // [rows, D]  bwd: d_x += d loss / d x (accumulates: residual streams)
+  T* d_weight = nullptr;      // [D]        bwd output (overwritten); nullptr: not needed
+  T* d_bias = nullptr;        // [D]        bwd output (overwritten); both or neither
 };
 
 template <class T>

@@ -1,6 +1,8 @@
 // Logits are formed in T; each row's log-sum-exp and loss are accumulated in double.
 #include "model/lm_head_loss.hpp"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -22,9 +24,14 @@ double lm_head_loss(const LmHeadLossParams<T>& p) {
   std::vector<double> chunk_loss(static_cast<std::size_t>(chunks), 0.0);
   const MatrixView<const T> wte{p.wte, p.vocab, p.dim, p.dim};
   const double inv_rows = 1.0 / static_cast<double>(p.rows);
-#pragma omp parallel
+  const int threads = omp_get_max_threads();
+  const std::size_t wte_size = p.d_wte != nullptr ? static_cast<std::size_t>(p.vocab * p.dim) : 0;
+  std::vector<std::vector<T>> d_wte_partial(static_cast<std::size_t>(threads), std::vector<T>(wte_size));
+#pragma omp parallel num_threads(threads)
   {
     std::vector<T> logits(static_cast<std::size_t>(chunk_rows * p.vocab));
+    const MatrixView<T> d_wte_mine{d_wte_partial[static_cast<std::size_t>(omp_get_thread_num())].data(), p.vocab,
+                                   p.dim, p.dim};
 #pragma omp for schedule(static)
     for (std::int64_t c = 0; c < chunks; ++c) {
       const std::int64_t r0 = c * chunk_rows, rows = std::min(chunk_rows, p.rows - r0);
@@ -49,6 +56,15 @@ double lm_head_loss(const LmHeadLossParams<T>& p) {
       if (p.d_h != nullptr)
         gemm(Op::none, Op::none, T(1), MatrixView<const T>(lv), wte, T(0),
              MatrixView<T>{p.d_h + r0 * p.dim, rows, p.dim, p.dim});  // d_h = d_logits wte
+      if (p.d_wte != nullptr) gemm(Op::trans, Op::none, T(1), MatrixView<const T>(lv), h, T(1), d_wte_mine);
+    }
+  }
+  if (p.d_wte != nullptr) {
+#pragma omp parallel for schedule(static)
+    for (std::int64_t i = 0; i < p.vocab * p.dim; ++i) {
+      T sum = 0;
+      for (const auto& partial : d_wte_partial) sum += partial[static_cast<std::size_t>(i)];
+      p.d_wte[i] = sum;
     }
   }
   double total = 0;

@@ -3,11 +3,14 @@
 #include <algorithm>
 #include <vector>
 
+#include "kernels/column_split.hpp"
 #include "kernels/parallel_gemm.hpp"
 
 namespace lorafast {
 
+using kernels::for_column_blocks;
 using kernels::gemm_rows;
+using kernels::gemm_tn_cols;
 using kernels::gemm_tn_rows;
 using kernels::Op;
 
@@ -16,6 +19,17 @@ namespace {
 template <class T>
 MatrixView<T> view(T* data, std::int64_t rows, std::int64_t cols) {
   return {data, rows, cols, cols};
+}
+
+// d_bias[c] = sum over rows of d_y[r, c], accumulated in double in row order.
+template <class T>
+void column_sums(const T* d_y, std::int64_t rows, std::int64_t cols, T* d_bias) {
+  for_column_blocks(cols, [&](std::int64_t c0, std::int64_t c1) {
+    std::vector<double> sum(static_cast<std::size_t>(c1 - c0), 0.0);
+    for (std::int64_t r = 0; r < rows; ++r)
+      for (std::int64_t c = c0; c < c1; ++c) sum[static_cast<std::size_t>(c - c0)] += d_y[r * cols + c];
+    for (std::int64_t c = c0; c < c1; ++c) d_bias[c] = static_cast<T>(sum[static_cast<std::size_t>(c - c0)]);
+  });
 }
 
 }  // namespace
@@ -39,6 +53,8 @@ void lora_linear_bwd(const LoraLinearParams<T>& p) {
   const auto d_y = view(p.d_y, p.rows, p.out);
   const auto x = view(p.x, p.rows, p.in);
   if (p.d_x != nullptr) gemm_rows(T(1), d_y, Op::trans, view(p.w, p.in, p.out), T(0), view(p.d_x, p.rows, p.in));
+  if (p.d_w != nullptr) gemm_tn_cols(T(1), x, d_y, view(p.d_w, p.in, p.out));  // d_W = x^T d_y
+  if (p.d_bias != nullptr) column_sums(p.d_y, p.rows, p.out, p.d_bias);
   if (p.rank == 0) return;
   const auto a = view(p.lora_a, p.rank, p.in);
   std::vector<T> z(static_cast<std::size_t>(p.rows * p.rank)), g(z.size());

@@ -1,9 +1,12 @@
 // A GPT-2 Conv1D layer with an optional LoRA adapter (PEFT layout):
 //   y = x W + bias + s * (x A^T) B^T         W: [in, out], A: [R, in], B: [out, R]
-// Backward (W and bias frozen), with z = x A^T and g = d_y B, both [rows, R]:
-//   d_x = d_y W^T + s g A,   d_B = s d_y^T z,   d_A = s g^T x.
-// The token rows are shared out across threads; z is recomputed in the backward
-// pass rather than stored (rows * R * in flops, small next to rows * in * out).
+// Backward, with z = x A^T and g = d_y B, both [rows, R]:
+//   d_x = d_y W^T + s g A,   d_B = s d_y^T z,   d_A = s g^T x,
+// and, when asked for (full-parameter training), d_W = x^T d_y, d_bias = sum_rows d_y.
+// The token rows are shared out across threads (d_W and d_bias, sums over the rows:
+// each thread owns a block of their entries, kernels/column_split.hpp); z is
+// recomputed in the backward pass rather than stored (rows * R * in flops, small
+// next to rows * in * out).
 #pragma once
 
 #include <cstdint>
@@ -27,6 +30,8 @@ struct LoraLinearParams {
   T* d_x = nullptr;           // [rows, in]   bwd output (overwritten); nullptr: not needed
   T* d_lora_a = nullptr;      // [R, in]      bwd output (overwritten) when adapted
   T* d_lora_b = nullptr;      // [out, R]
+  T* d_w = nullptr;           // [in, out]    bwd output (overwritten); nullptr: not needed
+  T* d_bias = nullptr;        // [out]        bwd output (overwritten); nullptr: not needed
 };
 
 template <class T>

@@ -5,7 +5,8 @@
   of INTERFACE.md ("Models, adapters, fine-tuning");
 - `torch_loss_and_grads`: GPT-2 with LoRA re-implemented in PyTorch (pre-LN blocks,
   causal multi-head attention, tanh GELU, tied LM head, mean next-token
-  cross-entropy) and autograd of the loss w.r.t. every adapter tensor.
+  cross-entropy) and autograd of the loss w.r.t. every adapter tensor and, on
+  request, every base tensor.
 
 Shape legend: N windows, T predicted tokens per window, D width = H * E, V vocab,
 R LoRA rank. Only numpy and torch from Debian are used.
@@ -100,15 +101,17 @@ def write_tokens(path, tokens):
             f.write(" ".join(str(int(t)) for t in row) + "\n")
 
 
-def torch_loss_and_grads(config, model, adapter, tokens, R, alpha, rslora=False, qkv="qkv",
-                         dtype=torch.float64):
+def torch_loss_and_grads(config, model, adapter, tokens, R=1, alpha=1.0, rslora=False, qkv="qkv",
+                         dtype=torch.float64, base_grads=False):
     """Mean next-token cross-entropy of the windows `tokens` [N, T + 1] and its
-    gradient w.r.t. every adapter tensor (frozen c_attn B rows outside `qkv` zeroed).
-    Returns {"loss": float, peft name: float64 array}."""
+    gradient w.r.t. every adapter tensor (frozen c_attn B rows outside `qkv` zeroed)
+    and, with `base_grads`, every base tensor (wte's covers the tied LM head too).
+    Returns {"loss": float, peft name or GPT-2 name without prefix: float64 array}."""
     D, H = config["n_embd"], config["n_head"]
     E, eps = D // H, config["layer_norm_epsilon"]
     s = alpha / math.sqrt(R) if rslora else alpha / R
-    w = {k: torch.tensor(np.asarray(v, dtype=np.float64), dtype=dtype) for k, v in model.items()}
+    w = {k: torch.tensor(np.asarray(v, dtype=np.float64), dtype=dtype, requires_grad=base_grads)
+         for k, v in model.items()}
     leaves = {k: torch.tensor(np.asarray(v, dtype=np.float64), dtype=dtype, requires_grad=True)
               for k, v in adapter.items()}
     tok = torch.tensor(np.asarray(tokens, dtype=np.int64))
@@ -140,6 +143,8 @@ def torch_loss_and_grads(config, model, adapter, tokens, R, alpha, rslora=False,
     loss = torch.nn.functional.cross_entropy(logits.reshape(N * T, -1), tgt.reshape(N * T))
     loss.backward()
     out = {"loss": float(loss.detach())}
+    if base_grads:
+        out.update({name: t.grad.detach().to(torch.float64).numpy().copy() for name, t in w.items()})
     for name, leaf in leaves.items():
         g = leaf.grad.detach().to(torch.float64).numpy().copy()
         if ".attn.c_attn.lora_B" in name:

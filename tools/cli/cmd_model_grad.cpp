@@ -1,12 +1,16 @@
 // `lorafast model-grad` (hidden, for tests and development): one forward + backward
 // of a GPT-2 model with a PEFT adapter on a batch of token windows. Writes `loss`
-// and, under each adapter tensor's own name, d loss / d that tensor.
+// and, under each adapter tensor's own name, d loss / d that tensor. With --full
+// (the adapter is then optional) it also writes d loss / d every base weight under
+// its GPT-2 name, spelt with the "transformer." prefix exactly when the model file is.
 //
 // The token file is text: one window of T + 1 token ids per line (whitespace
 // separated, every line the same length); each window predicts its last T tokens.
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
+#include <optional>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -23,7 +27,7 @@ constexpr std::size_t max_token_file_bytes = 100'000'000;
 
 struct ModelGradFlags {
   std::string model, adapter, tokens, out, dtype = "f32";
-  bool json = false;
+  bool json = false, full = false;
 };
 
 std::string read_all(const std::string& path) {
@@ -69,34 +73,55 @@ TokenBatch read_token_windows(const std::string& path) {
   return batch;
 }
 
+void add_adapter_grads(const std::vector<LoraLayer>& d_lora, TensorMap& out) {
+  for (std::size_t i = 0; i < d_lora.size(); ++i)
+    for (auto t : all_lora_targets)
+      if (const auto& g = d_lora[i][static_cast<std::size_t>(t)]) {
+        out[peft_tensor_name(static_cast<std::int64_t>(i), t, false)] = g->a;
+        out[peft_tensor_name(static_cast<std::int64_t>(i), t, true)] = g->b;
+      }
+}
+
 template <class T>
 void run(const ModelGradFlags& f) {
-  const auto weights = load_gpt_model<T>(f.model);
-  const auto lora = load_peft_adapter<T>(f.adapter, weights.config);
+  LF_CHECK(f.full || !f.adapter.empty(), ErrorKind::usage, "model-grad: --adapter is required without --full");
+  const std::filesystem::path model_file = std::filesystem::path(f.model) / "model.safetensors";
+  const GptConfig config = read_gpt_config(std::filesystem::path(f.model) / "config.json");
+  const TensorMap model_tensors = read_safetensors(model_file).tensors;
+  const std::string prefix = gpt_tensor_prefix(model_tensors);
+  const auto weights = gpt_weights_from_tensors<T>(config, model_tensors, model_file.string());
+  std::optional<GptLora<T>> lora;
+  if (!f.adapter.empty()) lora = load_peft_adapter<T>(f.adapter, weights.config);
   const TokenBatch batch = read_token_windows(f.tokens);
   try {
     validate_tokens(batch, weights.config);
   } catch (const Error& e) {
     throw Error(bad, cat(f.tokens, ": ", e.what()));
   }
-  const auto start = std::chrono::steady_clock::now();
-  const auto grads = gpt_loss_and_grad(weights, lora, batch);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   TensorMap out;
+  double loss = 0, seconds = 0;
+  const auto start = std::chrono::steady_clock::now();
+  auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
+  if (f.full) {
+    const auto grads = gpt_loss_and_full_grad(weights, lora ? &*lora : nullptr, batch);
+    seconds = elapsed();
+    loss = grads.loss;
+    for (const auto& [name, tensor] : gpt_named_tensors(grads.d_weights)) out[prefix + name] = *tensor;
+    add_adapter_grads(grads.d_lora, out);
+  } else {
+    const auto grads = gpt_loss_and_grad(weights, *lora, batch);
+    seconds = elapsed();
+    loss = grads.loss;
+    add_adapter_grads(grads.d_lora, out);
+  }
   out["loss"] = Tensor(dtype_of<T>(), {});
-  out["loss"].template data<T>()[0] = static_cast<T>(grads.loss);
-  for (std::size_t i = 0; i < grads.d_lora.size(); ++i)
-    for (auto t : all_lora_targets)
-      if (const auto& g = grads.d_lora[i][static_cast<std::size_t>(t)]) {
-        out[peft_tensor_name(static_cast<std::int64_t>(i), t, false)] = g->a;
-        out[peft_tensor_name(static_cast<std::int64_t>(i), t, true)] = g->b;
-      }
+  out["loss"].template data<T>()[0] = static_cast<T>(loss);
   write_safetensors(f.out, out);
   if (f.json) {
-    const nlohmann::json j{{"loss", grads.loss}, {"tokens", batch.predicted()}, {"seconds", seconds}};
+    const nlohmann::json j{{"loss", loss}, {"tokens", batch.predicted()}, {"seconds", seconds}};
     std::printf("%s\n", j.dump().c_str());
   } else {
-    std::printf("loss %.10g over %lld tokens (%.3f s)\nwrote %s\n", grads.loss,
+    std::printf("loss %.10g over %lld tokens (%.3f s)\nwrote %s\n", loss,
                 static_cast<long long>(batch.predicted()), seconds, f.out.c_str());
   }
 }
@@ -105,14 +130,15 @@ void run(const ModelGradFlags& f) {
 
 void add_model_grad_command(CLI::App& app) {
   auto flags = std::make_shared<ModelGradFlags>();
-  auto* cmd = app.add_subcommand("model-grad", "GPT-2 + PEFT adapter: loss and adapter gradients on token windows");
+  auto* cmd = app.add_subcommand("model-grad", "GPT-2 (+ PEFT adapter): loss and gradients on token windows");
   cmd->group("");  // hidden: a development and test tool
   cmd->add_option("--model", flags->model, "Model directory (config.json, model.safetensors)")->required();
-  cmd->add_option("--adapter", flags->adapter, "PEFT adapter directory")->required();
+  cmd->add_option("--adapter", flags->adapter, "PEFT adapter directory (required without --full)");
   cmd->add_option("--tokens", flags->tokens, "Text file: one window of T + 1 token ids per line")->required();
-  cmd->add_option("--out", flags->out, "Output safetensors: loss and the gradient of every adapter tensor")->required();
+  cmd->add_option("--out", flags->out, "Output safetensors: loss and the gradient of every adapter (and with --full, base) tensor")->required();
   cmd->add_option("--dtype", flags->dtype, "Compute and output precision: f32 | f64")
       ->check(CLI::IsMember({"f32", "f64"}));
+  cmd->add_flag("--full", flags->full, "Also write the gradient of every base weight, under its GPT-2 name");
   cmd->add_flag("--json", flags->json, "Print {\"loss\", \"tokens\", \"seconds\"} as JSON");
   add_threads_option(*cmd);
   cmd->callback([flags] { flags->dtype == "f64" ? run<double>(*flags) : run<float>(*flags); });
