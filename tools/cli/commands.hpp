@@ -10,6 +10,7 @@ void add_grad_command(CLI::App& app);
 void add_case_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_phase_command(CLI::App& app);
+void add_calibrate_command(CLI::App& app);
 
 // --threads, accepted by every command (default: all cores, at most max_threads).
 constexpr int max_threads = 1024;

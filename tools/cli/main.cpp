@@ -53,6 +53,7 @@ int run(int argc, char** argv) {
   add_bench_command(app);
   add_case_command(app);
   add_phase_command(app);
+  add_calibrate_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
