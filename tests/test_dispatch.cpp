@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <limits>
 #include <string>
@@ -47,19 +49,88 @@ TEST(Method, NamesRoundTrip) {
   EXPECT_EQ(error_kind_of([] { parse_method("quick"); }), ErrorKind::usage);
 }
 
+// The terms of the calibrated model: quadratic exact work halved by the mask, fast
+// work linear in N*L, a causal in-chunk term, chained another factor E.
 TEST(CostModel, Shapes) {
-  const CostModel c;
+  CostModel c;
+  c.exact_fixed = c.fast_fixed = 0;  // per-call constants would break the scaling checks
   EXPECT_DOUBLE_EQ(c.exact_seconds(1, 1000, 8, true), c.exact_seconds(1, 1000, 8, false) / 2);
   EXPECT_DOUBLE_EQ(c.exact_seconds(1, 2000, 8, false), 4 * c.exact_seconds(1, 1000, 8, false));
   EXPECT_DOUBLE_EQ(c.fast_seconds(1, 2000, 8, 495, false), 2 * c.fast_seconds(1, 1000, 8, 495, false));
   EXPECT_DOUBLE_EQ(c.fast_seconds(3, 1000, 8, 495, false), 3 * c.fast_seconds(1, 1000, 8, 495, false));
   EXPECT_GT(c.fast_seconds(1, 1000, 8, 495, true), c.fast_seconds(1, 1000, 8, 495, false));  // chunk term
-  EXPECT_DOUBLE_EQ(c.chained_seconds(1, 1000, 8, 495, false), 8 * c.fast_seconds(1, 1000, 8, 495, false));
+  EXPECT_DOUBLE_EQ(c.chained_seconds(1, 1000, 8, 495, false),
+                   8 * c.chained_factor * c.fast_seconds(1, 1000, 8, 495, false));
+  // The defaults' crossover for a bounded E = 8 head at degree 4 (F = 495) lies
+  // between L = 512 and L = 4096, where calibration measured it.
+  const CostModel d;
+  EXPECT_GT(d.fast_seconds(1, 512, 8, 495, true), d.exact_seconds(1, 512, 8, true));
+  EXPECT_LT(d.fast_seconds(1, 4096, 8, 495, true), d.exact_seconds(1, 4096, 8, true));
+}
+
+// Samples generated from known coefficients are fitted back to them (relative 1e-9:
+// a 4 x 4 solve of well-scaled normal equations in double).
+TEST(CostModel, FitRecoversKnownCoefficients) {
+  CostModel truth;
+  truth.exact_quadratic = 6e-11, truth.exact_scores = 9e-10, truth.exact_fixed = 5e-5;
+  truth.fast_state = 2e-10, truth.fast_map = 1e-10, truth.fast_chunk = 3e-10, truth.fast_fixed = 1e-5;
+  truth.chained_factor = 0.4;
+  std::vector<CostSample> samples;
+  for (bool causal : {false, true})
+    for (std::int64_t e : {8, 16})
+      for (std::int64_t l : {512, 4096, 16384}) {
+        CostSample x{1, l, e, 0, causal, truth.exact_seconds(1, l, e, causal)};
+        samples.push_back(x);
+        for (std::int64_t f : {45, 495, 3003}) {
+          CostSample y{1, l, e, f, causal, truth.fast_seconds(1, l, e, f, causal)};
+          samples.push_back(y);
+          CostSample z{1, l, e, f, causal, truth.chained_seconds(1, l, e, f, causal), true};
+          samples.push_back(z);
+        }
+      }
+  const CostModel fit = fit_cost_model(samples, 3);
+  EXPECT_EQ(fit.threads, 3);
+  for (auto [got, want] : {std::pair{fit.exact_quadratic, truth.exact_quadratic}, {fit.exact_scores, truth.exact_scores},
+                           {fit.exact_fixed, truth.exact_fixed}, {fit.fast_state, truth.fast_state},
+                           {fit.fast_map, truth.fast_map}, {fit.fast_chunk, truth.fast_chunk},
+                           {fit.fast_fixed, truth.fast_fixed}, {fit.chained_factor, truth.chained_factor}})
+    EXPECT_NEAR(got, want, 1e-9 * want);
+}
+
+// A term the data pull below zero is dropped (clamped to 0), not left negative.
+TEST(CostModel, FitKeepsCoefficientsNonNegative) {
+  std::vector<CostSample> samples;
+  for (std::int64_t l : {1000, 2000, 4000, 8000})  // time falls with L: only a constant fits
+    samples.push_back({1, l, 8, 0, false, 1.0 / static_cast<double>(l) + 1e-3});
+  const CostModel fit = fit_cost_model(samples, 1);
+  EXPECT_GE(fit.exact_quadratic, 0.0);
+  EXPECT_GE(fit.exact_scores, 0.0);
+  EXPECT_GT(fit.exact_fixed, 0.0);
+}
+
+TEST(CostModel, SavesLoadsAndRejectsBadFiles) {
+  const std::string dir = ::testing::TempDir() + "lorafast_cost_model";
+  const std::string path = dir + "/sub/cost_model.json";
+  std::filesystem::remove_all(dir);
+  EXPECT_EQ(load_cost_model(path).fast_state, CostModel{}.fast_state);  // missing: defaults
+  CostModel m;
+  m.fast_state = 1.25e-10, m.exact_scores = 7.5e-10, m.chained_factor = 0.5, m.threads = 7;
+  save_cost_model(m, path);
+  const CostModel back = load_cost_model(path);
+  EXPECT_EQ(back.fast_state, m.fast_state);
+  EXPECT_EQ(back.exact_scores, m.exact_scores);
+  EXPECT_EQ(back.chained_factor, 0.5);
+  EXPECT_EQ(back.threads, 7);
+  for (const char* text : {"not json", "[1, 2]", "{\"fast_state\": 1}", "{\"fast_state\": -1}"}) {
+    std::ofstream(path) << text;
+    EXPECT_EQ(error_kind_of([&] { load_cost_model(path); }), ErrorKind::bad_input) << text;
+  }
+  std::filesystem::remove_all(dir);
 }
 
 // Chained priced far above fast, so auto's choice among approximate methods is fast.
 DispatchRequest fast_preferred(DispatchRequest r) {
-  r.cost.chained_seconds_per_unit = 1e6 * r.cost.fast_seconds_per_unit;
+  r.cost.chained_factor = 1e6;
   return r;
 }
 
@@ -78,7 +149,7 @@ TEST(Decide, SmallScoresAndLongSequencesGoFast) {
 
 TEST(Decide, AutoTakesChainedWhenItIsCheaper) {
   auto r = request(Method::automatic, 65536);
-  r.cost.chained_seconds_per_unit = 1e-6 * r.cost.fast_seconds_per_unit;
+  r.cost.chained_factor = 1e-6;
   const auto d = decide({head_with(0.5)}, r);
   EXPECT_EQ(d[0].method, Method::chained);
   EXPECT_EQ(d[0].degree, 4);  // chained certifies G = 0.5 at degree 4, fast needs 6

@@ -85,7 +85,12 @@ INSTANTIATE_TEST_SUITE_P(
                       FastCase{2, 7, 3, 5, false, 4, 64, true}, FastCase{1, 97, 1, 1, true, 6, 64, false},
                       FastCase{2, 130, 1, 3, true, 4, 64, true}, FastCase{1, 130, 3, 3, true, 2, 16, true},
                       FastCase{1, 128, 2, 8, false, 4, 64, false}, FastCase{1, 97, 1, 5, true, 0, 16, true},
-                      FastCase{2, 65, 1, 8, true, 4, 64, true}, FastCase{1, 300, 1, 4, false, 6, 64, true}),
+                      FastCase{2, 65, 1, 8, true, 4, 64, true}, FastCase{1, 300, 1, 4, false, 6, 64, true},
+                      // The dispatcher's chunk (128) on lengths that are not multiples of it,
+                      // and wider heads whose E+1 columns take two register passes.
+                      FastCase{1, 300, 2, 5, true, 4, 128, true}, FastCase{2, 129, 1, 8, true, 2, 128, false},
+                      FastCase{1, 257, 1, 16, true, 2, 128, true}, FastCase{1, 1025, 1, 3, false, 4, 128, true},
+                      FastCase{1, 1025, 1, 3, true, 4, 128, true}, FastCase{1, 40, 1, 24, false, 2, 128, true}),
     [](const auto& info) { return name(info.param); });
 
 // The fast gradient is the exact gradient of the surrogate loss 1/2 ||O~ - Y||^2:

@@ -9,34 +9,13 @@
 #include <vector>
 
 #include "lorafast/certificate.hpp"
+#include "lorafast/cost_model.hpp"
 
 namespace lorafast {
 
 enum class Method { exact, fast, chained, automatic };
 std::string method_name(Method m);             // "exact", "fast", "chained", "auto"
 Method parse_method(const std::string& name);  // throws Error(usage) on anything else
-
-// Placeholder coefficients (seconds per unit of work, all threads) until the cost model
-// is calibrated by measurement on this machine; only their ratio matters for dispatch.
-constexpr double default_exact_seconds_per_unit = 1.0e-9;  // unit: one L^2 * E (fwd + bwd)
-constexpr double default_fast_seconds_per_unit = 1.0e-9;   // unit: one L * F * E (fwd + bwd)
-constexpr std::int64_t causal_chunk = 64;                  // C: rows of exact attention per chunk
-
-// Predicted wall time of one head over the whole batch.
-struct CostModel {
-  double exact_seconds_per_unit = default_exact_seconds_per_unit;
-  double fast_seconds_per_unit = default_fast_seconds_per_unit;
-  double chained_seconds_per_unit = default_fast_seconds_per_unit;  // unit: one L * F * E^2
-
-  // c_exact * N * L^2 * E, halved under the causal mask.
-  double exact_seconds(std::int64_t batch, std::int64_t seq_len, std::int64_t head_dim, bool causal) const;
-  // c_fast * N * (L * F * E + [causal] L * C * E); chained (SPEC §3.2a) pays another
-  // factor E, at its own coefficient.
-  double fast_seconds(std::int64_t batch, std::int64_t seq_len, std::int64_t head_dim, std::int64_t features,
-                      bool causal) const;
-  double chained_seconds(std::int64_t batch, std::int64_t seq_len, std::int64_t head_dim, std::int64_t features,
-                         bool causal) const;
-};
 
 struct DispatchRequest {
   Method requested = Method::automatic;

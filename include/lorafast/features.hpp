@@ -38,6 +38,18 @@ class TaylorFeatures {
   void map_bwd(std::type_identity_t<MatrixView<const T>> x, std::type_identity_t<MatrixView<const T>> phi,
                std::type_identity_t<MatrixView<const T>> d_phi, MatrixView<T> d_x) const;
 
+  // The same two maps in column layout, for a block of rows at once: row r of the
+  // block is column r, so every inner loop runs over the rows (SIMD) instead of
+  // gathering along the parent tree. x_t: [E, rows], out: [F, rows].
+  template <class T>
+  void map_columns(std::type_identity_t<MatrixView<const T>> x_t, MatrixView<T> out) const;
+
+  // d_x_t[m, r] += sum_f d_phi[f, r] * d phi_f(x_r) / d x_m, given phi = map_columns(x_t).
+  // d_phi ([F, rows]) is overwritten: it carries the reverse-mode adjoints.
+  template <class T>
+  void map_columns_bwd(std::type_identity_t<MatrixView<const T>> x_t, std::type_identity_t<MatrixView<const T>> phi,
+                       MatrixView<T> d_phi, MatrixView<T> d_x_t) const;
+
  private:
   std::int64_t dim_;
   int degree_;

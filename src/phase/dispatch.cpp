@@ -15,8 +15,6 @@ namespace {
 constexpr double infinity = std::numeric_limits<double>::infinity();
 constexpr std::int64_t saturated = std::numeric_limits<std::int64_t>::max();
 
-double as_double(std::int64_t v) { return static_cast<double>(v); }
-
 std::string number(double v) {
   char text[32];
   std::snprintf(text, sizeof text, "%.3g", v);
@@ -157,24 +155,6 @@ Method parse_method(const std::string& name) {
   for (Method m : {Method::exact, Method::fast, Method::chained, Method::automatic})
     if (name == method_name(m)) return m;
   throw Error(ErrorKind::usage, cat("--method '", name, "' is not one of exact, fast, chained, auto"));
-}
-
-double CostModel::exact_seconds(std::int64_t batch, std::int64_t seq_len, std::int64_t head_dim, bool causal) const {
-  const double units = as_double(batch) * as_double(seq_len) * as_double(seq_len) * as_double(head_dim);
-  return exact_seconds_per_unit * units * (causal ? 0.5 : 1.0);
-}
-
-double CostModel::fast_seconds(std::int64_t batch, std::int64_t seq_len, std::int64_t head_dim,
-                               std::int64_t features, bool causal) const {
-  const double width = as_double(features) + (causal ? as_double(causal_chunk) : 0.0);
-  return fast_seconds_per_unit * as_double(batch) * as_double(seq_len) * width * as_double(head_dim);
-}
-
-double CostModel::chained_seconds(std::int64_t batch, std::int64_t seq_len, std::int64_t head_dim,
-                                  std::int64_t features, bool causal) const {
-  const double width = as_double(features) + (causal ? as_double(causal_chunk) : 0.0);
-  return chained_seconds_per_unit * as_double(batch) * as_double(seq_len) * width * as_double(head_dim) *
-         as_double(head_dim);
 }
 
 std::vector<HeadDecision> decide(const std::vector<HeadScores>& heads, const DispatchRequest& r) {

@@ -26,11 +26,13 @@ std::string overall_method(const std::vector<HeadDecision>& heads) {
 }
 
 nlohmann::json head_json(const HeadDecision& d) {
-  auto optional_number = [](bool present, double value) { return present ? nlohmann::json(value) : nlohmann::json(); };
+  auto optional_integer = [](bool present, std::int64_t value) {
+    return present ? nlohmann::json(value) : nlohmann::json();
+  };
   const bool surrogate = d.method != Method::exact;
   return {{"method", method_name(d.method)},
-          {"degree", optional_number(surrogate, d.degree)},
-          {"features", optional_number(surrogate, static_cast<double>(d.features))},
+          {"degree", optional_integer(surrogate, d.degree)},
+          {"features", optional_integer(surrogate, d.features)},
           {"score_bound", d.raw_score_bound},
           {"centred_score_bound", d.score_bound},
           {"error_bound", d.error_bound},

@@ -18,6 +18,7 @@ void add_generate_command(CLI::App& app);
 // The exit status of a command that completed without an error but must not
 // report success (an interrupted finetune: 128 + the signal); 0 otherwise.
 extern int command_exit_status;
+void add_calibrate_command(CLI::App& app);
 
 // --threads, accepted by every command (default: all cores, at most max_threads).
 constexpr int max_threads = 1024;

@@ -59,6 +59,7 @@ int run(int argc, char** argv) {
   add_finetune_command(app);
   add_eval_command(app);
   add_generate_command(app);
+  add_calibrate_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {

@@ -1,6 +1,7 @@
 #include "model_flags.hpp"
 
 #include "commands.hpp"
+#include "lorafast/cost_model.hpp"
 #include "lorafast/error.hpp"
 
 namespace lorafast::cli {
@@ -32,6 +33,7 @@ LoraAttentionOptions ModelFlags::options() const {
   o.method = parse_method(method);
   o.eps = eps;
   o.degree = degree;
+  o.cost = load_cost_model(default_cost_model_path());  // written by `lorafast calibrate`
   return o;
 }
 

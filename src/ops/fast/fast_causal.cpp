@@ -3,13 +3,18 @@
 // exclusive prefix state Pre_c = sum_{c' < c} Fk_c'^T [V | 1]_c'. Backward: the states'
 // gradients dPre_c = Fq_c^T d[Num|z]_c flow back to the keys of earlier chunks as the
 // suffix sums sum_{c' > c} dPre_c' (the transposed direction of the prefix scan).
-// The per-chunk states are built in parallel and scanned sequentially: O(L/C * F * E).
+// The per-chunk states are built in parallel and scanned in parallel over their
+// entries: O(L/C * F * E) memory. Features are built per chunk in column layout
+// ([F, rows], features.hpp) and recomputed rather than stored: mapping a chunk costs
+// less than writing and re-reading its features.
 #include <cmath>
 
+#include "kernels/exp.hpp"
 #include "kernels/gemm.hpp"
 #include "ops/fast/fast_common.hpp"
 #include "ops/fast/fast_paths.hpp"
 #include "ops/fast/scaled_head.hpp"
+#include "ops/fast/state_products.hpp"
 
 namespace lorafast::fast {
 namespace {
@@ -23,47 +28,58 @@ struct Chunking {
   std::int64_t rows(std::int64_t c, std::int64_t l) const { return std::min(size, l - c * size); }
 };
 
+// Replaces the `count` consecutive states (each `state` entries) by their exclusive
+// prefix sums, or suffix sums when `reverse`. Parallel over slices of the entries.
+template <class T>
+void exclusive_scan(std::vector<T>& states, std::int64_t count, std::int64_t state, bool reverse) {
+  constexpr std::int64_t slice = 1024;
+#pragma omp parallel for schedule(static)
+  for (std::int64_t i0 = 0; i0 < state; i0 += slice) {
+    const std::int64_t width = std::min(slice, state - i0);
+    T running[slice] = {};
+    for (std::int64_t step = 0; step < count; ++step) {
+      T* s = states.data() + (reverse ? count - 1 - step : step) * state + i0;
+      for (std::int64_t i = 0; i < width; ++i) {
+        const T own = s[i];
+        s[i] = running[i];
+        running[i] += own;
+      }
+    }
+  }
+}
+
 // Exclusive prefix states Pre_c, each [F, E+1], for all chunks of one sequence.
 template <class T>
 std::vector<T> prefix_states(const ScaledHead<T>& sh, const std::vector<T>& v1, std::int64_t l, std::int64_t e,
                              const Chunking& ch, const TaylorFeatures& phi) {
   const std::int64_t f = phi.size(), e1 = e + 1, state = f * e1;
   std::vector<T> states(static_cast<std::size_t>(ch.count * state));
+  // The last chunk's keys feed no later chunk.
 #pragma omp parallel for schedule(static)
-  for (std::int64_t c = 0; c < ch.count; ++c) {
+  for (std::int64_t c = 0; c < ch.count - 1; ++c) {
     const std::int64_t j0 = ch.begin(c), rows = ch.rows(c, l);
-    const MatrixView<T> fk{scratch<T>(0, rows * f), rows, f, f};
-    phi.map(sh.k_view(rows, e, j0), fk);
-    gemm(Op::trans, Op::none, T(1), fk, MatrixView<const T>{v1.data() + j0 * e1, rows, e1, e1}, T(0),
-         MatrixView<T>{states.data() + c * state, f, e1, e1});
+    const auto k_t = transposed(sh.k_view(rows, e, j0), 0);
+    const auto fk = column_block<T>(1, f, k_t.cols);
+    phi.map_columns(k_t, fk);
+    features_by_rows<T>(fk, transposed(MatrixView<const T>{v1.data() + j0 * e1, rows, e1, e1}, 2),
+                        MatrixView<T>{states.data() + c * state, f, e1, e1}, false);
   }
-  std::vector<T> running(static_cast<std::size_t>(state));
-  for (std::int64_t c = 0; c < ch.count; ++c) {
-    T* s = states.data() + c * state;
-    for (std::int64_t i = 0; i < state; ++i) std::swap(s[i], running[i]), running[i] += s[i];
-  }
+  exclusive_scan(states, ch.count, state, false);
   return states;
 }
 
 // The chunk's exact in-chunk weights W_ij = exp(q'_i.k'_j) for j <= i, else 0: [rows, rows].
 template <class T>
 MatrixView<T> in_chunk_weights(const ScaledHead<T>& sh, std::int64_t i0, std::int64_t rows, std::int64_t e, int slot) {
-  const MatrixView<T> w{scratch<T>(slot, rows * rows), rows, rows, rows};
+  const auto w = padded_block<T>(slot, rows, rows);
   gemm(Op::none, Op::trans, T(1), sh.q_view(rows, e, i0), sh.k_view(rows, e, i0), T(0), w);
-  for (std::int64_t r = 0; r < rows; ++r)
-    for (std::int64_t c = 0; c < rows; ++c) w(r, c) = c <= r ? std::exp(w(r, c)) : T(0);
+  for (std::int64_t r = 0; r < rows; ++r) {
+    T* wr = w.row(r);
+#pragma omp simd
+    for (std::int64_t c = 0; c <= r; ++c) wr[c] = kernels::exp_approx(wr[c]);
+    std::fill(wr + r + 1, wr + rows, T(0));
+  }
   return w;
-}
-
-// [Num | z] of chunk c: Fq_c Pre_c + W_c [V | 1]_c. Leaves Fq_c in `fq`.
-template <class T>
-void chunk_numerator(const ScaledHead<T>& sh, const std::vector<T>& v1, const T* pre, std::int64_t i0, std::int64_t rows,
-                     std::int64_t e, const TaylorFeatures& phi, MatrixView<T> fq,
-                     std::type_identity_t<MatrixView<const T>> w, MatrixView<T> nz) {
-  const std::int64_t f = phi.size(), e1 = e + 1;
-  phi.map(sh.q_view(rows, e, i0), fq);
-  gemm(Op::none, Op::none, T(1), fq, MatrixView<const T>{pre, f, e1, e1}, T(0), nz);
-  gemm(Op::none, Op::none, T(1), w, MatrixView<const T>{v1.data() + i0 * e1, rows, e1, e1}, T(1), nz);
 }
 
 }  // namespace
@@ -78,10 +94,15 @@ void causal_fwd(const AttentionParams<T>& p, std::int64_t h, const SurrogateConf
     const auto pre = prefix_states(sh, v1, l, e, ch, phi);
 #pragma omp parallel for schedule(static)
     for (std::int64_t c = 0; c < ch.count; ++c) {
+      // [Num | z] of the chunk: Fq_c Pre_c + W_c [V | 1]_c.
       const std::int64_t i0 = ch.begin(c), rows = ch.rows(c, l);
-      const MatrixView<T> fq{scratch<T>(0, rows * f), rows, f, f}, nz{scratch<T>(1, rows * e1), rows, e1, e1};
-      const auto w = in_chunk_weights(sh, i0, rows, e, 2);
-      chunk_numerator(sh, v1, pre.data() + c * f * e1, i0, rows, e, phi, fq, w, nz);
+      const auto q_t = transposed(sh.q_view(rows, e, i0), 0);
+      const auto fq = column_block<T>(1, f, q_t.cols);
+      const MatrixView<T> nz{scratch<T>(2, rows * e1), rows, e1, e1};
+      phi.map_columns(q_t, fq);
+      rows_by_state<T>(fq, MatrixView<const T>{pre.data() + c * f * e1, f, e1, e1}, nz, false);
+      gemm(Op::none, Op::none, T(1), in_chunk_weights(sh, i0, rows, e, 3),
+           MatrixView<const T>{v1.data() + i0 * e1, rows, e1, e1}, T(1), nz);
       store_output(p, n, h, i0, nz);
     }
   }
@@ -100,48 +121,53 @@ void causal_bwd(const AttentionParams<T>& p, std::int64_t h, const SurrogateConf
 #pragma omp parallel for schedule(static)
     for (std::int64_t c = 0; c < ch.count; ++c) {
       const std::int64_t i0 = ch.begin(c), rows = ch.rows(c, l);
-      const MatrixView<T> fq{scratch<T>(0, rows * f), rows, f, f}, d_fq{scratch<T>(1, rows * f), rows, f, f};
-      const MatrixView<T> nz{scratch<T>(2, rows * e1), rows, e1, e1}, d_nz{scratch<T>(3, rows * e1), rows, e1, e1};
-      std::vector<T> d_in_chunk(static_cast<std::size_t>(rows * rows)), grads(static_cast<std::size_t>(2 * rows * e));
-      const MatrixView<T> d_w{d_in_chunk.data(), rows, rows, rows};
-      const MatrixView<T> d_q{grads.data(), rows, e, e}, d_k{grads.data() + rows * e, rows, e, e};
-      const auto w = in_chunk_weights(sh, i0, rows, e, 4);
-      const T* pre_c = pre.data() + c * state;
-      chunk_numerator(sh, v1, pre_c, i0, rows, e, phi, fq, w, nz);
-      numerator_grads(p, n, h, i0, nz, d_nz);
-      // Through the prefix state.
-      gemm(Op::none, Op::trans, T(1), d_nz, MatrixView<const T>{pre_c, f, e1, e1}, T(0), d_fq);
-      gemm(Op::trans, Op::none, T(1), fq, d_nz, T(0), MatrixView<T>{d_states.data() + c * state, f, e1, e1});
-      phi.map_bwd(sh.q_view(rows, e, i0), fq, d_fq, d_q);
-      // Inside the chunk: dW = d[Num|z] [V|1]^T, dS = dW ∘ W (d exp = exp; masked W = 0).
+      const MatrixView<const T> pre_c{pre.data() + c * state, f, e1, e1};
       const MatrixView<const T> v1_c{v1.data() + i0 * e1, rows, e1, e1};
+      const auto q_t = transposed(sh.q_view(rows, e, i0), 0);
+      const std::int64_t width = q_t.cols;
+      const auto fq = column_block<T>(1, f, width);
+      phi.map_columns(q_t, fq);
+      const auto w = in_chunk_weights(sh, i0, rows, e, 2);
+      // Only z of [Num | z] is needed: delta comes from the stored O.
+      T* z = scratch<T>(3, rows);
+      rows_by_state<T>(fq, pre_c.block(0, e, f, 1), MatrixView<T>{z, rows, 1, 1}, false);
+      for (std::int64_t r = 0; r < rows; ++r)
+        for (std::int64_t j = 0; j <= r; ++j) z[r] += w(r, j);
+      const MatrixView<T> d_nz{scratch<T>(4, rows * e1), rows, e1, e1};
+      numerator_grads(p, n, h, i0, z, d_nz);
+      // Through the prefix state: dFq^T = Pre d[Num|z]^T, dPre = Fq^T d[Num|z].
+      const auto d_fq = column_block<T>(5, f, width);
+      const auto d_nz_t = transposed(MatrixView<const T>(d_nz), 10);
+      state_by_rows<T>(pre_c, d_nz_t, d_fq);
+      features_by_rows<T>(fq, d_nz_t, MatrixView<T>{d_states.data() + c * state, f, e1, e1}, false);
+      // Inside the chunk: dW = d[Num|z] [V|1]^T, dS = dW ∘ W (d exp = exp; masked W = 0),
+      // dq^T = k'^T dS^T, dk^T = q'^T dS, dV = W^T dNum.
+      const auto d_w = padded_block<T>(6, rows, rows);
       gemm(Op::none, Op::trans, T(1), d_nz, v1_c, T(0), d_w);
-      for (std::int64_t i = 0; i < rows * rows; ++i) d_w.data[i] *= w.data[i];
-      gemm(Op::none, Op::none, T(1), d_w, sh.k_view(rows, e, i0), T(1), d_q);
-      gemm(Op::trans, Op::none, T(1), d_w, sh.q_view(rows, e, i0), T(0), d_k);
+      for (std::int64_t r = 0; r < rows; ++r)
+        for (std::int64_t j = 0; j < rows; ++j) d_w(r, j) *= w(r, j);
+      const auto d_q = zeroed_columns<T>(7, e, width), d_k = padded_block<T>(8, e, rows);
+      gemm(Op::trans, Op::trans, T(1), sh.k_view(rows, e, i0), d_w, T(0), d_q.block(0, 0, e, rows));
+      gemm(Op::trans, Op::none, T(1), sh.q_view(rows, e, i0), d_w, T(0), d_k);
       gemm(Op::trans, Op::none, T(1), w, d_nz.block(0, 0, rows, e), T(0), exact::head_rows(p.d_v, p, n, h, i0, rows));
-      store_scaled(p, p.d_q, n, h, i0, d_q, sh.q_factor);
-      store_scaled(p, p.d_k, n, h, i0, d_k, sh.k_factor);
+      phi.map_columns_bwd(q_t, fq, d_fq, d_q);
+      store_columns(p, p.d_q, n, h, i0, d_q.block(0, 0, e, rows), sh.q_factor);
+      store_columns(p, p.d_k, n, h, i0, d_k, sh.k_factor);
     }
-    // Suffix scan: the keys of chunk c feed the prefix states of every later chunk.
-    std::vector<T> running(static_cast<std::size_t>(state));
-    for (std::int64_t c = ch.count - 1; c >= 0; --c) {
-      T* s = d_states.data() + c * state;
-      for (std::int64_t i = 0; i < state; ++i) std::swap(s[i], running[i]), running[i] += s[i];
-    }
-    // Keys: dFk = [V|1] dS_c^T, dV += Fk dS_c[:, :E].
+    exclusive_scan(d_states, ch.count, state, true);
+    // Keys: dFk^T = dS_c [V|1]^T, dV += Fk dS_c[:, :E]. The last chunk feeds no state.
 #pragma omp parallel for schedule(static)
-    for (std::int64_t c = 0; c < ch.count; ++c) {
+    for (std::int64_t c = 0; c < ch.count - 1; ++c) {
       const std::int64_t j0 = ch.begin(c), rows = ch.rows(c, l);
       const MatrixView<const T> d_state{d_states.data() + c * state, f, e1, e1};
-      const MatrixView<T> fk{scratch<T>(0, rows * f), rows, f, f}, d_fk{scratch<T>(1, rows * f), rows, f, f};
-      phi.map(sh.k_view(rows, e, j0), fk);
-      gemm(Op::none, Op::trans, T(1), MatrixView<const T>{v1.data() + j0 * e1, rows, e1, e1}, d_state, T(0), d_fk);
-      gemm(Op::none, Op::none, T(1), fk, d_state.block(0, 0, f, e), T(1), exact::head_rows(p.d_v, p, n, h, j0, rows));
-      std::vector<T> d_k(static_cast<std::size_t>(rows * e));
-      const MatrixView<T> d_k_view{d_k.data(), rows, e, e};
-      phi.map_bwd(sh.k_view(rows, e, j0), fk, d_fk, d_k_view);
-      store_scaled(p, p.d_k, n, h, j0, d_k_view, sh.k_factor, true);
+      const auto k_t = transposed(sh.k_view(rows, e, j0), 0);
+      const auto fk = column_block<T>(1, f, k_t.cols), d_fk = column_block<T>(2, f, k_t.cols);
+      phi.map_columns(k_t, fk);
+      state_by_rows<T>(d_state, transposed(MatrixView<const T>{v1.data() + j0 * e1, rows, e1, e1}, 4), d_fk);
+      rows_by_state<T>(fk, d_state.block(0, 0, f, e), exact::head_rows(p.d_v, p, n, h, j0, rows), true);
+      const auto d_k = zeroed_columns<T>(3, e, k_t.cols);
+      phi.map_columns_bwd(k_t, fk, d_fk, d_k);
+      store_columns(p, p.d_k, n, h, j0, d_k.block(0, 0, e, rows), sh.k_factor, true);
     }
   }
 }

@@ -6,6 +6,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "lorafast/attention.hpp"
@@ -44,40 +45,78 @@ std::vector<T> blocks_with_partial_sums(std::int64_t count, std::int64_t size, B
   return std::move(partial[0]);
 }
 
-// Writes (or adds) factor * d_scaled into the head's columns of rows [i0, i0 + rows) of d_out.
+// Writes (or adds) factor * d_t^T into the head's columns of rows [i0, i0 + rows) of
+// d_out; d_t is a gradient in column layout, [E, rows].
 template <class T>
-void store_scaled(const AttentionParams<T>& p, T* d_out, std::int64_t n, std::int64_t h, std::int64_t i0,
-                  std::type_identity_t<MatrixView<const T>> d_scaled, T factor, bool accumulate = false) {
-  const auto out = exact::head_rows(d_out, p, n, h, i0, d_scaled.rows);
-  for (std::int64_t r = 0; r < d_scaled.rows; ++r)
-    for (std::int64_t m = 0; m < p.head_dim; ++m) out(r, m) = (accumulate ? out(r, m) : T(0)) + factor * d_scaled(r, m);
+void store_columns(const AttentionParams<T>& p, T* d_out, std::int64_t n, std::int64_t h, std::int64_t i0,
+                   std::type_identity_t<MatrixView<const T>> d_t, T factor, bool accumulate = false) {
+  const auto out = exact::head_rows(d_out, p, n, h, i0, d_t.cols);
+  for (std::int64_t r = 0; r < d_t.cols; ++r)
+    for (std::int64_t m = 0; m < p.head_dim; ++m) out(r, m) = (accumulate ? out(r, m) : T(0)) + factor * d_t(m, r);
 }
 
 }  // namespace lorafast::fast
 
 namespace lorafast::fast {
 
-// A per-thread scratch buffer (slot 0..4) of at least n elements, reused across calls
+// A per-thread scratch buffer (slot 0..11) of at least n elements, reused across calls
 // so the hot loops never allocate. A slot's pointer is valid until the next request
 // of the same slot: live buffers must use distinct slots.
+// Whole 64-byte lines of T covering n elements.
+template <class T>
+std::int64_t padded_width(std::int64_t n) {
+  constexpr std::int64_t line = 64 / sizeof(T);
+  return (n + line - 1) / line * line;
+}
+
 template <class T>
 T* scratch(int slot, std::int64_t n) {
-  thread_local std::vector<T> buffers[5];
+  thread_local std::vector<T> buffers[12];
   auto& b = buffers[slot];
   if (static_cast<std::int64_t>(b.size()) < n) b.resize(static_cast<std::size_t>(n));
   return b.data();
 }
 
-// The output-side gradients of O = Num / z for rows [i0, i0 + rows): with delta =
-// dO.O, d[Num | z] = [dO / z | -delta / z]. nz holds [Num | z] per row ([rows, E+1]).
+// A [rows, cols] scratch block whose rows start on 64-byte lines.
 template <class T>
-void numerator_grads(const AttentionParams<T>& p, std::int64_t n, std::int64_t h, std::int64_t i0,
-                     std::type_identity_t<MatrixView<const T>> nz, MatrixView<T> d_nz) {
+MatrixView<T> padded_block(int slot, std::int64_t rows, std::int64_t cols) {
+  const std::int64_t ld = padded_width<T>(cols);
+  return {scratch<T>(slot, rows * ld), rows, cols, ld};
+}
+
+// Column layout (features.hpp, state_products.hpp): a block of `rows` rows is stored
+// as `width` = padded_width(rows) columns, so that SIMD loops need no tails.
+template <class T>
+MatrixView<T> column_block(int slot, std::int64_t rows, std::int64_t width) {
+  return {scratch<T>(slot, rows * width), rows, width, width};
+}
+
+template <class T>
+MatrixView<T> zeroed_columns(int slot, std::int64_t rows, std::int64_t width) {
+  const auto out = column_block<T>(slot, rows, width);
+  std::fill(out.data, out.data + rows * width, T(0));
+  return out;
+}
+
+// x^T ([cols, width]) in column layout, its padding columns zero.
+template <class T>
+MatrixView<T> transposed(MatrixView<const T> x, int slot) {
+  const auto out = zeroed_columns<T>(slot, x.cols, padded_width<T>(x.rows));
+  for (std::int64_t r = 0; r < x.rows; ++r)
+    for (std::int64_t m = 0; m < x.cols; ++m) out(m, r) = x(r, m);
+  return out;
+}
+
+// The output-side gradients of O = Num / z for rows [i0, i0 + rows): with delta =
+// dO.O (O as stored by the forward), d[Num | z] = [dO / z | -delta / z]; z: [rows].
+template <class T>
+void numerator_grads(const AttentionParams<T>& p, std::int64_t n, std::int64_t h, std::int64_t i0, const T* z,
+                     MatrixView<T> d_nz) {
   const std::int64_t e = p.head_dim;
-  const auto o = exact::head_rows(static_cast<const T*>(p.o), p, n, h, i0, nz.rows);
-  const auto d_o = exact::head_rows(p.d_o, p, n, h, i0, nz.rows);
-  for (std::int64_t r = 0; r < nz.rows; ++r) {
-    const T inv_z = T(1) / nz(r, e);
+  const auto o = exact::head_rows(static_cast<const T*>(p.o), p, n, h, i0, d_nz.rows);
+  const auto d_o = exact::head_rows(p.d_o, p, n, h, i0, d_nz.rows);
+  for (std::int64_t r = 0; r < d_nz.rows; ++r) {
+    const T inv_z = T(1) / z[r];
     T delta = 0;
     for (std::int64_t m = 0; m < e; ++m) {
       delta += d_o(r, m) * o(r, m);

@@ -82,11 +82,58 @@ void TaylorFeatures::map_bwd(std::type_identity_t<MatrixView<const T>> x,
   }
 }
 
+template <class T>
+void TaylorFeatures::map_columns(std::type_identity_t<MatrixView<const T>> x_t, MatrixView<T> out) const {
+  LF_ASSERT(x_t.rows == dim_ && out.rows == size() && out.cols == x_t.cols);
+  const std::int64_t rows = x_t.cols, features = size();
+  T* __restrict one = out.row(0);
+#pragma omp simd
+  for (std::int64_t r = 0; r < rows; ++r) one[r] = T(1);
+  for (std::int64_t f = 1; f < features; ++f) {
+    const T* __restrict parent = out.row(parent_[f]);
+    const T* __restrict x = x_t.row(variable_[f]);
+    T* __restrict o = out.row(f);
+    const auto factor = static_cast<T>(factor_[f]);
+#pragma omp simd
+    for (std::int64_t r = 0; r < rows; ++r) o[r] = parent[r] * (x[r] * factor);
+  }
+}
+
+template <class T>
+void TaylorFeatures::map_columns_bwd(std::type_identity_t<MatrixView<const T>> x_t,
+                                     std::type_identity_t<MatrixView<const T>> phi, MatrixView<T> d_phi,
+                                     MatrixView<T> d_x_t) const {
+  LF_ASSERT(x_t.rows == dim_ && phi.rows == size() && d_phi.rows == size() && d_x_t.rows == dim_);
+  LF_ASSERT(phi.cols == x_t.cols && d_phi.cols == x_t.cols && d_x_t.cols == x_t.cols);
+  const std::int64_t rows = x_t.cols;
+  // Reverse mode through phi_f = phi_parent * x_m * factor, children before parents.
+  for (std::int64_t f = size() - 1; f >= 1; --f) {
+    const T* __restrict g = d_phi.row(f);
+    T* __restrict g_parent = d_phi.row(parent_[f]);
+    const T* __restrict x = x_t.row(variable_[f]);
+    const T* __restrict p = phi.row(parent_[f]);
+    T* __restrict dx = d_x_t.row(variable_[f]);
+    const auto factor = static_cast<T>(factor_[f]);
+#pragma omp simd
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const T weighted = g[r] * factor;
+      g_parent[r] += weighted * x[r];
+      dx[r] += weighted * p[r];
+    }
+  }
+}
+
 template void TaylorFeatures::map<float>(MatrixView<const float>, MatrixView<float>) const;
 template void TaylorFeatures::map<double>(MatrixView<const double>, MatrixView<double>) const;
 template void TaylorFeatures::map_bwd<float>(MatrixView<const float>, MatrixView<const float>,
                                              MatrixView<const float>, MatrixView<float>) const;
 template void TaylorFeatures::map_bwd<double>(MatrixView<const double>, MatrixView<const double>,
                                               MatrixView<const double>, MatrixView<double>) const;
+template void TaylorFeatures::map_columns<float>(MatrixView<const float>, MatrixView<float>) const;
+template void TaylorFeatures::map_columns<double>(MatrixView<const double>, MatrixView<double>) const;
+template void TaylorFeatures::map_columns_bwd<float>(MatrixView<const float>, MatrixView<const float>,
+                                                     MatrixView<float>, MatrixView<float>) const;
+template void TaylorFeatures::map_columns_bwd<double>(MatrixView<const double>, MatrixView<const double>,
+                                                      MatrixView<double>, MatrixView<double>) const;
 
 }  // namespace lorafast

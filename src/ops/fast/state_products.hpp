@@ -1,0 +1,167 @@
+// The fast path's products of a feature block in column layout, X: [F, width], with a
+// thin state S: [F, n] (n = E+1 or E, ~9) and thin row data in column layout
+// Y^T: [n, width]. OpenBLAS packs both operands of every call, which costs more than
+// the arithmetic when one side has ~9 columns; these kernels stream X once and keep
+// the thin side and up to `group` accumulators in SIMD registers.
+//
+// Column-layout blocks have `width` a multiple of simd_lanes<T> (fast_common.hpp's
+// padded blocks); padding columns of Y^T must be zero so that reductions along the
+// rows ignore them, and padding columns of X must be finite.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <utility>
+
+#include "lorafast/error.hpp"
+#include "lorafast/tensor.hpp"
+
+namespace lorafast::fast {
+
+// One 64-byte SIMD register of T (GCC/Clang vector extension; AVX-512 when compiled
+// for it, otherwise split by the compiler into narrower registers).
+template <class T>
+struct Simd {
+  static constexpr int lanes = 64 / static_cast<int>(sizeof(T));
+  typedef T vec __attribute__((vector_size(64)));
+  static vec load(const T* p) {
+    vec v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+  }
+  static void store(T* p, vec v) { std::memcpy(p, &v, sizeof v); }
+};
+
+// At most this many accumulators per pass: they and the operands fit 32 registers,
+// and a group's sums fold into one register (group <= lanes).
+template <class T>
+constexpr int group_size = Simd<T>::lanes < 12 ? Simd<T>::lanes : 12;
+
+// Calls body(std::integral_constant<int, g>) for the runtime g in [1, Max].
+template <int Max, class Body>
+void with_group(int g, Body&& body) {
+  if constexpr (Max > 0) {
+    if (g == Max) return body(std::integral_constant<int, Max>{});
+    with_group<Max - 1>(g, body);
+  }
+}
+
+// One level of the lane-sum tree: a and b each hold lanes/S owners of S lanes; the
+// result holds twice the owners (a's, then b's) of S/2 lanes each, pairwise summed.
+template <class T, int S, std::size_t... I>
+typename Simd<T>::vec fold_pair(typename Simd<T>::vec a, typename Simd<T>::vec b, std::index_sequence<I...>) {
+  constexpr int w = Simd<T>::lanes;
+  constexpr auto lo = [](int i) {
+    const int owner = i / (S / 2), within = i % (S / 2);
+    return owner < w / S ? owner * S + within : w + (owner - w / S) * S + within;
+  };
+  return __builtin_shufflevector(a, b, lo(I)...) + __builtin_shufflevector(a, b, (lo(I) + S / 2)...);
+}
+
+// v[0..count) -> lane o of v[0] is the sum of the lanes of the original v[o] (count <= lanes).
+template <class T, int S = Simd<T>::lanes>
+void fold_lanes(typename Simd<T>::vec* v, int count) {
+  if constexpr (S >= 2) {
+    const typename Simd<T>::vec zero{};
+    for (int i = 0; 2 * i < count; ++i)
+      v[i] = fold_pair<T, S>(v[2 * i], 2 * i + 1 < count ? v[2 * i + 1] : zero,
+                             std::make_index_sequence<Simd<T>::lanes>{});
+    fold_lanes<T, S / 2>(v, (count + 1) / 2);
+  }
+}
+
+// Splits n columns into passes of at most group_size<T>, as even as possible.
+template <class T, class Pass>
+void column_groups(std::int64_t n, Pass pass) {
+  const std::int64_t passes = (n + group_size<T> - 1) / group_size<T>;
+  for (std::int64_t c0 = 0, p = 0; p < passes; ++p) {
+    const std::int64_t g = (n - c0 + (passes - p) - 1) / (passes - p);
+    with_group<group_size<T>>(static_cast<int>(g), [&](auto width) { pass(c0, width); });
+    c0 += g;
+  }
+}
+
+// out[r, c] = (accumulate ? out[r, c] : 0) + sum_f X[f, r] S[f, c] for r < out.rows.
+template <class T>
+void rows_by_state(std::type_identity_t<MatrixView<const T>> x, std::type_identity_t<MatrixView<const T>> s,
+                   MatrixView<T> out, bool accumulate) {
+  using V = typename Simd<T>::vec;
+  constexpr int w = Simd<T>::lanes;
+  LF_ASSERT(x.rows == s.rows && x.cols % w == 0 && out.rows <= x.cols && out.cols == s.cols);
+  column_groups<T>(s.cols, [&](std::int64_t c0, auto group) {
+    constexpr int g = decltype(group)::value;
+    for (std::int64_t r0 = 0; r0 < out.rows; r0 += w) {
+      V acc[g] = {};
+      for (std::int64_t f = 0; f < x.rows; ++f) {
+        const V xv = Simd<T>::load(x.row(f) + r0);
+        const T* sf = s.row(f) + c0;
+        for (int j = 0; j < g; ++j) acc[j] += xv * sf[j];
+      }
+      T lanes[g][w];
+      for (int j = 0; j < g; ++j) Simd<T>::store(lanes[j], acc[j]);
+      for (std::int64_t r = r0; r < std::min<std::int64_t>(r0 + w, out.rows); ++r)
+        for (int j = 0; j < g; ++j) out(r, c0 + j) = (accumulate ? out(r, c0 + j) : T(0)) + lanes[j][r - r0];
+    }
+  });
+}
+
+// out[f, r] = sum_c S[f, c] Y[r, c] over the whole width; out: [F, width].
+template <class T>
+void state_by_rows(std::type_identity_t<MatrixView<const T>> s, std::type_identity_t<MatrixView<const T>> y_t,
+                   MatrixView<T> out) {
+  using V = typename Simd<T>::vec;
+  constexpr int w = Simd<T>::lanes;
+  LF_ASSERT(out.rows == s.rows && out.cols == y_t.cols && y_t.rows == s.cols && out.cols % w == 0);
+  column_groups<T>(s.cols, [&](std::int64_t c0, auto group) {
+    constexpr int g = decltype(group)::value;
+    for (std::int64_t r0 = 0; r0 < out.cols; r0 += w) {
+      V y[g];
+      for (int j = 0; j < g; ++j) y[j] = Simd<T>::load(y_t.row(c0 + j) + r0);
+      // Four features at a time: four independent FMA chains hide the FMA latency.
+      constexpr std::int64_t unroll = 4;
+      for (std::int64_t f0 = 0; f0 < s.rows; f0 += unroll) {
+        const std::int64_t count = std::min(unroll, s.rows - f0);
+        V o[unroll] = {};
+        if (c0 > 0)
+          for (std::int64_t u = 0; u < count; ++u) o[u] = Simd<T>::load(out.row(f0 + u) + r0);
+        if (count == unroll) {
+          for (int j = 0; j < g; ++j)
+            for (std::int64_t u = 0; u < unroll; ++u) o[u] += y[j] * s(f0 + u, c0 + j);
+        } else {
+          for (std::int64_t u = 0; u < count; ++u)
+            for (int j = 0; j < g; ++j) o[u] += y[j] * s(f0 + u, c0 + j);
+        }
+        for (std::int64_t u = 0; u < count; ++u) Simd<T>::store(out.row(f0 + u) + r0, o[u]);
+      }
+    }
+  });
+}
+
+// out[f, c] = (accumulate ? out[f, c] : 0) + sum_r X[f, r] Y[r, c] over the whole width.
+template <class T>
+void features_by_rows(std::type_identity_t<MatrixView<const T>> x, std::type_identity_t<MatrixView<const T>> y_t,
+                      MatrixView<T> out, bool accumulate) {
+  using V = typename Simd<T>::vec;
+  constexpr int w = Simd<T>::lanes;
+  LF_ASSERT(out.rows == x.rows && out.cols == y_t.rows && y_t.cols == x.cols && x.cols % w == 0);
+  column_groups<T>(y_t.rows, [&](std::int64_t c0, auto group) {
+    constexpr int g = decltype(group)::value;
+    for (std::int64_t f = 0; f < x.rows; ++f) {
+      V acc[g] = {};
+      const T* xf = x.row(f);
+      for (std::int64_t r0 = 0; r0 < x.cols; r0 += w) {
+        const V xv = Simd<T>::load(xf + r0);
+        for (int j = 0; j < g; ++j) acc[j] += xv * Simd<T>::load(y_t.row(c0 + j) + r0);
+      }
+      fold_lanes<T>(acc, g);
+      T sums[w];
+      Simd<T>::store(sums, acc[0]);
+      T* o = out.row(f) + c0;
+      for (int j = 0; j < g; ++j) o[j] = (accumulate ? o[j] : T(0)) + sums[j];
+    }
+  });
+}
+
+}  // namespace lorafast::fast
