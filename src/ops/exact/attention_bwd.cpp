@@ -8,14 +8,15 @@
 
 #include <vector>
 
-#include "kernels/gemm.hpp"
+#include "kernels/tile_gemm.hpp"
 #include "kernels/tile_ops.hpp"
 #include "ops/exact/head_views.hpp"
+#include "ops/exact/transposed_heads.hpp"
 
 namespace lorafast {
 namespace {
 
-using kernels::gemm;
+using kernels::tile_gemm;
 using kernels::Op;
 using namespace exact;
 
@@ -25,11 +26,18 @@ struct Workspace {
   explicit Workspace() : p(block_rows * block_cols), d_p(block_rows * block_cols), delta(block_rows) {}
 };
 
+// K and V transposed once per call, for the score GEMMs.
+template <class T>
+struct Transposed {
+  TransposedHeads<T> k, v;
+  explicit Transposed(const AttentionParams<T>& p) : k(p.k, p), v(p.v, p) {}
+};
+
 // One query block of head h of sequence n: writes its dQ rows and adds its share of
 // dK and dV into d_k, d_v (views of all L rows of this head).
 template <class T>
-void backward_block(const AttentionParams<T>& p, std::int64_t n, std::int64_t h, std::int64_t i0,
-                    MatrixView<T> d_k, MatrixView<T> d_v, Workspace<T>& ws) {
+void backward_block(const AttentionParams<T>& p, const Transposed<T>& kv_t, std::int64_t n, std::int64_t h,
+                    std::int64_t i0, MatrixView<T> d_k, MatrixView<T> d_v, Workspace<T>& ws) {
   const std::int64_t rows = std::min(block_rows, p.seq_len - i0);
   const T scale = static_cast<T>(p.scale);
   const auto q = head_rows(p.q, p, n, h, i0, rows);
@@ -49,14 +57,14 @@ void backward_block(const AttentionParams<T>& p, std::int64_t n, std::int64_t h,
     const auto k = head_rows(p.k, p, n, h, j0, cols);
     const MatrixView<T> prob{ws.p.data(), rows, cols, block_cols};
     const MatrixView<T> grad{ws.d_p.data(), rows, cols, block_cols};
-    gemm(Op::none, Op::trans, scale, q, k, T(0), prob);  // S = scale Q K^T
+    tile_gemm(Op::none, Op::none, scale, q, kv_t.k.view(n, h, j0, cols), T(0), prob);  // S = scale Q K^T
     if (tile_needs_mask(p.causal, i0, j0, cols)) kernels::mask_future(prob.data, block_cols, rows, cols, i0, j0);
     kernels::exp_minus_row(prob.data, block_cols, rows, cols, lse);                        // P
-    gemm(Op::none, Op::trans, T(1), d_o, head_rows(p.v, p, n, h, j0, cols), T(0), grad);   // dP = dO V^T
-    gemm(Op::trans, Op::none, T(1), prob, d_o, T(1), d_v.block(j0, 0, cols, p.head_dim));  // dV += P^T dO
+    tile_gemm(Op::none, Op::none, T(1), d_o, kv_t.v.view(n, h, j0, cols), T(0), grad);        // dP = dO V^T
+    tile_gemm(Op::trans, Op::none, T(1), prob, d_o, T(1), d_v.block(j0, 0, cols, p.head_dim));  // dV += P^T dO
     kernels::softmax_grad(grad.data, prob.data, block_cols, rows, cols, ws.delta.data());  // dS
-    gemm(Op::none, Op::none, scale, grad, k, T(1), d_q);                          // dQ += scale dS K
-    gemm(Op::trans, Op::none, scale, grad, q, T(1), d_k.block(j0, 0, cols, p.head_dim));  // dK += scale dS^T Q
+    tile_gemm(Op::none, Op::none, scale, grad, k, T(1), d_q);                          // dQ += scale dS K
+    tile_gemm(Op::trans, Op::none, scale, grad, q, T(1), d_k.block(j0, 0, cols, p.head_dim));  // dK += scale dS^T Q
   }
 }
 
@@ -67,7 +75,7 @@ void zero(MatrixView<T> m) {
 
 // Enough (sequence, head) pairs to share out whole: each thread owns its heads' dK, dV.
 template <class T>
-void backward_by_head(const AttentionParams<T>& p) {
+void backward_by_head(const AttentionParams<T>& p, const Transposed<T>& kv_t) {
   const std::int64_t row_blocks = ceil_div(p.seq_len, block_rows);
 #pragma omp parallel
   {
@@ -79,7 +87,7 @@ void backward_by_head(const AttentionParams<T>& p) {
       const auto d_k = head_rows(p.d_k, p, n, h, 0, p.seq_len), d_v = head_rows(p.d_v, p, n, h, 0, p.seq_len);
       zero(d_k);
       zero(d_v);
-      for (std::int64_t b = 0; b < row_blocks; ++b) backward_block(p, n, h, b * block_rows, d_k, d_v, ws);
+      for (std::int64_t b = 0; b < row_blocks; ++b) backward_block(p, kv_t, n, h, b * block_rows, d_k, d_v, ws);
     }
   }
 }
@@ -87,7 +95,7 @@ void backward_by_head(const AttentionParams<T>& p) {
 // Few heads, long sequences: query blocks of one head are shared across threads,
 // each accumulating into private [L, E] dK, dV buffers that are then summed.
 template <class T>
-void backward_by_row_block(const AttentionParams<T>& p) {
+void backward_by_row_block(const AttentionParams<T>& p, const Transposed<T>& kv_t) {
   const std::int64_t row_blocks = ceil_div(p.seq_len, block_rows);
   const std::int64_t len = p.seq_len * p.head_dim;
   const int threads = omp_get_max_threads();
@@ -104,7 +112,7 @@ void backward_by_row_block(const AttentionParams<T>& p) {
       zero(d_v);
       Workspace<T> ws;
 #pragma omp for schedule(static, 1)
-      for (std::int64_t b = 0; b < row_blocks; ++b) backward_block(p, n, h, b * block_rows, d_k, d_v, ws);
+      for (std::int64_t b = 0; b < row_blocks; ++b) backward_block(p, kv_t, n, h, b * block_rows, d_k, d_v, ws);
       const auto out_k = head_rows(p.d_k, p, n, h, 0, p.seq_len), out_v = head_rows(p.d_v, p, n, h, 0, p.seq_len);
 #pragma omp for schedule(static)
       for (std::int64_t r = 0; r < p.seq_len; ++r)
@@ -127,10 +135,11 @@ template <class T>
 void attention_bwd(const AttentionParams<T>& p) {
   const std::int64_t pairs = p.batch * p.heads;
   const int threads = omp_get_max_threads();
+  const Transposed<T> kv_t(p);
   if (pairs % threads == 0 || pairs >= 4 * threads)
-    backward_by_head(p);
+    backward_by_head(p, kv_t);
   else
-    backward_by_row_block(p);
+    backward_by_row_block(p, kv_t);
 }
 
 template void attention_bwd<float>(const AttentionParams<float>&);

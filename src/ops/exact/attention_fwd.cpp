@@ -5,13 +5,14 @@
 #include <limits>
 #include <vector>
 
-#include "kernels/gemm.hpp"
+#include "kernels/tile_gemm.hpp"
 #include "kernels/tile_ops.hpp"
 #include "ops/exact/head_views.hpp"
+#include "ops/exact/transposed_heads.hpp"
 
 namespace lorafast {
 
-using kernels::gemm;
+using kernels::tile_gemm;
 using kernels::Op;
 
 template <class T>
@@ -20,6 +21,7 @@ void attention_fwd(const AttentionParams<T>& p) {
   const std::int64_t row_blocks = ceil_div(p.seq_len, block_rows);
   const std::int64_t items = p.batch * p.heads * row_blocks;
   const T scale = static_cast<T>(p.scale);
+  const TransposedHeads<T> k_t(p.k, p);
 #pragma omp parallel
   {
     std::vector<T> s(block_rows * block_cols), acc(block_rows * p.head_dim), m(block_rows), l(block_rows);
@@ -38,11 +40,11 @@ void attention_fwd(const AttentionParams<T>& p) {
       for (std::int64_t j0 = 0; j0 < keys; j0 += block_cols) {
         const std::int64_t cols = std::min(block_cols, keys - j0);
         const MatrixView<T> tile{s.data(), rows, cols, block_cols};
-        gemm(Op::none, Op::trans, scale, q, head_rows(p.k, p, n, h, j0, cols), T(0), tile);
+        tile_gemm(Op::none, Op::none, scale, q, k_t.view(n, h, j0, cols), T(0), tile);
         if (tile_needs_mask(p.causal, i0, j0, cols)) kernels::mask_future(s.data(), block_cols, rows, cols, i0, j0);
         kernels::online_softmax_step(s.data(), block_cols, rows, cols, m.data(), l.data(), acc.data(),
                                      p.head_dim, p.head_dim);
-        gemm(Op::none, Op::none, T(1), tile, head_rows(p.v, p, n, h, j0, cols), T(1), acc_view);
+        tile_gemm(Op::none, Op::none, T(1), tile, head_rows(p.v, p, n, h, j0, cols), T(1), acc_view);
       }
       const auto o = head_rows(p.o, p, n, h, i0, rows);
       T* lse = p.lse + (n * p.heads + h) * p.seq_len + i0;
