@@ -9,9 +9,9 @@
 
 namespace lorafast::exact {
 
-// Query rows per work item and key columns per tile. A score tile (64 x 256 floats,
-// 64 KiB) and its gradient stay in L2 between the GEMMs that produce and consume them.
-constexpr std::int64_t block_rows = 64;
+// Query rows per work item and key columns per tile. A score tile (128 x 256 floats,
+// 128 KiB) and its gradient stay in L2 between the GEMMs that produce and consume them.
+constexpr std::int64_t block_rows = 128;
 constexpr std::int64_t block_cols = 256;
 
 // Rows [i0, i0 + rows) of head h of sequence n in an [N, L, D] matrix.
