@@ -112,7 +112,10 @@ void backward_by_row_block(const AttentionParams<T>& p, const Transposed<T>& kv_
       zero(d_v);
       Workspace<T> ws;
 #pragma omp for schedule(static, 1)
-      for (std::int64_t b = 0; b < row_blocks; ++b) backward_block(p, kv_t, n, h, b * block_rows, d_k, d_v, ws);
+      for (std::int64_t i = 0; i < row_blocks; ++i) {
+        const std::int64_t b = back_and_forth(i, omp_get_num_threads(), row_blocks);
+        backward_block(p, kv_t, n, h, b * block_rows, d_k, d_v, ws);
+      }
       const auto out_k = head_rows(p.d_k, p, n, h, 0, p.seq_len), out_v = head_rows(p.d_v, p, n, h, 0, p.seq_len);
 #pragma omp for schedule(static)
       for (std::int64_t r = 0; r < p.seq_len; ++r)

@@ -1,6 +1,8 @@
 // Tiled exact attention forward (FlashAttention-2 on the CPU): each work item is a
 // block of query rows of one head of one sequence; it streams key/value tiles,
 // keeps the online softmax state and writes O and the row log-sum-exp.
+#include <omp.h>
+
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -25,9 +27,10 @@ void attention_fwd(const AttentionParams<T>& p) {
 #pragma omp parallel
   {
     std::vector<T> s(block_rows * block_cols), acc(block_rows * p.head_dim), m(block_rows), l(block_rows);
-    // Interleaved static schedule: deterministic, and balances causal row blocks.
+    // Static schedule: deterministic; back-and-forth order balances causal row blocks.
 #pragma omp for schedule(static, 1)
-    for (std::int64_t item = 0; item < items; ++item) {
+    for (std::int64_t i = 0; i < items; ++i) {
+      const std::int64_t item = back_and_forth(i, omp_get_num_threads(), items);
       const std::int64_t n = item / (p.heads * row_blocks), h = item / row_blocks % p.heads;
       if (!p.runs(h)) continue;
       const std::int64_t i0 = item % row_blocks * block_rows, rows = std::min(block_rows, p.seq_len - i0);
