@@ -28,7 +28,6 @@ struct Workspace {
         d_o(block_rows * e) {}
 };
 
-
 // K and V copied once per call: transposed for the score GEMMs, K as contiguous rows
 // for dQ += dS K.
 template <class T>
@@ -65,7 +64,7 @@ void backward_block(const AttentionParams<T>& p, const KvCopies<T>& kv, std::int
     tile_gemm(Op::none, Op::none, scale, q, kv.k_t.view(n, h, j0, cols), T(0), prob);  // S = scale Q K^T
     if (tile_needs_mask(p.causal, i0, j0, cols)) kernels::mask_future(prob.data, block_cols, rows, cols, i0, j0);
     kernels::exp_minus_row(prob.data, block_cols, rows, cols, lse);                        // P
-    tile_gemm(Op::none, Op::none, T(1), d_o, kv.v_t.view(n, h, j0, cols), T(0), grad);        // dP = dO V^T
+    tile_gemm(Op::none, Op::none, T(1), d_o, kv.v_t.view(n, h, j0, cols), T(0), grad);  // dP = dO V^T
     tile_gemm(Op::trans, Op::none, T(1), prob, d_o, T(1), d_v.block(j0, 0, cols, p.head_dim));  // dV += P^T dO
     kernels::softmax_grad(grad.data, prob.data, block_cols, rows, cols, ws.delta.data());  // dS
     tile_gemm(Op::none, Op::none, scale, grad, k, T(1), d_q);                          // dQ += scale dS K
