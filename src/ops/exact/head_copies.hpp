@@ -35,7 +35,11 @@ class HeadCopies {
     src_ = data_.data();
     constexpr std::int64_t chunk = 64;  // source rows per step: read in L1, written in runs
     const std::int64_t chunks = ceil_div(p.seq_len, chunk), d = p.model_dim();
-#pragma omp parallel for schedule(static)
+    // Threads only for copies big enough to matter (a millisecond or more): every
+    // parallel region ends in a barrier, which costs far more than a small copy when
+    // the cores are shared with other work.
+    const bool big = static_cast<std::int64_t>(data_.size()) >= (std::int64_t{1} << 20);
+#pragma omp parallel for schedule(static) if (big)
     for (std::int64_t item = 0; item < p.batch * p.heads * chunks; ++item) {
       const std::int64_t pair = item / chunks, j0 = item % chunks * chunk;
       if (!p.runs(pair % p.heads)) continue;
