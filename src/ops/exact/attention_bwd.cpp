@@ -8,32 +8,44 @@
 
 #include <vector>
 
-#include "kernels/gemm.hpp"
+#include "kernels/tile_gemm.hpp"
 #include "kernels/tile_ops.hpp"
 #include "ops/exact/head_views.hpp"
+#include "ops/exact/head_copies.hpp"
 
 namespace lorafast {
 namespace {
 
-using kernels::gemm;
+using kernels::tile_gemm;
 using kernels::Op;
 using namespace exact;
 
 template <class T>
 struct Workspace {
-  std::vector<T> p, d_p, delta;
-  explicit Workspace() : p(block_rows * block_cols), d_p(block_rows * block_cols), delta(block_rows) {}
+  std::vector<T> p, d_p, delta, q, d_o;
+  explicit Workspace(std::int64_t e)
+      : p(block_rows * block_cols), d_p(block_rows * block_cols), delta(block_rows), q(block_rows * e),
+        d_o(block_rows * e) {}
+};
+
+// K and V copied once per call: transposed for the score GEMMs, K as contiguous rows
+// for dQ += dS K.
+template <class T>
+struct KvCopies {
+  HeadCopies<T> k_t, v_t, k_rows;
+  explicit KvCopies(const AttentionParams<T>& p)
+      : k_t(p.k, p, HeadLayout::transposed), v_t(p.v, p, HeadLayout::transposed), k_rows(p.k, p, HeadLayout::rows) {}
 };
 
 // One query block of head h of sequence n: writes its dQ rows and adds its share of
 // dK and dV into d_k, d_v (views of all L rows of this head).
 template <class T>
-void backward_block(const AttentionParams<T>& p, std::int64_t n, std::int64_t h, std::int64_t i0,
-                    MatrixView<T> d_k, MatrixView<T> d_v, Workspace<T>& ws) {
+void backward_block(const AttentionParams<T>& p, const KvCopies<T>& kv, std::int64_t n, std::int64_t h,
+                    std::int64_t i0, MatrixView<T> d_k, MatrixView<T> d_v, Workspace<T>& ws) {
   const std::int64_t rows = std::min(block_rows, p.seq_len - i0);
   const T scale = static_cast<T>(p.scale);
-  const auto q = head_rows(p.q, p, n, h, i0, rows);
-  const auto d_o = head_rows(p.d_o, p, n, h, i0, rows);
+  const auto q = packed(head_rows(p.q, p, n, h, i0, rows), ws.q);
+  const auto d_o = packed(head_rows(p.d_o, p, n, h, i0, rows), ws.d_o);
   const auto o = head_rows(static_cast<const T*>(p.o), p, n, h, i0, rows);
   const auto d_q = head_rows(p.d_q, p, n, h, i0, rows);
   const T* lse = p.lse + (n * p.heads + h) * p.seq_len + i0;
@@ -46,17 +58,17 @@ void backward_block(const AttentionParams<T>& p, std::int64_t n, std::int64_t h,
   const std::int64_t keys = visible_keys(p, i0, rows);
   for (std::int64_t j0 = 0; j0 < keys; j0 += block_cols) {
     const std::int64_t cols = std::min(block_cols, keys - j0);
-    const auto k = head_rows(p.k, p, n, h, j0, cols);
+    const auto k = kv.k_rows.view(n, h, j0, cols);
     const MatrixView<T> prob{ws.p.data(), rows, cols, block_cols};
     const MatrixView<T> grad{ws.d_p.data(), rows, cols, block_cols};
-    gemm(Op::none, Op::trans, scale, q, k, T(0), prob);  // S = scale Q K^T
+    tile_gemm(Op::none, Op::none, scale, q, kv.k_t.view(n, h, j0, cols), T(0), prob);  // S = scale Q K^T
     if (tile_needs_mask(p.causal, i0, j0, cols)) kernels::mask_future(prob.data, block_cols, rows, cols, i0, j0);
     kernels::exp_minus_row(prob.data, block_cols, rows, cols, lse);                        // P
-    gemm(Op::none, Op::trans, T(1), d_o, head_rows(p.v, p, n, h, j0, cols), T(0), grad);   // dP = dO V^T
-    gemm(Op::trans, Op::none, T(1), prob, d_o, T(1), d_v.block(j0, 0, cols, p.head_dim));  // dV += P^T dO
+    tile_gemm(Op::none, Op::none, T(1), d_o, kv.v_t.view(n, h, j0, cols), T(0), grad);  // dP = dO V^T
+    tile_gemm(Op::trans, Op::none, T(1), prob, d_o, T(1), d_v.block(j0, 0, cols, p.head_dim));  // dV += P^T dO
     kernels::softmax_grad(grad.data, prob.data, block_cols, rows, cols, ws.delta.data());  // dS
-    gemm(Op::none, Op::none, scale, grad, k, T(1), d_q);                          // dQ += scale dS K
-    gemm(Op::trans, Op::none, scale, grad, q, T(1), d_k.block(j0, 0, cols, p.head_dim));  // dK += scale dS^T Q
+    tile_gemm(Op::none, Op::none, scale, grad, k, T(1), d_q);                          // dQ += scale dS K
+    tile_gemm(Op::trans, Op::none, scale, grad, q, T(1), d_k.block(j0, 0, cols, p.head_dim));  // dK += scale dS^T Q
   }
 }
 
@@ -67,11 +79,11 @@ void zero(MatrixView<T> m) {
 
 // Enough (sequence, head) pairs to share out whole: each thread owns its heads' dK, dV.
 template <class T>
-void backward_by_head(const AttentionParams<T>& p) {
+void backward_by_head(const AttentionParams<T>& p, const KvCopies<T>& kv) {
   const std::int64_t row_blocks = ceil_div(p.seq_len, block_rows);
 #pragma omp parallel
   {
-    Workspace<T> ws;
+    Workspace<T> ws(p.head_dim);
 #pragma omp for schedule(static, 1)
     for (std::int64_t pair = 0; pair < p.batch * p.heads; ++pair) {
       const std::int64_t n = pair / p.heads, h = pair % p.heads;
@@ -79,7 +91,7 @@ void backward_by_head(const AttentionParams<T>& p) {
       const auto d_k = head_rows(p.d_k, p, n, h, 0, p.seq_len), d_v = head_rows(p.d_v, p, n, h, 0, p.seq_len);
       zero(d_k);
       zero(d_v);
-      for (std::int64_t b = 0; b < row_blocks; ++b) backward_block(p, n, h, b * block_rows, d_k, d_v, ws);
+      for (std::int64_t b = 0; b < row_blocks; ++b) backward_block(p, kv, n, h, b * block_rows, d_k, d_v, ws);
     }
   }
 }
@@ -87,7 +99,7 @@ void backward_by_head(const AttentionParams<T>& p) {
 // Few heads, long sequences: query blocks of one head are shared across threads,
 // each accumulating into private [L, E] dK, dV buffers that are then summed.
 template <class T>
-void backward_by_row_block(const AttentionParams<T>& p) {
+void backward_by_row_block(const AttentionParams<T>& p, const KvCopies<T>& kv) {
   const std::int64_t row_blocks = ceil_div(p.seq_len, block_rows);
   const std::int64_t len = p.seq_len * p.head_dim;
   const int threads = omp_get_max_threads();
@@ -102,9 +114,12 @@ void backward_by_row_block(const AttentionParams<T>& p) {
       const MatrixView<T> d_v{v_acc[t].data(), p.seq_len, p.head_dim, p.head_dim};
       zero(d_k);
       zero(d_v);
-      Workspace<T> ws;
+      Workspace<T> ws(p.head_dim);
 #pragma omp for schedule(static, 1)
-      for (std::int64_t b = 0; b < row_blocks; ++b) backward_block(p, n, h, b * block_rows, d_k, d_v, ws);
+      for (std::int64_t i = 0; i < row_blocks; ++i) {
+        const std::int64_t b = back_and_forth(i, omp_get_num_threads(), row_blocks);
+        backward_block(p, kv, n, h, b * block_rows, d_k, d_v, ws);
+      }
       const auto out_k = head_rows(p.d_k, p, n, h, 0, p.seq_len), out_v = head_rows(p.d_v, p, n, h, 0, p.seq_len);
 #pragma omp for schedule(static)
       for (std::int64_t r = 0; r < p.seq_len; ++r)
@@ -127,10 +142,11 @@ template <class T>
 void attention_bwd(const AttentionParams<T>& p) {
   const std::int64_t pairs = p.batch * p.heads;
   const int threads = omp_get_max_threads();
+  const KvCopies<T> kv(p);
   if (pairs % threads == 0 || pairs >= 4 * threads)
-    backward_by_head(p);
+    backward_by_head(p, kv);
   else
-    backward_by_row_block(p);
+    backward_by_row_block(p, kv);
 }
 
 template void attention_bwd<float>(const AttentionParams<float>&);

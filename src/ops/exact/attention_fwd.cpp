@@ -1,17 +1,20 @@
 // Tiled exact attention forward (FlashAttention-2 on the CPU): each work item is a
 // block of query rows of one head of one sequence; it streams key/value tiles,
 // keeps the online softmax state and writes O and the row log-sum-exp.
+#include <omp.h>
+
 #include <cmath>
 #include <limits>
 #include <vector>
 
-#include "kernels/gemm.hpp"
+#include "kernels/tile_gemm.hpp"
 #include "kernels/tile_ops.hpp"
 #include "ops/exact/head_views.hpp"
+#include "ops/exact/head_copies.hpp"
 
 namespace lorafast {
 
-using kernels::gemm;
+using kernels::tile_gemm;
 using kernels::Op;
 
 template <class T>
@@ -20,16 +23,19 @@ void attention_fwd(const AttentionParams<T>& p) {
   const std::int64_t row_blocks = ceil_div(p.seq_len, block_rows);
   const std::int64_t items = p.batch * p.heads * row_blocks;
   const T scale = static_cast<T>(p.scale);
+  const HeadCopies<T> k_t(p.k, p, HeadLayout::transposed), v_rows(p.v, p, HeadLayout::rows);
 #pragma omp parallel
   {
-    std::vector<T> s(block_rows * block_cols), acc(block_rows * p.head_dim), m(block_rows), l(block_rows);
-    // Interleaved static schedule: deterministic, and balances causal row blocks.
+    std::vector<T> s(block_rows * block_cols), acc(block_rows * p.head_dim), m(block_rows), l(block_rows),
+        q_buf(block_rows * p.head_dim);
+    // Static schedule: deterministic; back-and-forth order balances causal row blocks.
 #pragma omp for schedule(static, 1)
-    for (std::int64_t item = 0; item < items; ++item) {
+    for (std::int64_t i = 0; i < items; ++i) {
+      const std::int64_t item = back_and_forth(i, omp_get_num_threads(), items);
       const std::int64_t n = item / (p.heads * row_blocks), h = item / row_blocks % p.heads;
       if (!p.runs(h)) continue;
       const std::int64_t i0 = item % row_blocks * block_rows, rows = std::min(block_rows, p.seq_len - i0);
-      const auto q = head_rows(p.q, p, n, h, i0, rows);
+      const auto q = packed(head_rows(p.q, p, n, h, i0, rows), q_buf);
       std::fill(acc.begin(), acc.end(), T(0));
       std::fill(m.begin(), m.end(), -std::numeric_limits<T>::infinity());
       std::fill(l.begin(), l.end(), T(0));
@@ -38,11 +44,11 @@ void attention_fwd(const AttentionParams<T>& p) {
       for (std::int64_t j0 = 0; j0 < keys; j0 += block_cols) {
         const std::int64_t cols = std::min(block_cols, keys - j0);
         const MatrixView<T> tile{s.data(), rows, cols, block_cols};
-        gemm(Op::none, Op::trans, scale, q, head_rows(p.k, p, n, h, j0, cols), T(0), tile);
+        tile_gemm(Op::none, Op::none, scale, q, k_t.view(n, h, j0, cols), T(0), tile);
         if (tile_needs_mask(p.causal, i0, j0, cols)) kernels::mask_future(s.data(), block_cols, rows, cols, i0, j0);
         kernels::online_softmax_step(s.data(), block_cols, rows, cols, m.data(), l.data(), acc.data(),
                                      p.head_dim, p.head_dim);
-        gemm(Op::none, Op::none, T(1), tile, head_rows(p.v, p, n, h, j0, cols), T(1), acc_view);
+        tile_gemm(Op::none, Op::none, T(1), tile, v_rows.view(n, h, j0, cols), T(1), acc_view);
       }
       const auto o = head_rows(p.o, p, n, h, i0, rows);
       T* lse = p.lse + (n * p.heads + h) * p.seq_len + i0;
