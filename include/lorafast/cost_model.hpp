@@ -15,25 +15,24 @@ namespace lorafast {
 constexpr std::int64_t causal_chunk = 128;
 
 // Defaults: `lorafast calibrate --reps 5 --out FILE` on the development machine (2
-// cores of a Xeon with AVX-512, OpenBLAS 0.3.21, shared with other jobs at load ~10),
-// threads = 2: predicted / measured in 0.65..1.36 over its 46 sizes (exact 0.65..1.21;
-// fast underestimates F = 4845 by ~20% and overestimates F = 45 by up to 35%).
+// cores of a Xeon with AVX-512, OpenBLAS 0.3.21, AVX-512 tile GEMM, load ~5),
+// threads = 2: predicted / measured in 0.70..1.58 over its 54 sizes (exact 0.82..1.30;
+// fast underestimates F = 4845 by up to 29%; chained overestimates F = 45 causal by 55%).
 struct CostModel {
   // exact: per N*L^2*E (score and gradient GEMMs) and per N*L^2 (exponentials and
   // softmax), both halved under the causal mask, and per call.
-  double exact_quadratic = 6.08e-11;
-  double exact_scores = 7.76e-10;
-  double exact_fixed = 8.48e-6;
+  double exact_quadratic = 2.31e-11;
+  double exact_scores = 1.05e-9;
+  double exact_fixed = 1.86e-5;
   // fast: per N*L*F*(E+1) (state products), per N*L*F (feature maps and their
   // backward), per N*L*C*E (causal: the exact in-chunk attention), per call.
-  double fast_state = 1.89e-10;
+  double fast_state = 1.84e-10;
   double fast_map = 0;
-  double fast_chunk = 1.40e-10;
-  double fast_fixed = 3.32e-6;
-  // chained: its time over E x the fast path's at the same degree. The default is
-  // `lorafast grad --threads 1` CPU times at L = 32768, E = 8, two causal heads:
-  // 0.40 s / (8 x 0.172 s) at degree 4 and 1.96 s / (8 x 0.93 s) at degree 6.
-  double chained_factor = 0.28;
+  double fast_chunk = 1.78e-10;
+  double fast_fixed = 1.02e-5;
+  // chained: its time over E x the fast path's at the same degree (median of the
+  // calibration's chained sizes).
+  double chained_factor = 0.35;
   int threads = 2;  // thread count of the measurement the coefficients come from
 
   double exact_seconds(std::int64_t batch, std::int64_t seq_len, std::int64_t head_dim, bool causal) const;
