@@ -5,7 +5,6 @@
 #include <bit>
 #include <cstdint>
 #include <cstring>
-#include <fstream>
 #include <limits>
 #include <set>
 #include <tuple>
@@ -14,6 +13,8 @@
 
 #include "io/half_float.hpp"
 #include "lorafast/safetensors.hpp"
+
+#include "io/text_file.hpp"
 
 namespace lorafast {
 namespace {
@@ -220,21 +221,9 @@ SafetensorsContents parse_safetensors(std::span<const std::byte> file, const std
 }
 
 SafetensorsContents read_safetensors(const std::filesystem::path& path) {
-  const std::string origin = path.string();
-  std::error_code ec;
-  const auto status = std::filesystem::status(path, ec);
-  LF_CHECK(std::filesystem::exists(status), bad, origin, ": cannot open: no such file");
-  LF_CHECK(!std::filesystem::is_directory(status), bad, origin, ": cannot open: is a directory");
-  std::ifstream in(path, std::ios::binary);
-  LF_CHECK(in.is_open(), bad, origin, ": cannot open for reading");
-  in.seekg(0, std::ios::end);
-  const std::streamoff size = in.tellg();
-  LF_CHECK(in && size >= 0, bad, origin, ": cannot determine the file size");
-  in.seekg(0, std::ios::beg);
-  std::vector<std::byte> bytes(static_cast<std::size_t>(size));
-  in.read(reinterpret_cast<char*>(bytes.data()), size);
-  LF_CHECK(in.gcount() == size, bad, origin, ": read ", in.gcount(), " of ", size, " bytes");
-  return parse_safetensors(bytes, origin);
+  // No size cap: parse_safetensors bounds the header and checks every offset.
+  const std::string bytes = read_text_file(path, std::numeric_limits<std::uint64_t>::max());
+  return parse_safetensors(std::as_bytes(std::span(bytes.data(), bytes.size())), path.string());
 }
 
 }  // namespace lorafast

@@ -1,5 +1,5 @@
-// Small text files (config.json, adapter_config.json, token lists) read whole, with
-// the same checks and messages as the safetensors reader.
+// Files read whole (config.json, adapter_config.json, token lists, text corpora and
+// safetensors files), with one set of checks and messages.
 #pragma once
 
 #include <cstdint>
