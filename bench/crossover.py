@@ -54,11 +54,19 @@ class Timer:
             self.cases[L] = {"path": path, "gain": gain, "phase": {}}
         return self.cases[L]
 
-    def phase(self, L, eps):
+    def phase(self, L, eps, method="fast"):
+        """phase at (L, eps): with method "fast" its certified degree (what is timed),
+        with "auto" the dispatcher's own choice (for model_crossover)."""
         c = self.case(L)
-        if eps not in c["phase"]:
-            c["phase"][eps] = self.lf.phase(c["path"], self.args.heads, self.causal, eps)
-        return c["phase"][eps]
+        if (eps, method) not in c["phase"]:
+            try:
+                ph = self.lf.phase(c["path"], self.args.heads, self.causal, eps,
+                                   method=None if method == "auto" else method)
+            except lb.RunFailed:  # the method cannot certify eps (exit 4): no degree
+                ph = self.lf.phase(c["path"], self.args.heads, self.causal, eps)
+                ph = dict(ph, heads=[dict(h, degree=None, features=None) for h in ph["heads"]])
+            c["phase"][eps, method] = ph
+        return c["phase"][eps, method]
 
     def degree(self, L, eps):
         """The degree certified for eps on the head with the largest G, used for both
@@ -103,7 +111,7 @@ def model_crossover(timer, eps, L_ref):
     """Smallest L with cost_fast < cost_exact in the dispatcher's cost model, from the
     predicted costs at L_ref (exact ~ L^2, fast ~ L; the certified degree is taken at L_ref):
     where `--method auto` switches to fast for the head with the largest G."""
-    ph = timer.phase(L_ref, eps)
+    ph = timer.phase(L_ref, eps, "auto")
     h = max(ph["heads"], key=lambda h: h["centred_score_bound"])
     return None if h["cost_fast"] is None else L_ref * h["cost_fast"] / h["cost_exact"]
 

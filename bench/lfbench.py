@@ -110,8 +110,12 @@ class Lorafast:
             flags += ["--degree", degree]
         return flags
 
-    def phase(self, case, heads, causal, eps=None):
-        return self.run(["phase", "--in", case, "--json"] + self.model_flags(heads, causal, eps), timeout=600)
+    def phase(self, case, heads, causal, eps=None, method=None):
+        """`phase --json`; with `method` (fast or chained) the degree reported is that
+        method's own certified degree (the default, auto, reports the cheaper one's)."""
+        flags = ["--method", method] if method else []
+        return self.run(["phase", "--in", case, "--json"] + self.model_flags(heads, causal, eps) + flags,
+                        timeout=600)
 
     def grad(self, case, heads, causal, method, eps=None, degree=None, dtype="f32", out=None, timeout=None):
         """One `grad --json` run; returns its JSON with `out` (the gradients file) added."""

@@ -37,22 +37,31 @@ COLUMNS = ["L", "sqrt_log_L", "target_G", "weight_gain", "G", "G_raw", "gamma", 
            "forced_degree", "forced_features", "forced_error", "forced_bound", "forced_seconds", "cert_fast_error",
            "cert_fast_seconds", "oracle_seconds", "load1", "reason", "note"]
 MEMORY_CAP_FEATURES = 1 << 20  # DispatchRequest::max_features
-GRADIENT_SAFETY_FACTOR = 4.0  # certificate.hpp
 
 
 def taylor_eta(G, g):
-    """sup_{|t| <= G} |T_g(t) e^{-t} - 1| for even g: attained at t = -G (certificate.hpp)."""
-    t = -G
-    term, total = 1.0, 1.0
-    for j in range(1, g + 1):
-        term *= t / j
-        total += term
-    return total * math.exp(G) - 1.0
+    """sup_{|t| <= G} |T_g(t) e^{-t} - 1|, attained at t = G or t = -G for every degree g
+    (certificate.cpp), from the tails of the series while they shrink, else directly."""
+    def tail(t):
+        if abs(t) < g + 2:
+            term, total, j = t ** (g + 1) / math.factorial(g + 1), 0.0, g + 1
+            while abs(term) > 1e-18 * max(abs(total), 1e-300):
+                total += term
+                j += 1
+                term *= t / j
+            return total  # e^t - T_g(t)
+        return math.exp(t) - sum(t ** j / math.factorial(j) for j in range(g + 1))
+    return max(math.exp(-G) * abs(tail(G)), math.exp(G) * abs(tail(-G)))
 
 
 def gradient_bound(G, g):
+    """gradient_error_bound(G, g, fast) of certificate.hpp: the fast route's backward
+    weighs scores by T_{g-1}, so eta_{g-1} enters as well as eta_g."""
     eta = taylor_eta(G, g)
-    return math.inf if eta >= 1 else GRADIENT_SAFETY_FACTOR * 2 * eta / (1 - eta)
+    if eta >= 1:
+        return math.inf
+    derivative = 1.0 if g == 0 else taylor_eta(G, g - 1)
+    return max(2 * eta / (1 - eta), (derivative + eta) / (1 - eta))
 
 
 def head_max(phase, key):
@@ -65,10 +74,14 @@ def measure_point(lf, args, L, target, gain, g0, oracle_timeout):
     name = lb.case_name(L, args.head_dim, args.heads, args.causal)
     case = lf.case(name, gain, args.seed, out=lf.path("case.safetensors"))
     ph = lf.phase(case, args.heads, args.causal, args.eps)
+    try:  # the fast route's own certified degree (auto reports the cheaper route's)
+        ph_fast = lf.phase(case, args.heads, args.causal, args.eps, method="fast")
+    except lb.RunFailed:  # fast cannot certify eps within the memory cap
+        ph_fast = {"heads": [{"degree": None, "features": None}]}
     row = {"L": L, "sqrt_log_L": ph["sqrt_log_L"], "target_G": target, "weight_gain": gain,
            "G": head_max(ph, "centred_score_bound"), "G_raw": head_max(ph, "score_bound"),
            "gamma": max(max(h["gamma_q"], h["gamma_k"]) for h in ph["heads"]),
-           "cert_degree": head_max(ph, "degree"), "cert_features": head_max(ph, "features"),
+           "cert_degree": head_max(ph_fast, "degree"), "cert_features": head_max(ph_fast, "features"),
            "cost_exact": head_max(ph, "cost_exact"), "cost_fast": head_max(ph, "cost_fast"),
            "reason": " | ".join(h["reason"] for h in ph["heads"]), "load1": os.getloadavg()[0]}
     row["gamma_over_sqrt_log_L"] = row["gamma"] / row["sqrt_log_L"]
@@ -87,7 +100,8 @@ def measure_point(lf, args, L, target, gain, g0, oracle_timeout):
         forced_time = forced["seconds"]
         row.update(forced_degree=g0, forced_features=int(max(h["features"] for h in forced["heads"])),
                    forced_seconds=forced_time, forced_error=lb.gradient_error(forced["out"], oracle["out"]),
-                   forced_bound=gradient_bound(row["G"], g0))
+                   forced_bound=max(math.inf if h["gradient_bound"] is None else h["gradient_bound"]  # null: +inf
+                                    for h in forced["heads"]))
     except lb.RunFailed as e:
         notes.append(f"forced degree {g0}: {e}")
     # The certified fast path where auto preferred exact, if it fits the memory cap and time.
@@ -113,9 +127,11 @@ def measure_point(lf, args, L, target, gain, g0, oracle_timeout):
 
 
 def auto_marker(method, color):
-    """(marker, size, face colour) for the method auto chose: fast, exact or mixed."""
+    """(marker, size, face colour) for the method auto chose: fast, chained, exact or mixed."""
     if method == "fast":
         return "*", 11, color
+    if method == "chained":
+        return "P", 9, color
     if method == "mixed":
         return "D", 7, "lightgray"
     return "X", 8, "white"
@@ -158,10 +174,12 @@ def plot(path, rows, args, g0, prov):
         ax_e.text(sel[0]["sqrt_log_L"], 3e-9 * (3 ** i), f" √log L={sel[0]['sqrt_log_L']:.2f}", color=c,
                   fontsize=7.5)
     ax_e.plot([], [], "*", color="gray", ms=10, ls="none", label="auto → fast (its error)")
+    if any(r["auto_method"] == "chained" for r in measured):
+        ax_e.plot([], [], "P", color="gray", ms=9, ls="none", label="auto → chained (its error)")
     ax_e.plot([], [], "X", mfc="white", mec="gray", ms=8, ls="none", label="auto → exact f32 (its error)")
     if any(r["auto_method"] == "mixed" for r in measured):
         ax_e.plot([], [], "D", mfc="lightgray", mec="gray", ms=7, ls="none",
-                  label="auto → fast on one head, exact on the other")
+                  label="auto → different methods per head")
     ax_e.set_xscale("log")
     ax_e.set_yscale("log")
     ax_e.set_ylim(1e-9, 1e3)
@@ -272,7 +290,7 @@ def main():
     if g0 is None:
         name = lb.case_name(args.seq_len[0], args.head_dim, args.heads, args.causal)
         gain = lb.gain_for_score_bound(lf, name, args.reference_score_bound, args.seed, args.heads, args.causal)
-        ph = lf.phase(lf.case(name, gain, args.seed), args.heads, args.causal, args.eps)
+        ph = lf.phase(lf.case(name, gain, args.seed), args.heads, args.causal, args.eps, method="fast")
         g0 = head_max(ph, "degree")
     lb.progress(f"forced degree g0 = {g0} (certified for eps {args.eps:g} at G = {args.reference_score_bound:g})")
 
