@@ -37,7 +37,7 @@ void sequence_serial(Head<T>& head, Workspace<T>& ws, State<T>& keys, State<T>& 
   if (!head.causal)
     for (std::int64_t b = 0; b < blocks; ++b) add_key_stats(head, ws, b, keys.view());
   for (std::int64_t b = 0; b < blocks; ++b) {
-    query_block(head, ws, b, keys.view());
+    query_block(head, ws, b, keys.view(), !head.causal);
     if (head.causal)
       add_key_stats(head, ws, b, keys.view());
     else
@@ -90,7 +90,7 @@ void sequence_segmented(Head<T>& head, int team) {
     combine(keys, head.causal, false);
     State<T>& key_state = head.causal ? keys[t] : keys[0];
     for (std::int64_t b = b0; b < b1; ++b) {
-      query_block(head, ws, b, key_state.view());
+      query_block(head, ws, b, key_state.view(), true);
       add_query_stats(head, ws, b, true, queries[t].view());
       if (head.causal) add_key_stats(head, ws, b, keys[t].view());
     }

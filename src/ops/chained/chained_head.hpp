@@ -96,10 +96,11 @@ void add_key_stats(const Head<T>& head, Workspace<T>& ws, std::int64_t b,
 
 // The query side of block b against key_state (all keys, or the earlier chunks when
 // causal): computes delta, z and writes dQ of the block's rows; causal also writes the
-// in-chunk parts of dK and dV (set, not added). Leaves phi(q') of the block in ws.features.
+// in-chunk parts of dK and dV (set, not added). Leaves phi'(q') of the block in
+// ws.features with keep_raised (for add_query_stats), else phi(q') only.
 template <class T>
 void query_block(Head<T>& head, Workspace<T>& ws, std::int64_t b,
-                 std::type_identity_t<MatrixView<const T>> key_state);
+                 std::type_identity_t<MatrixView<const T>> key_state, bool keep_raised);
 
 // query_state += query statistics of block b (needs z and delta of the block);
 // with features_ready, ws.features must hold phi'(q') of this block.

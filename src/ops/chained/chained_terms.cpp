@@ -47,28 +47,35 @@ MatrixView<T> thin_rows(Workspace<T>& ws, MatrixView<const T> x, const T* last, 
 }
 
 // grad_t[m, r] = sum_{f < F} phi[f, r] sqrt(a_m + 1) u[child(f, m), r]: [E, width].
-// Up to four SIMD columns at a time stay in registers across the whole sum over f.
+// Tiles of up to 4 variables x 4 SIMD columns stay in registers across the whole sum
+// over f, each phi load serving every variable of the tile.
 template <class T>
 MatrixView<T> lowered(const Head<T>& head, Workspace<T>& ws, MatrixView<const T> phi,
                       std::type_identity_t<MatrixView<const T>> u) {
   using S = fast::Simd<T>;
-  constexpr std::int64_t w = S::lanes, chains = 4;
+  constexpr std::int64_t w = S::lanes, tile = 4;
   const std::int64_t e = head.e, width = phi.cols;
   const MatrixView<T> out{ws.grad_t.data(), e, width, width};
   const std::int32_t* child = head.raise->child.data();
   const T* factor = head.raise_factor.data();
-  for (std::int64_t m = 0; m < e; ++m)
-    for (std::int64_t r0 = 0; r0 < width; r0 += chains * w)
-      fast::with_group<chains>(static_cast<int>(std::min(chains, (width - r0) / w)), [&](auto count) {
-        constexpr int n = decltype(count)::value;
-        typename S::vec acc[n] = {};
-        for (std::int64_t f = 0; f < head.f; ++f) {
-          const T* pf = phi.row(f) + r0;
-          const T* uc = u.row(child[f * e + m]) + r0;
-          const T c = factor[f * e + m];
-          for (int k = 0; k < n; ++k) acc[k] += S::load(pf + k * w) * (c * S::load(uc + k * w));
-        }
-        for (int k = 0; k < n; ++k) S::store(out.row(m) + r0 + k * w, acc[k]);
+  for (std::int64_t m0 = 0; m0 < e; m0 += tile)
+    for (std::int64_t r0 = 0; r0 < width; r0 += tile * w)
+      fast::with_group<tile>(static_cast<int>(std::min(tile, e - m0)), [&](auto variables) {
+        fast::with_group<tile>(static_cast<int>(std::min(tile, (width - r0) / w)), [&](auto columns) {
+          constexpr int nm = decltype(variables)::value, nr = decltype(columns)::value;
+          typename S::vec acc[nm][nr] = {};
+          for (std::int64_t f = 0; f < head.f; ++f) {
+            typename S::vec p[nr];
+            for (int k = 0; k < nr; ++k) p[k] = S::load(phi.row(f) + r0 + k * w);
+            for (int j = 0; j < nm; ++j) {
+              const T* uc = u.row(child[f * e + m0 + j]) + r0;
+              const T c = factor[f * e + m0 + j];
+              for (int k = 0; k < nr; ++k) acc[j][k] += p[k] * (c * S::load(uc + k * w));
+            }
+          }
+          for (int j = 0; j < nm; ++j)
+            for (int k = 0; k < nr; ++k) S::store(out.row(m0 + j) + r0 + k * w, acc[j][k]);
+        });
       });
   return out;
 }
@@ -130,7 +137,7 @@ void add_key_stats(const Head<T>& head, Workspace<T>& ws, std::int64_t b,
 
 template <class T>
 void query_block(Head<T>& head, Workspace<T>& ws, std::int64_t b,
-                 std::type_identity_t<MatrixView<const T>> key_state) {
+                 std::type_identity_t<MatrixView<const T>> key_state, bool keep_raised) {
   const std::int64_t i0 = b * head.block, rows = head.rows_of(b), e = head.e, width = width_of(head, b);
   T* minus_delta = ws.product.data();  // [width], until z is computed
   for (std::int64_t r = 0; r < width; ++r) {
@@ -139,7 +146,7 @@ void query_block(Head<T>& head, Workspace<T>& ws, std::int64_t b,
     if (r < rows) head.delta[i0 + r] = dot;
     minus_delta[r] = -dot;
   }
-  const auto fq = map_block(head, ws, head.scaled.q_view(rows, e, i0), width);
+  const auto fq = map_block(head, ws, head.scaled.q_view(rows, e, i0), width, !keep_raised);
   const MatrixView<const T> phi{fq.data, head.f, width, width};
   // U = key state [dO; -delta] per row, [F', width].
   const MatrixView<T> u{ws.raised.data(), head.f1, width, width};
@@ -204,7 +211,7 @@ void key_block(const Head<T>& head, Workspace<T>& ws, std::int64_t b,
                              const TaylorFeatures&, const TaylorFeatures&, const FeatureRaise&);               \
   template struct Workspace<T>;                                                                                \
   template void add_key_stats(const Head<T>&, Workspace<T>&, std::int64_t, MatrixView<T>);                     \
-  template void query_block(Head<T>&, Workspace<T>&, std::int64_t, MatrixView<const T>);                       \
+  template void query_block(Head<T>&, Workspace<T>&, std::int64_t, MatrixView<const T>, bool);                 \
   template void add_query_stats(const Head<T>&, Workspace<T>&, std::int64_t, bool, MatrixView<T>);             \
   template void key_block(const Head<T>&, Workspace<T>&, std::int64_t, MatrixView<const T>);
 LORAFAST_CHAINED_TERMS(float)
