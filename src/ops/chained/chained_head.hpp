@@ -35,13 +35,13 @@
 
 namespace lorafast::chained {
 
-// Rows per block: the causal chunk C, or 64 (a block's features are [64, F]).
+// Rows per block: the causal chunk C, or 64 (a block's features are [F', 64]).
 inline std::int64_t block_rows(bool causal, const SurrogateConfig& config) { return causal ? config.chunk : 64; }
 
 template <class T>
 struct Head {
-  const TaylorFeatures* phi = nullptr;  // degree g + 1: phi' (its first f features are phi)
-  const TaylorFeatures* phi_g = nullptr;  // degree g: phi alone, where phi' is not needed
+  const TaylorFeatures* phi = nullptr;   // degree g
+  const TaylorFeatures* phi1 = nullptr;  // degree g + 1: phi' (its first f features are phi)
   const FeatureRaise* raise = nullptr;
   std::vector<T> raise_factor;  // raise->factor in T
   std::int64_t len = 0, e = 0, f = 0, f1 = 0;  // f = F, f1 = F'
@@ -70,7 +70,7 @@ struct Workspace {
   std::vector<T> features, raised;  // [F', width]: phi'(x) of the block; U or W
   std::vector<T> x_t, y_t;          // q'^T or k'^T [E, width]; a state's thin right-hand side [E + 1, width]
   std::vector<T> grad_t;            // dQ^T or dK^T [E, width]
-  std::vector<T> product;           // [block, E]: z or dV of the block's rows
+  std::vector<T> product;           // [max(block E, width)]: a [width] row, then z or dV [block, E]
   std::vector<T> weights, d_p;      // causal: [block, block]
   std::vector<T> in_chunk_sum;      // causal: [block]
   explicit Workspace(const Head<T>& head);

@@ -31,7 +31,7 @@ MatrixView<T> transpose_into(MatrixView<const T> x, std::vector<T>& out, std::in
 template <class T>
 MatrixView<T> map_block(const Head<T>& head, Workspace<T>& ws, MatrixView<const T> x, std::int64_t width,
                         bool only_phi = false) {
-  const TaylorFeatures& map = only_phi ? *head.phi_g : *head.phi;
+  const TaylorFeatures& map = only_phi ? *head.phi : *head.phi1;
   const MatrixView<T> out{ws.features.data(), map.size(), width, width};
   map.map_columns(MatrixView<const T>(transpose_into(x, ws.x_t, width)), out);
   return out;
@@ -86,8 +86,8 @@ template <class T>
 Head<T> make_head(const AttentionParams<T>& p, std::int64_t n, std::int64_t h, const SurrogateConfig& config,
                   const TaylorFeatures& phi1, const TaylorFeatures& phi, const FeatureRaise& raise) {
   Head<T> head;
-  head.phi = &phi1;
-  head.phi_g = &phi;
+  head.phi = &phi;
+  head.phi1 = &phi1;
   head.raise = &raise;
   head.raise_factor.assign(raise.factor.begin(), raise.factor.end());
   head.len = p.seq_len;
