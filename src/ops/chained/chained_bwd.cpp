@@ -1,5 +1,5 @@
 // chained_attention_bwd (SPEC.md §3.2a, §3.3): three passes over row blocks of one
-// (sequence, head) with O(F E^2) states, never an L x L matrix.
+// (sequence, head) with O(F' E) states (F' = C(E+g+1, g+1)), never an L x L matrix.
 //   1. key statistics (bidirectional: the totals every query needs),
 //   2. queries in order: z, delta, dQ (causal: against the prefix of earlier chunks,
 //      then the chunk's keys join the prefix), and the query statistics,
@@ -25,8 +25,8 @@ using namespace chained;
 
 template <class T>
 void reset_states(const Head<T>& head, State<T>& keys, State<T>& queries) {
-  keys.reset(head.f, head.key_cols());
-  queries.reset(head.f, head.query_cols());
+  keys.reset(head.f1, head.state_cols());
+  queries.reset(head.f1, head.state_cols());
 }
 
 // One sequence on the calling thread; the scans run in order with no partial sums.
@@ -37,7 +37,7 @@ void sequence_serial(Head<T>& head, Workspace<T>& ws, State<T>& keys, State<T>& 
   if (!head.causal)
     for (std::int64_t b = 0; b < blocks; ++b) add_key_stats(head, ws, b, keys.view());
   for (std::int64_t b = 0; b < blocks; ++b) {
-    query_block(head, ws, b, keys.view());
+    query_block(head, ws, b, keys.view(), !head.causal);
     if (head.causal)
       add_key_stats(head, ws, b, keys.view());
     else
@@ -90,7 +90,7 @@ void sequence_segmented(Head<T>& head, int team) {
     combine(keys, head.causal, false);
     State<T>& key_state = head.causal ? keys[t] : keys[0];
     for (std::int64_t b = b0; b < b1; ++b) {
-      query_block(head, ws, b, key_state.view());
+      query_block(head, ws, b, key_state.view(), true);
       add_query_stats(head, ws, b, true, queries[t].view());
       if (head.causal) add_key_stats(head, ws, b, keys[t].view());
     }
@@ -114,7 +114,8 @@ void chained_attention_bwd(const AttentionParams<T>& p, std::int64_t head, const
   LF_CHECK(!p.causal || config.chunk >= 1, ErrorKind::usage, "causal chunk must be >= 1, got ", config.chunk);
   LF_CHECK(p.head_dim >= 1 && p.scale > 0, ErrorKind::usage, "head_dim and scale must be positive");
   if (p.batch <= 0 || p.seq_len <= 0) return;
-  const TaylorFeatures phi(p.head_dim, config.degree);
+  const TaylorFeatures phi1(p.head_dim, config.degree + 1), phi(p.head_dim, config.degree);
+  const FeatureRaise raise(p.head_dim, config.degree);
   const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
   const std::int64_t block = chained::block_rows(p.causal, config);
   const std::int64_t blocks = (p.seq_len + block - 1) / block;
@@ -124,7 +125,7 @@ void chained_attention_bwd(const AttentionParams<T>& p, std::int64_t head, const
       State<T> keys, queries;
 #pragma omp for schedule(static, 1)
       for (std::int64_t n = 0; n < p.batch; ++n) {
-        chained::Head<T> h = chained::make_head(p, n, head, config, phi);
+        chained::Head<T> h = chained::make_head(p, n, head, config, phi1, phi, raise);
         chained::Workspace<T> ws(h);
         sequence_serial(h, ws, keys, queries);
       }
@@ -132,7 +133,7 @@ void chained_attention_bwd(const AttentionParams<T>& p, std::int64_t head, const
     return;
   }
   for (std::int64_t n = 0; n < p.batch; ++n) {
-    chained::Head<T> h = chained::make_head(p, n, head, config, phi);
+    chained::Head<T> h = chained::make_head(p, n, head, config, phi1, phi, raise);
     sequence_segmented(h, static_cast<int>(std::min<std::int64_t>(threads, blocks)));
   }
 }

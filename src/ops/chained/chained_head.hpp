@@ -8,11 +8,16 @@
 // whose contractions with K' and Q' are the [F*E, E] matrices
 //   (Fk ⊗_row V)^T K'  = Fk^T (V ⊗_row K')      stored as [F, E*E] (same memory layout)
 //   (Qn ⊗_row dO)^T Q' = Qn^T (dO ⊗_row Q')
-// so only [rows, E*E] Kronecker blocks are ever materialised.
+// and phi_f(k') k'_m = sqrt(a_m + 1) phi'_child(f, m)(k') (chained_raise.hpp) folds each
+// Kronecker pair into one degree-(g+1) feature phi' (F' of them; their first F are phi).
 //
-// States, F rows each, row-major:
-//   key state   [F, 1 + E^2 + E] = sum over keys j of phi(k'_j) [1 | v_j ⊗ k'_j | k'_j]
-//   query state [F, E^2 + 2E]    = sum over queries i of (phi(q'_i)/z_i) [dO_i ⊗ q'_i | delta_i q'_i | dO_i]
+// States, F' rows each, row-major:
+//   key state   [F', E + 1] = sum over keys j of phi'(k'_j) [v_j | 1]
+//   query state [F', E + 1] = sum over queries i of (phi'(q'_i)/z_i) [dO_i | delta_i]
+// Query i then needs U_i = key state [dO_i; -delta_i] ([F']): dQ_im = a/z_i
+// sum_f phi_f(q'_i) sqrt(a_m + 1) U_i[child(f, m)], and the Taylor part of z_i is
+// phi(q'_i) . (key state)[:F, E]. Key j likewise: W_j = query state [v_j; -1],
+// dK_jm = b sum_f phi_f(k'_j) sqrt(a_m + 1) W_j[child(f, m)], dV_j = phi(k'_j) (query state)[:F, :E].
 // Bidirectional: every block uses the totals. Causal: a query chunk uses the key state
 // of the earlier chunks (prefix), a key chunk the query state of the later chunks
 // (suffix), and the dense C x C block with exact exp(s_ij), j <= i, inside the chunk.
@@ -25,17 +30,21 @@
 
 #include "lorafast/attention.hpp"
 #include "lorafast/features.hpp"
+#include "ops/chained/chained_raise.hpp"
 #include "ops/fast/scaled_head.hpp"
 
 namespace lorafast::chained {
 
-// Rows per block: the causal chunk C, or 64 (a block's features are [64, F]).
+// Rows per block: the causal chunk C, or 64 (a block's features are [F', 64]).
 inline std::int64_t block_rows(bool causal, const SurrogateConfig& config) { return causal ? config.chunk : 64; }
 
 template <class T>
 struct Head {
-  const TaylorFeatures* phi = nullptr;
-  std::int64_t len = 0, e = 0, f = 0;
+  const TaylorFeatures* phi = nullptr;   // degree g
+  const TaylorFeatures* phi1 = nullptr;  // degree g + 1: phi' (its first f features are phi)
+  const FeatureRaise* raise = nullptr;
+  std::vector<T> raise_factor;  // raise->factor in T
+  std::int64_t len = 0, e = 0, f = 0, f1 = 0;  // f = F, f1 = F'
   bool causal = false;
   std::int64_t block = 0;  // rows per block: the causal chunk C, or a fixed block
   fast::ScaledHead<T> scaled;
@@ -43,23 +52,27 @@ struct Head {
   MatrixView<T> d_q, d_k, d_v;
   std::vector<T> delta, z;  // [L]
 
-  std::int64_t key_cols() const { return 1 + e * e + e; }
-  std::int64_t query_cols() const { return e * e + 2 * e; }
+  std::int64_t state_cols() const { return e + 1; }
   std::int64_t blocks() const { return (len + block - 1) / block; }
   std::int64_t rows_of(std::int64_t b) const { return std::min(block, len - b * block); }
 };
 
 template <class T>
 Head<T> make_head(const AttentionParams<T>& p, std::int64_t n, std::int64_t h, const SurrogateConfig& config,
-                  const TaylorFeatures& phi);
+                  const TaylorFeatures& phi1, const TaylorFeatures& phi, const FeatureRaise& raise);
 
-// Per-thread scratch, sized for one block.
+// Per-thread scratch, sized for one block. Features and the per-row vectors U, W are
+// in column layout (features.hpp, fast/state_products.hpp): a block's rows are the
+// `width` = padded_width(rows) columns, so every loop runs SIMD over rows and the
+// thin state products keep their accumulators in registers.
 template <class T>
 struct Workspace {
-  std::vector<T> features;       // [block, F]
-  std::vector<T> rhs, product;   // [block, max(key_cols, query_cols)]
-  std::vector<T> weights, d_p;   // causal: [block, block]
-  std::vector<T> in_chunk_sum;   // causal: [block]
+  std::vector<T> features, raised;  // [F', width]: phi'(x) of the block; U or W
+  std::vector<T> x_t, y_t;          // q'^T or k'^T [E, width]; a state's thin right-hand side [E + 1, width]
+  std::vector<T> grad_t;            // dQ^T or dK^T [E, width]
+  std::vector<T> product;           // [max(block E, width)]: a [width] row, then z or dV [block, E]
+  std::vector<T> weights, d_p;      // causal: [block, block]
+  std::vector<T> in_chunk_sum;      // causal: [block]
   explicit Workspace(const Head<T>& head);
 };
 
@@ -83,13 +96,14 @@ void add_key_stats(const Head<T>& head, Workspace<T>& ws, std::int64_t b,
 
 // The query side of block b against key_state (all keys, or the earlier chunks when
 // causal): computes delta, z and writes dQ of the block's rows; causal also writes the
-// in-chunk parts of dK and dV (set, not added). Leaves phi(q') of the block in ws.features.
+// in-chunk parts of dK and dV (set, not added). Leaves phi'(q') of the block in
+// ws.features with keep_raised (for add_query_stats), else phi(q') only.
 template <class T>
 void query_block(Head<T>& head, Workspace<T>& ws, std::int64_t b,
-                 std::type_identity_t<MatrixView<const T>> key_state);
+                 std::type_identity_t<MatrixView<const T>> key_state, bool keep_raised);
 
 // query_state += query statistics of block b (needs z and delta of the block);
-// with features_ready, ws.features must hold phi(q') of this block (scaled in place to Qn).
+// with features_ready, ws.features must hold phi'(q') of this block.
 template <class T>
 void add_query_stats(const Head<T>& head, Workspace<T>& ws, std::int64_t b, bool features_ready,
                      std::type_identity_t<MatrixView<T>> query_state);
