@@ -1,7 +1,8 @@
 // The embedded default of `lorafast finetune` as shipped in the source tree: the
 // base model loads, is byte-level with a context of at least the default window,
 // and has learned Tiny Shakespeare (its loss on the first validation windows is far
-// below a unigram model's); the fine-tuning corpus is there and new to it.
+// below a unigram model's); the fine-tuning corpus is there. That fine-tuning
+// teaches it the corpus: tests/python/test_default_finetune.py.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -24,12 +25,10 @@ TEST(DefaultAssets, BaseModelLoadsAndKnowsShakespeare) {
   // A unigram model of Shakespeare's bytes scores ~3.3 nats; the pretrained model
   // is recorded at ~1.8 (models/default/README.md): 2.3 leaves room for the
   // spread between the first 8 windows and the whole split.
-  const double shakespeare = evaluate_windows(weights, nullptr, split.val, 128, 8).loss;
+  const double shakespeare = evaluate_windows<float>(weights, nullptr, split.val, 128, 8).loss;
   EXPECT_LT(shakespeare, 2.3);
-  // The fine-tuning corpus: its new names and words cost the base model more.
   const Tokens corpus = read_byte_tokens(root / "data" / "lora_and_adam.txt");
-  const double novel = evaluate_windows(weights, nullptr, corpus, 128, 8).loss;
-  EXPECT_GT(novel, shakespeare);
+  EXPECT_GT(eval_window_count(static_cast<std::int64_t>(corpus.size()), 128), 20);  // enough for eval and validation
 }
 
 }  // namespace
