@@ -1,6 +1,7 @@
 """`lorafast finetune` with no arguments: the embedded default (INTERFACE.md).
 
-Run in an empty directory with only a shorter schedule (--steps, --sample-tokens)
+Run in an empty directory with only a shorter schedule (--steps, --sample-tokens,
+--threads 1: a contended second core makes OpenMP barriers spin)
 so that it stays well under 30 s: it finds the shipped base model and corpus by
 itself, prints a base-model sample before training and an adapted one after, and
 writes lorafast-out/ with the PEFT adapter, train_log.csv and (with matplotlib)
@@ -8,7 +9,7 @@ loss_curve.png; `eval --json` on the fine-tuning corpus is lower with the adapte
 than without. The shipped files (model, corpora, their README) are present.
 
 Tolerance: 20 updates at the recipe's learning rate lower the corpus loss by
-~0.2 nats (measured); the check asks for 0.05, several times the noise of a
+~0.4 nats (measured: 1.987 -> 1.603); the check asks for 0.05, several times the noise of a
 mean over ~30 windows of a 4 KB text.
 """
 
@@ -59,7 +60,7 @@ def shipped_files_exist(binary):
 @harness.test
 def no_argument_run_trains_samples_and_plots(binary):
     with tempfile.TemporaryDirectory() as d:
-        stdout, stderr = run_ok(binary, ["finetune", "--steps", 20, "--sample-tokens", 40], cwd=d)
+        stdout, stderr = run_ok(binary, ["finetune", "--steps", 20, "--sample-tokens", 40, "--threads", 1], cwd=d)
         out = os.path.join(d, "lorafast-out")
         want = ["adapter_config.json", "adapter_model.safetensors", "checkpoint.safetensors", "train_log.csv"]
         if has_matplotlib():
@@ -85,7 +86,7 @@ def data_override_and_missing_model(binary):
         data = os.path.join(d, "text.txt")
         with open(data, "w") as f:
             f.write("LORA:\nThe loss goes down.\n\n" * 60)
-        stdout, _ = run_ok(binary, ["finetune", "--data", data, "--steps", 2, "--sample-tokens", 0, "--out",
+        stdout, _ = run_ok(binary, ["finetune", "--data", data, "--steps", 2, "--sample-tokens", 0, "--threads", 1, "--out",
                                     os.path.join(d, "o")], cwd=d)
         check("corpus %s" % data in stdout and "sample from" not in stdout, "stdout %r" % stdout)
         rc, _, err = lfcase.run_lorafast(binary, ["finetune", "--model", os.path.join(d, "none"), "--steps", 1],
