@@ -8,6 +8,7 @@
 - three f64 updates (gradient accumulation, clipping, warmup, weight decay on the
   rank-2 tensors only, beta2) replayed with torch.optim.AdamW + clip_grad_norm_ +
   LambdaLR from the step-0 model on the same windows;
+- Ctrl-C: the current update finishes, the model so far is saved, exit 130;
 - bad flags and inputs: the right exit code, one `lorafast: error:` line, no output.
 
 Tolerance model (DESIGN.md rule 5): the f64 replay's final weights agree to a
@@ -21,8 +22,11 @@ correction, clip factor) is >= 1e-4.
 import json
 import math
 import os
+import signal
+import subprocess
 import sys
 import tempfile
+import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -149,6 +153,31 @@ def training_replays_in_torch_adamw(binary):
         err = lfcase.rel_error(have, want)
         check(err <= 1e-9, "weights after %d steps: rel err %.3e vs torch AdamW" % (o["steps"], err))
         return "rel err %.2e (weights moved by %.2e, %d clipped steps)" % (err, moved, clipped)
+
+
+@harness.test
+def ctrl_c_saves_the_model(binary):
+    with tempfile.TemporaryDirectory() as d:
+        data, out = write_text(d), os.path.join(d, "model")
+        log = os.path.join(out, "train_log.csv")
+        proc = subprocess.Popen([binary, "pretrain", "--data", data, "--out", out, "--steps", "1000000", "--batch",
+                                 "2", "--threads", "1"] + [str(a) for a in TINY],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.time() + 60
+        while time.time() < deadline and not (os.path.exists(log) and open(log).read().count("\n") >= 4):
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+        stderr = stderr.decode()
+        check(proc.returncode == 130, "exit %d after SIGINT: %s" % (proc.returncode, stderr[-400:]))
+        check("interrupted after step" in stderr, "stderr %r" % stderr[-400:])
+        step = int(stderr.split("interrupted after step ")[1].split()[0])
+        with open(log) as f:
+            rows = f.read().splitlines()[1:]
+        check(len(rows) == step >= 3, "log rows %d, reported step %d" % (len(rows), step))
+        check(sorted(os.listdir(out)) == ["config.json", "model.safetensors", "train_log.csv"], os.listdir(out))
+        run_ok(binary, ["eval", "--model", out, "--data", data, "--seq-len", 16])
+        return "stopped after step %d" % step
 
 
 def expect_error(binary, args, code, needle, absent):
