@@ -91,4 +91,17 @@ GptWeights<T> gpt_weights_from_tensors(const GptConfig& config, const TensorMap&
 template <class T>
 GptWeights<T> load_gpt_model(const std::filesystem::path& dir);
 
+// config.json text for `config`: the six sizes plus the Hugging Face GPT2Config
+// keys that pin what this implementation computes (model_type "gpt2",
+// activation_function "gelu_new", n_ctx, no dropout, tied embeddings).
+std::string gpt_config_json(const GptConfig& config);
+
+// Writes a model directory that load_gpt_model and Hugging Face
+// GPT2LMHeadModel.from_pretrained read: `dir` is created if missing, then
+// model.safetensors (every tensor under its GPT-2 name with the "transformer."
+// prefix, dtype T, metadata {"format": "pt"}) and config.json, each atomically.
+// Errors: Error(bad_input) naming the path.
+template <class T>
+void save_gpt_model(const std::filesystem::path& dir, const GptWeights<T>& weights);
+
 }  // namespace lorafast

@@ -71,6 +71,8 @@ enum class TrainOutcome { completed, stopped };
 // Everything train() checks before its first update: the options, --seq-len within
 // the model's n_positions, the adapters against the model, a complete window in
 // the training split and, when validating, in the validation split.
+// validate_training_run: the same without adapters (pretraining).
+void validate_training_run(const GptConfig& model, const TrainValSplit& data, const TrainOptions& options);
 template <class T>
 void validate_training(const GptWeights<T>& weights, const TrainState<T>& state, const TrainValSplit& data,
                        const TrainOptions& options);

@@ -1,13 +1,15 @@
-// Optimisation of the LoRA adapters of a GPT-2 model: AdamW with decoupled weight
-// decay and bias correction (Loshchilov & Hutter; PyTorch's torch.optim.AdamW),
-// LoRA+ (a larger learning rate for every B matrix, Hayou et al. 2024), global-norm
-// gradient clipping (torch.nn.utils.clip_grad_norm_), gradient accumulation, and a
-// linear-warmup + cosine learning-rate schedule that decays to a floor.
+// Optimisation: AdamW with decoupled weight decay and bias correction (Loshchilov &
+// Hutter; PyTorch's torch.optim.AdamW), global-norm gradient clipping
+// (torch.nn.utils.clip_grad_norm_), gradient accumulation, and a linear-warmup +
+// cosine learning-rate schedule that decays to a floor.
 //
-// Every "tensor list" below is a std::vector<LoraLayer> in the layout of
-// GptLora::layers (adapters, their gradients and the two AdamW moments alike).
-// The frozen rows of an attn.c_attn lora_B (projections outside c_attn_qkv) have
-// zero gradient and stay exactly zero.
+// The core works on any list of (parameter, gradient, moments) tensors
+// (adamw_update, the Tensor* list helpers); pretraining passes every base weight
+// (pretrain.hpp). The LoRA forms below take std::vector<LoraLayer> lists in the
+// layout of GptLora::layers (adapters, their gradients and the two AdamW moments
+// alike) and add LoRA+ (a larger learning rate for every B matrix, Hayou et al.
+// 2024). The frozen rows of an attn.c_attn lora_B (projections outside
+// c_attn_qkv) have zero gradient and stay exactly zero.
 #pragma once
 
 #include <cstdint>
@@ -19,8 +21,8 @@ namespace lorafast {
 
 struct AdamWOptions {
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
-  double weight_decay = 0.0;     // decoupled: p <- p (1 - lr * weight_decay), on A and B
-  double lora_plus_ratio = 1.0;  // LoRA+: the learning rate of every B is ratio * lr
+  double weight_decay = 0.0;     // decoupled: p <- p (1 - lr * weight_decay) (LoRA: on A and B)
+  double lora_plus_ratio = 1.0;  // LoRA+: the learning rate of every B is ratio * lr (LoRA only)
   // 0 <= beta < 1, eps > 0, weight_decay >= 0, ratio > 0, all finite; Error(usage).
   void validate() const;
 };
@@ -38,6 +40,34 @@ struct LrSchedule {
   void validate() const;
 };
 
+// One tensor of an AdamW update: the parameter, its gradient and both moments (one
+// shape, dtype T), its learning-rate factor and whether weight decay applies to it.
+struct AdamWTensor {
+  Tensor* param = nullptr;
+  const Tensor* grad = nullptr;
+  Tensor* m = nullptr;
+  Tensor* v = nullptr;
+  double lr_scale = 1.0;
+  bool decay = true;
+};
+
+// One AdamW update of every listed tensor, element by element in double, with
+// t = ++step, rate = lr * lr_scale and wd = options.weight_decay (0 without decay):
+//   p <- p (1 - rate wd);  m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
+//   p <- p - rate (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+template <class T>
+void adamw_update(const std::vector<AdamWTensor>& tensors, std::int64_t& step, const AdamWOptions& options,
+                  double lr);
+
+// Tensor lists (any layout; `acc` and `g` of matching shapes and dtypes):
+// sqrt(sum of squares) accumulated in double in list order; every tensor times
+// `factor`; acc[k] += g[k].
+double global_grad_norm(const std::vector<const Tensor*>& grads);
+void scale_tensors(const std::vector<Tensor*>& tensors, double factor);
+void add_tensors(const std::vector<Tensor*>& acc, const std::vector<const Tensor*>& g);
+// clip_grad_norm (below) of a tensor list.
+double clip_grad_norm(const std::vector<Tensor*>& grads, double max_norm);
+
 // First and second moments (dtype T, the adapters' layout) and the number of
 // updates applied so far (the t of the bias correction).
 template <class T>
@@ -50,11 +80,8 @@ struct AdamWState {
 template <class T>
 AdamWState<T> init_adamw_state(const GptLora<T>& lora);
 
-// One AdamW update of every adapter tensor at learning rate `lr` (B: lr * ratio),
-// element by element in double, with t = ++state.step:
-//   p <- p (1 - lr wd);  m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
-//   p <- p - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
-// The frozen c_attn rows of B are re-zeroed afterwards.
+// adamw_update of every adapter tensor at learning rate `lr` (B: lr * ratio), all
+// with weight decay, t = ++state.step. The frozen c_attn rows of B are re-zeroed afterwards.
 template <class T>
 void adamw_step(GptLora<T>& lora, const std::vector<LoraLayer>& grads, AdamWState<T>& state,
                 const AdamWOptions& options, double lr);

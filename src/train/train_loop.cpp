@@ -1,8 +1,8 @@
 // The fine-tuning loop: sample, accumulate, clip, step, validate, report.
-#include <chrono>
 #include <cmath>
 
 #include "lorafast/train_loop.hpp"
+#include "train/update_loop.hpp"
 
 namespace lorafast {
 namespace {
@@ -39,13 +39,10 @@ double validation_loss(const GptWeights<T>& weights, const GptLora<T>& lora, con
   return evaluate_windows(weights, &lora, val, options.seq_len, options.val_windows, options.batch).loss;
 }
 
-template <class T>
-void validate_training(const GptWeights<T>& weights, const TrainState<T>& state, const TrainValSplit& data,
-                       const TrainOptions& options) {
+void validate_training_run(const GptConfig& model, const TrainValSplit& data, const TrainOptions& options) {
   options.validate();
-  LF_CHECK(options.seq_len <= weights.config.n_positions, usage, "--seq-len ", options.seq_len,
-           " exceeds the model's n_positions ", weights.config.n_positions);
-  validate_gpt_lora(state.lora, weights.config, "adapter");
+  LF_CHECK(options.seq_len <= model.n_positions, usage, "--seq-len ", options.seq_len,
+           " exceeds the model's n_positions ", model.n_positions);
   const auto train_tokens = static_cast<std::int64_t>(data.train.size());
   LF_CHECK(train_tokens >= options.seq_len + 1, ErrorKind::bad_input, "the training split has ", train_tokens,
            " tokens, fewer than one window of --seq-len + 1 = ", options.seq_len + 1);
@@ -57,41 +54,56 @@ void validate_training(const GptWeights<T>& weights, const TrainState<T>& state,
 }
 
 template <class T>
+void validate_training(const GptWeights<T>& weights, const TrainState<T>& state, const TrainValSplit& data,
+                       const TrainOptions& options) {
+  options.validate();
+  validate_gpt_lora(state.lora, weights.config, "adapter");
+  validate_training_run(weights.config, data, options);
+}
+
+namespace {
+
+// Fine-tuning as update_loop.hpp's Run: gradients of the adapters only.
+template <class T>
+class LoraRun {
+ public:
+  LoraRun(const GptWeights<T>& weights, TrainState<T>& state, const Tokens& val, const TrainOptions& options)
+      : weights_(weights), state_(state), val_(val), options_(options) {}
+
+  std::int64_t step() const { return state_.step(); }
+
+  double add_micro_batch(const TokenBatch& batch) {
+    auto result = gpt_loss_and_grad(weights_, state_.lora, batch);
+    accumulate_grads(grads_, result.d_lora);
+    return result.loss;
+  }
+
+  double finish_update(std::int64_t micro_batches, double clip, double lr) {
+    if (micro_batches > 1) scale_grads(grads_, 1.0 / static_cast<double>(micro_batches));
+    const double norm = clip_grad_norm(grads_, clip);
+    adamw_step(state_.lora, grads_, state_.adamw, options_.adamw, lr);
+    grads_.clear();
+    return norm;
+  }
+
+  double validation_loss() const { return lorafast::validation_loss(weights_, state_.lora, val_, options_); }
+
+ private:
+  const GptWeights<T>& weights_;
+  TrainState<T>& state_;
+  const Tokens& val_;
+  const TrainOptions& options_;
+  std::vector<LoraLayer> grads_;
+};
+
+}  // namespace
+
+template <class T>
 TrainOutcome train(const GptWeights<T>& weights, TrainState<T>& state, const TrainValSplit& data,
                    const TrainOptions& options, const TrainCallbacks& callbacks) {
   validate_training(weights, state, data, options);
-  const LrSchedule schedule = options.schedule();
-  while (state.step() < options.steps) {
-    const auto start = std::chrono::steady_clock::now();
-    const std::int64_t step = state.step() + 1;
-    std::vector<LoraLayer> grads;
-    double loss = 0;
-    for (std::int64_t micro = 0; micro < options.grad_accum; ++micro) {
-      const TokenBatch batch = sample_windows(data.train, options.seq_len, options.batch, options.seed, step, micro);
-      auto result = gpt_loss_and_grad(weights, state.lora, batch);
-      loss += result.loss;
-      accumulate_grads(grads, result.d_lora);
-    }
-    if (options.grad_accum > 1) scale_grads(grads, 1.0 / static_cast<double>(options.grad_accum));
-    loss /= static_cast<double>(options.grad_accum);
-    LF_CHECK(std::isfinite(loss), ErrorKind::cannot_meet, "the training loss became ", loss, " at step ", step,
-             " (lower --lr or set --clip)");
-    StepReport report;
-    report.step = step;
-    report.steps = options.steps;
-    report.loss = loss;
-    report.lr = schedule.at(step);
-    report.grad_norm = clip_grad_norm(grads, options.clip);
-    adamw_step(state.lora, grads, state.adamw, options.adamw, report.lr);
-    report.tokens = options.grad_accum * options.batch * options.seq_len;
-    if (options.eval_every > 0 && (step % options.eval_every == 0 || step == options.steps))
-      report.val_loss = validation_loss(weights, state.lora, data.val, options);
-    report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (callbacks.on_step) callbacks.on_step(report);
-    if (state.step() < options.steps && callbacks.stop_requested && callbacks.stop_requested())
-      return TrainOutcome::stopped;
-  }
-  return TrainOutcome::completed;
+  LoraRun<T> run(weights, state, data.val, options);
+  return detail::run_updates(run, data.train, options, callbacks);
 }
 
 #define LORAFAST_INSTANTIATE(T)                                                                                  \

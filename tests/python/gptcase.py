@@ -2,7 +2,9 @@
 
 - `random_model`: GPT-2 tensors (Conv1D weights [in, out]) and config.json values;
 - `write_model_dir` / `write_adapter_dir`: the Hugging Face / PEFT directory layouts
-  of INTERFACE.md ("Models, adapters, fine-tuning");
+  of INTERFACE.md ("Models, adapters, fine-tuning"); `read_model_dir` reads the former;
+- `splitmix64`, `sample_windows`, `lr_at`: the training window sampler and the
+  learning-rate schedule, restated to replay training runs in PyTorch;
 - `torch_loss_and_grads`: GPT-2 with LoRA re-implemented in PyTorch (pre-LN blocks,
   causal multi-head attention, tanh GELU, tied LM head, mean next-token
   cross-entropy) and autograd of the loss w.r.t. every adapter tensor and, on
@@ -22,6 +24,7 @@ import torch
 import lfcase
 
 TARGETS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
+MASK = (1 << 64) - 1
 
 
 def target_dims(target, D):
@@ -56,6 +59,15 @@ def write_model_dir(path, config, tensors, prefixed=True, dtype=np.float64):
     prefix = "transformer." if prefixed else ""
     lfcase.write_safetensors(os.path.join(path, "model.safetensors"),
                              {prefix + k: np.asarray(v, dtype=dtype) for k, v in tensors.items()})
+
+
+def read_model_dir(path):
+    """(config dict, {GPT-2 name without prefix: float64 array}) of a model directory."""
+    with open(os.path.join(path, "config.json")) as f:
+        config = json.load(f)
+    tensors = lfcase.read_safetensors(os.path.join(path, "model.safetensors"))
+    return config, {k[len("transformer."):] if k.startswith("transformer.") else k: np.asarray(v, dtype=np.float64)
+                    for k, v in tensors.items()}
 
 
 def peft_name(layer, target, which):
@@ -153,3 +165,31 @@ def torch_loss_and_grads(config, model, adapter, tokens, R=1, alpha=1.0, rslora=
                     g[p * D:(p + 1) * D] = 0
         out[name] = g
     return out
+
+
+# ---------------------------------------------------------------- training restated
+
+def splitmix64(x):
+    """SplitMix64's mixing function (train_data.hpp)."""
+    z = (x + 0x9e3779b97f4a7c15) & MASK
+    z = ((z ^ (z >> 30)) * 0xbf58476d1ce4e5b9) & MASK
+    z = ((z ^ (z >> 27)) * 0x94d049bb133111eb) & MASK
+    return z ^ (z >> 31)
+
+
+def sample_windows(tokens, T, B, seed, step, micro):
+    """The training windows [B, T + 1] of update `step`, micro-batch `micro` (train_data.hpp)."""
+    key = splitmix64(splitmix64(splitmix64(seed) ^ step) ^ micro)
+    starts = [splitmix64(key ^ n) % (len(tokens) - T) for n in range(B)]
+    return np.array([tokens[s:s + T + 1] for s in starts], dtype=np.int64)
+
+
+def lr_at(step, peak, warmup, total, floor_ratio):
+    """LrSchedule::at: linear warmup, then a half cosine down to floor_ratio * peak."""
+    if warmup > 0 and step <= warmup:
+        return peak * step / warmup
+    floor = floor_ratio * peak
+    if total - warmup <= 0:
+        return floor
+    progress = min(1.0, max(0.0, (step - warmup) / (total - warmup)))
+    return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * progress))

@@ -47,7 +47,6 @@ harness = lfcase.Harness(__doc__)
 
 LAYERS, HEADS, D, V, P = 2, 2, 16, 256, 64
 TEXT = "the quick brown fox jumps over the lazy dog. " * 40
-MASK = (1 << 64) - 1
 
 
 def make_model(d, name="model", vocab=V, seed=0):
@@ -98,29 +97,6 @@ def torch_eval(config, model, tokens, T, adapter=None, R=1, alpha=1.0, qkv="qkv"
         adapter.update({gptcase.peft_name(i, "attn.c_attn", "B"): np.zeros((3 * D, 1)) for i in range(LAYERS)})
     w = windows(tokens, T)
     return gptcase.torch_loss_and_grads(config, model, adapter, w, R, alpha, qkv=qkv)["loss"], w.size - len(w)
-
-
-def splitmix64(x):
-    z = (x + 0x9e3779b97f4a7c15) & MASK
-    z = ((z ^ (z >> 30)) * 0xbf58476d1ce4e5b9) & MASK
-    z = ((z ^ (z >> 27)) * 0x94d049bb133111eb) & MASK
-    return z ^ (z >> 31)
-
-
-def sample_windows(tokens, T, B, seed, step, micro):
-    key = splitmix64(splitmix64(splitmix64(seed) ^ step) ^ micro)
-    starts = [splitmix64(key ^ n) % (len(tokens) - T) for n in range(B)]
-    return np.array([tokens[s:s + T + 1] for s in starts], dtype=np.int64)
-
-
-def lr_at(step, peak, warmup, total, floor_ratio):
-    if warmup > 0 and step <= warmup:
-        return peak * step / warmup
-    floor = floor_ratio * peak
-    if total - warmup <= 0:
-        return floor
-    progress = min(1.0, max(0.0, (step - warmup) / (total - warmup)))
-    return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 # ---------------------------------------------------------------- tests
@@ -217,13 +193,13 @@ def training_replays_in_torch_adamw(binary):
                   {"params": [params[n] for n in names if "lora_B" in n], "lr": o["lr"] * o["ratio"]}]
         opt = torch.optim.AdamW(groups, betas=(0.9, 0.999), eps=1e-8, weight_decay=o["wd"])
         sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda i: lr_at(i + 1, o["lr"], o["warmup"], o["steps"], o["floor"]) / o["lr"])
+            opt, lambda i: gptcase.lr_at(i + 1, o["lr"], o["warmup"], o["steps"], o["floor"]) / o["lr"])
         clipped = 0
         for step in range(1, o["steps"] + 1):
             current = {n: p.detach().numpy().copy() for n, p in params.items()}
             grads = {n: np.zeros_like(v) for n, v in current.items()}
             for micro in range(o["K"]):
-                w = sample_windows(train, o["T"], o["B"], o["seed"], step, micro)
+                w = gptcase.sample_windows(train, o["T"], o["B"], o["seed"], step, micro)
                 r = gptcase.torch_loss_and_grads(config, tensors, current, w, o["R"], o["alpha"], qkv="qv")
                 for n in names:
                     grads[n] += r[n] / o["K"]
@@ -322,7 +298,8 @@ def bad_inputs_fail_cleanly(binary):
         out = os.path.join(d, "out")
         ft0 = ["finetune", "--model", model, "--out", out, "--steps", 2, "--batch", 2, "--threads", 1]
         ft = ft0 + ["--seq-len", 16]
-        expect_error(binary, ["finetune", "--data", data, "--out", out], 2, "--model", out)
+        expect_error(binary, ["finetune", "--model", os.path.join(d, "nomodel"), "--data", data, "--out", out], 3,
+                     "nomodel", out)
         expect_error(binary, ft + ["--data", os.path.join(d, "missing.txt")], 3, "missing.txt", out)
         expect_error(binary, ft + ["--data", write_text(d, "short", "short.txt")], 3, "short.txt", out)
         expect_error(binary, ft + ["--data", write_text(d, "", "empty.txt")], 3, "empty", out)

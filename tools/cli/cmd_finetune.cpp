@@ -1,8 +1,14 @@
 // `lorafast finetune`: LoRA fine-tuning of a byte-level GPT-2 model on a text file.
 // Writes into --out: the PEFT adapter (adapter_config.json, adapter_model.safetensors),
 // train_log.csv and checkpoint.safetensors (adapter + AdamW state + step, for
-// --resume). Every input is checked before anything is written. Ctrl-C finishes the
-// current step, saves a checkpoint and exits with 130 (SIGTERM: 143).
+// --resume), and with --plot loss_curve.png. Every input is checked before anything
+// is written. Ctrl-C finishes the current step, saves a checkpoint and exits with
+// 130 (SIGTERM: 143).
+//
+// Without --model it runs the embedded default (default_assets.hpp): the shipped
+// base model, the shipped corpus unless --data is given, a short recipe for the
+// flags not given (embedded_recipe), a sample from the base model before training
+// and from the adapted model after (same prompt and seed), and the loss plot.
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -11,7 +17,9 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
+#include "default_assets.hpp"
 #include "gpt_model_flags.hpp"
+#include "lorafast/gpt_generate.hpp"
 #include "lorafast/train_checkpoint.hpp"
 #include "train_output.hpp"
 
@@ -35,6 +43,10 @@ struct FinetuneFlags {
   double val_fraction = 0.1;
   std::int64_t save_every = 100, stop_after = 0;
   bool resume = false;
+  std::optional<std::string> sample_prompt;
+  std::int64_t sample_tokens = 200;
+  bool plot = false;
+  fs::path plot_script;  // set with --plot
   CLI::App* command = nullptr;
 
   bool given(const char* flag) const { return command->count(flag) > 0; }
@@ -111,6 +123,27 @@ void save_all(const fs::path& out, const Checkpoint<T>& checkpoint) {
   save_checkpoint(out / "checkpoint.safetensors", checkpoint);
 }
 
+// Streams `tokens` bytes sampled after the prompt (temperature 0.8, the run's seed)
+// to stdout, every line indented under `title`.
+template <class T>
+void print_sample(const char* title, const GptWeights<T>& weights, const GptLora<T>* lora, const FinetuneFlags& f) {
+  std::printf("%s (prompt %s, seed %llu, temperature 0.8):\n", title, nlohmann::json(*f.sample_prompt).dump().c_str(),
+              static_cast<unsigned long long>(f.train.seed));
+  bool line_start = true;
+  auto put = [&](int c) {
+    if (line_start) std::fputs("  | ", stdout);
+    std::fputc(c, stdout);
+    line_start = c == '\n';
+    std::fflush(stdout);
+  };
+  for (char c : *f.sample_prompt) put(static_cast<unsigned char>(c));
+  SamplingOptions sampling;
+  sampling.temperature = 0.8;
+  gpt_generate(weights, lora, byte_tokens(*f.sample_prompt), f.sample_tokens, sampling, f.train.seed,
+               [&](std::int32_t token) { put(token); });
+  if (!line_start) std::fputc('\n', stdout);
+}
+
 template <class T>
 void run(const FinetuneFlags& f) {
   const fs::path out = f.out, checkpoint_path = out / "checkpoint.safetensors";
@@ -158,6 +191,9 @@ void run(const FinetuneFlags& f) {
     throw Error(e.kind(), e.kind() == bad ? cat(f.data, ": ", e.what()) : e.what());
   }
 
+  const bool sampling = f.sample_prompt && !f.sample_prompt->empty() && f.sample_tokens > 0;
+  if (sampling) print_sample<T>("sample from the base model", weights, nullptr, f);
+
   std::error_code ec;
   fs::create_directories(out, ec);
   LF_CHECK(!ec && fs::is_directory(out), bad, out.string(), ": cannot create the output directory",
@@ -189,6 +225,7 @@ void run(const FinetuneFlags& f) {
   save_all(out, ckpt);
 
   const std::int64_t done = ckpt.state.step();
+  const bool plotted = f.plot && done > 0 && plot_loss_curve(f.plot_script, out / "train_log.csv", out / "loss_curve.png");
   if (done < first) {
     std::printf("nothing to train: the run is at step %lld of %lld\nwrote %s\n", static_cast<long long>(done),
                 static_cast<long long>(options.steps), out.c_str());
@@ -196,10 +233,14 @@ void run(const FinetuneFlags& f) {
     std::printf("steps %lld-%lld of %lld: loss %.4f -> %.4f", static_cast<long long>(first),
                 static_cast<long long>(done), static_cast<long long>(options.steps), first_loss, last_loss);
     if (last_val) std::printf(", val loss %.4f (perplexity %.3f)", *last_val, std::exp(*last_val));
-    std::printf(", %.0f tokens/s\nwrote %s (adapter_config.json, adapter_model.safetensors, train_log.csv, "
-                "checkpoint.safetensors)\n",
-                seconds > 0 ? tokens_done / seconds : 0.0, out.c_str());
+    std::printf(", %.0f tokens/s in %.0f s\n", seconds > 0 ? tokens_done / seconds : 0.0, seconds);
+    if (sampling) print_sample<T>("sample from the adapted model", weights, &ckpt.state.lora, f);
+    std::printf("wrote %s (adapter_config.json, adapter_model.safetensors, train_log.csv, checkpoint.safetensors%s)\n",
+                out.c_str(), plotted ? ", loss_curve.png" : "");
   }
+  if (f.plot && done > 0 && !plotted)
+    std::printf("loss curve skipped: %s needs python3 with matplotlib (Debian: python3-matplotlib)\n",
+                f.plot_script.c_str());
   if (outcome == TrainOutcome::stopped) {
     const int signo = InterruptGuard::signal_received();
     std::fprintf(stderr, "lorafast: %s after step %lld of %lld; checkpoint saved in %s (continue with --resume)\n",
@@ -209,10 +250,33 @@ void run(const FinetuneFlags& f) {
   }
 }
 
-void dispatch(const FinetuneFlags& f) {
-  LF_CHECK(!f.model.model.empty(), usage,
-           "finetune needs --model DIR (the embedded default model is not available yet)");
-  LF_CHECK(!f.data.empty(), usage, "finetune needs --data FILE (the embedded default corpus is not available yet)");
+// The embedded default run's recipe, for each flag not given: a few minutes on two
+// cores, a learning rate suited to the small base model, validation every 25 steps.
+void embedded_recipe(FinetuneFlags& f) {
+  TrainOptions& t = f.train;
+  if (!f.given("--steps")) t.steps = 150;
+  if (!f.given("--lr")) t.lr = 2e-3;
+  if (!f.given("--warmup")) t.warmup = 10;
+  if (!f.eval_every) f.eval_every = 25;
+  if (!f.given("--val-windows")) t.val_windows = 0;
+  if (!f.given("--targets")) f.targets = {"attn.c_attn", "mlp.c_fc"};
+  if (!f.sample_prompt) f.sample_prompt = default_sample_prompt;
+  f.plot = true;
+}
+
+void dispatch(FinetuneFlags f) {
+  if (f.model.model.empty() || f.data.empty() || f.plot) {
+    const DefaultAssets assets = find_default_assets();
+    f.plot_script = assets.plot_script();
+    if (f.data.empty()) f.data = assets.corpus().string();
+    if (f.model.model.empty()) {
+      f.model.model = assets.model().string();
+      embedded_recipe(f);
+      std::printf("lorafast finetune: the embedded default (base model %s, corpus %s)\n", f.model.model.c_str(),
+                  f.data.c_str());
+    }
+  }
+  if (f.eval_every) f.train.eval_every = *f.eval_every;
   std::string dtype = f.model.dtype;
   if (f.resume) {
     const fs::path path = fs::path(f.out) / "checkpoint.safetensors";
@@ -233,8 +297,12 @@ void add_finetune_command(CLI::App& app) {
   f->command = cmd;
   f->model.add_to(*cmd, /*with_adapter=*/false, /*model_required=*/false);
   TrainOptions& t = f->train;
-  cmd->add_option("--data", f->data, "Training text (byte tokens); the last --val-fraction validates");
+  cmd->add_option("--data", f->data, "Training text (byte tokens); the last --val-fraction validates "
+                                     "(default: the embedded corpus data/lora_and_adam.txt)");
   cmd->add_option("--out", f->out, "Output directory: adapter, train_log.csv, checkpoint (default lorafast-out)");
+  cmd->footer("Without --model: the embedded default, a base model pretrained on Tiny Shakespeare, fine-tuned on "
+                "a short dialogue it has never seen, with --steps 150 --lr 2e-3 --warmup 10 --eval-every 25 "
+                "--val-windows 0 --targets attn.c_attn mlp.c_fc --plot unless given.");
   cmd->add_option("--steps", t.steps, "Optimizer updates (default 200)")->check(non_negative);
   cmd->add_option("--seq-len", f->seq_len, "Tokens per window T (default 128, at most n_positions)")->check(positive);
   cmd->add_option("--batch", t.batch, "Windows per micro-batch B (default 8)")->check(positive);
@@ -268,10 +336,15 @@ void add_finetune_command(CLI::App& app) {
   cmd->add_flag("--resume", f->resume, "Continue the run whose checkpoint is in --out, with its options");
   cmd->add_option("--method", f->method, "Attention gradients: auto | exact | fast (default auto)")
       ->check(CLI::IsMember({"auto", "exact", "fast", "chained"}));
+  cmd->add_option("--sample-prompt", f->sample_prompt, "Print a sample after this prompt from the base model "
+                                                       "before training and the adapted one after (default: none; "
+                                                       "\"LORA:\\n\" for the embedded default)");
+  cmd->add_option("--sample-tokens", f->sample_tokens, "Bytes per sample (default 200)")->check(non_negative);
+  cmd->add_flag("--plot", f->plot, "Draw train_log.csv into loss_curve.png (python3 + matplotlib; on for the "
+                                   "embedded default)");
   add_threads_option(*cmd);
   cmd->callback([f] {
     f->train.method = parse_method(f->method);
-    if (f->eval_every) f->train.eval_every = *f->eval_every;
     dispatch(*f);
   });
 }

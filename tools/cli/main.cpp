@@ -56,6 +56,7 @@ int run(int argc, char** argv) {
   add_case_command(app);
   add_phase_command(app);
   add_model_grad_command(app);
+  add_pretrain_command(app);
   add_finetune_command(app);
   add_eval_command(app);
   add_generate_command(app);

@@ -1,8 +1,12 @@
 #include "train_output.hpp"
 
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -134,5 +138,27 @@ InterruptGuard::~InterruptGuard() {
 }
 
 int InterruptGuard::signal_received() { return received_signal; }
+
+bool plot_loss_curve(const std::filesystem::path& script, const std::filesystem::path& csv,
+                     const std::filesystem::path& png) {
+  std::error_code ec;
+  std::filesystem::remove(png, ec);  // so that an old plot is never taken for the new one
+  // Debian's interpreter first: python3-matplotlib installs there, whatever PATH holds.
+  const bool system_python = ::access("/usr/bin/python3", X_OK) == 0;
+  std::string args[] = {system_python ? "/usr/bin/python3" : "python3", script.string(), csv.string(), png.string()};
+  char* argv[] = {args[0].data(), args[1].data(), args[2].data(), args[3].data(), nullptr};
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+  pid_t pid = 0;
+  const int spawned = posix_spawnp(&pid, argv[0], &actions, nullptr, argv, environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (spawned != 0) return false;
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0 && std::filesystem::is_regular_file(png, ec);
+}
 
 }  // namespace lorafast::cli

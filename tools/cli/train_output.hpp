@@ -1,6 +1,7 @@
-// What `lorafast finetune` shows and records while it trains: train_log.csv, the
-// progress display on stderr, and Ctrl-C / SIGTERM turned into "stop after this
-// step" (a second signal ends the program at once; checkpoints are atomic).
+// What `lorafast finetune` and `pretrain` show and record while they train:
+// train_log.csv, the progress display on stderr, Ctrl-C / SIGTERM turned into "stop
+// after this step" (a second signal ends the program at once; checkpoints are
+// atomic), and the loss-curve PNG drawn from the log by scripts/plot_loss.py.
 #pragma once
 
 #include <csignal>
@@ -58,5 +59,11 @@ class InterruptGuard {
  private:
   struct sigaction old_int_ {}, old_term_ {};
 };
+
+// Runs `python3 script csv png` (/usr/bin/python3, else python3 on PATH; its output
+// discarded) and returns true when it wrote the PNG; false when python3 or
+// matplotlib is missing.
+bool plot_loss_curve(const std::filesystem::path& script, const std::filesystem::path& csv,
+                     const std::filesystem::path& png);
 
 }  // namespace lorafast::cli

@@ -1,0 +1,46 @@
+// Pretraining a GPT-2 model from scratch: every base weight trained with AdamW
+// (train_optimizer.hpp) on seeded random windows of byte tokens, by the update loop
+// of fine-tuning (train_loop.hpp: the same TrainOptions, StepReport and callbacks,
+// and the same determinism: identical options, data and thread count give
+// bit-identical weights). Weight decay applies to the rank-2 tensors only (the
+// embeddings and Conv1D weights, not biases or LayerNorm parameters), as in GPT-2
+// and nanoGPT. TrainOptions::method and adamw.lora_plus_ratio do not apply.
+#pragma once
+
+#include <cstdint>
+
+#include "lorafast/train_loop.hpp"
+
+namespace lorafast {
+
+// GPT-2's initialisation (Hugging Face GPT2PreTrainedModel._init_weights): wte, wpe
+// and every Conv1D weight ~ N(0, 0.02^2), except the residual output projections
+// attn.c_proj and mlp.c_proj ~ N(0, (0.02 / sqrt(2 n_layer))^2); biases 0;
+// LayerNorm weight 1, bias 0. Normal deviates come from Box-Muller on one
+// SplitMix64Rng(seed) stream, tensor by tensor in gpt_named_tensors order, so a
+// seed gives the same weights on every platform (up to libm's last-bit rounding).
+template <class T>
+GptWeights<T> init_gpt_weights(const GptConfig& config, std::uint64_t seed);
+
+template <class T>
+struct PretrainState {
+  GptWeights<T> weights;
+  GptWeights<T> m, v;     // AdamW moments, the layout of `weights`
+  std::int64_t step = 0;  // updates completed
+};
+
+// init_gpt_weights(config, seed) and zero moments.
+template <class T>
+PretrainState<T> init_pretrain_state(const GptConfig& config, std::uint64_t seed);
+
+// One adamw_update of every base tensor (t = ++state.step), decaying the rank-2 ones.
+template <class T>
+void pretrain_adamw_step(PretrainState<T>& state, const GptWeights<T>& grads, const AdamWOptions& options, double lr);
+
+// Runs updates state.step + 1 .. options.steps. Errors: validate_training_run()'s;
+// Error(cannot_meet) if the loss diverges.
+template <class T>
+TrainOutcome pretrain(PretrainState<T>& state, const TrainValSplit& data, const TrainOptions& options,
+                      const TrainCallbacks& callbacks = {});
+
+}  // namespace lorafast

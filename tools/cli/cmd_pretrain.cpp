@@ -1,0 +1,158 @@
+// `lorafast pretrain`: trains a byte-level GPT-2 model (vocabulary 256) from a
+// seeded GPT-2 initialisation on a text file, every weight with AdamW. Writes into
+// --out the model directory (config.json, model.safetensors: what --model of
+// finetune, eval and generate reads) and train_log.csv. Every input is checked
+// before anything is written. Ctrl-C finishes the current step, saves the model
+// as it is and exits with 130 (SIGTERM: 143).
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+
+#include "commands.hpp"
+#include "lorafast/pretrain.hpp"
+#include "train_output.hpp"
+
+namespace lorafast::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct PretrainFlags {
+  std::string data, out, dtype = "f32";
+  std::int64_t layers = 4, heads = 4, width = 128;
+  std::optional<std::int64_t> positions, eval_every;
+  TrainOptions train;
+  double val_fraction = 0.1;
+  std::int64_t save_every = 0;
+};
+
+GptConfig model_config(const PretrainFlags& f) {
+  GptConfig c;
+  c.n_layer = f.layers;
+  c.n_head = f.heads;
+  c.n_embd = f.width;
+  c.n_positions = f.positions.value_or(f.train.seq_len);
+  c.vocab_size = byte_vocab_size;
+  LF_CHECK(c.n_embd % c.n_head == 0, ErrorKind::usage, "--heads ", c.n_head, " does not divide --width ", c.n_embd);
+  try {
+    c.validate("the model");
+  } catch (const Error& e) {
+    throw Error(ErrorKind::usage, cat(e.what(), " (from --layers, --heads, --width, --positions)"));
+  }
+  return c;
+}
+
+template <class T>
+void run(const PretrainFlags& f) {
+  const fs::path out = f.out;
+  f.train.validate();
+  LF_CHECK(f.val_fraction < 1, ErrorKind::usage, "--val-fraction must be in [0, 1), got ", f.val_fraction);
+  const GptConfig config = model_config(f);
+  const Tokens tokens = read_byte_tokens(f.data);
+  const TrainValSplit split = split_train_val(tokens, f.val_fraction);
+  TrainOptions options = f.train;
+  if (f.eval_every) {
+    options.eval_every = *f.eval_every;
+  } else {  // validate about 10 times, if the validation split holds a window
+    const bool has_window = eval_window_count(static_cast<std::int64_t>(split.val.size()), options.seq_len) > 0;
+    options.eval_every = has_window ? std::max<std::int64_t>(1, options.steps / 10) : 0;
+  }
+  try {
+    validate_training_run(config, split, options);
+  } catch (const Error& e) {
+    throw Error(e.kind(), e.kind() == ErrorKind::bad_input ? cat(f.data, ": ", e.what()) : e.what());
+  }
+  PretrainState<T> state = init_pretrain_state<T>(config, options.seed);
+
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  LF_CHECK(!ec && fs::is_directory(out), ErrorKind::bad_input, out.string(), ": cannot create the output directory",
+           ec ? ": " + ec.message() : "");
+  TrainLog log(out / "train_log.csv", 0);
+  ProgressDisplay progress(1, options.steps);
+  InterruptGuard interrupts;
+  double first_loss = 0, last_loss = 0, tokens_done = 0, seconds = 0;
+  std::optional<double> last_val;
+  TrainCallbacks callbacks;
+  callbacks.on_step = [&](const StepReport& r) {
+    if (r.step == 1) first_loss = r.loss;
+    last_loss = r.loss;
+    tokens_done += static_cast<double>(r.tokens);
+    seconds += r.seconds;
+    if (r.val_loss) last_val = r.val_loss;
+    log.append(r);
+    progress.update(r);
+    if (f.save_every > 0 && r.step % f.save_every == 0 && r.step < options.steps) save_gpt_model(out, state.weights);
+  };
+  callbacks.stop_requested = [] { return InterruptGuard::signal_received() != 0; };
+  const TrainOutcome outcome = pretrain(state, split, options, callbacks);
+  progress.finish();
+  save_gpt_model(out, state.weights);
+
+  if (state.step > 0) {
+    std::printf("steps 1-%lld of %lld: loss %.4f -> %.4f", static_cast<long long>(state.step),
+                static_cast<long long>(options.steps), first_loss, last_loss);
+    if (last_val) std::printf(", val loss %.4f (perplexity %.3f)", *last_val, std::exp(*last_val));
+    std::printf(", %.0f tokens/s in %.0f s\n", seconds > 0 ? tokens_done / seconds : 0.0, seconds);
+  }
+  std::printf("wrote %s (config.json, model.safetensors, train_log.csv)\n", out.c_str());
+  if (outcome == TrainOutcome::stopped) {
+    const int signo = InterruptGuard::signal_received();
+    std::fprintf(stderr, "lorafast: interrupted after step %lld of %lld; the model so far is saved in %s\n",
+                 static_cast<long long>(state.step), static_cast<long long>(options.steps), out.c_str());
+    command_exit_status = 128 + signo;
+  }
+}
+
+}  // namespace
+
+void add_pretrain_command(CLI::App& app) {
+  auto f = std::make_shared<PretrainFlags>();
+  auto* cmd = app.add_subcommand("pretrain", "Train a byte-level GPT-2 model from scratch on a text file");
+  TrainOptions& t = f->train;
+  t.steps = 1000;
+  t.batch = 16;
+  t.lr = 1e-3;
+  t.warmup = 50;
+  t.adamw.weight_decay = 0.1;
+  t.adamw.beta2 = 0.99;
+  cmd->add_option("--data", f->data, "Training text (byte tokens); the last --val-fraction validates")->required();
+  cmd->add_option("--out", f->out, "Output model directory (config.json, model.safetensors, train_log.csv)")
+      ->required();
+  cmd->add_option("--layers", f->layers, "Transformer blocks (default 4)")->check(positive);
+  cmd->add_option("--heads", f->heads, "Attention heads (default 4)")->check(positive);
+  cmd->add_option("--width", f->width, "Model width n_embd, a multiple of --heads (default 128)")->check(positive);
+  cmd->add_option("--positions", f->positions, "Context length n_positions (default --seq-len)")->check(positive);
+  cmd->add_option("--seq-len", t.seq_len, "Tokens per training window T (default 128)")->check(positive);
+  cmd->add_option("--batch", t.batch, "Windows per micro-batch B (default 16)")->check(positive);
+  cmd->add_option("--grad-accum", t.grad_accum, "Micro-batches per update K (default 1)")->check(positive);
+  cmd->add_option("--steps", t.steps, "Optimizer updates (default 1000)")->check(non_negative);
+  cmd->add_option("--lr", t.lr, "Peak learning rate (default 1e-3)")->check(positive);
+  cmd->add_option("--warmup", t.warmup, "Linear warmup updates (default 50)")->check(non_negative);
+  cmd->add_option("--min-lr-ratio", t.min_lr_ratio, "Cosine decay floor, as a fraction of --lr (default 0.1)")
+      ->check(non_negative);
+  cmd->add_option("--weight-decay", t.adamw.weight_decay,
+                  "AdamW decoupled weight decay of the rank-2 tensors (embeddings, Conv1D weights; default 0.1)")
+      ->check(non_negative);
+  cmd->add_option("--beta2", t.adamw.beta2, "AdamW beta2 (default 0.99)")->check(non_negative);
+  cmd->add_option("--clip", t.clip, "Global gradient-norm clip; 0 = off (default 1)")->check(non_negative);
+  cmd->add_option("--seed", t.seed, "Seed of the initialisation and the training windows (default 0)");
+  cmd->add_option("--eval-every", f->eval_every, "Validate every N updates and after the last; 0 = never "
+                                                 "(default: steps / 10)")->check(non_negative);
+  cmd->add_option("--val-fraction", f->val_fraction, "Tail of the data used for validation (default 0.1)")
+      ->check(non_negative);
+  cmd->add_option("--val-windows", t.val_windows, "Validation windows evaluated; 0 = all (default 64)")
+      ->check(non_negative);
+  cmd->add_option("--save-every", f->save_every, "Also save the model every N updates; 0 = at the end (default)")
+      ->check(non_negative);
+  cmd->add_option("--dtype", f->dtype, "Compute precision: f32 | f64 (the saved weights have it too)")
+      ->check(CLI::IsMember({"f32", "f64"}));
+  add_threads_option(*cmd);
+  cmd->callback([f] {
+    if (f->eval_every) f->train.eval_every = *f->eval_every;
+    f->dtype == "f64" ? run<double>(*f) : run<float>(*f);
+  });
+}
+
+}  // namespace lorafast::cli
