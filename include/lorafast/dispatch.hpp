@@ -16,6 +16,7 @@ namespace lorafast {
 enum class Method { exact, fast, chained, automatic };
 std::string method_name(Method m);             // "exact", "fast", "chained", "auto"
 Method parse_method(const std::string& name);  // throws Error(usage) on anything else
+std::string duration_text(double seconds);    // "92 ms", "4.3 s", "inf": the reasons' style
 
 struct DispatchRequest {
   Method requested = Method::automatic;

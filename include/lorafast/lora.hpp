@@ -62,6 +62,12 @@ struct LoraAttentionGrads {
 // Throws Error(bad_input) naming the tensor at fault, Error(usage) for bad options.
 void validate(const LoraAttentionInputs& inputs, const LoraAttentionOptions& options);
 
+// The per-head plan lora_attention_grad makes for these inputs (the same request and
+// cost model), from Q and K projected in f64 (LoRA included): what `lorafast phase`
+// reports. O(N L D^2) for the projections. Validates first.
+std::vector<HeadDecision> lora_attention_plan(const LoraAttentionInputs& inputs,
+                                              const LoraAttentionOptions& options);
+
 // The gradient, each head through the method the dispatcher picks (exact tiled
 // kernels, the fast surrogate path or the paper's chained route). Validates first.
 LoraAttentionGrads lora_attention_grad(const LoraAttentionInputs& inputs,

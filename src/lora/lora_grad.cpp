@@ -64,18 +64,50 @@ LoraAdapter adapter_grad(const LoraAdapter& lora, double s, const Tensor& x, con
   return grad;
 }
 
-DispatchRequest dispatch_request(const LoraAttentionOptions& opt, std::int64_t batch, std::int64_t seq_len,
-                                 std::int64_t head_dim) {
+template <class T>
+DispatchRequest dispatch_request(const LoraAttentionOptions& opt, const AttentionParams<T>& params) {
   DispatchRequest r;
   r.requested = opt.method;
   r.eps = opt.eps;
   r.degree = opt.degree;
-  r.seq_len = seq_len;
-  r.head_dim = head_dim;
-  r.batch = batch;
-  r.causal = opt.attention.causal;
+  r.seq_len = params.seq_len;
+  r.head_dim = params.head_dim;
+  r.batch = params.batch;
+  r.causal = params.causal;
   r.cost = opt.cost;
   return r;
+}
+
+// s of projection p; 0 when it is not adapted.
+double scaling(const LoraAttentionInputs& in, const LoraAttentionOptions& opt, Projection p) {
+  const auto& lora = in.lora[static_cast<int>(p)];
+  return lora ? opt.scaling.factor(lora->rank()) : 0.0;
+}
+
+// X W_eff^T for projection p, X already in the compute precision T: [N, L, D].
+template <class T>
+Tensor projection(const LoraAttentionInputs& in, const LoraAttentionOptions& opt, const Tensor& x, Projection p) {
+  const int i = static_cast<int>(p);
+  const Tensor w_eff = effective_weight<T>(in.w[i], in.lora[i], scaling(in, opt, p), x.dtype());
+  Tensor out(x.dtype(), {in.batch(), in.seq_len(), in.model_dim()});
+  gemm_rows(T(1), token_rows<T>(x), Op::trans, matrix<T>(w_eff), T(0), token_rows<T>(out));
+  return out;
+}
+
+// The attention shape, scale and mask, with Q and K: all that planning reads.
+template <class T>
+AttentionParams<T> score_params(const LoraAttentionInputs& in, const LoraAttentionOptions& opt, const Tensor& q,
+                                const Tensor& k) {
+  AttentionParams<T> params;
+  params.batch = in.batch();
+  params.seq_len = in.seq_len();
+  params.heads = opt.attention.heads;
+  params.head_dim = in.model_dim() / params.heads;
+  params.scale = opt.attention.resolved_scale(params.head_dim);
+  params.causal = opt.attention.causal;
+  params.q = q.data<T>();
+  params.k = k.data<T>();
+  return params;
 }
 
 template <class T>
@@ -84,30 +116,15 @@ LoraAttentionGrads grad(const LoraAttentionInputs& in, const LoraAttentionOption
   const std::int64_t n = in.batch(), l = in.seq_len(), d = in.model_dim(), heads = opt.attention.heads;
   Tensor x = in.x.to(dt), y = in.y.to(dt);
   std::array<Tensor, 3> proj;  // Q, K, V: [N, L, D]
-  std::array<double, 3> s{};
-  for (auto p : all_projections) {
-    const int i = static_cast<int>(p);
-    s[i] = in.lora[i] ? opt.scaling.factor(in.lora[i]->rank()) : 0.0;
-    const Tensor w_eff = effective_weight<T>(in.w[i], in.lora[i], s[i], dt);
-    proj[i] = Tensor(dt, {n, l, d});
-    gemm_rows(T(1), token_rows<T>(x), Op::trans, matrix<T>(w_eff), T(0), token_rows<T>(proj[i]));
-  }
+  for (auto p : all_projections) proj[static_cast<int>(p)] = projection<T>(in, opt, x, p);
   Tensor o(dt, {n, l, d}), lse(dt, {n, heads, l});
   std::array<Tensor, 3> grads{Tensor(dt, {n, l, d}), Tensor(dt, {n, l, d}), Tensor(dt, {n, l, d})};
-  AttentionParams<T> params;
-  params.batch = n;
-  params.seq_len = l;
-  params.heads = heads;
-  params.head_dim = d / heads;
-  params.scale = opt.attention.resolved_scale(params.head_dim);
-  params.causal = opt.attention.causal;
-  params.q = proj[0].data<T>();
-  params.k = proj[1].data<T>();
+  AttentionParams<T> params = score_params<T>(in, opt, proj[0], proj[1]);
   params.v = proj[2].data<T>();
   params.o = o.data<T>();
   params.lse = lse.data<T>();
   LoraAttentionGrads out;
-  out.heads = plan_heads(params, dispatch_request(opt, n, l, params.head_dim));
+  out.heads = plan_heads(params, dispatch_request(opt, params));
   planned_attention_fwd(params, out.heads);
   out.loss = residual_and_loss<T>(o, y);
   params.d_o = y.data<T>();
@@ -118,12 +135,21 @@ LoraAttentionGrads grad(const LoraAttentionInputs& in, const LoraAttentionOption
 
   for (auto p : all_projections) {
     const int i = static_cast<int>(p);
-    if (in.lora[i]) out.d_lora[i] = adapter_grad<T>(*in.lora[i], s[i], x, grads[i], dt);
+    if (in.lora[i]) out.d_lora[i] = adapter_grad<T>(*in.lora[i], scaling(in, opt, p), x, grads[i], dt);
   }
   return out;
 }
 
 }  // namespace
+
+std::vector<HeadDecision> lora_attention_plan(const LoraAttentionInputs& inputs, const LoraAttentionOptions& options) {
+  validate(inputs, options);
+  const Tensor x = inputs.x.to(DType::f64);
+  const Tensor q = projection<double>(inputs, options, x, Projection::q);
+  const Tensor k = projection<double>(inputs, options, x, Projection::k);
+  const auto params = score_params<double>(inputs, options, q, k);
+  return plan_heads(params, dispatch_request(options, params));
+}
 
 LoraAttentionGrads lora_attention_grad(const LoraAttentionInputs& inputs, const LoraAttentionOptions& options) {
   validate(inputs, options);

@@ -21,7 +21,9 @@ std::string number(double v) {
   return text;
 }
 
-std::string seconds(double s) {
+}  // namespace
+
+std::string duration_text(double s) {
   if (!std::isfinite(s)) return "inf";
   char text[32];
   if (s < 1e-3)
@@ -32,6 +34,8 @@ std::string seconds(double s) {
     std::snprintf(text, sizeof text, "%.3g s", s);
   return text;
 }
+
+namespace {
 
 // C(E+g, g), saturating at INT64_MAX so that reasons can still name the degree.
 std::int64_t feature_count(std::int64_t head_dim, int degree) {
@@ -111,7 +115,8 @@ void decide_requested(std::int64_t h, const HeadScores& head, const DispatchRequ
 // eps. `c` is the cheapest certified approximate candidate, else the fast one.
 void decide_automatic(const HeadScores& head, const DispatchRequest& r, const Candidate& c, HeadDecision& d) {
   const std::string name = method_name(c.method);
-  const std::string costs = cat("predicted ", name, " ", seconds(c.seconds), " vs exact ", seconds(d.cost_exact));
+  const std::string costs =
+      cat("predicted ", name, " ", duration_text(c.seconds), " vs exact ", duration_text(d.cost_exact));
   if (c.degree < 0) {
     d.reason = cat("exact: G=", number(head.score_bound), " exceeds what degree <= ", max_certified_degree,
                    " can certify for eps ", number(r.eps));

@@ -194,6 +194,31 @@ def scaled_up_weights_choose_exact(binary):
 
 
 @harness.test
+def follows_the_calibrated_cost_model(binary):
+    """phase predicts with the cost model `lorafast calibrate` saved, as grad decides
+    with it: ten times the exact coefficients give ten times the predicted exact cost."""
+    case = lfcase.random_case(np.random.default_rng(5), 1, 300, 8, 2, "qv")
+    model = {"exact_quadratic": 2e-11, "exact_scores": 1e-9, "exact_fixed": 2e-5, "fast_state": 2e-10,
+             "fast_map": 0.0, "fast_chunk": 1e-10, "fast_fixed": 1e-5, "chained_factor": 0.3, "threads": 2}
+    costs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for factor in (1, 10):
+            path = os.path.join(tmp, "cost_model_%d.json" % factor)
+            scaled = dict(model, **{k: factor * model[k] for k in ("exact_quadratic", "exact_scores", "exact_fixed")})
+            with open(path, "w") as f:
+                json.dump(scaled, f)
+            os.environ["LORAFAST_COST_MODEL"] = path
+            try:
+                rc, out, err = run_phase(binary, case, ["--heads", "2"])
+            finally:
+                del os.environ["LORAFAST_COST_MODEL"]
+            check(rc == 0, "exit %d: %s" % (rc, err.strip()))
+            costs.append(out["heads"][0]["cost_exact"])
+    check(abs(costs[1] / costs[0] - 10) < 1e-9, "cost_exact %r with 10x exact coefficients" % costs)
+    return "cost_exact %.3g s -> %.3g s" % tuple(costs)
+
+
+@harness.test
 def table_is_the_default(binary):
     case = lfcase.random_case(np.random.default_rng(3), None, 32, 8, 2, "qv")
     with tempfile.TemporaryDirectory() as tmp:

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <memory>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -17,59 +18,17 @@
 namespace lorafast::cli {
 namespace {
 
-// P = X W_eff^T with W_eff = W + s B A, as the gradient path builds it, in f64.
-// X: [N, L, D] -> P: [N, L, D]. O(N L D^2), far below the cost of the attention itself.
-Tensor projection(const LoraAttentionInputs& in, const LoraAttentionOptions& opt, Projection p) {
-  const int i = static_cast<int>(p);
-  const std::int64_t d = in.model_dim(), rows = in.batch() * in.seq_len();
-  Tensor w = in.w[i].to(DType::f64);  // [D, D], [out, in]
-  if (const auto& lora = in.lora[i]) {
-    const Tensor a = lora->a.to(DType::f64), b = lora->b.to(DType::f64);  // [R, D], [D, R]
-    const double s = opt.scaling.factor(lora->rank());
-    double* pw = w.data<double>();
-    for (std::int64_t o = 0; o < d; ++o)
-      for (std::int64_t r = 0; r < lora->rank(); ++r) {
-        const double sb = s * b.data<double>()[o * lora->rank() + r];
-        const double* ar = a.data<double>() + r * d;
-        for (std::int64_t c = 0; c < d; ++c) pw[o * d + c] += sb * ar[c];
-      }
-  }
-  const Tensor x = in.x.to(DType::f64);
-  Tensor out(DType::f64, {in.batch(), in.seq_len(), d});
-  const double* px = x.data<double>();
-  const double* pw = w.data<double>();
-  double* po = out.data<double>();
-#pragma omp parallel for schedule(static)
-  for (std::int64_t t = 0; t < rows; ++t)
-    for (std::int64_t o = 0; o < d; ++o) {
-      double sum = 0;
-      for (std::int64_t c = 0; c < d; ++c) sum += px[t * d + c] * pw[o * d + c];
-      po[t * d + o] = sum;
-    }
-  return out;
-}
-
 // JSON null for "none" (-1 degree or features, infinite cost).
 nlohmann::json or_null(double v) { return std::isfinite(v) && v >= 0 ? nlohmann::json(v) : nlohmann::json(); }
 nlohmann::json or_null(std::int64_t v) { return v >= 0 ? nlohmann::json(v) : nlohmann::json(); }
 
-std::string seconds_text(double s) {
-  if (!std::isfinite(s)) return "-";
-  char text[32];
-  if (s < 1e-3)
-    std::snprintf(text, sizeof text, "%.3g us", s * 1e6);
-  else if (s < 1)
-    std::snprintf(text, sizeof text, "%.3g ms", s * 1e3);
-  else
-    std::snprintf(text, sizeof text, "%.3g s", s);
-  return text;
-}
+// A predicted time for the table; "-" when no method can run.
+std::string cost_text(double s) { return std::isfinite(s) ? duration_text(s) : "-"; }
 
 struct Report {
   std::int64_t seq_len, batch, head_dim;
   double scale, eps, sqrt_log_l;
   bool causal;
-  std::vector<HeadScores> scores;
   std::vector<HeadDecision> decisions;
 };
 
@@ -102,8 +61,8 @@ void print_table(const Report& r) {
     const std::string degree = d.degree >= 0 ? std::to_string(d.degree) : "-";
     const std::string features = d.features >= 0 ? std::to_string(d.features) : "-";
     std::printf("%4zu %9.4g %9.4g %11.4g %9.4g %6s %10s %11s %11s  %s\n", h, d.gamma_q, d.gamma_k, r.sqrt_log_l,
-                d.score_bound, degree.c_str(), features.c_str(), seconds_text(d.cost_exact).c_str(),
-                seconds_text(d.cost_fast).c_str(), method_name(d.method).c_str());
+                d.score_bound, degree.c_str(), features.c_str(), cost_text(d.cost_exact).c_str(),
+                cost_text(d.cost_fast).c_str(), method_name(d.method).c_str());
   }
   std::printf("\nWhy:\n");
   for (std::size_t h = 0; h < r.decisions.size(); ++h) std::printf("  head %zu: %s\n", h, r.decisions[h].reason.c_str());
@@ -128,31 +87,16 @@ void run_phase(const ModelFlags& f) {
   f.check_degree();
   const auto inputs = grad_inputs_from_tensors(read_safetensors(f.in).tensors, f.in);
   const auto options = f.options();
-  validate(inputs, options);
-  const Tensor q = projection(inputs, options, Projection::q), k = projection(inputs, options, Projection::k);
-
-  AttentionParams<double> params;
-  params.batch = inputs.batch();
-  params.seq_len = inputs.seq_len();
-  params.heads = options.attention.heads;
-  params.head_dim = inputs.model_dim() / params.heads;
-  params.scale = options.attention.resolved_scale(params.head_dim);
-  params.causal = options.attention.causal;
-  params.q = q.data<double>();
-  params.k = k.data<double>();
-
-  DispatchRequest request;
-  request.requested = parse_method(f.method);
-  request.eps = f.eps;
-  request.degree = f.degree;
-  request.seq_len = params.seq_len;
-  request.head_dim = params.head_dim;
-  request.batch = params.batch;
-  request.causal = params.causal;
-
-  Report report{params.seq_len, params.batch, params.head_dim, params.scale, f.eps,
-                std::sqrt(std::log(static_cast<double>(params.seq_len))), params.causal, measure_heads(params), {}};
-  report.decisions = decide(report.scores, request);
+  auto decisions = lora_attention_plan(inputs, options);  // validates the inputs first
+  const std::int64_t head_dim = inputs.model_dim() / options.attention.heads;
+  const Report report{inputs.seq_len(),
+                      inputs.batch(),
+                      head_dim,
+                      options.attention.resolved_scale(head_dim),
+                      f.eps,
+                      std::sqrt(std::log(static_cast<double>(inputs.seq_len()))),
+                      options.attention.causal,
+                      std::move(decisions)};
   if (f.json && f.explain)
     for (std::size_t h = 0; h < report.decisions.size(); ++h)
       std::fprintf(stderr, "head %zu: %s\n", h, report.decisions[h].reason.c_str());
