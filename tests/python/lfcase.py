@@ -251,10 +251,11 @@ def rel_error(got, ref):
 
 # ---------------------------------------------------------------- running the binary
 
-def run_lorafast(binary, args, timeout=120, cwd=None):
-    """Run `binary args...`; returns (exit code, stdout, stderr) as text."""
+def run_lorafast(binary, args, timeout=120, cwd=None, env=None):
+    """Run `binary args...` (in `env` if given, else this process's environment);
+    returns (exit code, stdout, stderr) as text."""
     proc = subprocess.run([binary] + [str(a) for a in args], capture_output=True,
-                          timeout=timeout, cwd=cwd)
+                          timeout=timeout, cwd=cwd, env=env)
     return (proc.returncode, proc.stdout.decode("utf-8", "replace"),
             proc.stderr.decode("utf-8", "replace"))
 

@@ -74,12 +74,17 @@ std::string cpu_model() {
   return "unknown";
 }
 
+nlohmann::json env_or_null(const char* name) {
+  const char* value = std::getenv(name);
+  return value ? nlohmann::json(value) : nlohmann::json(nullptr);
+}
+
 nlohmann::json machine_info() {
-  const char* coretype = std::getenv("OPENBLAS_CORETYPE");
   return {{"cpu", cpu_model()},
           {"threads", num_threads()},
-          {"openblas_coretype", coretype ? nlohmann::json(coretype) : nlohmann::json(nullptr)},
-          {"openblas_corename", openblas_get_corename()}};
+          {"openblas_coretype", env_or_null("OPENBLAS_CORETYPE")},
+          {"openblas_corename", openblas_get_corename()},
+          {"omp_wait_policy", env_or_null("OMP_WAIT_POLICY")}};
 }
 
 double median(std::vector<double> v) {
@@ -265,10 +270,12 @@ void print_results(const BenchFlags& f, const std::vector<SizeResult>& results, 
   std::printf("exact attention fwd+bwd, %s, E=%lld H=%lld N=%lld, %s\n", f.dtype.c_str(),
               static_cast<long long>(f.head_dim), static_cast<long long>(f.heads), static_cast<long long>(f.batch),
               f.causal ? "causal" : "bidirectional");
-  std::printf("cpu: %s | threads: %d | OPENBLAS_CORETYPE: %s | OpenBLAS core: %s\n",
+  const auto wait_policy = machine["omp_wait_policy"];
+  std::printf("cpu: %s | threads: %d | OPENBLAS_CORETYPE: %s | OpenBLAS core: %s | OMP_WAIT_POLICY: %s\n",
               machine["cpu"].get<std::string>().c_str(), num_threads(),
               coretype.is_null() ? "(unset)" : coretype.get<std::string>().c_str(),
-              machine["openblas_corename"].get<std::string>().c_str());
+              machine["openblas_corename"].get<std::string>().c_str(),
+              wait_policy.is_null() ? "(unset)" : wait_policy.get<std::string>().c_str());
   std::printf("%s %lld^3 on %d threads: %.1f GFLOP/s\n\n", routine, static_cast<long long>(f.gemm_size),
               num_threads(), gemm);
   std::printf("%8s %6s %12s %10s %9s %13s\n", "L", "reps", "ms (median)", "GFLOP/s", "% gemm",

@@ -5,6 +5,7 @@
 #include "commands.hpp"
 #include "lorafast/error.hpp"
 #include "lorafast/threads.hpp"
+#include "omp_wait_policy.hpp"
 
 namespace lorafast::cli {
 
@@ -83,6 +84,7 @@ int run(int argc, char** argv) {
 }  // namespace lorafast::cli
 
 int main(int argc, char** argv) {
+  lorafast::cli::reexec_with_passive_wait_policy(argv);
   try {
     return lorafast::cli::run(argc, argv);
   } catch (const std::exception& e) {
