@@ -157,7 +157,11 @@ void gpt_forward(const GptWeights<T>& w, const GptLora<T>* lora, const TokenBatc
     attn.o = a.attn.data();
     attn.lse = a.lse.data();
     auto& plan = act.plan[static_cast<std::size_t>(i)];
-    plan = plan_heads(attn, request);
+    try {
+      plan = plan_heads(attn, request);
+    } catch (const Error& e) {
+      throw Error(e.kind(), cat("layer ", i, ", ", e.what()));  // decide() names the head
+    }
     planned_attention_fwd(attn, plan);
     auto c_proj = module_params(w, lora, i, LoraTarget::attn_c_proj, rows);
     c_proj.x = a.attn.data();
