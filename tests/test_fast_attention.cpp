@@ -94,13 +94,14 @@ INSTANTIATE_TEST_SUITE_P(
     [](const auto& info) { return name(info.param); });
 
 // The fast gradient is the exact gradient of the surrogate loss 1/2 ||O~ - Y||^2:
-// central differences of that loss through fast_attention_fwd (keys not centred, so
-// the surrogate is a fixed function of k). h = 1e-5 in double: error ~1e-9 relative.
+// central differences of that loss through fast_attention_fwd, with raw and with
+// centred keys (then the surrogate depends on every key through the mean key too).
+// h = 1e-5 in double: error ~1e-9 relative.
 TEST(FastAttention, FiniteDifferencesOfItsOwnLoss) {
-  for (bool causal : {false, true}) {
+  for (auto [causal, center] : {std::pair{false, false}, {false, true}, {true, false}, {true, true}}) {
     const AttentionBuffers b(1, 21, 2, 3, 0.7, 5);
     const double scale = 0.6;
-    const SurrogateConfig cfg{4, false, 8};
+    const SurrogateConfig cfg{4, center, 8};
     auto t = b.typed<double>(scale, causal);
     auto loss = [&](AttentionBuffers::Typed<double>& tb) {
       for (std::int64_t h = 0; h < 2; ++h) fast_attention_fwd(tb.params, h, cfg);
@@ -122,7 +123,8 @@ TEST(FastAttention, FiniteDifferencesOfItsOwnLoss) {
         input->data<double>()[i] = saved - step;
         const double minus = loss(t);
         input->data<double>()[i] = saved;
-        EXPECT_NEAR((plus - minus) / (2 * step), grad->at(i), 1e-7) << (causal ? "causal " : "bidir ") << i;
+        EXPECT_NEAR((plus - minus) / (2 * step), grad->at(i), 1e-7)
+            << (causal ? "causal " : "bidir ") << (center ? "centred " : "raw ") << i;
       }
   }
 }

@@ -177,17 +177,27 @@ TEST(Checkpoint, CorruptOrMismatchedIsBadInput) {
   fs::remove_all(dir);
 }
 
-TEST(TrainOptions, FastMethodIsNotWiredYet) {
+// fast and chained are wired: validate() checks only --eps and --degree (whether a
+// method certifies depends on the scores, known when an update plans them).
+TEST(TrainOptions, AttentionFlagsAreChecked) {
   auto o = options(1);
-  o.method = Method::fast;
-  try {
-    o.validate();
-    FAIL() << "no error";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), ErrorKind::cannot_meet);
-    EXPECT_NE(std::string(e.what()).find("--method exact"), std::string::npos) << e.what();
-  }
-  o.method = Method::exact;
+  o.attention.method = Method::fast;
+  EXPECT_NO_THROW(o.validate());
+  auto expect_kind = [&](ErrorKind kind, const char* flag) {
+    try {
+      o.validate();
+      ADD_FAILURE() << "no error for " << flag;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), kind);
+      EXPECT_NE(std::string(e.what()).find(flag), std::string::npos) << e.what();
+    }
+  };
+  o.attention.eps = 0;
+  expect_kind(ErrorKind::usage, "--eps");
+  o.attention.eps = 1e-3;
+  o.attention.degree = 3;
+  expect_kind(ErrorKind::bad_input, "--degree");
+  o.attention.degree = 4;
   EXPECT_NO_THROW(o.validate());
 }
 

@@ -9,7 +9,8 @@
 //   P~ = w / rowsum(w),  O~ = P~ V.
 // q' = sqrt(beta) t q and k' = sqrt(beta) (k - c) / t with t balancing max|q'| = max|k'|.
 //
-// fast_attention_bwd is the exact gradient of the loss of O~ (SPEC §3.2b).
+// fast_attention_bwd is the exact gradient of the loss of O~ (SPEC §3.2b), through
+// the mean key c as well when keys are centred.
 // chained_attention_bwd is the paper's route (§3.2a): the exact-gradient formula
 // dS = P~ ∘ (dP - delta), delta = rowsum(dO ∘ O~), evaluated through thin factors.
 // Both write d_q, d_k, d_v of the head's columns for every sequence, reading q, k, v,

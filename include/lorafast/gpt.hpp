@@ -91,6 +91,16 @@ GptWeights<T> gpt_weights_from_tensors(const GptConfig& config, const TensorMap&
 template <class T>
 GptWeights<T> load_gpt_model(const std::filesystem::path& dir);
 
+// Lets the model run sequences of up to `positions` tokens (`--positions`): wpe grows
+// to `positions` rows, row t a copy of trained row t mod n_positions, and n_positions
+// becomes `positions`. Repeating rather than interpolating keeps rows 0..P-1 as
+// trained, so the model is unchanged on its trained context (an adapter fine-tuned on
+// the extended model loads against, and means the same on, the unmodified base for
+// T <= P) and every row is one the model has seen. Error(usage) when `positions` is
+// outside [n_positions, 2^24].
+template <class T>
+void extend_positions(GptWeights<T>& weights, std::int64_t positions);
+
 // config.json text for `config`: the six sizes plus the Hugging Face GPT2Config
 // keys that pin what this implementation computes (model_type "gpt2",
 // activation_function "gelu_new", n_ctx, no dropout, tied embeddings).

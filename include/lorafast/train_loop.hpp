@@ -32,11 +32,14 @@ struct TrainOptions {
   std::int64_t eval_every = 0;   // validation every N updates and after the last; 0: never
   std::int64_t val_windows = 64; // validation windows evaluated (the first ones); 0: all
   std::uint64_t seed = 0;
-  Method method = Method::automatic;
+  // The training forward and backward passes' attention; validation runs exact
+  // attention, as `lorafast eval` does.
+  GptAttention attention{.method = Method::automatic, .eps = 1e-3, .degree = std::nullopt, .cost = {}};
 
   LrSchedule schedule() const { return {lr, warmup, steps, min_lr_ratio}; }
-  // Error(usage) naming the flag; Error(cannot_meet) for a method the GPT model
-  // cannot run yet (fast, chained: its attention is exact only).
+  // Error(usage) naming the flag, Error(bad_input) for an odd --degree. Whether fast
+  // or chained can certify --eps depends on the scores: that Error(cannot_meet) comes
+  // from the update that plans them (or from next_update_plan).
   void validate() const;
 };
 
@@ -59,6 +62,7 @@ struct StepReport {
   std::int64_t tokens = 0;           // predicted tokens of this update (K * B * T)
   double seconds = 0.0;              // wall time of this update (incl. validation)
   std::optional<double> val_loss;    // when validated after this update
+  GptAttentionPlan plan;             // the attention plan of its first micro-batch
 };
 
 struct TrainCallbacks {
@@ -77,8 +81,15 @@ template <class T>
 void validate_training(const GptWeights<T>& weights, const TrainState<T>& state, const TrainValSplit& data,
                        const TrainOptions& options);
 
+// The attention plan of update state.step() + 1's first micro-batch (one forward
+// pass): lets a caller refuse an uncertifiable --method fast before writing anything.
+template <class T>
+GptAttentionPlan next_update_plan(const GptWeights<T>& weights, const TrainState<T>& state, const Tokens& train,
+                                  const TrainOptions& options);
+
 // Runs updates state.step() + 1 .. options.steps (none when already there).
-// Errors: those of validate_training(); Error(cannot_meet) if the loss diverges.
+// Errors: those of validate_training(); Error(cannot_meet) if the loss diverges or
+// fast / chained cannot certify --eps (the state then holds the last update done).
 template <class T>
 TrainOutcome train(const GptWeights<T>& weights, TrainState<T>& state, const TrainValSplit& data,
                    const TrainOptions& options, const TrainCallbacks& callbacks = {});

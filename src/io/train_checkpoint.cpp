@@ -31,7 +31,7 @@ json options_json(const TrainOptions& o) {
           {"eval_every", o.eval_every},
           {"val_windows", o.val_windows},
           {"seed", o.seed},
-          {"method", method_name(o.method)}};
+          {"method", method_name(o.attention.method)}};
 }
 
 TrainOptions options_from(const json& j) {
@@ -52,7 +52,7 @@ TrainOptions options_from(const json& j) {
   o.eval_every = j.at("eval_every").get<std::int64_t>();
   o.val_windows = j.at("val_windows").get<std::int64_t>();
   o.seed = j.at("seed").get<std::uint64_t>();
-  o.method = parse_method(j.at("method").get<std::string>());
+  o.attention.method = parse_method(j.at("method").get<std::string>());
   return o;
 }
 
@@ -150,6 +150,10 @@ Checkpoint<T> load_checkpoint(const std::filesystem::path& path, const GptConfig
     c.state.lora.config.validate();
     const json& m = meta.at("model");
     c.model = model;
+    json positions_only = model_json(model);
+    positions_only["n_positions"] = m.value("n_positions", json());
+    LF_CHECK(m == model_json(model) || m != positions_only, bad, "written for the model with n_positions ",
+             m.at("n_positions").dump(), ", this one has ", model.n_positions, " (resume with the same --positions)");
     LF_CHECK(m == model_json(model), bad, "written for a model with config ", m.dump(), ", this model has ",
              model_json(model).dump());
     c.data = {meta.at("data").at("tokens").get<std::uint64_t>(), meta.at("data").at("fnv1a").get<std::uint64_t>()};

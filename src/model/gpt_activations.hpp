@@ -28,16 +28,18 @@ struct GptActivations {
   // residual[i]: input of block i; residual[n_layer]: input of ln_f. Each [M, D].
   std::vector<std::vector<T>> residual;
   std::vector<BlockActivations<T>> blocks;
+  GptAttentionPlan plan;                       // every layer's, rerun by the backward pass
   std::vector<T> lnf_mean, lnf_rstd, lnf_out;  // [M], [M], [M, D]
   std::vector<std::int32_t> targets;           // [M]
 };
 
 // The forward pass up to ln_f (the loss is lm_head_loss on lnf_out). With
 // `keep_all`, every block's activations are kept for gpt_backward; without it one
-// set of buffers is reused (forward-only evaluation).
+// set of buffers is reused (forward-only evaluation). Each block's attention runs
+// the plan `attention` gives for its q and k (act.plan).
 template <class T>
-void gpt_forward(const GptWeights<T>& weights, const GptLora<T>* lora, const TokenBatch& batch, bool keep_all,
-                 GptActivations<T>& act);
+void gpt_forward(const GptWeights<T>& weights, const GptLora<T>* lora, const TokenBatch& batch,
+                 const GptAttention& attention, bool keep_all, GptActivations<T>& act);
 
 // The Conv1D of `target` in block `layer`, with its adapter when `lora` adapts it.
 template <class T>

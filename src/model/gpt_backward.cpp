@@ -1,12 +1,12 @@
 // Backward pass of the GPT-2 loss: one pass serves fine-tuning (gradients of the
 // LoRA adapters only) and pretraining (gradients of every base weight too). The
 // gradient flows through every layer: ln_f, then per block (last first) mlp.c_proj,
-// GELU, mlp.c_fc, ln_2, attn.c_proj, exact attention, attn.c_attn and ln_1, the
+// GELU, mlp.c_fc, ln_2, attn.c_proj, attention (the forward's plan), attn.c_attn and ln_1, the
 // residual gradient accumulating in place; with base-weight gradients it goes on
 // into the embeddings, otherwise block 0 stops at its adapters.
 #include <algorithm>
 
-#include "lorafast/attention.hpp"
+#include "lorafast/planned_attention.hpp"
 #include "model/gelu.hpp"
 #include "model/gpt_activations.hpp"
 #include "model/layer_norm.hpp"
@@ -82,11 +82,13 @@ T* slot(G* g, Tensor G::*member) {
   return g != nullptr ? (g->*member).template data<T>() : nullptr;
 }
 
-// What one backward pass writes: adapter gradients, base-weight gradients, or both.
+// What one backward pass writes: adapter gradients, base-weight gradients, or both,
+// and optionally the attention plan it ran.
 template <class T>
 struct GradOutputs {
   std::vector<LoraLayer>* d_lora = nullptr;  // laid out as the adapters (zeroed)
   GptWeights<T>* d_weights = nullptr;        // laid out as the weights (zeroed)
+  GptAttentionPlan* plan = nullptr;
 };
 
 template <class T>
@@ -102,12 +104,12 @@ std::vector<LoraLayer> zero_grads(const GptLora<T>& lora) {
 // The forward pass, then the backward pass into `out`; returns the loss.
 template <class T>
 double forward_backward(const GptWeights<T>& w, const GptLora<T>* lora, const TokenBatch& batch,
-                        const GradOutputs<T>& out) {
+                        const GptAttention& attention, const GradOutputs<T>& out) {
   const GptConfig& cfg = w.config;
   const std::int64_t d = cfg.n_embd, layers = cfg.n_layer;
   GptWeights<T>* d_w = out.d_weights;
   GptActivations<T> act;
-  gpt_forward(w, lora, batch, /*keep_all=*/true, act);
+  gpt_forward(w, lora, batch, attention, /*keep_all=*/true, act);
   const std::int64_t rows = act.rows;
   auto buffer = [](std::int64_t n) { return std::vector<T>(static_cast<std::size_t>(n)); };
   std::vector<T> d_res = buffer(rows * d), d_ln = buffer(rows * d), d_attn = buffer(rows * d);
@@ -173,7 +175,7 @@ double forward_backward(const GptWeights<T>& w, const GptLora<T>* lora, const To
     attn.d_q = d_q.data();
     attn.d_k = d_k.data();
     attn.d_v = d_v.data();
-    attention_bwd(attn);
+    planned_attention_bwd(attn, act.plan[static_cast<std::size_t>(i)]);
     merge_qkv(d_q, d_k, d_v, rows, d, d_wide);
     const bool to_input = i > 0 || d_w != nullptr;  // the embeddings are frozen unless d_w is wanted
     auto c_attn = module_params(w, lora, i, LoraTarget::attn_c_attn, rows);
@@ -191,18 +193,20 @@ double forward_backward(const GptWeights<T>& w, const GptLora<T>* lora, const To
   }
   if (d_w != nullptr) embed_bwd(batch, d, d_res.data(), d_w->wte.template data<T>(), d_w->wpe.template data<T>());
   if (out.d_lora != nullptr && lora != nullptr) mask_c_attn_rows(*out.d_lora, lora->config);
+  if (out.plan != nullptr) *out.plan = std::move(act.plan);
   return loss;
 }
 
 }  // namespace
 
 template <class T>
-GptLossGrad<T> gpt_loss_and_grad(const GptWeights<T>& w, const GptLora<T>& lora, const TokenBatch& batch) {
+GptLossGrad<T> gpt_loss_and_grad(const GptWeights<T>& w, const GptLora<T>& lora, const TokenBatch& batch,
+                                 const GptAttention& attention) {
   validate_tokens(batch, w.config);
   validate_gpt_lora(lora, w.config, "adapter");
   GptLossGrad<T> out;
   out.d_lora = zero_grads(lora);
-  out.loss = forward_backward(w, &lora, batch, GradOutputs<T>{&out.d_lora, nullptr});
+  out.loss = forward_backward(w, &lora, batch, attention, GradOutputs<T>{&out.d_lora, nullptr, &out.plan});
   return out;
 }
 
@@ -215,7 +219,8 @@ GptFullGrad<T> gpt_loss_and_full_grad(const GptWeights<T>& w, const GptLora<T>* 
     validate_gpt_lora(*lora, w.config, "adapter");
     out.d_lora = zero_grads(*lora);
   }
-  out.loss = forward_backward(w, lora, batch, GradOutputs<T>{lora != nullptr ? &out.d_lora : nullptr, &out.d_weights});
+  out.loss = forward_backward(w, lora, batch, GptAttention{},
+                              GradOutputs<T>{lora != nullptr ? &out.d_lora : nullptr, &out.d_weights});
   return out;
 }
 
@@ -223,8 +228,9 @@ template GptFullGrad<float> gpt_loss_and_full_grad<float>(const GptWeights<float
                                                           const TokenBatch&);
 template GptFullGrad<double> gpt_loss_and_full_grad<double>(const GptWeights<double>&, const GptLora<double>*,
                                                             const TokenBatch&);
-template GptLossGrad<float> gpt_loss_and_grad<float>(const GptWeights<float>&, const GptLora<float>&, const TokenBatch&);
+template GptLossGrad<float> gpt_loss_and_grad<float>(const GptWeights<float>&, const GptLora<float>&, const TokenBatch&,
+                                                     const GptAttention&);
 template GptLossGrad<double> gpt_loss_and_grad<double>(const GptWeights<double>&, const GptLora<double>&,
-                                                       const TokenBatch&);
+                                                       const TokenBatch&, const GptAttention&);
 
 }  // namespace lorafast

@@ -1,8 +1,8 @@
-// GPT-2 forward pass with LoRA (pre-LN blocks, causal multi-head attention through
-// the exact tiled kernels, tied LM head) and the forward-only loss.
+// GPT-2 forward pass with LoRA (pre-LN blocks, causal multi-head attention planned
+// per layer and head, tied LM head) and the forward-only loss.
 #include <algorithm>
 
-#include "lorafast/attention.hpp"
+#include "lorafast/planned_attention.hpp"
 #include "model/gelu.hpp"
 #include "model/gpt_activations.hpp"
 #include "model/layer_norm.hpp"
@@ -100,9 +100,22 @@ LoraLinearParams<T> module_params(const GptWeights<T>& weights, const GptLora<T>
   return p;
 }
 
+DispatchRequest GptAttention::request(std::int64_t batch, std::int64_t seq_len, std::int64_t head_dim) const {
+  DispatchRequest r;
+  r.requested = method;
+  r.eps = eps;
+  r.degree = degree;
+  r.seq_len = seq_len;
+  r.head_dim = head_dim;
+  r.batch = batch;
+  r.causal = true;
+  r.cost = cost;
+  return r;
+}
+
 template <class T>
-void gpt_forward(const GptWeights<T>& w, const GptLora<T>* lora, const TokenBatch& batch, bool keep_all,
-                 GptActivations<T>& act) {
+void gpt_forward(const GptWeights<T>& w, const GptLora<T>* lora, const TokenBatch& batch,
+                 const GptAttention& attention, bool keep_all, GptActivations<T>& act) {
   const GptConfig& cfg = w.config;
   const std::int64_t d = cfg.n_embd, rows = batch.predicted(), layers = cfg.n_layer;
   act.batch = batch.batch;
@@ -125,6 +138,8 @@ void gpt_forward(const GptWeights<T>& w, const GptLora<T>* lora, const TokenBatc
   attn.head_dim = cfg.head_dim();
   attn.scale = AttentionConfig{}.resolved_scale(attn.head_dim);  // 1/sqrt(E), as GPT-2
   attn.causal = true;
+  const DispatchRequest request = attention.request(attn.batch, attn.seq_len, attn.head_dim);
+  act.plan.assign(static_cast<std::size_t>(layers), {});
   for (std::int64_t i = 0; i < layers; ++i) {
     const auto& b = w.blocks[static_cast<std::size_t>(i)];
     auto& a = act.blocks[static_cast<std::size_t>(keep_all ? i : 0)];
@@ -141,7 +156,13 @@ void gpt_forward(const GptWeights<T>& w, const GptLora<T>* lora, const TokenBatc
     attn.v = a.v.data();
     attn.o = a.attn.data();
     attn.lse = a.lse.data();
-    attention_fwd(attn);
+    auto& plan = act.plan[static_cast<std::size_t>(i)];
+    try {
+      plan = plan_heads(attn, request);
+    } catch (const Error& e) {
+      throw Error(e.kind(), cat("layer ", i, ", ", e.what()));  // decide() names the head
+    }
+    planned_attention_fwd(attn, plan);
     auto c_proj = module_params(w, lora, i, LoraTarget::attn_c_proj, rows);
     c_proj.x = a.attn.data();
     c_proj.y = proj.data();
@@ -172,22 +193,42 @@ void gpt_forward(const GptWeights<T>& w, const GptLora<T>* lora, const TokenBatc
     for (std::int64_t t = 0; t < batch.seq_len; ++t) act.targets[static_cast<std::size_t>(n * batch.seq_len + t)] = batch.at(n, t + 1);
 }
 
+namespace {
+
 template <class T>
-double gpt_loss(const GptWeights<T>& weights, const GptLora<T>* lora, const TokenBatch& batch) {
+GptActivations<T> forward_only(const GptWeights<T>& weights, const GptLora<T>* lora, const TokenBatch& batch,
+                               const GptAttention& attention) {
   validate_tokens(batch, weights.config);
   if (lora != nullptr) validate_gpt_lora(*lora, weights.config, "adapter");
   GptActivations<T> act;
-  gpt_forward(weights, lora, batch, /*keep_all=*/false, act);
+  gpt_forward(weights, lora, batch, attention, /*keep_all=*/false, act);
+  return act;
+}
+
+}  // namespace
+
+template <class T>
+double gpt_loss(const GptWeights<T>& weights, const GptLora<T>* lora, const TokenBatch& batch,
+                const GptAttention& attention) {
+  const auto act = forward_only(weights, lora, batch, attention);
   return lm_head_loss(LmHeadLossParams<T>{act.rows, weights.config.n_embd, weights.config.vocab_size,
                                           act.lnf_out.data(), ptr<T>(weights.wte), act.targets.data(), nullptr});
 }
 
+template <class T>
+GptAttentionPlan gpt_attention_plan(const GptWeights<T>& weights, const GptLora<T>* lora, const TokenBatch& batch,
+                                    const GptAttention& attention) {
+  return forward_only(weights, lora, batch, attention).plan;
+}
+
 #define LORAFAST_INSTANTIATE(T)                                                                              \
-  template void gpt_forward<T>(const GptWeights<T>&, const GptLora<T>*, const TokenBatch&, bool,             \
-                               GptActivations<T>&);                                                          \
+  template void gpt_forward<T>(const GptWeights<T>&, const GptLora<T>*, const TokenBatch&, const GptAttention&, \
+                               bool, GptActivations<T>&);                                                    \
   template LoraLinearParams<T> module_params<T>(const GptWeights<T>&, const GptLora<T>*, std::int64_t,       \
                                                 LoraTarget, std::int64_t);                                   \
-  template double gpt_loss<T>(const GptWeights<T>&, const GptLora<T>*, const TokenBatch&);
+  template double gpt_loss<T>(const GptWeights<T>&, const GptLora<T>*, const TokenBatch&, const GptAttention&); \
+  template GptAttentionPlan gpt_attention_plan<T>(const GptWeights<T>&, const GptLora<T>*, const TokenBatch&,    \
+                                                  const GptAttention&);
 LORAFAST_INSTANTIATE(float)
 LORAFAST_INSTANTIATE(double)
 #undef LORAFAST_INSTANTIATE

@@ -113,6 +113,13 @@ void surrogate_bwd(const AttentionProblem& pr, const SurrogateConfig& cfg, Matri
         for (std::int64_t j = i + 1; j < l; ++j) d_s[i * l + j] = 0;
     }
     scores_to_inputs(pr, h, sg, d_s, d_o, d_q, d_k, d_v);
+    // The surrogate also depends on every key through the centre c = mean key.
+    const std::int64_t e = pr.q.cols / pr.heads, c0 = h * e;
+    for (std::int64_t m = 0; m < e && cfg.center_keys; ++m) {
+      double mean = 0;
+      for (std::int64_t j = 0; j < l; ++j) mean += d_k(j, c0 + m) / static_cast<double>(l);
+      for (std::int64_t j = 0; j < l; ++j) d_k(j, c0 + m) -= mean;
+    }
   }
 }
 

@@ -1,5 +1,6 @@
 // The fine-tuning loop: sample, accumulate, clip, step, validate, report.
 #include <cmath>
+#include <utility>
 
 #include "lorafast/train_loop.hpp"
 #include "train/update_loop.hpp"
@@ -19,10 +20,11 @@ void TrainOptions::validate() const {
   LF_CHECK(val_windows >= 0, usage, "--val-windows must be >= 0, got ", val_windows);
   schedule().validate();
   adamw.validate();
-  LF_CHECK(method == Method::exact || method == Method::automatic, ErrorKind::cannot_meet, "--method ",
-           method_name(method),
-           " is not yet wired into the GPT model, whose attention runs the exact kernels only; use --method exact "
-           "or auto");
+  LF_CHECK(attention.eps > 0 && std::isfinite(attention.eps), usage, "--eps must be positive and finite, got ",
+           attention.eps);
+  LF_CHECK(!attention.degree || (*attention.degree >= 0 && *attention.degree % 2 == 0), ErrorKind::bad_input,
+           "--degree ", attention.degree.value_or(0),
+           " is odd or negative: odd Taylor degrees can make the softmax normaliser negative; use an even degree");
 }
 
 template <class T>
@@ -42,7 +44,8 @@ double validation_loss(const GptWeights<T>& weights, const GptLora<T>& lora, con
 void validate_training_run(const GptConfig& model, const TrainValSplit& data, const TrainOptions& options) {
   options.validate();
   LF_CHECK(options.seq_len <= model.n_positions, usage, "--seq-len ", options.seq_len,
-           " exceeds the model's n_positions ", model.n_positions);
+           " exceeds the model's n_positions ", model.n_positions, " (--positions ", options.seq_len,
+           " extends its position table)");
   const auto train_tokens = static_cast<std::int64_t>(data.train.size());
   LF_CHECK(train_tokens >= options.seq_len + 1, ErrorKind::bad_input, "the training split has ", train_tokens,
            " tokens, fewer than one window of --seq-len + 1 = ", options.seq_len + 1);
@@ -73,10 +76,13 @@ class LoraRun {
   std::int64_t step() const { return state_.step(); }
 
   double add_micro_batch(const TokenBatch& batch) {
-    auto result = gpt_loss_and_grad(weights_, state_.lora, batch);
+    auto result = gpt_loss_and_grad(weights_, state_.lora, batch, options_.attention);
     accumulate_grads(grads_, result.d_lora);
+    if (plan_.empty()) plan_ = std::move(result.plan);
     return result.loss;
   }
+
+  GptAttentionPlan take_plan() { return std::exchange(plan_, {}); }
 
   double finish_update(std::int64_t micro_batches, double clip, double lr) {
     if (micro_batches > 1) scale_grads(grads_, 1.0 / static_cast<double>(micro_batches));
@@ -94,9 +100,17 @@ class LoraRun {
   const Tokens& val_;
   const TrainOptions& options_;
   std::vector<LoraLayer> grads_;
+  GptAttentionPlan plan_;  // of the update's first micro-batch
 };
 
 }  // namespace
+
+template <class T>
+GptAttentionPlan next_update_plan(const GptWeights<T>& weights, const TrainState<T>& state, const Tokens& train,
+                                  const TrainOptions& options) {
+  const auto batch = sample_windows(train, options.seq_len, options.batch, options.seed, state.step() + 1, 0);
+  return gpt_attention_plan(weights, &state.lora, batch, options.attention);
+}
 
 template <class T>
 TrainOutcome train(const GptWeights<T>& weights, TrainState<T>& state, const TrainValSplit& data,
@@ -111,6 +125,8 @@ TrainOutcome train(const GptWeights<T>& weights, TrainState<T>& state, const Tra
   template double validation_loss<T>(const GptWeights<T>&, const GptLora<T>&, const Tokens&, const TrainOptions&); \
   template void validate_training<T>(const GptWeights<T>&, const TrainState<T>&, const TrainValSplit&,            \
                                      const TrainOptions&);                                                        \
+  template GptAttentionPlan next_update_plan<T>(const GptWeights<T>&, const TrainState<T>&, const Tokens&,        \
+                                                const TrainOptions&);                                             \
   template TrainOutcome train<T>(const GptWeights<T>&, TrainState<T>&, const TrainValSplit&, const TrainOptions&,  \
                                  const TrainCallbacks&);
 LORAFAST_INSTANTIATE(float)

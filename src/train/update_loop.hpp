@@ -11,6 +11,9 @@
 //                                         > 1), clips, steps the optimizer, clears
 //                                         the accumulator; returns the norm before clipping
 //   double validation_loss() const
+// and optionally
+//   GptAttentionPlan take_plan()          the attention plan of the update's first
+//                                         micro-batch (for StepReport::plan)
 #pragma once
 
 #include <chrono>
@@ -39,6 +42,7 @@ TrainOutcome run_updates(Run& run, const Tokens& train, const TrainOptions& opti
     report.lr = schedule.at(step);
     report.grad_norm = run.finish_update(options.grad_accum, options.clip, report.lr);
     report.tokens = options.grad_accum * options.batch * options.seq_len;
+    if constexpr (requires { run.take_plan(); }) report.plan = run.take_plan();
     if (options.eval_every > 0 && (step % options.eval_every == 0 || step == options.steps))
       report.val_loss = run.validation_loss();
     report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -62,7 +62,8 @@ def no_argument_run_trains_samples_and_plots(binary):
     with tempfile.TemporaryDirectory() as d:
         stdout, stderr = run_ok(binary, ["finetune", "--steps", 20, "--sample-tokens", 40, "--threads", 1], cwd=d)
         out = os.path.join(d, "lorafast-out")
-        want = ["adapter_config.json", "adapter_model.safetensors", "checkpoint.safetensors", "train_log.csv"]
+        want = ["adapter_config.json", "adapter_model.safetensors", "attention_plan.csv", "checkpoint.safetensors",
+                "train_log.csv"]
         if has_matplotlib():
             want.append("loss_curve.png")
         check(sorted(os.listdir(out)) == sorted(want), "lorafast-out: %s" % sorted(os.listdir(out)))

@@ -109,7 +109,7 @@ def finetune_loss_falls_and_adapter_loads(binary):
         stdout, stderr = run_ok(binary, ["finetune", "--model", model, "--data", data, "--out", out, "--steps", 40,
                                          "--seq-len", 32, "--batch", 4, "--lr", 3e-2, "--rank", 4,
                                          "--targets", "attn.c_attn", "mlp.c_fc", "--eval-every", 10, "--threads", 1])
-        check(sorted(os.listdir(out)) == ["adapter_config.json", "adapter_model.safetensors",
+        check(sorted(os.listdir(out)) == ["adapter_config.json", "adapter_model.safetensors", "attention_plan.csv",
                                           "checkpoint.safetensors", "train_log.csv"], "out: %s" % os.listdir(out))
         header, rows = read_log(os.path.join(out, "train_log.csv"))
         for col in ("step", "loss", "lr", "val_loss", "tokens_per_s"):

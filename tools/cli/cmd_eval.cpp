@@ -23,12 +23,13 @@ struct EvalFlags {
 
 template <class T>
 void run(const EvalFlags& f) {
-  const auto weights = load_byte_model<T>(f.model.model);
+  const auto weights = load_byte_model<T>(f.model);
   const auto adapter = load_optional_adapter<T>(f.model.adapter, weights.config);
   const Tokens tokens = read_byte_tokens(f.data);
   const std::int64_t seq_len = f.seq_len.value_or(default_seq_len(weights.config));
   LF_CHECK(seq_len <= weights.config.n_positions, ErrorKind::usage, "--seq-len ", seq_len,
-           " exceeds the model's n_positions ", weights.config.n_positions);
+           " exceeds the model's n_positions ", weights.config.n_positions, " (--positions ", seq_len,
+           " extends its position table)");
   EvalResult r;
   try {
     r = evaluate_windows(weights, adapter ? &*adapter : nullptr, tokens, seq_len, 0, f.batch);
@@ -52,7 +53,7 @@ void add_eval_command(CLI::App& app) {
   flags->model.add_to(*cmd, /*with_adapter=*/true);
   cmd->add_option("--data", flags->data, "Text file (byte tokens)")->required();
   cmd->add_option("--seq-len", flags->seq_len, "Window length T: windows of T + 1 tokens, stride T "
-                                                "(default: 128, at most n_positions)")->check(positive);
+                                                "(default: 128, at most n_positions or --positions)")->check(positive);
   cmd->add_option("--batch", flags->batch, "Windows per forward pass (memory only; default 8)")->check(positive);
   cmd->add_flag("--json", flags->json, "Print {\"loss\": L, \"tokens\": n} as JSON");
   add_threads_option(*cmd);

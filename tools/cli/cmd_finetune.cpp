@@ -1,7 +1,7 @@
 // `lorafast finetune`: LoRA fine-tuning of a byte-level GPT-2 model on a text file.
 // Writes into --out: the PEFT adapter (adapter_config.json, adapter_model.safetensors),
-// train_log.csv and checkpoint.safetensors (adapter + AdamW state + step, for
-// --resume), and with --plot loss_curve.png. Every input is checked before anything
+// train_log.csv, attention_plan.csv (attention_log.hpp) and checkpoint.safetensors
+// (adapter + AdamW state + step, for --resume), and with --plot loss_curve.png. Every input is checked before anything
 // is written. Ctrl-C finishes the current step, saves a checkpoint and exits with
 // 130 (SIGTERM: 143).
 //
@@ -16,9 +16,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "attention_log.hpp"
 #include "commands.hpp"
 #include "default_assets.hpp"
 #include "gpt_model_flags.hpp"
+#include "lorafast/cost_model.hpp"
 #include "lorafast/gpt_generate.hpp"
 #include "lorafast/train_checkpoint.hpp"
 #include "train_output.hpp"
@@ -40,6 +42,8 @@ struct FinetuneFlags {
   bool rslora = false;
   std::vector<std::string> targets{"attn.c_attn"};
   std::string qkv = "qkv", method = "auto";
+  double eps = 1e-3;
+  std::optional<int> degree;
   double val_fraction = 0.1;
   std::int64_t save_every = 100, stop_after = 0;
   bool resume = false;
@@ -147,10 +151,10 @@ void print_sample(const char* title, const GptWeights<T>& weights, const GptLora
 template <class T>
 void run(const FinetuneFlags& f) {
   const fs::path out = f.out, checkpoint_path = out / "checkpoint.safetensors";
-  f.train.validate();  // usage errors (and an unwired --method) before reading any file
+  f.train.validate();  // usage errors (and an odd --degree) before reading any file
   LF_CHECK(f.val_fraction < 1, usage, "--val-fraction must be in [0, 1), got ", f.val_fraction);
   const LoraConfig flag_lora = lora_config(f);
-  const auto weights = load_byte_model<T>(f.model.model);
+  const auto weights = load_byte_model<T>(f.model);
   const GptConfig& config = weights.config;
   const Tokens tokens = read_byte_tokens(f.data);
   const DataFingerprint data_fingerprint = fingerprint(tokens);
@@ -169,11 +173,12 @@ void run(const FinetuneFlags& f) {
     ckpt.state = std::move(loaded.state);
     ckpt.val_fraction = loaded.val_fraction;
     ckpt.options = loaded.options;
-    // What may change between sessions: the horizon, validation cadence, method.
+    // What may change between sessions: the horizon, validation cadence, attention
+    // method (the checkpoint records the last session's).
     if (f.given("--steps")) ckpt.options.steps = f.train.steps;
     if (f.eval_every) ckpt.options.eval_every = *f.eval_every;
     if (f.given("--val-windows")) ckpt.options.val_windows = f.train.val_windows;
-    ckpt.options.method = f.train.method;
+    ckpt.options.attention = f.train.attention;
   } else {
     ckpt.options.seq_len = f.seq_len.value_or(default_seq_len(config));
     ckpt.state = init_train_state<T>(config, flag_lora, f.train.seed);
@@ -190,6 +195,10 @@ void run(const FinetuneFlags& f) {
   } catch (const Error& e) {
     throw Error(e.kind(), e.kind() == bad ? cat(f.data, ": ", e.what()) : e.what());
   }
+  // Only fast and chained can fail to certify --eps: find out before writing anything.
+  const Method method = options.attention.method;
+  if ((method == Method::fast || method == Method::chained) && ckpt.state.step() < options.steps)
+    next_update_plan(weights, ckpt.state, split.train, options);
 
   const bool sampling = f.sample_prompt && !f.sample_prompt->empty() && f.sample_tokens > 0;
   if (sampling) print_sample<T>("sample from the base model", weights, nullptr, f);
@@ -200,6 +209,7 @@ void run(const FinetuneFlags& f) {
            ec ? ": " + ec.message() : "");
   const std::int64_t first = ckpt.state.step() + 1;
   TrainLog log(out / "train_log.csv", ckpt.state.step());
+  AttentionLog attention_log(out / "attention_plan.csv", ckpt.state.step());
   ProgressDisplay progress(first, options.steps);
   InterruptGuard interrupts;
   double first_loss = 0, last_loss = 0, tokens_done = 0, seconds = 0;
@@ -212,6 +222,7 @@ void run(const FinetuneFlags& f) {
     seconds += r.seconds;
     if (r.val_loss) last_val = r.val_loss;
     log.append(r);
+    for (const auto& line : attention_log.record(r.step, r.plan)) progress.note(line);
     progress.update(r);
     if (f.save_every > 0 && r.step % f.save_every == 0 && r.step < options.steps) save_all(out, ckpt);
   };
@@ -219,8 +230,17 @@ void run(const FinetuneFlags& f) {
     return InterruptGuard::signal_received() != 0 || (f.stop_after > 0 && ckpt.state.step() >= f.stop_after);
   };
   const bool already_there = f.stop_after > 0 && ckpt.state.step() >= f.stop_after && ckpt.state.step() < options.steps;
-  const TrainOutcome outcome =
-      already_there ? TrainOutcome::stopped : train(weights, ckpt.state, split, options, callbacks);
+  TrainOutcome outcome = TrainOutcome::stopped;
+  try {
+    if (!already_there) outcome = train(weights, ckpt.state, split, options, callbacks);
+  } catch (const Error& e) {
+    // A head that stops certifying (or a diverging loss) leaves the state at the last update.
+    if (e.kind() != ErrorKind::cannot_meet) throw;
+    progress.finish();
+    save_all(out, ckpt);
+    throw Error(e.kind(), cat(e.what(), "; checkpoint of step ", ckpt.state.step(), " saved in ", out.string(),
+                              " (continue with --resume)"));
+  }
   progress.finish();
   save_all(out, ckpt);
 
@@ -235,7 +255,8 @@ void run(const FinetuneFlags& f) {
     if (last_val) std::printf(", val loss %.4f (perplexity %.3f)", *last_val, std::exp(*last_val));
     std::printf(", %.0f tokens/s in %.0f s\n", seconds > 0 ? tokens_done / seconds : 0.0, seconds);
     if (sampling) print_sample<T>("sample from the adapted model", weights, &ckpt.state.lora, f);
-    std::printf("wrote %s (adapter_config.json, adapter_model.safetensors, train_log.csv, checkpoint.safetensors%s)\n",
+    std::printf("wrote %s (adapter_config.json, adapter_model.safetensors, train_log.csv, attention_plan.csv, "
+                "checkpoint.safetensors%s)\n",
                 out.c_str(), plotted ? ", loss_curve.png" : "");
   }
   if (f.plot && done > 0 && !plotted)
@@ -304,7 +325,8 @@ void add_finetune_command(CLI::App& app) {
                 "a short dialogue it has never seen, with --steps 150 --lr 2e-3 --warmup 10 --eval-every 25 "
                 "--val-windows 0 --targets attn.c_attn mlp.c_fc --plot unless given.");
   cmd->add_option("--steps", t.steps, "Optimizer updates (default 200)")->check(non_negative);
-  cmd->add_option("--seq-len", f->seq_len, "Tokens per window T (default 128, at most n_positions)")->check(positive);
+  cmd->add_option("--seq-len", f->seq_len, "Tokens per window T (default 128, at most n_positions or --positions)")
+      ->check(positive);
   cmd->add_option("--batch", t.batch, "Windows per micro-batch B (default 8)")->check(positive);
   cmd->add_option("--grad-accum", t.grad_accum, "Micro-batches per update K (default 1)")->check(positive);
   cmd->add_option("--rank", f->rank, "LoRA rank R (default 8)")->check(positive);
@@ -334,8 +356,14 @@ void add_finetune_command(CLI::App& app) {
                                                  "--resume)")->check(non_negative);
   cmd->add_option("--seed", t.seed, "Seed of the adapter initialisation and the training windows (default 0)");
   cmd->add_flag("--resume", f->resume, "Continue the run whose checkpoint is in --out, with its options");
-  cmd->add_option("--method", f->method, "Attention gradients: auto | exact | fast (default auto)")
+  cmd->add_option("--method", f->method, "Attention per layer and head: exact | fast | chained | auto (default "
+                                         "auto: per head the cheapest method certified within --eps); each layer's "
+                                         "choice is printed and written to attention_plan.csv")
       ->check(CLI::IsMember({"auto", "exact", "fast", "chained"}));
+  cmd->add_option("--eps", f->eps, "Target relative error of each layer's attention gradients (default 1e-3)")
+      ->check(positive);
+  cmd->add_option("--degree", f->degree, "Force the (even) Taylor degree of fast/chained (--eps then not enforced)")
+      ->check(non_negative);
   cmd->add_option("--sample-prompt", f->sample_prompt, "Print a sample after this prompt from the base model "
                                                        "before training and the adapted one after (default: none; "
                                                        "\"LORA:\\n\" for the embedded default)");
@@ -344,7 +372,11 @@ void add_finetune_command(CLI::App& app) {
                                    "embedded default)");
   add_threads_option(*cmd);
   cmd->callback([f] {
-    f->train.method = parse_method(f->method);
+    GptAttention& a = f->train.attention;
+    a.method = parse_method(f->method);
+    a.eps = f->eps;
+    a.degree = f->degree;
+    a.cost = load_cost_model(default_cost_model_path());  // written by `lorafast calibrate`
     dispatch(*f);
   });
 }

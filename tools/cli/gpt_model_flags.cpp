@@ -1,5 +1,7 @@
 #include "gpt_model_flags.hpp"
 
+#include "commands.hpp"
+
 namespace lorafast::cli {
 
 void GptModelFlags::add_to(CLI::App& c, bool with_adapter, bool model_required) {
@@ -7,6 +9,11 @@ void GptModelFlags::add_to(CLI::App& c, bool with_adapter, bool model_required) 
   if (model_required) m->required();
   if (with_adapter) c.add_option("--adapter", adapter, "PEFT LoRA adapter directory (e.g. finetune's --out)");
   c.add_option("--dtype", dtype, "Compute precision: f32 | f64")->check(CLI::IsMember({"f32", "f64"}));
+  c.add_option("--positions", positions,
+               "Run sequences of up to N tokens: the position table is extended to N rows by repeating the "
+               "trained ones (row t = row t mod n_positions), so the model is unchanged up to n_positions and an "
+               "adapter trained with it still loads against the plain base model")
+      ->check(positive);
 }
 
 }  // namespace lorafast::cli

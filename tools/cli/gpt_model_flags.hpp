@@ -1,6 +1,7 @@
 // Flags shared by `finetune`, `eval` and `generate`: the model directory, an
-// optional PEFT adapter directory and the compute precision, and how a byte-level
-// model is loaded (INTERFACE.md "Models, adapters, fine-tuning").
+// optional PEFT adapter directory, the compute precision and a longer position
+// table, and how a byte-level model is loaded (INTERFACE.md "Models, adapters,
+// fine-tuning").
 #pragma once
 
 #include <algorithm>
@@ -16,20 +17,24 @@ namespace lorafast::cli {
 
 struct GptModelFlags {
   std::string model, adapter, dtype = "f32";
+  std::optional<std::int64_t> positions;  // extend_positions (gpt.hpp)
 
-  // --model (required unless `model_required` is false), --adapter when `with_adapter`, --dtype.
+  // --model (required unless `model_required` is false), --adapter when `with_adapter`,
+  // --dtype, --positions.
   void add_to(CLI::App& command, bool with_adapter, bool model_required = true);
 };
 
 // The default window length: 128 tokens, or n_positions when the model's context is shorter.
 inline std::int64_t default_seq_len(const GptConfig& config) { return std::min<std::int64_t>(128, config.n_positions); }
 
-// The model of a directory, after checking (from config.json alone) that its
-// vocabulary is the byte-level one (exit 4 otherwise).
+// The model of --model, after checking (from config.json alone) that its vocabulary
+// is the byte-level one (exit 4 otherwise), with --positions applied.
 template <class T>
-GptWeights<T> load_byte_model(const std::string& dir) {
-  require_byte_vocab(read_gpt_config(std::filesystem::path(dir) / "config.json"));
-  return load_gpt_model<T>(dir);
+GptWeights<T> load_byte_model(const GptModelFlags& flags) {
+  require_byte_vocab(read_gpt_config(std::filesystem::path(flags.model) / "config.json"));
+  auto weights = load_gpt_model<T>(flags.model);
+  if (flags.positions) extend_positions(weights, *flags.positions);
+  return weights;
 }
 
 // The adapter of --adapter, or nothing without it.

@@ -117,6 +117,13 @@ void ProgressDisplay::update(const StepReport& r) {
   std::fflush(stderr);
 }
 
+void ProgressDisplay::note(const std::string& line) {
+  // On a terminal the line replaces the open progress line, which the next update redraws.
+  std::fprintf(stderr, "%s%s\n", tty_ && open_line_ ? "\r\033[K" : "", line.c_str());
+  open_line_ = false;
+  std::fflush(stderr);
+}
+
 void ProgressDisplay::finish() {
   if (open_line_) std::fputc('\n', stderr);
   open_line_ = false;

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
+#include <string>
 
 #include "lorafast/train_loop.hpp"
 
@@ -39,6 +40,7 @@ class ProgressDisplay {
  public:
   ProgressDisplay(std::int64_t first_step, std::int64_t steps);
   void update(const StepReport& report);
+  void note(const std::string& line);  // a line of its own, above the progress line
   void finish();  // ends the terminal line
 
  private:
