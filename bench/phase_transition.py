@@ -183,7 +183,7 @@ def plot(path, rows, args, g0, prov):
     ax_e.set_xscale("log")
     ax_e.set_yscale("log")
     ax_e.set_ylim(1e-9, 1e3)
-    ax_e.set_xlabel("certified score bound G = max over heads of β·max|q_i|·max|k_j − mean k|")
+    ax_e.set_xlabel("certified score bound G = max over heads of β·max|q_i|·max|k_j − c| (c: mean key)")
     ax_e.set_ylabel("gradient relative error vs exact f64 (Frobenius, all d_*)")
     ax_e.set_title(f"error vs G (E={args.head_dim}, H={args.heads}, {'causal' if args.causal else 'bidirectional'},"
                    f" f32, eps={args.eps:g})", fontsize=9.5)

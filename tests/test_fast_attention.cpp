@@ -129,6 +129,31 @@ TEST(FastAttention, FiniteDifferencesOfItsOwnLoss) {
   }
 }
 
+// Causality of the centred surrogate: output row i may not depend on a key after it.
+// The centre is the mean of the first chunk's keys, so changing a key of chunk 3 leaves
+// the rows of chunks 0-2 as they were, up to rounding (the q/k balance factor sees every
+// key). A centre averaged over all keys moved those rows by 7e-2 here.
+TEST(FastAttention, CausalOutputIgnoresLaterKeys) {
+  const std::int64_t l = 40, chunk = 8, changed = 3 * chunk + 5;
+  const AttentionBuffers b(1, l, 2, 3, 0.8, 12);
+  const SurrogateConfig cfg{2, true, chunk};
+  auto before = b.typed<double>(0.7, true), after = b.typed<double>(0.7, true);
+  for (std::int64_t m = 0; m < after.k.shape()[2]; ++m) after.k.data<double>()[changed * after.k.shape()[2] + m] += 4.0;
+  for (std::int64_t h = 0; h < 2; ++h) {
+    fast_attention_fwd(before.params, h, cfg);
+    fast_attention_fwd(after.params, h, cfg);
+  }
+  const std::int64_t d = before.o.shape()[2];
+  double earlier = 0, later = 0;  // largest change of a row before / from the changed key's chunk
+  for (std::int64_t i = 0; i < l; ++i)
+    for (std::int64_t m = 0; m < d; ++m) {
+      const double change = std::abs(after.o.at(i * d + m) - before.o.at(i * d + m));
+      (i < 3 * chunk ? earlier : later) = std::max(i < 3 * chunk ? earlier : later, change);
+    }
+  EXPECT_LT(earlier, 1e-13);
+  EXPECT_GT(later, 1e-3);  // the change itself is visible where it may be
+}
+
 // With bounded scores the surrogate's gradient converges to the exact one: the error
 // must fall with every step of the degree (geometric, SPEC §3.1).
 TEST(FastAttention, ConvergesToExactAsDegreeGrows) {

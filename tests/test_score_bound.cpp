@@ -19,6 +19,7 @@ struct Projections {
   std::int64_t batch, seq_len, heads, head_dim;
   std::vector<double> q, k;
   double scale = 0.5;
+  bool causal = false;  // places the centre: the first `chunk` keys' mean when causal
 
   Projections(std::int64_t n, std::int64_t l, std::int64_t h, std::int64_t e)
       : batch(n), seq_len(l), heads(h), head_dim(e), q(n * l * h * e), k(n * l * h * e) {}
@@ -33,6 +34,7 @@ struct Projections {
     p.heads = heads;
     p.head_dim = head_dim;
     p.scale = scale;
+    p.causal = causal;
     p.q = qs.data();
     p.k = ks.data();
     return p;
@@ -50,13 +52,18 @@ struct BruteForce {
   double centred = 0, raw = 0, gamma_q = 0, gamma_k = 0;
 };
 
-// max over n, i, j of |beta q_i.(k_j - c)| and |beta q_i.k_j| for head h, in long double.
+// Chunk of the causal surrogate in these tests: shorter than most sequences here.
+constexpr std::int64_t chunk = 5;
+
+// max over n, i, j of |beta q_i.(k_j - c)| and |beta q_i.k_j| for head h, in long double;
+// c the mean of all keys, or of the first `chunk` when causal.
 BruteForce brute_force(const Projections& s, std::int64_t h) {
   BruteForce out;
+  const std::int64_t centred = s.causal ? std::min(chunk, s.seq_len) : s.seq_len;
   for (std::int64_t n = 0; n < s.batch; ++n) {
     std::vector<long double> c(s.head_dim, 0);
-    for (std::int64_t j = 0; j < s.seq_len; ++j)
-      for (std::int64_t m = 0; m < s.head_dim; ++m) c[m] += s.k[s.at(n, j, h, m)] / static_cast<long double>(s.seq_len);
+    for (std::int64_t j = 0; j < centred; ++j)
+      for (std::int64_t m = 0; m < s.head_dim; ++m) c[m] += s.k[s.at(n, j, h, m)] / static_cast<long double>(centred);
     for (std::int64_t i = 0; i < s.seq_len; ++i)
       for (std::int64_t j = 0; j < s.seq_len; ++j) {
         long double centred = 0, raw = 0;
@@ -74,18 +81,24 @@ BruteForce brute_force(const Projections& s, std::int64_t h) {
   return out;
 }
 
-// Checks every head; returns the bounds for case-specific checks.
-std::vector<HeadScores> expect_sound(const Projections& s) {
-  const auto got = measure_heads(s.params(s.q, s.k));
-  EXPECT_EQ(got.size(), static_cast<std::size_t>(s.heads));
-  for (std::int64_t h = 0; h < s.heads; ++h) {
-    const BruteForce want = brute_force(s, h);
-    EXPECT_GE(got[h].score_bound, want.centred) << "head " << h;
-    EXPECT_GE(got[h].raw_score_bound, want.raw) << "head " << h;
-    EXPECT_EQ(got[h].gamma_q, want.gamma_q) << "head " << h;
-    EXPECT_EQ(got[h].gamma_k, want.gamma_k) << "head " << h;
+// Checks every head, bidirectional and causal; returns the bidirectional bounds for
+// case-specific checks.
+std::vector<HeadScores> expect_sound(Projections s) {
+  std::vector<HeadScores> bidirectional;
+  for (bool causal : {true, false}) {
+    s.causal = causal;
+    const auto got = measure_heads(s.params(s.q, s.k), chunk);
+    EXPECT_EQ(got.size(), static_cast<std::size_t>(s.heads));
+    for (std::int64_t h = 0; h < s.heads; ++h) {
+      const BruteForce want = brute_force(s, h);
+      EXPECT_GE(got[h].score_bound, want.centred) << "head " << h << (causal ? " causal" : "");
+      EXPECT_GE(got[h].raw_score_bound, want.raw) << "head " << h;
+      EXPECT_EQ(got[h].gamma_q, want.gamma_q) << "head " << h;
+      EXPECT_EQ(got[h].gamma_k, want.gamma_k) << "head " << h;
+    }
+    bidirectional = got;
   }
-  return got;
+  return bidirectional;
 }
 
 TEST(ScoreBound, RandomBatchedMultiHead) {
@@ -155,7 +168,7 @@ TEST(ScoreBound, FloatInputs) {
     q = static_cast<double>(normal(rng)), k = static_cast<double>(3 * normal(rng));
   });
   const std::vector<float> qf(s.q.begin(), s.q.end()), kf(s.k.begin(), s.k.end());
-  const auto got = measure_heads(s.params(qf, kf));
+  const auto got = measure_heads(s.params(qf, kf), chunk);
   for (std::int64_t h = 0; h < s.heads; ++h) {
     const BruteForce want = brute_force(s, h);  // the float values are exact in double
     EXPECT_GE(got[h].score_bound, want.centred);
@@ -170,7 +183,7 @@ TEST(ScoreBound, CentringKeepsTheSoftmax) {
   std::normal_distribution<double> normal;
   Projections s(1, 23, 1, 4);
   s.fill([&](auto, auto, auto, auto m, double& q, double& k) { q = normal(rng), k = 5.0 * m + normal(rng); });
-  const auto c = mean_key(s.params(s.q, s.k), 0, 0);
+  const auto c = mean_key(s.params(s.q, s.k), 0, 0, chunk);
   for (bool causal : {false, true})
     for (std::int64_t i = 0; i < s.seq_len; ++i) {
       const std::int64_t keys = causal ? i + 1 : s.seq_len;

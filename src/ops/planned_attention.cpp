@@ -30,7 +30,7 @@ SurrogateConfig surrogate(const HeadDecision& d) {
 
 template <class T>
 std::vector<HeadDecision> plan_heads(const AttentionParams<T>& params, const DispatchRequest& request) {
-  return decide(measure_heads(params), request);
+  return decide(measure_heads(params, causal_chunk), request);
 }
 
 template <class T>

@@ -1,6 +1,7 @@
 // The per-head score bound of SPEC.md §3.1 in O(L * E):
 //   G = beta * max_i |q_i|_2 * max_j |k_j - c|_2  >=  |beta q_i.(k_j - c)|  (Cauchy-Schwarz),
-// c the mean key of the (sequence, head). Subtracting beta q_i.c shifts row i of S by a
+// c the centre of the (sequence, head): its mean key, or when causal the mean of its
+// first chunk's keys (see centred_keys). Subtracting beta q_i.c shifts row i of S by a
 // constant, which softmax ignores (with the causal mask too: every kept entry of the
 // row moves by the same amount), so the fast path may work with centred keys.
 #include <algorithm>
@@ -24,23 +25,28 @@ const T* head_row(const T* base, const AttentionParams<T>& p, std::int64_t n, st
 
 }  // namespace
 
+std::int64_t centred_keys(std::int64_t seq_len, bool causal, std::int64_t chunk) {
+  LF_ASSERT(seq_len >= 1 && chunk >= 1);
+  return causal ? std::min(chunk, seq_len) : seq_len;
+}
+
 template <class T>
-std::vector<double> mean_key(const AttentionParams<T>& p, std::int64_t n, std::int64_t h) {
-  const std::int64_t e = p.head_dim;
+std::vector<double> mean_key(const AttentionParams<T>& p, std::int64_t n, std::int64_t h, std::int64_t chunk) {
+  const std::int64_t e = p.head_dim, count = centred_keys(p.seq_len, p.causal, chunk);
   std::vector<double> c(static_cast<std::size_t>(e), 0.0);
-  for (std::int64_t j = 0; j < p.seq_len; ++j) {
+  for (std::int64_t j = 0; j < count; ++j) {
     const T* k = head_row(p.k, p, n, j, h);
     for (std::int64_t m = 0; m < e; ++m) c[m] += static_cast<double>(k[m]);
   }
-  for (double& value : c) value /= static_cast<double>(p.seq_len);
+  for (double& value : c) value /= static_cast<double>(count);
   return c;
 }
 
 template <class T>
-HeadScores measure_head(const AttentionParams<T>& p, std::int64_t n, std::int64_t h) {
+HeadScores measure_head(const AttentionParams<T>& p, std::int64_t n, std::int64_t h, std::int64_t chunk) {
   LF_ASSERT(p.q && p.k && p.seq_len >= 1 && p.head_dim >= 1 && n < p.batch && h < p.heads);
   const std::int64_t e = p.head_dim;
-  const std::vector<double> c = mean_key(p, n, h);
+  const std::vector<double> c = mean_key(p, n, h, chunk);
   HeadScores s;
   double max_q2 = 0, max_k2 = 0, max_centred_k2 = 0;  // squared row norms
   for (std::int64_t i = 0; i < p.seq_len; ++i) {
@@ -66,11 +72,11 @@ HeadScores measure_head(const AttentionParams<T>& p, std::int64_t n, std::int64_
 }
 
 template <class T>
-std::vector<HeadScores> measure_heads(const AttentionParams<T>& p) {
+std::vector<HeadScores> measure_heads(const AttentionParams<T>& p, std::int64_t chunk) {
   std::vector<HeadScores> heads(static_cast<std::size_t>(p.heads));
   for (std::int64_t h = 0; h < p.heads; ++h)
     for (std::int64_t n = 0; n < p.batch; ++n) {
-      const HeadScores s = measure_head(p, n, h);
+      const HeadScores s = measure_head(p, n, h, chunk);
       HeadScores& out = heads[static_cast<std::size_t>(h)];
       out.gamma_q = std::max(out.gamma_q, s.gamma_q);
       out.gamma_k = std::max(out.gamma_k, s.gamma_k);
@@ -80,10 +86,10 @@ std::vector<HeadScores> measure_heads(const AttentionParams<T>& p) {
   return heads;
 }
 
-#define LORAFAST_INSTANTIATE(T)                                                                       \
-  template std::vector<double> mean_key(const AttentionParams<T>&, std::int64_t, std::int64_t);     \
-  template HeadScores measure_head(const AttentionParams<T>&, std::int64_t, std::int64_t);          \
-  template std::vector<HeadScores> measure_heads(const AttentionParams<T>&);
+#define LORAFAST_INSTANTIATE(T)                                                                            \
+  template std::vector<double> mean_key(const AttentionParams<T>&, std::int64_t, std::int64_t, std::int64_t); \
+  template HeadScores measure_head(const AttentionParams<T>&, std::int64_t, std::int64_t, std::int64_t);      \
+  template std::vector<HeadScores> measure_heads(const AttentionParams<T>&, std::int64_t);
 LORAFAST_INSTANTIATE(float)
 LORAFAST_INSTANTIATE(double)
 #undef LORAFAST_INSTANTIATE

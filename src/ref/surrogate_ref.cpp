@@ -1,6 +1,7 @@
 #include <cmath>
 #include <vector>
 
+#include "lorafast/certificate.hpp"
 #include "ref/reference.hpp"
 
 namespace lorafast::ref {
@@ -23,9 +24,10 @@ Surrogate build(const AttentionProblem& pr, const SurrogateConfig& cfg, std::int
   const std::int64_t l = pr.q.rows, e = pr.q.cols / pr.heads, c0 = h * e;
   Surrogate out;
   out.centre.assign(static_cast<std::size_t>(e), 0.0);
+  const std::int64_t w = centred_keys(l, pr.causal, cfg.chunk);
   if (cfg.center_keys)
-    for (std::int64_t j = 0; j < l; ++j)
-      for (std::int64_t m = 0; m < e; ++m) out.centre[m] += pr.k(j, c0 + m) / static_cast<double>(l);
+    for (std::int64_t j = 0; j < w; ++j)
+      for (std::int64_t m = 0; m < e; ++m) out.centre[m] += pr.k(j, c0 + m) / static_cast<double>(w);
   out.w.assign(static_cast<std::size_t>(l * l), 0.0);
   out.d_w_d_s = out.w;
   out.p = out.w;
@@ -113,12 +115,12 @@ void surrogate_bwd(const AttentionProblem& pr, const SurrogateConfig& cfg, Matri
         for (std::int64_t j = i + 1; j < l; ++j) d_s[i * l + j] = 0;
     }
     scores_to_inputs(pr, h, sg, d_s, d_o, d_q, d_k, d_v);
-    // The surrogate also depends on every key through the centre c = mean key.
-    const std::int64_t e = pr.q.cols / pr.heads, c0 = h * e;
+    // The surrogate also depends on the first w keys through their mean, the centre c.
+    const std::int64_t e = pr.q.cols / pr.heads, c0 = h * e, w = centred_keys(l, pr.causal, cfg.chunk);
     for (std::int64_t m = 0; m < e && cfg.center_keys; ++m) {
       double mean = 0;
-      for (std::int64_t j = 0; j < l; ++j) mean += d_k(j, c0 + m) / static_cast<double>(l);
-      for (std::int64_t j = 0; j < l; ++j) d_k(j, c0 + m) -= mean;
+      for (std::int64_t j = 0; j < l; ++j) mean += d_k(j, c0 + m) / static_cast<double>(w);
+      for (std::int64_t j = 0; j < w; ++j) d_k(j, c0 + m) -= mean;
     }
   }
 }

@@ -80,7 +80,9 @@ void print_table(const Report& r) {
   }
   std::printf(
       "Both statements are asymptotic in L. The decision above rests on the certified score bound G\n"
-      "(G >= |beta q_i.(k_j - mean key)|), the Taylor error certificate and the predicted costs.\n");
+      "(G >= |beta q_i.(k_j - c)|, c the mean key; causal: of the first %lld keys), the Taylor error\n"
+      "certificate and the predicted costs.\n",
+      static_cast<long long>(causal_chunk));
 }
 
 void run_phase(const ModelFlags& f) {

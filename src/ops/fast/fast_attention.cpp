@@ -2,6 +2,7 @@
 
 #include <vector>
 
+#include "lorafast/certificate.hpp"
 #include "ops/fast/fast_paths.hpp"
 
 namespace lorafast {
@@ -14,19 +15,20 @@ void check_config(const SurrogateConfig& config) {
 }
 
 // The paths differentiate through the centred keys k'_j = k_j - c; the surrogate
-// (unlike softmax) also depends on every key through the mean c, so
-// d k_j = d k'_j - mean over j' of d k'_j'.
+// (unlike softmax) also depends on the keys that c averages (the first W, see
+// centred_keys), so d k_j = d k'_j - [j < W] (1/W) sum over all j' of d k'_j'.
 template <class T>
-void through_mean_key(const AttentionParams<T>& p, std::int64_t head) {
+void through_mean_key(const AttentionParams<T>& p, std::int64_t head, std::int64_t chunk) {
   const std::int64_t l = p.seq_len, e = p.head_dim, d = p.model_dim();
+  const std::int64_t w = centred_keys(l, p.causal, chunk);
 #pragma omp parallel for schedule(static)
   for (std::int64_t n = 0; n < p.batch; ++n) {
     T* d_k = p.d_k + n * l * d + head * e;
     std::vector<double> mean(static_cast<std::size_t>(e), 0.0);
     for (std::int64_t j = 0; j < l; ++j)
       for (std::int64_t m = 0; m < e; ++m) mean[m] += static_cast<double>(d_k[j * d + m]);
-    for (std::int64_t m = 0; m < e; ++m) mean[m] /= static_cast<double>(l);
-    for (std::int64_t j = 0; j < l; ++j)
+    for (std::int64_t m = 0; m < e; ++m) mean[m] /= static_cast<double>(w);
+    for (std::int64_t j = 0; j < w; ++j)
       for (std::int64_t m = 0; m < e; ++m) d_k[j * d + m] -= static_cast<T>(mean[m]);
   }
 }
@@ -44,7 +46,7 @@ void fast_attention_bwd(const AttentionParams<T>& p, std::int64_t head, const Su
   check_config(config);
   const TaylorFeatures phi(p.head_dim, config.degree);
   p.causal ? fast::causal_bwd(p, head, config, phi) : fast::bidir_bwd(p, head, config, phi);
-  if (config.center_keys) through_mean_key(p, head);
+  if (config.center_keys) through_mean_key(p, head, config.chunk);
 }
 
 template void fast_attention_fwd(const AttentionParams<float>&, std::int64_t, const SurrogateConfig&);

@@ -13,7 +13,7 @@ ScaledHead<T> scale_head(const AttentionParams<T>& p, std::int64_t n, std::int64
   const std::int64_t l = p.seq_len, e = p.head_dim;
   const auto q = exact::head_rows(p.q, p, n, h, 0, l), k = exact::head_rows(p.k, p, n, h, 0, l);
   // The same centre the certificate's score bound assumes.
-  const std::vector<double> centre = config.center_keys ? mean_key(p, n, h) : std::vector<double>(e, 0.0);
+  const std::vector<double> centre = config.center_keys ? mean_key(p, n, h, config.chunk) : std::vector<double>(e, 0.0);
   ScaledHead<T> out;
   out.q.resize(static_cast<std::size_t>(l * e));
   out.k.resize(static_cast<std::size_t>(l * e));
