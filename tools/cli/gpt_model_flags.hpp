@@ -1,6 +1,7 @@
 // Flags shared by `finetune`, `eval` and `generate`: the model directory, an
-// optional PEFT adapter directory and the compute precision, and how a byte-level
-// model is loaded (INTERFACE.md "Models, adapters, fine-tuning").
+// optional PEFT adapter directory and the compute precision, the data format of
+// `finetune` and `eval`, and how a model is loaded for its input
+// (INTERFACE.md "Models, adapters, fine-tuning").
 #pragma once
 
 #include <algorithm>
@@ -21,6 +22,9 @@ struct GptModelFlags {
   void add_to(CLI::App& command, bool with_adapter, bool model_required = true);
 };
 
+// --data-format of `finetune` and `eval`, parsed into `format`.
+void add_data_format_option(CLI::App& command, DataFormat& format);
+
 // The default window length: 128 tokens, or n_positions when the model's context is shorter.
 inline std::int64_t default_seq_len(const GptConfig& config) { return std::min<std::int64_t>(128, config.n_positions); }
 
@@ -29,6 +33,14 @@ inline std::int64_t default_seq_len(const GptConfig& config) { return std::min<s
 template <class T>
 GptWeights<T> load_byte_model(const std::string& dir) {
   require_byte_vocab(read_gpt_config(std::filesystem::path(dir) / "config.json"));
+  return load_gpt_model<T>(dir);
+}
+
+// The model of a directory, after checking (from config.json alone) that data in
+// `format` can feed it (exit 4 otherwise).
+template <class T>
+GptWeights<T> load_model_for_data(const std::string& dir, DataFormat format) {
+  require_data_vocab(read_gpt_config(std::filesystem::path(dir) / "config.json"), format);
   return load_gpt_model<T>(dir);
 }
 
