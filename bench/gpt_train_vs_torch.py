@@ -10,6 +10,9 @@ wait4 is that process's), run one after the other on the same thread count with
 OMP_WAIT_POLICY=passive; the first --warmup updates are not timed. Step 1's loss
 must agree between the sides (same model, same windows, B = 0 on both), which
 validates that both train the same problem before anything is reported.
+tokens/s is from the fastest round's median timed update (forward, backward, clip,
+AdamW); loadavg_during is the highest 1-minute load average sampled (every 2 s)
+during that side's runs, the host's own load included (2 while one side runs).
 
 Writes bench/results/gpt_train_vs_torch.{csv,json,png} and prints a markdown table.
 
