@@ -1,4 +1,4 @@
-// Byte tokens, the train / validation split, the counter-based window sampler and
+// Byte tokens, token-id files, the train / validation split, the counter-based window sampler and
 // the evaluation windows of `lorafast eval` (INTERFACE.md).
 #include <gtest/gtest.h>
 
@@ -54,6 +54,75 @@ TEST(ByteTokens, ByteVocabularyRequired) {
   }
   c.vocab_size = 256;
   EXPECT_NO_THROW(require_byte_vocab(c));
+}
+
+// Writes `bytes` to a fresh file in a test directory and returns its path.
+std::filesystem::path write_file(const std::string& name, const std::string& bytes) {
+  const auto dir = std::filesystem::temp_directory_path() / "lorafast_test_token_file";
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / name, std::ios::binary) << bytes;
+  return dir / name;
+}
+
+// The kind and message of the error `f` throws.
+template <class F>
+std::pair<ErrorKind, std::string> error_of(F f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return {e.kind(), e.what()};
+  }
+  ADD_FAILURE() << "no error";
+  return {};
+}
+
+TEST(TokenFile, LittleEndianIds) {
+  EXPECT_EQ(read_token_file(write_file("u16.bin", std::string("\x01\x00\xff\xff\x34\x12", 6)), DataFormat::uint16,
+                            65536),
+            (Tokens{1, 65535, 0x1234}));
+  EXPECT_EQ(read_token_file(write_file("i32.bin", std::string("\x50\xc4\x00\x00\x00\x00\x00\x00", 8)),
+                            DataFormat::int32, 50257),
+            (Tokens{50256, 0}));  // 0xc450: GPT-2's last id
+  EXPECT_EQ(read_token_file(write_file("bytes.txt", "ab"), DataFormat::bytes, 256), (Tokens{97, 98}));
+}
+
+TEST(TokenFile, BadFilesNameTheFileAndToken) {
+  const auto [kind, what] = error_of([] { read_token_file(write_file("big.bin", std::string("\x02\x00\x2c\x01", 4)),
+                                                          DataFormat::uint16, 300); });
+  EXPECT_EQ(kind, ErrorKind::bad_input);
+  EXPECT_NE(what.find("big.bin: token 1 is 300, outside the model's vocabulary [0, 300)"), std::string::npos) << what;
+  const auto [odd_kind, odd] = error_of([] { read_token_file(write_file("odd.bin", "abc"), DataFormat::uint16, 300); });
+  EXPECT_EQ(odd_kind, ErrorKind::bad_input);
+  EXPECT_NE(odd.find("odd.bin: 3 bytes, not a whole number of 2-byte token ids"), std::string::npos) << odd;
+  EXPECT_NE(error_of([] { read_token_file(write_file("odd32.bin", "abcdef"), DataFormat::int32, 300); })
+                .second.find("4-byte"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { read_token_file(write_file("neg.bin", std::string("\xff\xff\xff\xff", 4)),
+                                          DataFormat::int32, 300); })
+                .second.find("token 0 is -1"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { read_token_file(write_file("empty.bin", ""), DataFormat::uint16, 300); })
+                .second.find("empty.bin: the data file is empty"),
+            std::string::npos);
+}
+
+TEST(TokenFile, ByteDataNeedsTheByteVocabulary) {
+  GptConfig c = testing::tiny_config({});
+  c.vocab_size = 50257;
+  const auto [kind, what] = error_of([&] { require_data_vocab(c, DataFormat::bytes); });
+  EXPECT_EQ(kind, ErrorKind::cannot_meet);
+  EXPECT_NE(what.find("--data-format uint16 or int32"), std::string::npos) << what;
+  EXPECT_NO_THROW(require_data_vocab(c, DataFormat::uint16));
+  EXPECT_NO_THROW(require_data_vocab(c, DataFormat::int32));
+  c.vocab_size = 256;
+  EXPECT_NO_THROW(require_data_vocab(c, DataFormat::bytes));
+}
+
+TEST(TokenFile, FormatNames) {
+  EXPECT_EQ(parse_data_format("bytes"), DataFormat::bytes);
+  EXPECT_EQ(parse_data_format("uint16"), DataFormat::uint16);
+  EXPECT_EQ(parse_data_format("int32"), DataFormat::int32);
+  EXPECT_EQ(parse_data_format("u16"), std::nullopt);
 }
 
 TEST(Split, FloorOfTrainFraction) {

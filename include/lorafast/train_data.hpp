@@ -1,11 +1,13 @@
 // Token data for fine-tuning and evaluation (INTERFACE.md "Models, adapters,
 // fine-tuning"): byte-level tokens (vocabulary 256, one token per byte of the
-// file), a deterministic train / validation split, seeded random training windows
-// and the consecutive evaluation windows of `lorafast eval`.
+// file) or pretokenized token ids, a deterministic train / validation split,
+// seeded random training windows and the consecutive evaluation windows of
+// `lorafast eval`.
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string_view>
 #include <vector>
 
@@ -27,6 +29,19 @@ Tokens byte_tokens(std::string_view text);
 // A data file as byte tokens; Error(bad_input) naming the file when it is missing,
 // unreadable, empty or larger than max_data_bytes.
 Tokens read_byte_tokens(const std::filesystem::path& path);
+
+// How a data file holds its tokens: one per byte (byte-level models), or token ids
+// from an external tokenizer as little-endian uint16 (nanoGPT's train.bin) or int32.
+enum class DataFormat { bytes, uint16, int32 };
+std::optional<DataFormat> parse_data_format(std::string_view name);
+
+// Error(cannot_meet) unless data in `format` can feed the model: byte data needs
+// the byte-level vocabulary (token ids need nothing that config.json can rule out).
+void require_data_vocab(const GptConfig& config, DataFormat format);
+
+// A data file's tokens; Error(bad_input) naming the file as read_byte_tokens, and
+// when its size is not a whole number of ids or an id is outside [0, vocab_size).
+Tokens read_token_file(const std::filesystem::path& path, DataFormat format, std::int64_t vocab_size);
 
 // 64-bit FNV-1a of the tokens and their count: identifies the data of a checkpoint.
 struct DataFingerprint {

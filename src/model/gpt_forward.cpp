@@ -16,8 +16,8 @@ const T* ptr(const Tensor& t) {
   return t.data<T>();
 }
 
-template <class T>
-void resize(std::vector<T>& v, std::int64_t n) {
+template <class Vector>
+void resize(Vector& v, std::int64_t n) {
   v.resize(static_cast<std::size_t>(n));
 }
 
@@ -125,7 +125,7 @@ void gpt_forward(const GptWeights<T>& w, const GptLora<T>* lora, const TokenBatc
   for (auto& r : act.residual) resize(r, rows * d);
   act.blocks.resize(static_cast<std::size_t>(keep_all ? layers : 1));
   for (auto& b : act.blocks) allocate(b, rows, d, batch.batch * cfg.n_head * batch.seq_len);
-  auto residual = [&](std::int64_t i) -> std::vector<T>& {
+  auto residual = [&](std::int64_t i) -> Activation<T>& {
     return act.residual[static_cast<std::size_t>(keep_all ? i : i % 2)];
   };
   embed(w, batch, residual(0).data());

@@ -1,5 +1,5 @@
 // The tied LM head and the mean next-token cross-entropy, fused and computed in
-// chunks of rows so that at most (threads * chunk) x V logits exist at a time:
+// chunks of rows so that at most chunk x V logits exist at a time (512 x V):
 //   logits = h wte^T,   loss = mean_r (logsumexp(logits_r) - logits_r[target_r])
 //   d_h = d_logits wte,   d_wte = d_logits^T h,   d_logits = (softmax(logits) - onehot(target)) / rows
 #pragma once
@@ -20,11 +20,11 @@ struct LmHeadLossParams {
   T* d_wte = nullptr;      // [V, D]     overwritten with the LM head's share of d loss / d wte; needs d_h
 };
 
-// The mean cross-entropy in nats; per-chunk sums are added in chunk order, so the
-// result does not depend on the thread count. d_wte is a sum over all rows: each
-// thread accumulates its (static, contiguous) chunks into a private [V, D] copy and
-// the copies are added in thread order, so it is deterministic per thread count;
-// scratch is threads * V * D values.
+// The mean cross-entropy in nats. Threads split the vocabulary (static slices), so
+// the result is deterministic per thread count, and a different count only
+// reorders sums: each row's log-sum-exp combines the slices' partial sums, d_h adds
+// the slices' partial products in thread order, and d_wte (each row owned by one
+// slice) adds the chunks in row order.
 template <class T>
 double lm_head_loss(const LmHeadLossParams<T>& p);
 

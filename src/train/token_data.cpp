@@ -1,6 +1,8 @@
-// Byte tokens, the train / validation split, training and evaluation windows.
+// Byte tokens and token-id files, the train / validation split, training and evaluation windows.
 #include <algorithm>
+#include <bit>
 #include <cmath>
+#include <cstring>
 
 #include "io/text_file.hpp"
 #include "lorafast/train_data.hpp"
@@ -27,6 +29,52 @@ Tokens read_byte_tokens(const std::filesystem::path& path) {
   const std::string text = read_text_file(path, max_data_bytes);
   LF_CHECK(!text.empty(), bad, path.string(), ": the data file is empty");
   return byte_tokens(text);
+}
+
+std::optional<DataFormat> parse_data_format(std::string_view name) {
+  if (name == "bytes") return DataFormat::bytes;
+  if (name == "uint16") return DataFormat::uint16;
+  if (name == "int32") return DataFormat::int32;
+  return std::nullopt;
+}
+
+void require_data_vocab(const GptConfig& config, DataFormat format) {
+  LF_CHECK(format != DataFormat::bytes || config.vocab_size == byte_vocab_size, ErrorKind::cannot_meet,
+           "the model's vocab_size is ", config.vocab_size, ": byte data (one token per byte) needs vocab_size ",
+           byte_vocab_size, "; for token ids from the model's tokenizer (a tokenizer is not built in) give "
+           "--data-format uint16 or int32");
+}
+
+namespace {
+
+// Little-endian `Word` ids; the host's byte order is checked at compile time.
+template <class Word>
+Tokens decode_ids(const std::string& bytes) {
+  static_assert(std::endian::native == std::endian::little, "token-id files are read as little-endian");
+  Tokens tokens(bytes.size() / sizeof(Word));
+  for (std::size_t i = 0; i < tokens.size(); ++i) {
+    Word id;
+    std::memcpy(&id, bytes.data() + i * sizeof(Word), sizeof(Word));
+    tokens[i] = static_cast<std::int32_t>(id);
+  }
+  return tokens;
+}
+
+}  // namespace
+
+Tokens read_token_file(const std::filesystem::path& path, DataFormat format, std::int64_t vocab_size) {
+  if (format == DataFormat::bytes) return read_byte_tokens(path);
+  const std::string origin = path.string();
+  const std::string bytes = read_text_file(path, max_data_bytes);
+  LF_CHECK(!bytes.empty(), bad, origin, ": the data file is empty");
+  const std::size_t width = format == DataFormat::uint16 ? 2 : 4;
+  LF_CHECK(bytes.size() % width == 0, bad, origin, ": ", bytes.size(), " bytes, not a whole number of ", width,
+           "-byte token ids (--data-format ", format == DataFormat::uint16 ? "uint16" : "int32", ")");
+  const Tokens tokens = format == DataFormat::uint16 ? decode_ids<std::uint16_t>(bytes) : decode_ids<std::int32_t>(bytes);
+  const auto outside = std::find_if(tokens.begin(), tokens.end(), [&](std::int32_t t) { return t < 0 || t >= vocab_size; });
+  LF_CHECK(outside == tokens.end(), bad, origin, ": token ", outside - tokens.begin(), " is ", *outside,
+           ", outside the model's vocabulary [0, ", vocab_size, ")");
+  return tokens;
 }
 
 DataFingerprint fingerprint(const Tokens& tokens) {

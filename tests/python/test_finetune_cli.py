@@ -10,6 +10,9 @@
   the same windows (the sampler is counter-based SplitMix64, restated here);
 - resume: N updates straight == K updates (--stop-after) + --resume, bit for bit;
 - Ctrl-C: the current update finishes, a checkpoint is saved, exit 130, resumable;
+- token-id data (--data-format uint16 / int32) on a 300-token vocabulary: finetune
+  trains, `eval` matches PyTorch f64 on the same ids; ids >= vocab_size, a
+  partial id, byte data for a non-byte model and a text sample prompt are refused;
 - bad inputs: the right exit code, one `lorafast: error:` line and no partial output.
 
 Tolerance model (DESIGN.md rule 5):
@@ -335,6 +338,52 @@ def bad_inputs_fail_cleanly(binary):
             f.truncate(100)
         expect_error(binary, ["eval", "--model", model, "--adapter", out, "--data", data], 3,
                      "adapter_model.safetensors")
+
+
+@harness.test
+def token_id_data_trains_and_evals(binary):
+    with tempfile.TemporaryDirectory() as d:
+        model, config, tensors = make_model(d, "wide", vocab=300, seed=7)
+        T = 16
+        ids = np.tile(np.random.default_rng(8).integers(0, 300, 12), 40)  # a repeated phrase: learnable
+        files = {"uint16": ids.astype("<u2"), "int32": ids.astype("<i4")}
+        for fmt, arr in files.items():
+            files[fmt] = write_text(d, arr.tobytes(), "ids.%s" % fmt)
+        out = os.path.join(d, "out")
+        notes = []
+        for fmt, data in files.items():
+            doc = json.loads(run_ok(binary, ["eval", "--model", model, "--data", data, "--data-format", fmt,
+                                             "--seq-len", T, "--json", "--dtype", "f64"])[0])
+            ref, n = torch_eval(config, tensors, ids.tolist(), T)
+            err = abs(doc["loss"] - ref) / ref
+            # As eval_json_matches_torch_f64_and_f32: f64, summation order only.
+            check(doc["tokens"] == n and err <= 1e-10, "%s eval %r vs torch %r (rel %.1e)" % (fmt, doc, ref, err))
+            notes.append("%s eval rel %.0e" % (fmt, err))
+        run_ok(binary, ["finetune", "--model", model, "--data", files["uint16"], "--data-format", "uint16", "--out",
+                        out, "--steps", 40, "--seq-len", T, "--batch", 4, "--lr", 3e-2, "--rank", 4, "--targets",
+                        "attn.c_attn", "mlp.c_fc", "--eval-every", 0, "--threads", 1])
+        losses = [float(r["loss"]) for r in read_log(os.path.join(out, "train_log.csv"))[1]]
+        # From ~log(300) = 5.7 nats on a 12-token phrase: 0.5 nats is far above the noise.
+        check(np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.5, "loss %s did not fall" % losses[::5])
+        tuned = json.loads(run_ok(binary, ["eval", "--model", model, "--adapter", out, "--data", files["int32"],
+                                           "--data-format", "int32", "--seq-len", T, "--json"])[0])
+        notes.append("loss %.2f -> %.2f, eval with adapter %.2f" % (losses[0], losses[-1], tuned["loss"]))
+
+        big = write_text(d, np.array([1, 2, 300, 4], "<u2").tobytes(), "big.bin")
+        odd = write_text(d, b"\x01\x00\x02", "odd.bin")
+        neg = write_text(d, np.array([1, -1], "<i4").tobytes(), "neg.bin")
+        bad = os.path.join(d, "bad")
+        ft = ["finetune", "--model", model, "--out", bad, "--seq-len", 2, "--steps", 1]
+        expect_error(binary, ft + ["--data", big, "--data-format", "uint16"], 3, "big.bin: token 2 is 300, outside "
+                     "the model's vocabulary [0, 300)", bad)
+        expect_error(binary, ft + ["--data", odd, "--data-format", "uint16"], 3, "not a whole number of 2-byte", bad)
+        expect_error(binary, ft + ["--data", neg, "--data-format", "int32"], 3, "token 1 is -1", bad)
+        expect_error(binary, ft + ["--data", files["uint16"]], 4, "--data-format uint16", bad)
+        expect_error(binary, ft + ["--data", files["uint16"], "--data-format", "uint16", "--sample-prompt", "hi"], 2,
+                     "--sample-prompt", bad)
+        expect_error(binary, ft + ["--data", files["uint16"], "--data-format", "utf8"], 2, "--data-format", bad)
+        expect_error(binary, ["eval", "--model", model, "--data", big, "--data-format", "uint16"], 3, "token 2 is 300")
+        return ", ".join(notes)
 
 
 @harness.test

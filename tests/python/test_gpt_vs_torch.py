@@ -60,6 +60,8 @@ CASES = [
     C("bare/all/L1/D6/H3/V7/T1/N3/R1", 1, 3, 6, 7, 4, 3, 1, 1, 2.0, ALL, prefixed=False, threads=1),
     C("prefixed/k+mlp/L3/D4/H1/V5/T7/N1", 3, 1, 4, 5, 8, 1, 7, 2, 1.0, ("mlp.c_proj", "attn.c_attn"), qkv="k"),
     C("prefixed/all/T70/D12/H3/V13/N2 (crosses a 64-row tile)", 1, 3, 12, 13, 80, 2, 70, 4, 8.0, ALL),
+    C("prefixed/c_attn/T300/N2/V13 (crosses the 512-row LM-head chunk)", 1, 2, 8, 13, 300, 2, 300, 2, 2.0,
+      ("attn.c_attn",)),
     C("f16-stored/c_attn+attn.c_proj", 2, 2, 8, 11, 9, 2, 6, 2, 2.0, ("attn.c_attn", "attn.c_proj"), store="f16"),
     C("f32/all", 2, 2, 16, 13, 40, 2, 33, 3, 6.0, ALL, dtype="f32", store="f32"),
     C("f32/bare/c_attn-qv", 2, 4, 16, 13, 40, 3, 20, 2, 4.0, ("attn.c_attn",), qkv="qv", prefixed=False,

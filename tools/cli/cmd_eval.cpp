@@ -1,6 +1,6 @@
 // `lorafast eval`: the mean next-token cross-entropy of a model (with or without a
-// LoRA adapter) on a text file, over consecutive windows of T + 1 byte tokens with
-// stride T (INTERFACE.md). `--json` prints exactly {"loss": L, "tokens": n}.
+// LoRA adapter) on a data file (text as byte tokens, or token ids: --data-format),
+// over consecutive windows of T + 1 tokens with stride T (INTERFACE.md). `--json` prints exactly {"loss": L, "tokens": n}.
 #include <cmath>
 #include <cstdio>
 #include <memory>
@@ -16,6 +16,7 @@ namespace {
 struct EvalFlags {
   GptModelFlags model;
   std::string data;
+  DataFormat data_format = DataFormat::bytes;
   std::optional<std::int64_t> seq_len;
   std::int64_t batch = 8;
   bool json = false;
@@ -23,9 +24,9 @@ struct EvalFlags {
 
 template <class T>
 void run(const EvalFlags& f) {
-  const auto weights = load_byte_model<T>(f.model);
+  const auto weights = load_model_for_data<T>(f.model, f.data_format);
   const auto adapter = load_optional_adapter<T>(f.model.adapter, weights.config);
-  const Tokens tokens = read_byte_tokens(f.data);
+  const Tokens tokens = read_token_file(f.data, f.data_format, weights.config.vocab_size);
   const std::int64_t seq_len = f.seq_len.value_or(default_seq_len(weights.config));
   LF_CHECK(seq_len <= weights.config.n_positions, ErrorKind::usage, "--seq-len ", seq_len,
            " exceeds the model's n_positions ", weights.config.n_positions, " (--positions ", seq_len,
@@ -40,8 +41,9 @@ void run(const EvalFlags& f) {
     std::printf("%s\n", nlohmann::json{{"loss", r.loss}, {"tokens", r.tokens}}.dump().c_str());
     return;
   }
-  std::printf("loss %.6f nats/token (perplexity %.4f, %.4f bits/byte) over %lld tokens in %lld windows of %lld\n",
-              r.loss, std::exp(r.loss), r.loss / std::log(2.0), static_cast<long long>(r.tokens),
+  std::printf("loss %.6f nats/token (perplexity %.4f, %.4f bits/%s) over %lld tokens in %lld windows of %lld\n",
+              r.loss, std::exp(r.loss), r.loss / std::log(2.0), f.data_format == DataFormat::bytes ? "byte" : "token",
+              static_cast<long long>(r.tokens),
               static_cast<long long>(r.tokens / seq_len), static_cast<long long>(seq_len + 1));
 }
 
@@ -49,9 +51,10 @@ void run(const EvalFlags& f) {
 
 void add_eval_command(CLI::App& app) {
   auto flags = std::make_shared<EvalFlags>();
-  auto* cmd = app.add_subcommand("eval", "Mean next-token cross-entropy of a model (+ adapter) on a text file");
+  auto* cmd = app.add_subcommand("eval", "Mean next-token cross-entropy of a model (+ adapter) on a data file");
   flags->model.add_to(*cmd, /*with_adapter=*/true);
-  cmd->add_option("--data", flags->data, "Text file (byte tokens)")->required();
+  cmd->add_option("--data", flags->data, "Data file: text (byte tokens) or token ids (--data-format)")->required();
+  add_data_format_option(*cmd, flags->data_format);
   cmd->add_option("--seq-len", flags->seq_len, "Window length T: windows of T + 1 tokens, stride T "
                                                 "(default: 128, at most n_positions or --positions)")->check(positive);
   cmd->add_option("--batch", flags->batch, "Windows per forward pass (memory only; default 8)")->check(positive);

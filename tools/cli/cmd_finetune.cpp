@@ -1,4 +1,5 @@
-// `lorafast finetune`: LoRA fine-tuning of a byte-level GPT-2 model on a text file.
+// `lorafast finetune`: LoRA fine-tuning of a GPT-2 model on a text file (byte-level
+// models) or a file of token ids (--data-format).
 // Writes into --out: the PEFT adapter (adapter_config.json, adapter_model.safetensors),
 // train_log.csv, attention_plan.csv (attention_log.hpp) and checkpoint.safetensors
 // (adapter + AdamW state + step, for --resume), and with --plot loss_curve.png. Every input is checked before anything
@@ -35,6 +36,7 @@ constexpr auto usage = ErrorKind::usage;
 struct FinetuneFlags {
   GptModelFlags model;
   std::string data, out = "lorafast-out";
+  DataFormat data_format = DataFormat::bytes;
   TrainOptions train;  // seq_len and eval_every resolved once the model and data are known
   std::optional<std::int64_t> seq_len, eval_every;
   std::int64_t rank = 8;
@@ -154,9 +156,12 @@ void run(const FinetuneFlags& f) {
   f.train.validate();  // usage errors (and an odd --degree) before reading any file
   LF_CHECK(f.val_fraction < 1, usage, "--val-fraction must be in [0, 1), got ", f.val_fraction);
   const LoraConfig flag_lora = lora_config(f);
-  const auto weights = load_byte_model<T>(f.model);
+  const bool sampling = f.sample_prompt && !f.sample_prompt->empty() && f.sample_tokens > 0;
+  LF_CHECK(!sampling || f.data_format == DataFormat::bytes, usage,
+           "--sample-prompt is text, one token per byte: it needs --data-format bytes");
+  const auto weights = load_model_for_data<T>(f.model, f.data_format);
   const GptConfig& config = weights.config;
-  const Tokens tokens = read_byte_tokens(f.data);
+  const Tokens tokens = read_token_file(f.data, f.data_format, config.vocab_size);
   const DataFingerprint data_fingerprint = fingerprint(tokens);
 
   Checkpoint<T> ckpt;
@@ -168,8 +173,8 @@ void run(const FinetuneFlags& f) {
     auto loaded = load_checkpoint<T>(checkpoint_path, config);
     check_no_conflicts(f, flag_lora, loaded, checkpoint_path.string());
     LF_CHECK(loaded.data == data_fingerprint, bad, f.data, ": not the data the checkpoint ", checkpoint_path.string(),
-             " was trained on (", loaded.data.tokens, " bytes with FNV-1a ", std::hex, loaded.data.hash, ", this file ",
-             std::dec, data_fingerprint.tokens, " bytes with FNV-1a ", std::hex, data_fingerprint.hash, ")");
+             " was trained on (", loaded.data.tokens, " tokens with FNV-1a ", std::hex, loaded.data.hash, ", this file ",
+             std::dec, data_fingerprint.tokens, " tokens with FNV-1a ", std::hex, data_fingerprint.hash, ")");
     ckpt.state = std::move(loaded.state);
     ckpt.val_fraction = loaded.val_fraction;
     ckpt.options = loaded.options;
@@ -200,7 +205,6 @@ void run(const FinetuneFlags& f) {
   if ((method == Method::fast || method == Method::chained) && ckpt.state.step() < options.steps)
     next_update_plan(weights, ckpt.state, split.train, options);
 
-  const bool sampling = f.sample_prompt && !f.sample_prompt->empty() && f.sample_tokens > 0;
   if (sampling) print_sample<T>("sample from the base model", weights, nullptr, f);
 
   std::error_code ec;
@@ -314,12 +318,14 @@ void dispatch(FinetuneFlags f) {
 
 void add_finetune_command(CLI::App& app) {
   auto f = std::make_shared<FinetuneFlags>();
-  auto* cmd = app.add_subcommand("finetune", "LoRA fine-tuning of a byte-level GPT-2 model on a text file");
+  auto* cmd = app.add_subcommand("finetune", "LoRA fine-tuning of a GPT-2 model on a text file (byte-level model) "
+                                             "or a token-id file");
   f->command = cmd;
   f->model.add_to(*cmd, /*with_adapter=*/false, /*model_required=*/false);
   TrainOptions& t = f->train;
-  cmd->add_option("--data", f->data, "Training text (byte tokens); the last --val-fraction validates "
-                                     "(default: the embedded corpus data/lora_and_adam.txt)");
+  cmd->add_option("--data", f->data, "Training text (byte tokens) or token ids (--data-format); the last "
+                                     "--val-fraction validates (default: the embedded corpus data/lora_and_adam.txt)");
+  add_data_format_option(*cmd, f->data_format);
   cmd->add_option("--out", f->out, "Output directory: adapter, train_log.csv, checkpoint (default lorafast-out)");
   cmd->footer("Without --model: the embedded default, a base model pretrained on Tiny Shakespeare, fine-tuned on "
                 "a short dialogue it has never seen, with --steps 150 --lr 2e-3 --warmup 10 --eval-every 25 "

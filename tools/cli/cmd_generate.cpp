@@ -26,7 +26,7 @@ template <class T>
 void run(const GenerateFlags& f) {
   f.sampling.validate();
   LF_CHECK(!f.prompt.empty(), ErrorKind::usage, "--prompt is empty: generation needs at least one byte of context");
-  const auto weights = load_byte_model<T>(f.model);
+  const auto weights = load_model_for_data<T>(f.model, DataFormat::bytes);
   const auto adapter = load_optional_adapter<T>(f.model.adapter, weights.config);
   const Tokens prompt = byte_tokens(f.prompt);
   if (!f.no_echo) {

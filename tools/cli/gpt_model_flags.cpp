@@ -16,4 +16,12 @@ void GptModelFlags::add_to(CLI::App& c, bool with_adapter, bool model_required) 
       ->check(positive);
 }
 
+void add_data_format_option(CLI::App& c, DataFormat& format) {
+  c.add_option_function<std::string>(
+       "--data-format", [&format](const std::string& name) { format = *parse_data_format(name); },
+       "How --data holds tokens: bytes (one token per byte; needs vocab_size 256) | uint16 | int32 "
+       "(little-endian token ids, e.g. nanoGPT's train.bin is uint16; each < vocab_size) (default bytes)")
+      ->check(CLI::IsMember({"bytes", "uint16", "int32"}));
+}
+
 }  // namespace lorafast::cli

@@ -1,7 +1,7 @@
 // Flags shared by `finetune`, `eval` and `generate`: the model directory, an
 // optional PEFT adapter directory, the compute precision and a longer position
-// table, and how a byte-level model is loaded (INTERFACE.md "Models, adapters,
-// fine-tuning").
+// table, the data format of `finetune` and `eval`, and how a model is loaded for its
+// input (INTERFACE.md "Models, adapters, fine-tuning").
 #pragma once
 
 #include <algorithm>
@@ -24,14 +24,17 @@ struct GptModelFlags {
   void add_to(CLI::App& command, bool with_adapter, bool model_required = true);
 };
 
+// --data-format of `finetune` and `eval`, parsed into `format`.
+void add_data_format_option(CLI::App& command, DataFormat& format);
+
 // The default window length: 128 tokens, or n_positions when the model's context is shorter.
 inline std::int64_t default_seq_len(const GptConfig& config) { return std::min<std::int64_t>(128, config.n_positions); }
 
-// The model of --model, after checking (from config.json alone) that its vocabulary
-// is the byte-level one (exit 4 otherwise), with --positions applied.
+// The model of --model, after checking (from config.json alone) that data in
+// `format` can feed it (exit 4 otherwise), with --positions applied.
 template <class T>
-GptWeights<T> load_byte_model(const GptModelFlags& flags) {
-  require_byte_vocab(read_gpt_config(std::filesystem::path(flags.model) / "config.json"));
+GptWeights<T> load_model_for_data(const GptModelFlags& flags, DataFormat format) {
+  require_data_vocab(read_gpt_config(std::filesystem::path(flags.model) / "config.json"), format);
   auto weights = load_gpt_model<T>(flags.model);
   if (flags.positions) extend_positions(weights, *flags.positions);
   return weights;
