@@ -1,34 +1,13 @@
 #include "attention_log.hpp"
 
 #include <algorithm>
-#include <fstream>
 
-#include "lorafast/atomic_file.hpp"
 #include "lorafast/error.hpp"
 
 namespace lorafast::cli {
 namespace {
 
 constexpr const char* csv_header = "step,layer,head,method,degree,features,score_bound,gradient_bound,reason\n";
-
-// The rows of an existing file up to `step`; a half-written last row (no closing
-// quote on its reason) is dropped.
-std::string kept_rows(const std::filesystem::path& path, std::int64_t step) {
-  std::ifstream in(path);
-  std::string line, kept = csv_header;
-  std::getline(in, line);  // the header
-  while (std::getline(in, line)) {
-    std::size_t used = 0;
-    long long row_step = 0;
-    try {
-      row_step = std::stoll(line, &used);
-    } catch (const std::exception&) {
-      continue;
-    }
-    if (used > 0 && row_step <= step && !line.empty() && line.back() == '"') kept += line + "\n";
-  }
-  return kept;
-}
 
 bool surrogate(const HeadDecision& d) { return d.method != Method::exact; }
 
@@ -94,15 +73,9 @@ std::string row(std::int64_t step, std::size_t layer, std::size_t head, const He
 
 }  // namespace
 
-AttentionLog::AttentionLog(const std::filesystem::path& path, std::int64_t resume_step) : path_(path) {
-  write_file_atomically(path, resume_step > 0 ? kept_rows(path, resume_step) : std::string(csv_header));
-  file_ = std::fopen(path.c_str(), "ab");
-  LF_CHECK(file_ != nullptr, ErrorKind::bad_input, path.string(), ": cannot open for appending");
-}
-
-AttentionLog::~AttentionLog() {
-  if (file_ != nullptr) std::fclose(file_);
-}
+// A complete row ends with the closing quote of its reason.
+AttentionLog::AttentionLog(const std::filesystem::path& path, std::int64_t resume_step)
+    : csv_(path, csv_header, resume_step, [](const std::string& row) { return !row.empty() && row.back() == '"'; }) {}
 
 std::vector<std::string> AttentionLog::record(std::int64_t step, const GptAttentionPlan& plan) {
   decisions_.resize(plan.size());
@@ -116,8 +89,7 @@ std::vector<std::string> AttentionLog::record(std::int64_t step, const GptAttent
     lines.push_back(summary(step, layer, heads));
     for (std::size_t h = 0; h < heads.size(); ++h) rows += row(step, layer, h, heads[h]);
   }
-  LF_CHECK(std::fputs(rows.c_str(), file_) >= 0 && std::fflush(file_) == 0, ErrorKind::bad_input, path_.string(),
-           ": cannot write");
+  csv_.append(rows);
   return lines;
 }
 

@@ -10,12 +10,12 @@
 #pragma once
 
 #include <cstdint>
-#include <cstdio>
 #include <filesystem>
 #include <string>
 #include <vector>
 
 #include "lorafast/gpt_loss.hpp"
+#include "step_csv.hpp"
 
 namespace lorafast::cli {
 
@@ -24,16 +24,12 @@ class AttentionLog {
   // A new file (header only), or with resume_step > 0 the existing one cut to its
   // rows of steps <= resume_step.
   AttentionLog(const std::filesystem::path& path, std::int64_t resume_step);
-  ~AttentionLog();
-  AttentionLog(const AttentionLog&) = delete;
-  AttentionLog& operator=(const AttentionLog&) = delete;
 
   // Writes the rows of the layers whose decision changed and returns their lines.
   std::vector<std::string> record(std::int64_t step, const GptAttentionPlan& plan);
 
  private:
-  std::filesystem::path path_;
-  std::FILE* file_ = nullptr;
+  StepCsv csv_;
   std::vector<std::string> decisions_;  // per layer, the last decision recorded
 };
 

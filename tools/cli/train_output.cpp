@@ -8,11 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
-#include <fstream>
-#include <sstream>
 #include <string>
-
-#include "lorafast/atomic_file.hpp"
 
 namespace lorafast::cli {
 namespace {
@@ -27,30 +23,6 @@ extern "C" void on_signal(int signo) {
   [[maybe_unused]] const auto written = ::write(STDERR_FILENO, message, sizeof message - 1);
 }
 
-// The rows of an existing log up to `step` (its header replaced by ours).
-std::string kept_rows(const std::filesystem::path& path, std::int64_t step) {
-  std::ifstream in(path);
-  std::string line, kept = csv_header;
-  bool header = true;
-  while (std::getline(in, line)) {
-    if (header) {
-      header = false;
-      continue;
-    }
-    std::size_t used = 0;
-    long long row_step = 0;
-    try {
-      row_step = std::stoll(line, &used);
-    } catch (const std::exception&) {
-      continue;
-    }
-    // A complete row has all 9 columns; a half-written last line is dropped.
-    if (used == 0 || row_step > step || std::count(line.begin(), line.end(), ',') != 8) continue;
-    kept += line + "\n";
-  }
-  return kept;
-}
-
 std::string duration(double seconds) {
   const auto s = static_cast<long long>(std::llround(std::max(0.0, seconds)));
   return s >= 3600 ? cat(s / 3600, "h", (s / 60) % 60 < 10 ? "0" : "", (s / 60) % 60, "m")
@@ -60,15 +32,10 @@ std::string duration(double seconds) {
 
 }  // namespace
 
-TrainLog::TrainLog(const std::filesystem::path& path, std::int64_t resume_step) : path_(path) {
-  write_file_atomically(path, resume_step > 0 ? kept_rows(path, resume_step) : std::string(csv_header));
-  file_ = std::fopen(path.c_str(), "ab");
-  LF_CHECK(file_ != nullptr, ErrorKind::bad_input, path.string(), ": cannot open for appending");
-}
-
-TrainLog::~TrainLog() {
-  if (file_ != nullptr) std::fclose(file_);
-}
+// A complete row has all 9 columns.
+TrainLog::TrainLog(const std::filesystem::path& path, std::int64_t resume_step)
+    : csv_(path, csv_header, resume_step,
+           [](const std::string& row) { return std::count(row.begin(), row.end(), ',') == 8; }) {}
 
 void TrainLog::append(const StepReport& r) {
   const double tokens_per_s = r.seconds > 0 ? static_cast<double>(r.tokens) / r.seconds : 0.0;
@@ -80,8 +47,7 @@ void TrainLog::append(const StepReport& r) {
   else
     std::snprintf(row, sizeof row, "%lld,%.17g,%.9g,%.9g,,,%lld,%.6g,%.6g\n", static_cast<long long>(r.step), r.loss,
                   r.lr, r.grad_norm, static_cast<long long>(r.tokens), tokens_per_s, r.seconds);
-  LF_CHECK(std::fputs(row, file_) >= 0 && std::fflush(file_) == 0, ErrorKind::bad_input, path_.string(),
-           ": cannot write");
+  csv_.append(row);
 }
 
 ProgressDisplay::ProgressDisplay(std::int64_t first_step, std::int64_t steps)

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "lorafast/train_loop.hpp"
+#include "step_csv.hpp"
 
 namespace lorafast::cli {
 
@@ -23,14 +24,10 @@ class TrainLog {
   // A new log (header only), or with resume_step > 0 the existing one cut to its
   // rows of steps <= resume_step (rewritten atomically; a new one if it is missing).
   TrainLog(const std::filesystem::path& path, std::int64_t resume_step);
-  ~TrainLog();
-  TrainLog(const TrainLog&) = delete;
-  TrainLog& operator=(const TrainLog&) = delete;
   void append(const StepReport& report);  // written and flushed
 
  private:
-  std::filesystem::path path_;
-  std::FILE* file_ = nullptr;
+  StepCsv csv_;
 };
 
 // On a terminal: one line rewritten in place (step/total, bar, loss, tokens/s,
