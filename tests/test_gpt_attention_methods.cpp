@@ -15,6 +15,7 @@
 namespace lorafast {
 namespace {
 
+using testing::lora_relative_difference;
 using testing::random_lora;
 using testing::random_tokens;
 using testing::tiny_config;
@@ -57,23 +58,6 @@ GptAttention request(Method method, double eps = 1e-3, std::optional<int> degree
   return a;
 }
 
-// ||got - ref||_F / ||ref||_F over every adapter gradient.
-double relative_difference(const std::vector<LoraLayer>& got, const std::vector<LoraLayer>& ref) {
-  double diff = 0, norm = 0;
-  for (std::size_t i = 0; i < ref.size(); ++i)
-    for (std::size_t t = 0; t < lora_target_count; ++t) {
-      if (!ref[i][t]) continue;
-      for (bool is_b : {false, true}) {
-        const Tensor &x = is_b ? got[i][t]->b : got[i][t]->a, &y = is_b ? ref[i][t]->b : ref[i][t]->a;
-        for (std::int64_t j = 0; j < y.numel(); ++j) {
-          diff += (x.at(j) - y.at(j)) * (x.at(j) - y.at(j));
-          norm += y.at(j) * y.at(j);
-        }
-      }
-    }
-  return std::sqrt(diff / norm);
-}
-
 bool bit_identical(const GptLossGrad<double>& a, const GptLossGrad<double>& b) {
   if (a.loss != b.loss) return false;
   for (std::size_t i = 0; i < b.d_lora.size(); ++i)
@@ -114,7 +98,7 @@ TEST(GptAttentionMethods, FastAndChainedMeetEps) {
       expect_every_head(got.plan, method);
       for (const auto& layer : got.plan)
         for (const auto& d : layer) EXPECT_LE(d.gradient_bound, eps);
-      const double error = relative_difference(got.d_lora, exact.d_lora);
+      const double error = lora_relative_difference(got.d_lora, exact.d_lora);
       EXPECT_LE(error, eps);
       EXPECT_GT(error, 1e-12);
     }
@@ -133,7 +117,7 @@ TEST(GptAttentionMethods, ForcedDegreeErrorFallsWithDegree) {
     const auto got = gpt_loss_and_grad(w, lora, batch, request(Method::fast, 1e-3, degree));
     for (const auto& layer : got.plan)
       for (const auto& d : layer) EXPECT_EQ(d.degree, degree);
-    const double error = relative_difference(got.d_lora, exact.d_lora);
+    const double error = lora_relative_difference(got.d_lora, exact.d_lora);
     EXPECT_LT(error, previous / 10) << "degree " << degree;
     previous = error;
   }

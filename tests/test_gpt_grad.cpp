@@ -13,6 +13,7 @@
 namespace lorafast {
 namespace {
 
+using testing::lora_relative_difference;
 using testing::random_lora;
 using testing::random_tokens;
 using testing::tiny_config;
@@ -156,22 +157,6 @@ TEST(GptGrad, PeftInitialisationIsTheBaseModel) {
     }
 }
 
-double relative_difference(const std::vector<LoraLayer>& got, const std::vector<LoraLayer>& ref) {
-  double diff = 0, norm = 0;
-  for (std::size_t i = 0; i < ref.size(); ++i)
-    for (std::size_t t = 0; t < lora_target_count; ++t) {
-      if (!ref[i][t]) continue;
-      for (bool is_b : {false, true}) {
-        const Tensor &x = is_b ? got[i][t]->b : got[i][t]->a, &y = is_b ? ref[i][t]->b : ref[i][t]->a;
-        for (std::int64_t j = 0; j < y.numel(); ++j) {
-          diff += (x.at(j) - y.at(j)) * (x.at(j) - y.at(j));
-          norm += y.at(j) * y.at(j);
-        }
-      }
-    }
-  return std::sqrt(diff / norm);
-}
-
 template <class T>
 GptLora<T> cast_lora(const GptLora<double>& lora) {
   GptLora<T> out{lora.config, lora.layers};
@@ -196,7 +181,7 @@ TEST(GptGrad, ThreadCountOnlyReordersSums) {
   const auto two = gpt_loss_and_grad(weights, lora, batch);
   set_num_threads(0);
   EXPECT_NEAR(one.loss, two.loss, 1e-12 * one.loss);
-  EXPECT_LT(relative_difference(two.d_lora, one.d_lora), 1e-12);
+  EXPECT_LT(lora_relative_difference(two.d_lora, one.d_lora), 1e-12);
 }
 
 // float against double on the same (double) weights. Every value passes through
@@ -215,7 +200,7 @@ TEST(GptGrad, FloatTracksDouble) {
   const auto ref = gpt_loss_and_grad(w64, lora, batch);
   const auto got = gpt_loss_and_grad(w32, cast_lora<float>(lora), batch);
   EXPECT_NEAR(got.loss, ref.loss, 1e-5 * ref.loss);
-  EXPECT_LT(relative_difference(got.d_lora, ref.d_lora), 2e-5);
+  EXPECT_LT(lora_relative_difference(got.d_lora, ref.d_lora), 2e-5);
 }
 
 TEST(GptGrad, BadTokensAreRejected) {

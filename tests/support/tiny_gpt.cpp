@@ -76,4 +76,20 @@ TokenBatch random_tokens(std::int64_t batch, std::int64_t seq_len, std::int64_t 
   return b;
 }
 
+double lora_relative_difference(const std::vector<LoraLayer>& got, const std::vector<LoraLayer>& ref) {
+  double diff = 0, norm = 0;
+  for (std::size_t i = 0; i < ref.size(); ++i)
+    for (std::size_t t = 0; t < lora_target_count; ++t) {
+      if (!ref[i][t]) continue;
+      for (bool is_b : {false, true}) {
+        const Tensor &x = is_b ? got[i][t]->b : got[i][t]->a, &y = is_b ? ref[i][t]->b : ref[i][t]->a;
+        for (std::int64_t j = 0; j < y.numel(); ++j) {
+          diff += (x.at(j) - y.at(j)) * (x.at(j) - y.at(j));
+          norm += y.at(j) * y.at(j);
+        }
+      }
+    }
+  return std::sqrt(diff / norm);
+}
+
 }  // namespace lorafast::testing

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "lorafast/gpt_loss.hpp"
 
@@ -23,6 +24,9 @@ TensorMap tiny_model_tensors(const TinyGptSpec& spec, bool prefixed);
 // so that every gradient term is non-zero (B = 0 would make d_A vanish).
 template <class T>
 GptLora<T> random_lora(const GptConfig& model, const LoraConfig& config, std::uint64_t seed);
+
+// ||got - ref||_F / ||ref||_F over every adapter gradient (the targets `ref` has).
+double lora_relative_difference(const std::vector<LoraLayer>& got, const std::vector<LoraLayer>& ref);
 
 TokenBatch random_tokens(std::int64_t batch, std::int64_t seq_len, std::int64_t vocab, std::uint64_t seed);
 
