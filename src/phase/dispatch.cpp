@@ -46,7 +46,8 @@ std::int64_t feature_count(std::int64_t head_dim, int degree) {
   }
 }
 
-std::string features_text(std::int64_t f) { return f == saturated ? std::string("> 9.2e18") : std::to_string(f); }
+// "F=495", or "F > 9.2e18" when C(E+g, g) saturated.
+std::string features_text(std::int64_t f) { return f == saturated ? std::string("F > 9.2e18") : cat("F=", f); }
 
 // What an approximate method (fast or chained) would need for one head.
 struct Candidate {
@@ -81,7 +82,7 @@ Candidate candidate(const HeadScores& head, const DispatchRequest& r, Method app
 }
 
 std::string needs(const HeadScores& head, const Candidate& c) {
-  return cat("G=", number(head.score_bound), c.forced ? " with --degree " : " needs degree ", c.degree, " (F=",
+  return cat("G=", number(head.score_bound), c.forced ? " with --degree " : " needs degree ", c.degree, " (",
              features_text(c.features), ")");
 }
 
