@@ -108,6 +108,10 @@ void rows_by_state(std::type_identity_t<MatrixView<const T>> x, std::type_identi
 }
 
 // out[f, r] = sum_c S[f, c] Y[r, c] over the whole width; out: [F, width].
+// Register blocks of nf features x nv SIMD columns: the group's g x nv vectors of Y^T
+// stay in registers for a whole column block, and each broadcast entry of S feeds nv
+// FMAs of nf * nv independent chains (four chains ran latency-bound at ~1 FMA/cycle).
+// Every out entry sums its columns in order, whatever the blocking.
 template <class T>
 void state_by_rows(std::type_identity_t<MatrixView<const T>> s, std::type_identity_t<MatrixView<const T>> y_t,
                    MatrixView<T> out) {
@@ -116,26 +120,32 @@ void state_by_rows(std::type_identity_t<MatrixView<const T>> s, std::type_identi
   LF_ASSERT(out.rows == s.rows && out.cols == y_t.cols && y_t.rows == s.cols && out.cols % w == 0);
   column_groups<T>(s.cols, [&](std::int64_t c0, auto group) {
     constexpr int g = decltype(group)::value;
-    for (std::int64_t r0 = 0; r0 < out.cols; r0 += w) {
-      V y[g];
-      for (int j = 0; j < g; ++j) y[j] = Simd<T>::load(y_t.row(c0 + j) + r0);
-      // Four features at a time: four independent FMA chains hide the FMA latency.
-      constexpr std::int64_t unroll = 4;
-      for (std::int64_t f0 = 0; f0 < s.rows; f0 += unroll) {
-        const std::int64_t count = std::min(unroll, s.rows - f0);
-        V o[unroll] = {};
-        if (c0 > 0)
-          for (std::int64_t u = 0; u < count; ++u) o[u] = Simd<T>::load(out.row(f0 + u) + r0);
-        if (count == unroll) {
-          for (int j = 0; j < g; ++j)
-            for (std::int64_t u = 0; u < unroll; ++u) o[u] += y[j] * s(f0 + u, c0 + j);
-        } else {
-          for (std::int64_t u = 0; u < count; ++u)
-            for (int j = 0; j < g; ++j) o[u] += y[j] * s(f0 + u, c0 + j);
-        }
-        for (std::int64_t u = 0; u < count; ++u) Simd<T>::store(out.row(f0 + u) + r0, o[u]);
-      }
-    }
+    constexpr int nv = g <= 9 ? 2 : 1, nf = nv == 2 ? 6 : 8;  // g nv + nf nv <= 30 registers
+    const auto columns = [&](std::int64_t r0, auto vecs) {
+      constexpr int cv = decltype(vecs)::value;
+      V y[g][cv];
+      for (int j = 0; j < g; ++j)
+        for (int k = 0; k < cv; ++k) y[j][k] = Simd<T>::load(y_t.row(c0 + j) + r0 + k * w);
+      const auto features = [&](std::int64_t f0, auto count) {
+        constexpr int cf = decltype(count)::value;
+        V o[cf][cv];
+        for (int u = 0; u < cf; ++u)
+          for (int k = 0; k < cv; ++k) o[u][k] = c0 > 0 ? Simd<T>::load(out.row(f0 + u) + r0 + k * w) : V{};
+        for (int j = 0; j < g; ++j)
+          for (int u = 0; u < cf; ++u) {
+            const T sj = s(f0 + u, c0 + j);
+            for (int k = 0; k < cv; ++k) o[u][k] += y[j][k] * sj;
+          }
+        for (int u = 0; u < cf; ++u)
+          for (int k = 0; k < cv; ++k) Simd<T>::store(out.row(f0 + u) + r0 + k * w, o[u][k]);
+      };
+      std::int64_t f0 = 0;
+      for (; f0 + nf <= s.rows; f0 += nf) features(f0, std::integral_constant<int, nf>{});
+      for (; f0 < s.rows; ++f0) features(f0, std::integral_constant<int, 1>{});
+    };
+    std::int64_t r0 = 0;
+    for (; r0 + nv * w <= out.cols; r0 += nv * w) columns(r0, std::integral_constant<int, nv>{});
+    if (r0 < out.cols) columns(r0, std::integral_constant<int, 1>{});  // nv = 2: one column left
   });
 }
 
