@@ -16,6 +16,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <memory>
 #include <vector>
 
 #include "lorafast/error.hpp"
@@ -40,17 +41,17 @@ void sequence_serial(Head<T>& head, Workspace<T>& ws, State<T>& keys, State<T>& 
   reset_states(head, keys, queries);
   const std::int64_t blocks = head.blocks();
   if (!head.causal)
-    for (std::int64_t b = 0; b < blocks; ++b) add_key_stats(head, ws, b, keys.view());
+    for (std::int64_t b = 0; b < blocks; ++b) add_key_stats(head, ws, b, keys.view(), true);
   for (std::int64_t b = 0; b < blocks; ++b) {
     query_block(head, ws, b, keys.view(), !head.causal);
     if (head.causal)
-      add_key_stats(head, ws, b, keys.view());
+      add_key_stats(head, ws, b, keys.view(), true);
     else
-      add_query_stats(head, ws, b, true, queries.view());
+      add_query_stats(head, ws, b, true, queries.view(), true);
   }
   for (std::int64_t b = blocks - 1; b >= 0; --b) {
     key_block(head, ws, b, queries.view());
-    if (head.causal) add_query_stats(head, ws, b, false, queries.view());
+    if (head.causal) add_query_stats(head, ws, b, false, queries.view(), true);
   }
 }
 
@@ -68,28 +69,31 @@ void combine(std::vector<State<T>>& states) {
 }
 
 // One causal sequence shared by all threads, chunk by chunk: `states` holds one
-// [F', E + 1] state per chunk (zeroed here).
+// [F', E + 1] state per chunk. Each pass sets its chunks' slots, so only the slot
+// it leaves unwritten is zeroed (the scans read it).
 //   1. each chunk's key statistics, then their exclusive prefix sums;
 //   2. each chunk's queries against its prefix, then (in the same slot) the chunk's
 //      query statistics, then their exclusive suffix sums;
 //   3. each chunk's keys against its suffix.
 // The last chunk's keys and the first chunk's queries feed no other chunk.
 template <class T>
-void sequence_chunked(Head<T>& head, std::vector<Workspace<T>>& ws, std::vector<T>& states) {
+void sequence_chunked(Head<T>& head, std::vector<Workspace<T>>& ws, T* states) {
   const std::int64_t chunks = head.blocks(), size = head.f1 * head.state_cols();
-  states.assign(static_cast<std::size_t>(chunks * size), T(0));
   const std::int64_t cols = head.state_cols();
-  const auto slot = [&](std::int64_t c) { return MatrixView<T>{states.data() + c * size, head.f1, cols, cols}; };
+  const auto slot = [&](std::int64_t c) { return MatrixView<T>{states + c * size, head.f1, cols, cols}; };
+  std::fill(states + (chunks - 1) * size, states + chunks * size, T(0));
 #pragma omp parallel for schedule(static)
-  for (std::int64_t c = 0; c < chunks - 1; ++c) add_key_stats(head, ws[omp_get_thread_num()], c, slot(c));
+  for (std::int64_t c = 0; c < chunks - 1; ++c) add_key_stats(head, ws[omp_get_thread_num()], c, slot(c), false);
   fast::exclusive_scan(states, chunks, size, false);
 #pragma omp parallel for schedule(static)
   for (std::int64_t c = 0; c < chunks; ++c) {
     Workspace<T>& w = ws[omp_get_thread_num()];
     const MatrixView<T> state = slot(c);
     query_block(head, w, c, MatrixView<const T>(state), c > 0);
-    std::fill(state.data, state.data + size, T(0));
-    if (c > 0) add_query_stats(head, w, c, true, state);
+    if (c > 0)
+      add_query_stats(head, w, c, true, state, false);
+    else
+      std::fill(state.data, state.data + size, T(0));
   }
   fast::exclusive_scan(states, chunks, size, true);
 #pragma omp parallel for schedule(static)
@@ -113,12 +117,12 @@ void sequence_segmented(Head<T>& head, int team) {
     const std::int64_t b0 = t * blocks / segments, b1 = (t + 1) * blocks / segments;
     Workspace<T> ws(head);
     reset_states(head, keys[t], queries[t]);
-    for (std::int64_t b = b0; b < b1; ++b) add_key_stats(head, ws, b, keys[t].view());
+    for (std::int64_t b = b0; b < b1; ++b) add_key_stats(head, ws, b, keys[t].view(), true);
 #pragma omp barrier
     combine(keys);
     for (std::int64_t b = b0; b < b1; ++b) {
       query_block(head, ws, b, keys[0].view(), true);
-      add_query_stats(head, ws, b, true, queries[t].view());
+      add_query_stats(head, ws, b, true, queries[t].view(), true);
     }
 #pragma omp barrier
     combine(queries);
@@ -155,12 +159,13 @@ void chained_attention_bwd(const AttentionParams<T>& p, std::int64_t head, const
     return;
   }
   if (p.causal) {
-    std::vector<T> states;
+    // Uninitialised: the passes set every slot, in parallel.
+    const std::unique_ptr<T[]> states(new T[static_cast<std::size_t>(blocks * phi1.size() * (p.head_dim + 1))]);
     std::vector<chained::Workspace<T>> ws;
     for (std::int64_t n = 0; n < p.batch; ++n) {
       chained::Head<T> h = chained::make_head(p, n, head, config, phi1, phi, raise);
       if (ws.empty()) ws.assign(static_cast<std::size_t>(threads), chained::Workspace<T>(h));
-      sequence_chunked(h, ws, states);
+      sequence_chunked(h, ws, states.get());
     }
     return;
   }

@@ -89,10 +89,10 @@ struct State {
   MatrixView<const T> view() const { return {data.data(), rows, cols, cols}; }
 };
 
-// key_state += key statistics of block b.
+// key_state (+)= key statistics of block b: added, or set without accumulate.
 template <class T>
 void add_key_stats(const Head<T>& head, Workspace<T>& ws, std::int64_t b,
-                   std::type_identity_t<MatrixView<T>> key_state);
+                   std::type_identity_t<MatrixView<T>> key_state, bool accumulate);
 
 // The query side of block b against key_state (all keys, or the earlier chunks when
 // causal): computes delta, z and writes dQ of the block's rows; causal also writes the
@@ -102,11 +102,11 @@ template <class T>
 void query_block(Head<T>& head, Workspace<T>& ws, std::int64_t b,
                  std::type_identity_t<MatrixView<const T>> key_state, bool keep_raised);
 
-// query_state += query statistics of block b (needs z and delta of the block);
-// with features_ready, ws.features must hold phi'(q') of this block.
+// query_state (+)= query statistics of block b (needs z and delta of the block), as
+// add_key_stats; with features_ready, ws.features must hold phi'(q') of this block.
 template <class T>
 void add_query_stats(const Head<T>& head, Workspace<T>& ws, std::int64_t b, bool features_ready,
-                     std::type_identity_t<MatrixView<T>> query_state);
+                     std::type_identity_t<MatrixView<T>> query_state, bool accumulate);
 
 // The key side of block b against query_state: dK and dV of the block's rows,
 // added to the in-chunk part when causal, set otherwise.

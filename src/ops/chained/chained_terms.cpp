@@ -127,12 +127,12 @@ Workspace<T>::Workspace(const Head<T>& head) {
 
 template <class T>
 void add_key_stats(const Head<T>& head, Workspace<T>& ws, std::int64_t b,
-                   std::type_identity_t<MatrixView<T>> key_state) {
+                   std::type_identity_t<MatrixView<T>> key_state, bool accumulate) {
   const std::int64_t j0 = b * head.block, rows = head.rows_of(b), width = width_of(head, b);
   const auto fk = map_block(head, ws, head.scaled.k_view(rows, head.e, j0), width);
   T* ones = ws.grad_t.data();  // [width]: 1 on the block's rows
   for (std::int64_t r = 0; r < width; ++r) ones[r] = r < rows ? T(1) : T(0);
-  fast::features_by_rows<T>(fk, thin_rows(ws, head.v.block(j0, 0, rows, head.e), ones, width), key_state, true);
+  fast::features_by_rows<T>(fk, thin_rows(ws, head.v.block(j0, 0, rows, head.e), ones, width), key_state, accumulate);
 }
 
 template <class T>
@@ -168,7 +168,7 @@ void query_block(Head<T>& head, Workspace<T>& ws, std::int64_t b,
 
 template <class T>
 void add_query_stats(const Head<T>& head, Workspace<T>& ws, std::int64_t b, bool features_ready,
-                     std::type_identity_t<MatrixView<T>> query_state) {
+                     std::type_identity_t<MatrixView<T>> query_state, bool accumulate) {
   const std::int64_t i0 = b * head.block, rows = head.rows_of(b), e = head.e, width = width_of(head, b);
   const MatrixView<const T> fq{ws.features.data(), head.f1, width, width};
   if (!features_ready) map_block(head, ws, head.scaled.q_view(rows, e, i0), width);
@@ -180,7 +180,7 @@ void add_query_stats(const Head<T>& head, Workspace<T>& ws, std::int64_t b, bool
   const auto y_t = thin_rows(ws, head.d_o.block(i0, 0, rows, e), delta_z, width);
   for (std::int64_t m = 0; m < e; ++m)
     for (std::int64_t r = 0; r < width; ++r) y_t(m, r) *= inv_z[r];
-  fast::features_by_rows<T>(fq, y_t, query_state, true);
+  fast::features_by_rows<T>(fq, y_t, query_state, accumulate);
 }
 
 template <class T>
@@ -210,9 +210,9 @@ void key_block(const Head<T>& head, Workspace<T>& ws, std::int64_t b,
   template Head<T> make_head(const AttentionParams<T>&, std::int64_t, std::int64_t, const SurrogateConfig&,     \
                              const TaylorFeatures&, const TaylorFeatures&, const FeatureRaise&);               \
   template struct Workspace<T>;                                                                                \
-  template void add_key_stats(const Head<T>&, Workspace<T>&, std::int64_t, MatrixView<T>);                     \
+  template void add_key_stats(const Head<T>&, Workspace<T>&, std::int64_t, MatrixView<T>, bool);               \
   template void query_block(Head<T>&, Workspace<T>&, std::int64_t, MatrixView<const T>, bool);                 \
-  template void add_query_stats(const Head<T>&, Workspace<T>&, std::int64_t, bool, MatrixView<T>);             \
+  template void add_query_stats(const Head<T>&, Workspace<T>&, std::int64_t, bool, MatrixView<T>, bool);       \
   template void key_block(const Head<T>&, Workspace<T>&, std::int64_t, MatrixView<const T>);
 LORAFAST_CHAINED_TERMS(float)
 LORAFAST_CHAINED_TERMS(double)
