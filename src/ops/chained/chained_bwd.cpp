@@ -43,7 +43,7 @@ void sequence_serial(Head<T>& head, Workspace<T>& ws, State<T>& keys, State<T>& 
   if (!head.causal)
     for (std::int64_t b = 0; b < blocks; ++b) add_key_stats(head, ws, b, keys.view(), true);
   for (std::int64_t b = 0; b < blocks; ++b) {
-    query_block(head, ws, b, keys.view(), !head.causal);
+    query_block(head, ws, b, keys.view());
     if (head.causal)
       add_key_stats(head, ws, b, keys.view(), true);
     else
@@ -89,7 +89,7 @@ void sequence_chunked(Head<T>& head, std::vector<Workspace<T>>& ws, T* states) {
   for (std::int64_t c = 0; c < chunks; ++c) {
     Workspace<T>& w = ws[omp_get_thread_num()];
     const MatrixView<T> state = slot(c);
-    query_block(head, w, c, MatrixView<const T>(state), c > 0);
+    query_block(head, w, c, MatrixView<const T>(state));
     if (c > 0)
       add_query_stats(head, w, c, true, state, false);
     else
@@ -121,7 +121,7 @@ void sequence_segmented(Head<T>& head, int team) {
 #pragma omp barrier
     combine(keys);
     for (std::int64_t b = b0; b < b1; ++b) {
-      query_block(head, ws, b, keys[0].view(), true);
+      query_block(head, ws, b, keys[0].view());
       add_query_stats(head, ws, b, true, queries[t].view(), true);
     }
 #pragma omp barrier
@@ -140,8 +140,9 @@ void chained_attention_bwd(const AttentionParams<T>& p, std::int64_t head, const
   LF_CHECK(!p.causal || config.chunk >= 1, ErrorKind::usage, "causal chunk must be >= 1, got ", config.chunk);
   LF_CHECK(p.head_dim >= 1 && p.scale > 0, ErrorKind::usage, "head_dim and scale must be positive");
   if (p.batch <= 0 || p.seq_len <= 0) return;
-  const TaylorFeatures phi1(p.head_dim, config.degree + 1), phi(p.head_dim, config.degree);
+  const TaylorFeatures phi(p.head_dim, config.degree);
   const FeatureRaise raise(p.head_dim, config.degree);
+  const std::int64_t f1 = phi.size() + static_cast<std::int64_t>(raise.top_parent.size());
   const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
   const std::int64_t block = chained::block_rows(p.causal, config);
   const std::int64_t blocks = (p.seq_len + block - 1) / block;
@@ -151,7 +152,7 @@ void chained_attention_bwd(const AttentionParams<T>& p, std::int64_t head, const
       State<T> keys, queries;
 #pragma omp for schedule(static, 1)
       for (std::int64_t n = 0; n < p.batch; ++n) {
-        chained::Head<T> h = chained::make_head(p, n, head, config, phi1, phi, raise);
+        chained::Head<T> h = chained::make_head(p, n, head, config, phi, raise);
         chained::Workspace<T> ws(h);
         sequence_serial(h, ws, keys, queries);
       }
@@ -160,17 +161,17 @@ void chained_attention_bwd(const AttentionParams<T>& p, std::int64_t head, const
   }
   if (p.causal) {
     // Uninitialised: the passes set every slot, in parallel.
-    const std::unique_ptr<T[]> states(new T[static_cast<std::size_t>(blocks * phi1.size() * (p.head_dim + 1))]);
+    const std::unique_ptr<T[]> states(new T[static_cast<std::size_t>(blocks * f1 * (p.head_dim + 1))]);
     std::vector<chained::Workspace<T>> ws;
     for (std::int64_t n = 0; n < p.batch; ++n) {
-      chained::Head<T> h = chained::make_head(p, n, head, config, phi1, phi, raise);
+      chained::Head<T> h = chained::make_head(p, n, head, config, phi, raise);
       if (ws.empty()) ws.assign(static_cast<std::size_t>(threads), chained::Workspace<T>(h));
       sequence_chunked(h, ws, states.get());
     }
     return;
   }
   for (std::int64_t n = 0; n < p.batch; ++n) {
-    chained::Head<T> h = chained::make_head(p, n, head, config, phi1, phi, raise);
+    chained::Head<T> h = chained::make_head(p, n, head, config, phi, raise);
     sequence_segmented(h, static_cast<int>(std::min<std::int64_t>(threads, blocks)));
   }
 }

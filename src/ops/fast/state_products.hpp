@@ -149,23 +149,24 @@ void state_by_rows(std::type_identity_t<MatrixView<const T>> s, std::type_identi
   });
 }
 
-// out[f, c] = (accumulate ? out[f, c] : 0) + sum_r X[f, r] Y[r, c] over the whole width.
-// Two features at a time: each load of Y feeds two FMAs (measured 10% faster at
-// F = 1287, width 128, 9 columns).
-template <class T>
-void features_by_rows(std::type_identity_t<MatrixView<const T>> x, std::type_identity_t<MatrixView<const T>> y_t,
-                      MatrixView<T> out, bool accumulate) {
+// out[f, c] = (accumulate ? out[f, c] : 0) + sum_r X[f, r] Y[r, c] over the whole width,
+// where x(f, r0) gives the SIMD column of X[f, r0 ..] (loaded, or computed when X is
+// cheaper to recompute than to store). Two features at a time: each load of Y feeds
+// two FMAs (measured 10% faster at F = 1287, width 128, 9 columns).
+template <class T, class Rows>
+void features_by_rows(Rows x, std::int64_t width, std::type_identity_t<MatrixView<const T>> y_t, MatrixView<T> out,
+                      bool accumulate) {
   using V = typename Simd<T>::vec;
   constexpr int w = Simd<T>::lanes;
-  LF_ASSERT(out.rows == x.rows && out.cols == y_t.rows && y_t.cols == x.cols && x.cols % w == 0);
+  LF_ASSERT(out.cols == y_t.rows && y_t.cols == width && width % w == 0);
   column_groups<T>(y_t.rows, [&](std::int64_t c0, auto group) {
     constexpr int g = decltype(group)::value;
     const auto features = [&](std::int64_t f, auto count) {
       constexpr int nf = decltype(count)::value;
       V acc[nf][g] = {};
-      for (std::int64_t r0 = 0; r0 < x.cols; r0 += w) {
+      for (std::int64_t r0 = 0; r0 < width; r0 += w) {
         V xv[nf];
-        for (int u = 0; u < nf; ++u) xv[u] = Simd<T>::load(x.row(f + u) + r0);
+        for (int u = 0; u < nf; ++u) xv[u] = x(f + u, r0);
         for (int j = 0; j < g; ++j) {
           const V yv = Simd<T>::load(y_t.row(c0 + j) + r0);
           for (int u = 0; u < nf; ++u) acc[u][j] += xv[u] * yv;
@@ -180,9 +181,18 @@ void features_by_rows(std::type_identity_t<MatrixView<const T>> x, std::type_ide
       }
     };
     std::int64_t f = 0;
-    for (; f + 2 <= x.rows; f += 2) features(f, std::integral_constant<int, 2>{});
-    if (f < x.rows) features(f, std::integral_constant<int, 1>{});
+    for (; f + 2 <= out.rows; f += 2) features(f, std::integral_constant<int, 2>{});
+    if (f < out.rows) features(f, std::integral_constant<int, 1>{});
   });
+}
+
+// The same with X stored: [F, width] in column layout.
+template <class T>
+void features_by_rows(std::type_identity_t<MatrixView<const T>> x, std::type_identity_t<MatrixView<const T>> y_t,
+                      MatrixView<T> out, bool accumulate) {
+  LF_ASSERT(out.rows == x.rows);
+  features_by_rows<T>([&](std::int64_t f, std::int64_t r0) { return Simd<T>::load(x.row(f) + r0); }, x.cols, y_t,
+                      out, accumulate);
 }
 
 }  // namespace lorafast::fast
