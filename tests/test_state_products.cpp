@@ -88,7 +88,7 @@ TYPED_TEST(StateProducts, RowsByState) {
   for (bool accumulate : {false, true})
     for (std::int64_t f : feature_counts)
       for (std::int64_t n : state_cols)
-        for (std::int64_t rows : {std::int64_t{1}, w - 1, 2 * w + 3}) {
+        for (std::int64_t rows : {std::int64_t{1}, w - 1, 2 * w + 3, 4 * w + 5}) {
           const std::int64_t width = (rows + w - 1) / w * w;
           Matrix<T> x(f, width, w, rng), s(f, n, 3, rng), out(rows, n, 2, rng);
           const Matrix<T> before = out;

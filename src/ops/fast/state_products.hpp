@@ -85,6 +85,8 @@ void column_groups(std::int64_t n, Pass pass) {
 }
 
 // out[r, c] = (accumulate ? out[r, c] : 0) + sum_f X[f, r] S[f, c] for r < out.rows.
+// Up to nv SIMD columns of rows per pass: each broadcast entry of S feeds nv FMAs, and
+// a thin S (one column for z) still has nv independent chains.
 template <class T>
 void rows_by_state(std::type_identity_t<MatrixView<const T>> x, std::type_identity_t<MatrixView<const T>> s,
                    MatrixView<T> out, bool accumulate) {
@@ -93,18 +95,30 @@ void rows_by_state(std::type_identity_t<MatrixView<const T>> x, std::type_identi
   LF_ASSERT(x.rows == s.rows && x.cols % w == 0 && out.rows <= x.cols && out.cols == s.cols);
   column_groups<T>(s.cols, [&](std::int64_t c0, auto group) {
     constexpr int g = decltype(group)::value;
-    for (std::int64_t r0 = 0; r0 < out.rows; r0 += w) {
-      V acc[g] = {};
+    constexpr int nv = g <= 4 ? 4 : 2;  // g nv accumulators + nv rows of X <= 30 registers
+    const auto columns = [&](std::int64_t r0, auto vecs) {
+      constexpr int cv = decltype(vecs)::value;
+      V acc[cv][g] = {};
       for (std::int64_t f = 0; f < x.rows; ++f) {
-        const V xv = Simd<T>::load(x.row(f) + r0);
+        V xv[cv];
+        for (int k = 0; k < cv; ++k) xv[k] = Simd<T>::load(x.row(f) + r0 + k * w);
         const T* sf = s.row(f) + c0;
-        for (int j = 0; j < g; ++j) acc[j] += xv * sf[j];
+        for (int j = 0; j < g; ++j)
+          for (int k = 0; k < cv; ++k) acc[k][j] += xv[k] * sf[j];
       }
-      T lanes[g][w];
-      for (int j = 0; j < g; ++j) Simd<T>::store(lanes[j], acc[j]);
-      for (std::int64_t r = r0; r < std::min<std::int64_t>(r0 + w, out.rows); ++r)
-        for (int j = 0; j < g; ++j) out(r, c0 + j) = (accumulate ? out(r, c0 + j) : T(0)) + lanes[j][r - r0];
-    }
+      T lanes[cv][g][w];
+      for (int k = 0; k < cv; ++k)
+        for (int j = 0; j < g; ++j) Simd<T>::store(lanes[k][j], acc[k][j]);
+      for (std::int64_t r = r0; r < std::min<std::int64_t>(r0 + cv * w, out.rows); ++r)
+        for (int j = 0; j < g; ++j) {
+          const T sum = lanes[(r - r0) / w][j][(r - r0) % w];
+          out(r, c0 + j) = (accumulate ? out(r, c0 + j) : T(0)) + sum;
+        }
+    };
+    const std::int64_t vectors = (out.rows + w - 1) / w;
+    std::int64_t v = 0;
+    for (; v + nv <= vectors; v += nv) columns(v * w, std::integral_constant<int, nv>{});
+    for (; v < vectors; ++v) columns(v * w, std::integral_constant<int, 1>{});
   });
 }
 
