@@ -136,23 +136,32 @@ void state_by_rows(std::type_identity_t<MatrixView<const T>> s, std::type_identi
   column_groups<T>(s.cols, [&](std::int64_t c0, auto group) {
     constexpr int g = decltype(group)::value;
     constexpr int nv = g <= 9 ? 2 : 1, nf = nv == 2 ? 6 : 8;  // g nv + nf nv <= 30 registers
+    // Local copies: stores through out would otherwise force reloading the views.
+    const T* const s_data = s.data + c0;
+    T* const out_data = out.data;
+    const std::int64_t s_ld = s.ld, out_ld = out.ld;
     const auto columns = [&](std::int64_t r0, auto vecs) {
       constexpr int cv = decltype(vecs)::value;
       V y[g][cv];
       for (int j = 0; j < g; ++j)
         for (int k = 0; k < cv; ++k) y[j][k] = Simd<T>::load(y_t.row(c0 + j) + r0 + k * w);
-      const auto features = [&](std::int64_t f0, auto count) {
+      const auto features = [=](std::int64_t f0, auto count) {
         constexpr int cf = decltype(count)::value;
+        const T* sf = s_data + f0 * s_ld;
+        T* of = out_data + f0 * out_ld + r0;
         V o[cf][cv];
         for (int u = 0; u < cf; ++u)
-          for (int k = 0; k < cv; ++k) o[u][k] = c0 > 0 ? Simd<T>::load(out.row(f0 + u) + r0 + k * w) : V{};
+          for (int k = 0; k < cv; ++k) o[u][k] = c0 > 0 ? Simd<T>::load(of + u * out_ld + k * w) : V{};
+        // Fully unrolled, so that y stays in registers.
+#pragma GCC unroll 16
         for (int j = 0; j < g; ++j)
+#pragma GCC unroll 8
           for (int u = 0; u < cf; ++u) {
-            const T sj = s(f0 + u, c0 + j);
+            const T sj = sf[u * s_ld + j];
             for (int k = 0; k < cv; ++k) o[u][k] += y[j][k] * sj;
           }
         for (int u = 0; u < cf; ++u)
-          for (int k = 0; k < cv; ++k) Simd<T>::store(out.row(f0 + u) + r0 + k * w, o[u][k]);
+          for (int k = 0; k < cv; ++k) Simd<T>::store(of + u * out_ld + k * w, o[u][k]);
       };
       std::int64_t f0 = 0;
       for (; f0 + nf <= s.rows; f0 += nf) features(f0, std::integral_constant<int, nf>{});
