@@ -28,6 +28,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "core/line_vector.hpp"
 #include "lorafast/attention.hpp"
 #include "lorafast/features.hpp"
 #include "ops/chained/chained_raise.hpp"
@@ -66,12 +67,12 @@ Head<T> make_head(const AttentionParams<T>& p, std::int64_t n, std::int64_t h, c
 // thin state products keep their accumulators in registers.
 template <class T>
 struct Workspace {
-  std::vector<T> features, raised;  // phi(x) of the block [F, width]; U or W [F', width]
-  std::vector<T> x_t, y_t;          // q'^T or k'^T [E, width]; a state's thin right-hand side [E + 1, width]
-  std::vector<T> grad_t;            // dQ^T or dK^T [E, width]
-  std::vector<T> product;           // [max(block E, width)]: a [width] row, then z or dV [block, E]
-  std::vector<T> weights, d_p;      // causal: [block, block]
-  std::vector<T> in_chunk_sum;      // causal: [block]
+  LineVector<T> features, raised;  // phi(x) of the block [F, width]; U or W [F', width]
+  LineVector<T> x_t, y_t;          // q'^T or k'^T [E, width]; a state's thin right-hand side [E + 1, width]
+  LineVector<T> grad_t;            // dQ^T or dK^T [E, width]
+  LineVector<T> product;           // [max(block E, width)]: a [width] row, then z or dV [block, E]
+  LineVector<T> weights, d_p;      // causal: [block, block]
+  LineVector<T> in_chunk_sum;      // causal: [block]
   explicit Workspace(const Head<T>& head);
 };
 

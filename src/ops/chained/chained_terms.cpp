@@ -18,7 +18,7 @@ std::int64_t width_of(const Head<T>& head, std::int64_t b) {
 
 // x^T ([cols, width]) into out; padding columns zero.
 template <class T>
-MatrixView<T> transpose_into(MatrixView<const T> x, std::vector<T>& out, std::int64_t width) {
+MatrixView<T> transpose_into(MatrixView<const T> x, LineVector<T>& out, std::int64_t width) {
   const MatrixView<T> t{out.data(), x.cols, width, width};
   std::fill(out.begin(), out.begin() + x.cols * width, T(0));
   for (std::int64_t r = 0; r < x.rows; ++r)
