@@ -77,17 +77,17 @@ void combine(std::vector<State<T>>& states) {
 //   3. each chunk's keys against its suffix.
 // The last chunk's keys and the first chunk's queries feed no other chunk.
 template <class T>
-void sequence_chunked(Head<T>& head, std::vector<Workspace<T>>& ws, T* states) {
+void sequence_chunked(Head<T>& head, const std::vector<std::unique_ptr<Workspace<T>>>& ws, T* states) {
   const std::int64_t chunks = head.blocks(), size = head.f1 * head.state_cols();
   const std::int64_t cols = head.state_cols();
   const auto slot = [&](std::int64_t c) { return MatrixView<T>{states + c * size, head.f1, cols, cols}; };
   std::fill(states + (chunks - 1) * size, states + chunks * size, T(0));
 #pragma omp parallel for schedule(static)
-  for (std::int64_t c = 0; c < chunks - 1; ++c) add_key_stats(head, ws[omp_get_thread_num()], c, slot(c), false);
+  for (std::int64_t c = 0; c < chunks - 1; ++c) add_key_stats(head, *ws[omp_get_thread_num()], c, slot(c), false);
   fast::exclusive_scan(states, chunks, size, false);
 #pragma omp parallel for schedule(static)
   for (std::int64_t c = 0; c < chunks; ++c) {
-    Workspace<T>& w = ws[omp_get_thread_num()];
+    Workspace<T>& w = *ws[omp_get_thread_num()];
     const MatrixView<T> state = slot(c);
     query_block(head, w, c, MatrixView<const T>(state));
     if (c > 0)
@@ -98,7 +98,7 @@ void sequence_chunked(Head<T>& head, std::vector<Workspace<T>>& ws, T* states) {
   fast::exclusive_scan(states, chunks, size, true);
 #pragma omp parallel for schedule(static)
   for (std::int64_t c = 0; c < chunks; ++c)
-    key_block(head, ws[omp_get_thread_num()], c, MatrixView<const T>(slot(c)));
+    key_block(head, *ws[omp_get_thread_num()], c, MatrixView<const T>(slot(c)));
 }
 
 // One bidirectional sequence shared by the team: thread t owns blocks [t B / S, (t + 1) B / S).
@@ -162,10 +162,12 @@ void chained_attention_bwd(const AttentionParams<T>& p, std::int64_t head, const
   if (p.causal) {
     // Uninitialised: the passes set every slot, in parallel.
     const std::unique_ptr<T[]> states(new T[static_cast<std::size_t>(blocks * f1 * (p.head_dim + 1))]);
-    std::vector<chained::Workspace<T>> ws;
+    std::vector<std::unique_ptr<chained::Workspace<T>>> ws(static_cast<std::size_t>(threads));
     for (std::int64_t n = 0; n < p.batch; ++n) {
       chained::Head<T> h = chained::make_head(p, n, head, config, phi, raise);
-      if (ws.empty()) ws.assign(static_cast<std::size_t>(threads), chained::Workspace<T>(h));
+      if (n == 0)  // each thread zeroes (first-touches) its own, in parallel
+#pragma omp parallel num_threads(threads)
+        ws[omp_get_thread_num()] = std::make_unique<chained::Workspace<T>>(h);
       sequence_chunked(h, ws, states.get());
     }
     return;
