@@ -16,6 +16,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <memory>
 #include <vector>
 
 #include "lorafast/error.hpp"
@@ -40,17 +41,17 @@ void sequence_serial(Head<T>& head, Workspace<T>& ws, State<T>& keys, State<T>& 
   reset_states(head, keys, queries);
   const std::int64_t blocks = head.blocks();
   if (!head.causal)
-    for (std::int64_t b = 0; b < blocks; ++b) add_key_stats(head, ws, b, keys.view());
+    for (std::int64_t b = 0; b < blocks; ++b) add_key_stats(head, ws, b, keys.view(), true);
   for (std::int64_t b = 0; b < blocks; ++b) {
-    query_block(head, ws, b, keys.view(), !head.causal);
+    query_block(head, ws, b, keys.view());
     if (head.causal)
-      add_key_stats(head, ws, b, keys.view());
+      add_key_stats(head, ws, b, keys.view(), true);
     else
-      add_query_stats(head, ws, b, true, queries.view());
+      add_query_stats(head, ws, b, true, queries.view(), true);
   }
   for (std::int64_t b = blocks - 1; b >= 0; --b) {
     key_block(head, ws, b, queries.view());
-    if (head.causal) add_query_stats(head, ws, b, false, queries.view());
+    if (head.causal) add_query_stats(head, ws, b, false, queries.view(), true);
   }
 }
 
@@ -68,33 +69,36 @@ void combine(std::vector<State<T>>& states) {
 }
 
 // One causal sequence shared by all threads, chunk by chunk: `states` holds one
-// [F', E + 1] state per chunk (zeroed here).
+// [F', E + 1] state per chunk. Each pass sets its chunks' slots, so only the slot
+// it leaves unwritten is zeroed (the scans read it).
 //   1. each chunk's key statistics, then their exclusive prefix sums;
 //   2. each chunk's queries against its prefix, then (in the same slot) the chunk's
 //      query statistics, then their exclusive suffix sums;
 //   3. each chunk's keys against its suffix.
 // The last chunk's keys and the first chunk's queries feed no other chunk.
 template <class T>
-void sequence_chunked(Head<T>& head, std::vector<Workspace<T>>& ws, std::vector<T>& states) {
+void sequence_chunked(Head<T>& head, const std::vector<std::unique_ptr<Workspace<T>>>& ws, T* states) {
   const std::int64_t chunks = head.blocks(), size = head.f1 * head.state_cols();
-  states.assign(static_cast<std::size_t>(chunks * size), T(0));
   const std::int64_t cols = head.state_cols();
-  const auto slot = [&](std::int64_t c) { return MatrixView<T>{states.data() + c * size, head.f1, cols, cols}; };
+  const auto slot = [&](std::int64_t c) { return MatrixView<T>{states + c * size, head.f1, cols, cols}; };
+  std::fill(states + (chunks - 1) * size, states + chunks * size, T(0));
 #pragma omp parallel for schedule(static)
-  for (std::int64_t c = 0; c < chunks - 1; ++c) add_key_stats(head, ws[omp_get_thread_num()], c, slot(c));
+  for (std::int64_t c = 0; c < chunks - 1; ++c) add_key_stats(head, *ws[omp_get_thread_num()], c, slot(c), false);
   fast::exclusive_scan(states, chunks, size, false);
 #pragma omp parallel for schedule(static)
   for (std::int64_t c = 0; c < chunks; ++c) {
-    Workspace<T>& w = ws[omp_get_thread_num()];
+    Workspace<T>& w = *ws[omp_get_thread_num()];
     const MatrixView<T> state = slot(c);
-    query_block(head, w, c, MatrixView<const T>(state), c > 0);
-    std::fill(state.data, state.data + size, T(0));
-    if (c > 0) add_query_stats(head, w, c, true, state);
+    query_block(head, w, c, MatrixView<const T>(state));
+    if (c > 0)
+      add_query_stats(head, w, c, true, state, false);
+    else
+      std::fill(state.data, state.data + size, T(0));
   }
   fast::exclusive_scan(states, chunks, size, true);
 #pragma omp parallel for schedule(static)
   for (std::int64_t c = 0; c < chunks; ++c)
-    key_block(head, ws[omp_get_thread_num()], c, MatrixView<const T>(slot(c)));
+    key_block(head, *ws[omp_get_thread_num()], c, MatrixView<const T>(slot(c)));
 }
 
 // One bidirectional sequence shared by the team: thread t owns blocks [t B / S, (t + 1) B / S).
@@ -113,12 +117,12 @@ void sequence_segmented(Head<T>& head, int team) {
     const std::int64_t b0 = t * blocks / segments, b1 = (t + 1) * blocks / segments;
     Workspace<T> ws(head);
     reset_states(head, keys[t], queries[t]);
-    for (std::int64_t b = b0; b < b1; ++b) add_key_stats(head, ws, b, keys[t].view());
+    for (std::int64_t b = b0; b < b1; ++b) add_key_stats(head, ws, b, keys[t].view(), true);
 #pragma omp barrier
     combine(keys);
     for (std::int64_t b = b0; b < b1; ++b) {
-      query_block(head, ws, b, keys[0].view(), true);
-      add_query_stats(head, ws, b, true, queries[t].view());
+      query_block(head, ws, b, keys[0].view());
+      add_query_stats(head, ws, b, true, queries[t].view(), true);
     }
 #pragma omp barrier
     combine(queries);
@@ -136,8 +140,9 @@ void chained_attention_bwd(const AttentionParams<T>& p, std::int64_t head, const
   LF_CHECK(!p.causal || config.chunk >= 1, ErrorKind::usage, "causal chunk must be >= 1, got ", config.chunk);
   LF_CHECK(p.head_dim >= 1 && p.scale > 0, ErrorKind::usage, "head_dim and scale must be positive");
   if (p.batch <= 0 || p.seq_len <= 0) return;
-  const TaylorFeatures phi1(p.head_dim, config.degree + 1), phi(p.head_dim, config.degree);
+  const TaylorFeatures phi(p.head_dim, config.degree);
   const FeatureRaise raise(p.head_dim, config.degree);
+  const std::int64_t f1 = phi.size() + static_cast<std::int64_t>(raise.top_parent.size());
   const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
   const std::int64_t block = chained::block_rows(p.causal, config);
   const std::int64_t blocks = (p.seq_len + block - 1) / block;
@@ -147,7 +152,7 @@ void chained_attention_bwd(const AttentionParams<T>& p, std::int64_t head, const
       State<T> keys, queries;
 #pragma omp for schedule(static, 1)
       for (std::int64_t n = 0; n < p.batch; ++n) {
-        chained::Head<T> h = chained::make_head(p, n, head, config, phi1, phi, raise);
+        chained::Head<T> h = chained::make_head(p, n, head, config, phi, raise);
         chained::Workspace<T> ws(h);
         sequence_serial(h, ws, keys, queries);
       }
@@ -155,17 +160,20 @@ void chained_attention_bwd(const AttentionParams<T>& p, std::int64_t head, const
     return;
   }
   if (p.causal) {
-    std::vector<T> states;
-    std::vector<chained::Workspace<T>> ws;
+    // Uninitialised: the passes set every slot, in parallel.
+    const std::unique_ptr<T[]> states(new T[static_cast<std::size_t>(blocks * f1 * (p.head_dim + 1))]);
+    std::vector<std::unique_ptr<chained::Workspace<T>>> ws(static_cast<std::size_t>(threads));
     for (std::int64_t n = 0; n < p.batch; ++n) {
-      chained::Head<T> h = chained::make_head(p, n, head, config, phi1, phi, raise);
-      if (ws.empty()) ws.assign(static_cast<std::size_t>(threads), chained::Workspace<T>(h));
-      sequence_chunked(h, ws, states);
+      chained::Head<T> h = chained::make_head(p, n, head, config, phi, raise);
+      if (n == 0)  // each thread zeroes (first-touches) its own, in parallel
+#pragma omp parallel num_threads(threads)
+        ws[omp_get_thread_num()] = std::make_unique<chained::Workspace<T>>(h);
+      sequence_chunked(h, ws, states.get());
     }
     return;
   }
   for (std::int64_t n = 0; n < p.batch; ++n) {
-    chained::Head<T> h = chained::make_head(p, n, head, config, phi1, phi, raise);
+    chained::Head<T> h = chained::make_head(p, n, head, config, phi, raise);
     sequence_segmented(h, static_cast<int>(std::min<std::int64_t>(threads, blocks)));
   }
 }

@@ -28,6 +28,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "core/line_vector.hpp"
 #include "lorafast/attention.hpp"
 #include "lorafast/features.hpp"
 #include "ops/chained/chained_raise.hpp"
@@ -40,10 +41,9 @@ inline std::int64_t block_rows(bool causal, const SurrogateConfig& config) { ret
 
 template <class T>
 struct Head {
-  const TaylorFeatures* phi = nullptr;   // degree g
-  const TaylorFeatures* phi1 = nullptr;  // degree g + 1: phi' (its first f features are phi)
+  const TaylorFeatures* phi = nullptr;  // degree g
   const FeatureRaise* raise = nullptr;
-  std::vector<T> raise_factor;  // raise->factor in T
+  std::vector<T> raise_factor, top_scale;  // raise->factor, raise->top_scale in T
   std::int64_t len = 0, e = 0, f = 0, f1 = 0;  // f = F, f1 = F'
   bool causal = false;
   std::int64_t block = 0;  // rows per block: the causal chunk C, or a fixed block
@@ -59,7 +59,7 @@ struct Head {
 
 template <class T>
 Head<T> make_head(const AttentionParams<T>& p, std::int64_t n, std::int64_t h, const SurrogateConfig& config,
-                  const TaylorFeatures& phi1, const TaylorFeatures& phi, const FeatureRaise& raise);
+                  const TaylorFeatures& phi, const FeatureRaise& raise);
 
 // Per-thread scratch, sized for one block. Features and the per-row vectors U, W are
 // in column layout (features.hpp, fast/state_products.hpp): a block's rows are the
@@ -67,12 +67,12 @@ Head<T> make_head(const AttentionParams<T>& p, std::int64_t n, std::int64_t h, c
 // thin state products keep their accumulators in registers.
 template <class T>
 struct Workspace {
-  std::vector<T> features, raised;  // [F', width]: phi'(x) of the block; U or W
-  std::vector<T> x_t, y_t;          // q'^T or k'^T [E, width]; a state's thin right-hand side [E + 1, width]
-  std::vector<T> grad_t;            // dQ^T or dK^T [E, width]
-  std::vector<T> product;           // [max(block E, width)]: a [width] row, then z or dV [block, E]
-  std::vector<T> weights, d_p;      // causal: [block, block]
-  std::vector<T> in_chunk_sum;      // causal: [block]
+  LineVector<T> features, raised;  // phi(x) of the block [F, width]; U or W [F', width]
+  LineVector<T> x_t, y_t;          // q'^T or k'^T [E, width]; a state's thin right-hand side [E + 1, width]
+  LineVector<T> grad_t;            // dQ^T or dK^T [E, width]
+  LineVector<T> product;           // [max(block E, width)]: a [width] row, then z or dV [block, E]
+  LineVector<T> weights, d_p;      // causal: [block, block]
+  LineVector<T> in_chunk_sum;      // causal: [block]
   explicit Workspace(const Head<T>& head);
 };
 
@@ -89,24 +89,24 @@ struct State {
   MatrixView<const T> view() const { return {data.data(), rows, cols, cols}; }
 };
 
-// key_state += key statistics of block b.
+// key_state (+)= key statistics of block b: added, or set without accumulate.
 template <class T>
 void add_key_stats(const Head<T>& head, Workspace<T>& ws, std::int64_t b,
-                   std::type_identity_t<MatrixView<T>> key_state);
+                   std::type_identity_t<MatrixView<T>> key_state, bool accumulate);
 
 // The query side of block b against key_state (all keys, or the earlier chunks when
 // causal): computes delta, z and writes dQ of the block's rows; causal also writes the
-// in-chunk parts of dK and dV (set, not added). Leaves phi'(q') of the block in
-// ws.features with keep_raised (for add_query_stats), else phi(q') only.
+// in-chunk parts of dK and dV (set, not added). Leaves phi(q') of the block in
+// ws.features and q'^T in ws.x_t (for add_query_stats).
 template <class T>
 void query_block(Head<T>& head, Workspace<T>& ws, std::int64_t b,
-                 std::type_identity_t<MatrixView<const T>> key_state, bool keep_raised);
+                 std::type_identity_t<MatrixView<const T>> key_state);
 
-// query_state += query statistics of block b (needs z and delta of the block);
-// with features_ready, ws.features must hold phi'(q') of this block.
+// query_state (+)= query statistics of block b (needs z and delta of the block), as
+// add_key_stats; with features_ready, ws holds query_block's phi(q') and q'^T of this block.
 template <class T>
 void add_query_stats(const Head<T>& head, Workspace<T>& ws, std::int64_t b, bool features_ready,
-                     std::type_identity_t<MatrixView<T>> query_state);
+                     std::type_identity_t<MatrixView<T>> query_state, bool accumulate);
 
 // The key side of block b against query_state: dK and dV of the block's rows,
 // added to the in-chunk part when causal, set otherwise.

@@ -17,6 +17,10 @@ namespace lorafast::chained {
 struct FeatureRaise {
   std::vector<std::int32_t> child;  // [F, E]: index among the degree-(g+1) features
   std::vector<double> factor;       // [F, E]: sqrt(a_m + 1)
+  // The degree-(g+1) features F + t, as TaylorFeatures builds them:
+  // phi'_(F+t) = phi_top_parent[t] x_top_variable[t] top_scale[t].
+  std::vector<std::int32_t> top_parent, top_variable;  // [F' - F]
+  std::vector<double> top_scale;                       // [F' - F]: 1 / sqrt(a_m + 1)
 
   // Enumerates multi-indices in the order of TaylorFeatures' construction: level by
   // level, each parent extended by every variable >= its last one.
@@ -30,6 +34,11 @@ struct FeatureRaise {
           index.push_back(index[f]);
           ++index.back()[m];
           last.push_back(m);
+          if (j == degree + 1) {
+            top_parent.push_back(static_cast<std::int32_t>(f));
+            top_variable.push_back(static_cast<std::int32_t>(m));
+            top_scale.push_back(1.0 / std::sqrt(static_cast<double>(index.back()[m])));
+          }
         }
       count = end;
       begin = end;

@@ -18,7 +18,7 @@ std::int64_t width_of(const Head<T>& head, std::int64_t b) {
 
 // x^T ([cols, width]) into out; padding columns zero.
 template <class T>
-MatrixView<T> transpose_into(MatrixView<const T> x, std::vector<T>& out, std::int64_t width) {
+MatrixView<T> transpose_into(MatrixView<const T> x, LineVector<T>& out, std::int64_t width) {
   const MatrixView<T> t{out.data(), x.cols, width, width};
   std::fill(out.begin(), out.begin() + x.cols * width, T(0));
   for (std::int64_t r = 0; r < x.rows; ++r)
@@ -26,15 +26,34 @@ MatrixView<T> transpose_into(MatrixView<const T> x, std::vector<T>& out, std::in
   return t;
 }
 
-// phi'(x) (or phi(x) with only_phi) of the block's rows x ([rows, E]) in ws.features,
-// column layout [F' or F, width].
+// phi(x) of the block's rows x ([rows, E]) in ws.features, column layout [F, width];
+// x^T in ws.x_t.
 template <class T>
-MatrixView<T> map_block(const Head<T>& head, Workspace<T>& ws, MatrixView<const T> x, std::int64_t width,
-                        bool only_phi = false) {
-  const TaylorFeatures& map = only_phi ? *head.phi : *head.phi1;
-  const MatrixView<T> out{ws.features.data(), map.size(), width, width};
-  map.map_columns(MatrixView<const T>(transpose_into(x, ws.x_t, width)), out);
+MatrixView<T> map_block(const Head<T>& head, Workspace<T>& ws, MatrixView<const T> x, std::int64_t width) {
+  const MatrixView<T> out{ws.features.data(), head.f, width, width};
+  head.phi->map_columns(MatrixView<const T>(transpose_into(x, ws.x_t, width)), out);
   return out;
+}
+
+// state (+)= phi'(x)^T y_t^T for the block mapped by map_block. The degree-(g+1) rows of
+// phi' (three in five at E = 8, g = 4) have no children: they are computed as they are
+// read, phi_parent x_m / sqrt(a_m + 1), instead of being stored and loaded back.
+template <class T>
+void raised_by_rows(const Head<T>& head, const Workspace<T>& ws, std::type_identity_t<MatrixView<const T>> y_t,
+                    MatrixView<T> state, bool accumulate) {
+  using S = fast::Simd<T>;
+  const std::int64_t width = y_t.cols, cols = state.cols;
+  const MatrixView<const T> phi{ws.features.data(), head.f, width, width};
+  const MatrixView<const T> x_t{ws.x_t.data(), head.e, width, width};
+  fast::features_by_rows<T>(phi, y_t, state.block(0, 0, head.f, cols), accumulate);
+  const std::int32_t* parent = head.raise->top_parent.data();
+  const std::int32_t* variable = head.raise->top_variable.data();
+  const T* scale = head.top_scale.data();
+  fast::features_by_rows<T>(
+      [&](std::int64_t t, std::int64_t r0) {
+        return S::load(phi.row(parent[t]) + r0) * (S::load(x_t.row(variable[t]) + r0) * scale[t]);
+      },
+      width, y_t, state.block(head.f, 0, head.f1 - head.f, cols), accumulate);
 }
 
 // The thin right-hand side [E + 1, width]: rows x^T (zero padding), then `last`
@@ -84,16 +103,16 @@ MatrixView<T> lowered(const Head<T>& head, Workspace<T>& ws, MatrixView<const T>
 
 template <class T>
 Head<T> make_head(const AttentionParams<T>& p, std::int64_t n, std::int64_t h, const SurrogateConfig& config,
-                  const TaylorFeatures& phi1, const TaylorFeatures& phi, const FeatureRaise& raise) {
+                  const TaylorFeatures& phi, const FeatureRaise& raise) {
   Head<T> head;
   head.phi = &phi;
-  head.phi1 = &phi1;
   head.raise = &raise;
   head.raise_factor.assign(raise.factor.begin(), raise.factor.end());
+  head.top_scale.assign(raise.top_scale.begin(), raise.top_scale.end());
   head.len = p.seq_len;
   head.e = p.head_dim;
   head.f = phi.size();
-  head.f1 = phi1.size();
+  head.f1 = head.f + static_cast<std::int64_t>(raise.top_parent.size());
   head.causal = p.causal;
   head.block = block_rows(p.causal, config);
   head.scaled = fast::scale_head(p, n, h, config);
@@ -112,8 +131,8 @@ Head<T> make_head(const AttentionParams<T>& p, std::int64_t n, std::int64_t h, c
 template <class T>
 Workspace<T>::Workspace(const Head<T>& head) {
   const std::int64_t rows = std::min(head.block, head.len), width = fast::padded_width<T>(rows);
-  features.resize(static_cast<std::size_t>(head.f1 * width));
-  raised.resize(features.size());
+  features.resize(static_cast<std::size_t>(head.f * width));
+  raised.resize(static_cast<std::size_t>(head.f1 * width));
   x_t.resize(static_cast<std::size_t>(head.e * width));
   y_t.resize(static_cast<std::size_t>((head.e + 1) * width));
   grad_t.resize(static_cast<std::size_t>(std::max<std::int64_t>(head.e, 2) * width));  // or two [width] rows
@@ -127,17 +146,17 @@ Workspace<T>::Workspace(const Head<T>& head) {
 
 template <class T>
 void add_key_stats(const Head<T>& head, Workspace<T>& ws, std::int64_t b,
-                   std::type_identity_t<MatrixView<T>> key_state) {
+                   std::type_identity_t<MatrixView<T>> key_state, bool accumulate) {
   const std::int64_t j0 = b * head.block, rows = head.rows_of(b), width = width_of(head, b);
-  const auto fk = map_block(head, ws, head.scaled.k_view(rows, head.e, j0), width);
+  map_block(head, ws, head.scaled.k_view(rows, head.e, j0), width);
   T* ones = ws.grad_t.data();  // [width]: 1 on the block's rows
   for (std::int64_t r = 0; r < width; ++r) ones[r] = r < rows ? T(1) : T(0);
-  fast::features_by_rows<T>(fk, thin_rows(ws, head.v.block(j0, 0, rows, head.e), ones, width), key_state, true);
+  raised_by_rows(head, ws, thin_rows(ws, head.v.block(j0, 0, rows, head.e), ones, width), key_state, accumulate);
 }
 
 template <class T>
 void query_block(Head<T>& head, Workspace<T>& ws, std::int64_t b,
-                 std::type_identity_t<MatrixView<const T>> key_state, bool keep_raised) {
+                 std::type_identity_t<MatrixView<const T>> key_state) {
   const std::int64_t i0 = b * head.block, rows = head.rows_of(b), e = head.e, width = width_of(head, b);
   T* minus_delta = ws.product.data();  // [width], until z is computed
   for (std::int64_t r = 0; r < width; ++r) {
@@ -146,8 +165,7 @@ void query_block(Head<T>& head, Workspace<T>& ws, std::int64_t b,
     if (r < rows) head.delta[i0 + r] = dot;
     minus_delta[r] = -dot;
   }
-  const auto fq = map_block(head, ws, head.scaled.q_view(rows, e, i0), width, !keep_raised);
-  const MatrixView<const T> phi{fq.data, head.f, width, width};
+  const MatrixView<const T> phi = map_block(head, ws, head.scaled.q_view(rows, e, i0), width);
   // U = key state [dO; -delta] per row, [F', width].
   const MatrixView<T> u{ws.raised.data(), head.f1, width, width};
   fast::state_by_rows<T>(key_state, thin_rows(ws, head.d_o.block(i0, 0, rows, e), minus_delta, width), u);
@@ -168,9 +186,8 @@ void query_block(Head<T>& head, Workspace<T>& ws, std::int64_t b,
 
 template <class T>
 void add_query_stats(const Head<T>& head, Workspace<T>& ws, std::int64_t b, bool features_ready,
-                     std::type_identity_t<MatrixView<T>> query_state) {
+                     std::type_identity_t<MatrixView<T>> query_state, bool accumulate) {
   const std::int64_t i0 = b * head.block, rows = head.rows_of(b), e = head.e, width = width_of(head, b);
-  const MatrixView<const T> fq{ws.features.data(), head.f1, width, width};
   if (!features_ready) map_block(head, ws, head.scaled.q_view(rows, e, i0), width);
   // Qn = diag(1/z) Fq: the row scaling goes on the thin right-hand side [dO | delta] / z.
   T* inv_z = ws.grad_t.data();  // [width], zero in the padding
@@ -180,14 +197,14 @@ void add_query_stats(const Head<T>& head, Workspace<T>& ws, std::int64_t b, bool
   const auto y_t = thin_rows(ws, head.d_o.block(i0, 0, rows, e), delta_z, width);
   for (std::int64_t m = 0; m < e; ++m)
     for (std::int64_t r = 0; r < width; ++r) y_t(m, r) *= inv_z[r];
-  fast::features_by_rows<T>(fq, y_t, query_state, true);
+  raised_by_rows(head, ws, y_t, query_state, accumulate);
 }
 
 template <class T>
 void key_block(const Head<T>& head, Workspace<T>& ws, std::int64_t b,
                std::type_identity_t<MatrixView<const T>> query_state) {
   const std::int64_t j0 = b * head.block, rows = head.rows_of(b), e = head.e, width = width_of(head, b);
-  const MatrixView<const T> phi = map_block(head, ws, head.scaled.k_view(rows, e, j0), width, true);
+  const MatrixView<const T> phi = map_block(head, ws, head.scaled.k_view(rows, e, j0), width);
   // W = query state [v; -1] per row, [F', width]; dV = phi(k') (query state)[:F, :E].
   T* minus_one = ws.product.data();  // [width], until dV is computed
   for (std::int64_t r = 0; r < width; ++r) minus_one[r] = r < rows ? T(-1) : T(0);
@@ -208,11 +225,11 @@ void key_block(const Head<T>& head, Workspace<T>& ws, std::int64_t b,
 
 #define LORAFAST_CHAINED_TERMS(T)                                                                              \
   template Head<T> make_head(const AttentionParams<T>&, std::int64_t, std::int64_t, const SurrogateConfig&,     \
-                             const TaylorFeatures&, const TaylorFeatures&, const FeatureRaise&);               \
+                             const TaylorFeatures&, const FeatureRaise&);                                      \
   template struct Workspace<T>;                                                                                \
-  template void add_key_stats(const Head<T>&, Workspace<T>&, std::int64_t, MatrixView<T>);                     \
-  template void query_block(Head<T>&, Workspace<T>&, std::int64_t, MatrixView<const T>, bool);                 \
-  template void add_query_stats(const Head<T>&, Workspace<T>&, std::int64_t, bool, MatrixView<T>);             \
+  template void add_key_stats(const Head<T>&, Workspace<T>&, std::int64_t, MatrixView<T>, bool);               \
+  template void query_block(Head<T>&, Workspace<T>&, std::int64_t, MatrixView<const T>);                       \
+  template void add_query_stats(const Head<T>&, Workspace<T>&, std::int64_t, bool, MatrixView<T>, bool);       \
   template void key_block(const Head<T>&, Workspace<T>&, std::int64_t, MatrixView<const T>);
 LORAFAST_CHAINED_TERMS(float)
 LORAFAST_CHAINED_TERMS(double)

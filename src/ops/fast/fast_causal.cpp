@@ -44,7 +44,7 @@ std::vector<T> prefix_states(const ScaledHead<T>& sh, const std::vector<T>& v1, 
     features_by_rows<T>(fk, transposed(MatrixView<const T>{v1.data() + j0 * e1, rows, e1, e1}, 2),
                         MatrixView<T>{states.data() + c * state, f, e1, e1}, false);
   }
-  exclusive_scan(states, ch.count, state, false);
+  exclusive_scan(states.data(), ch.count, state, false);
   return states;
 }
 
@@ -134,7 +134,7 @@ void causal_bwd(const AttentionParams<T>& p, std::int64_t h, const SurrogateConf
       store_columns(p, p.d_q, n, h, i0, d_q.block(0, 0, e, rows), sh.q_factor);
       store_columns(p, p.d_k, n, h, i0, d_k, sh.k_factor);
     }
-    exclusive_scan(d_states, ch.count, state, true);
+    exclusive_scan(d_states.data(), ch.count, state, true);
     // Keys: dFk^T = dS_c [V|1]^T, dV += Fk dS_c[:, :E]. The last chunk feeds no state.
 #pragma omp parallel for schedule(static)
     for (std::int64_t c = 0; c < ch.count - 1; ++c) {

@@ -48,14 +48,14 @@ std::vector<T> blocks_with_partial_sums(std::int64_t count, std::int64_t size, B
 // Replaces the `count` consecutive states (each `state` entries) by their exclusive
 // prefix sums, or suffix sums when `reverse`. Parallel over slices of the entries.
 template <class T>
-void exclusive_scan(std::vector<T>& states, std::int64_t count, std::int64_t state, bool reverse) {
+void exclusive_scan(T* states, std::int64_t count, std::int64_t state, bool reverse) {
   constexpr std::int64_t slice = 1024;
 #pragma omp parallel for schedule(static)
   for (std::int64_t i0 = 0; i0 < state; i0 += slice) {
     const std::int64_t width = std::min(slice, state - i0);
     T running[slice] = {};
     for (std::int64_t step = 0; step < count; ++step) {
-      T* s = states.data() + (reverse ? count - 1 - step : step) * state + i0;
+      T* s = states + (reverse ? count - 1 - step : step) * state + i0;
       for (std::int64_t i = 0; i < width; ++i) {
         const T own = s[i];
         s[i] = running[i];

@@ -61,8 +61,9 @@ typename Simd<T>::vec fold_pair(typename Simd<T>::vec a, typename Simd<T>::vec b
 }
 
 // v[0..count) -> lane o of v[0] is the sum of the lanes of the original v[o] (count <= lanes).
+// Inlined: out of line, the accumulators went through memory (7% of the chained path).
 template <class T, int S = Simd<T>::lanes>
-void fold_lanes(typename Simd<T>::vec* v, int count) {
+[[gnu::always_inline]] inline void fold_lanes(typename Simd<T>::vec* v, int count) {
   if constexpr (S >= 2) {
     const typename Simd<T>::vec zero{};
     for (int i = 0; 2 * i < count; ++i)
@@ -84,6 +85,8 @@ void column_groups(std::int64_t n, Pass pass) {
 }
 
 // out[r, c] = (accumulate ? out[r, c] : 0) + sum_f X[f, r] S[f, c] for r < out.rows.
+// Up to nv SIMD columns of rows per pass: each broadcast entry of S feeds nv FMAs, and
+// a thin S (one column for z) still has nv independent chains.
 template <class T>
 void rows_by_state(std::type_identity_t<MatrixView<const T>> x, std::type_identity_t<MatrixView<const T>> s,
                    MatrixView<T> out, bool accumulate) {
@@ -92,22 +95,38 @@ void rows_by_state(std::type_identity_t<MatrixView<const T>> x, std::type_identi
   LF_ASSERT(x.rows == s.rows && x.cols % w == 0 && out.rows <= x.cols && out.cols == s.cols);
   column_groups<T>(s.cols, [&](std::int64_t c0, auto group) {
     constexpr int g = decltype(group)::value;
-    for (std::int64_t r0 = 0; r0 < out.rows; r0 += w) {
-      V acc[g] = {};
+    constexpr int nv = g <= 4 ? 4 : 2;  // g nv accumulators + nv rows of X <= 30 registers
+    const auto columns = [&](std::int64_t r0, auto vecs) {
+      constexpr int cv = decltype(vecs)::value;
+      V acc[cv][g] = {};
       for (std::int64_t f = 0; f < x.rows; ++f) {
-        const V xv = Simd<T>::load(x.row(f) + r0);
+        V xv[cv];
+        for (int k = 0; k < cv; ++k) xv[k] = Simd<T>::load(x.row(f) + r0 + k * w);
         const T* sf = s.row(f) + c0;
-        for (int j = 0; j < g; ++j) acc[j] += xv * sf[j];
+        for (int j = 0; j < g; ++j)
+          for (int k = 0; k < cv; ++k) acc[k][j] += xv[k] * sf[j];
       }
-      T lanes[g][w];
-      for (int j = 0; j < g; ++j) Simd<T>::store(lanes[j], acc[j]);
-      for (std::int64_t r = r0; r < std::min<std::int64_t>(r0 + w, out.rows); ++r)
-        for (int j = 0; j < g; ++j) out(r, c0 + j) = (accumulate ? out(r, c0 + j) : T(0)) + lanes[j][r - r0];
-    }
+      T lanes[cv][g][w];
+      for (int k = 0; k < cv; ++k)
+        for (int j = 0; j < g; ++j) Simd<T>::store(lanes[k][j], acc[k][j]);
+      for (std::int64_t r = r0; r < std::min<std::int64_t>(r0 + cv * w, out.rows); ++r)
+        for (int j = 0; j < g; ++j) {
+          const T sum = lanes[(r - r0) / w][j][(r - r0) % w];
+          out(r, c0 + j) = (accumulate ? out(r, c0 + j) : T(0)) + sum;
+        }
+    };
+    const std::int64_t vectors = (out.rows + w - 1) / w;
+    std::int64_t v = 0;
+    for (; v + nv <= vectors; v += nv) columns(v * w, std::integral_constant<int, nv>{});
+    for (; v < vectors; ++v) columns(v * w, std::integral_constant<int, 1>{});
   });
 }
 
 // out[f, r] = sum_c S[f, c] Y[r, c] over the whole width; out: [F, width].
+// Register blocks of nf features x nv SIMD columns: the group's g x nv vectors of Y^T
+// stay in registers for a whole column block, and each broadcast entry of S feeds nv
+// FMAs of nf * nv independent chains (four chains ran latency-bound at ~1 FMA/cycle).
+// Every out entry sums its columns in order, whatever the blocking.
 template <class T>
 void state_by_rows(std::type_identity_t<MatrixView<const T>> s, std::type_identity_t<MatrixView<const T>> y_t,
                    MatrixView<T> out) {
@@ -116,46 +135,62 @@ void state_by_rows(std::type_identity_t<MatrixView<const T>> s, std::type_identi
   LF_ASSERT(out.rows == s.rows && out.cols == y_t.cols && y_t.rows == s.cols && out.cols % w == 0);
   column_groups<T>(s.cols, [&](std::int64_t c0, auto group) {
     constexpr int g = decltype(group)::value;
-    for (std::int64_t r0 = 0; r0 < out.cols; r0 += w) {
-      V y[g];
-      for (int j = 0; j < g; ++j) y[j] = Simd<T>::load(y_t.row(c0 + j) + r0);
-      // Four features at a time: four independent FMA chains hide the FMA latency.
-      constexpr std::int64_t unroll = 4;
-      for (std::int64_t f0 = 0; f0 < s.rows; f0 += unroll) {
-        const std::int64_t count = std::min(unroll, s.rows - f0);
-        V o[unroll] = {};
-        if (c0 > 0)
-          for (std::int64_t u = 0; u < count; ++u) o[u] = Simd<T>::load(out.row(f0 + u) + r0);
-        if (count == unroll) {
-          for (int j = 0; j < g; ++j)
-            for (std::int64_t u = 0; u < unroll; ++u) o[u] += y[j] * s(f0 + u, c0 + j);
-        } else {
-          for (std::int64_t u = 0; u < count; ++u)
-            for (int j = 0; j < g; ++j) o[u] += y[j] * s(f0 + u, c0 + j);
-        }
-        for (std::int64_t u = 0; u < count; ++u) Simd<T>::store(out.row(f0 + u) + r0, o[u]);
-      }
-    }
+    constexpr int nv = g <= 9 ? 2 : 1, nf = nv == 2 ? 6 : 8;  // g nv + nf nv <= 30 registers
+    // Local copies: stores through out would otherwise force reloading the views.
+    const T* const s_data = s.data + c0;
+    T* const out_data = out.data;
+    const std::int64_t s_ld = s.ld, out_ld = out.ld;
+    const auto columns = [&](std::int64_t r0, auto vecs) {
+      constexpr int cv = decltype(vecs)::value;
+      V y[g][cv];
+      for (int j = 0; j < g; ++j)
+        for (int k = 0; k < cv; ++k) y[j][k] = Simd<T>::load(y_t.row(c0 + j) + r0 + k * w);
+      const auto features = [=](std::int64_t f0, auto count) {
+        constexpr int cf = decltype(count)::value;
+        const T* sf = s_data + f0 * s_ld;
+        T* of = out_data + f0 * out_ld + r0;
+        V o[cf][cv];
+        for (int u = 0; u < cf; ++u)
+          for (int k = 0; k < cv; ++k) o[u][k] = c0 > 0 ? Simd<T>::load(of + u * out_ld + k * w) : V{};
+        // Fully unrolled, so that y stays in registers.
+#pragma GCC unroll 16
+        for (int j = 0; j < g; ++j)
+#pragma GCC unroll 8
+          for (int u = 0; u < cf; ++u) {
+            const T sj = sf[u * s_ld + j];
+            for (int k = 0; k < cv; ++k) o[u][k] += y[j][k] * sj;
+          }
+        for (int u = 0; u < cf; ++u)
+          for (int k = 0; k < cv; ++k) Simd<T>::store(of + u * out_ld + k * w, o[u][k]);
+      };
+      std::int64_t f0 = 0;
+      for (; f0 + nf <= s.rows; f0 += nf) features(f0, std::integral_constant<int, nf>{});
+      for (; f0 < s.rows; ++f0) features(f0, std::integral_constant<int, 1>{});
+    };
+    std::int64_t r0 = 0;
+    for (; r0 + nv * w <= out.cols; r0 += nv * w) columns(r0, std::integral_constant<int, nv>{});
+    if (r0 < out.cols) columns(r0, std::integral_constant<int, 1>{});  // nv = 2: one column left
   });
 }
 
-// out[f, c] = (accumulate ? out[f, c] : 0) + sum_r X[f, r] Y[r, c] over the whole width.
-// Two features at a time: each load of Y feeds two FMAs (measured 10% faster at
-// F = 1287, width 128, 9 columns).
-template <class T>
-void features_by_rows(std::type_identity_t<MatrixView<const T>> x, std::type_identity_t<MatrixView<const T>> y_t,
-                      MatrixView<T> out, bool accumulate) {
+// out[f, c] = (accumulate ? out[f, c] : 0) + sum_r X[f, r] Y[r, c] over the whole width,
+// where x(f, r0) gives the SIMD column of X[f, r0 ..] (loaded, or computed when X is
+// cheaper to recompute than to store). Two features at a time: each load of Y feeds
+// two FMAs (measured 10% faster at F = 1287, width 128, 9 columns).
+template <class T, class Rows>
+void features_by_rows(Rows x, std::int64_t width, std::type_identity_t<MatrixView<const T>> y_t, MatrixView<T> out,
+                      bool accumulate) {
   using V = typename Simd<T>::vec;
   constexpr int w = Simd<T>::lanes;
-  LF_ASSERT(out.rows == x.rows && out.cols == y_t.rows && y_t.cols == x.cols && x.cols % w == 0);
+  LF_ASSERT(out.cols == y_t.rows && y_t.cols == width && width % w == 0);
   column_groups<T>(y_t.rows, [&](std::int64_t c0, auto group) {
     constexpr int g = decltype(group)::value;
     const auto features = [&](std::int64_t f, auto count) {
       constexpr int nf = decltype(count)::value;
       V acc[nf][g] = {};
-      for (std::int64_t r0 = 0; r0 < x.cols; r0 += w) {
+      for (std::int64_t r0 = 0; r0 < width; r0 += w) {
         V xv[nf];
-        for (int u = 0; u < nf; ++u) xv[u] = Simd<T>::load(x.row(f + u) + r0);
+        for (int u = 0; u < nf; ++u) xv[u] = x(f + u, r0);
         for (int j = 0; j < g; ++j) {
           const V yv = Simd<T>::load(y_t.row(c0 + j) + r0);
           for (int u = 0; u < nf; ++u) acc[u][j] += xv[u] * yv;
@@ -170,9 +205,18 @@ void features_by_rows(std::type_identity_t<MatrixView<const T>> x, std::type_ide
       }
     };
     std::int64_t f = 0;
-    for (; f + 2 <= x.rows; f += 2) features(f, std::integral_constant<int, 2>{});
-    if (f < x.rows) features(f, std::integral_constant<int, 1>{});
+    for (; f + 2 <= out.rows; f += 2) features(f, std::integral_constant<int, 2>{});
+    if (f < out.rows) features(f, std::integral_constant<int, 1>{});
   });
+}
+
+// The same with X stored: [F, width] in column layout.
+template <class T>
+void features_by_rows(std::type_identity_t<MatrixView<const T>> x, std::type_identity_t<MatrixView<const T>> y_t,
+                      MatrixView<T> out, bool accumulate) {
+  LF_ASSERT(out.rows == x.rows);
+  features_by_rows<T>([&](std::int64_t f, std::int64_t r0) { return Simd<T>::load(x.row(f) + r0); }, x.cols, y_t,
+                      out, accumulate);
 }
 
 }  // namespace lorafast::fast
