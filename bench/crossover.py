@@ -390,8 +390,10 @@ def main():
     lb.write_csv(out / f"{args.name}_timings.csv", timings, TIMING_COLUMNS)
     lb.write_json(out / f"{args.name}.json", record)
     plot(out / f"{args.name}.png", results, timings, args, prov)
-    print(markdown(results))
-    print(f"\nwrote {out / args.name}.csv, _timings.csv, .json, .png in {record['runtime_seconds']:.0f} s "
+    table = markdown(results)
+    (out / f"{args.name}.md").write_text(table + "\n")
+    print(table)
+    print(f"\nwrote {out / args.name}.csv, _timings.csv, .json, .md, .png in {record['runtime_seconds']:.0f} s "
           f"(load avg {record['loadavg_before'][0]:.1f} -> {record['loadavg_after'][0]:.1f})", file=sys.stderr)
 
 

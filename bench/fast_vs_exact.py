@@ -331,14 +331,13 @@ def main():
     lb.write_json(out / f"{args.name}.json", record)
     plot(out / f"{args.name}.png", rows, slope, validation, args, prov)
 
-    print("log-log slopes over the largest", args.fit_top, "L of each method:")
-    for k, v in slope.items():
-        print(f"  {k:28s} {'-' if v is None else f'{v:.2f}'}")
-    for n in notes:
-        print("note:", n)
-    print()
-    print(markdown(rows, slope))
-    print(f"\nwrote {out / args.name}.csv, .json, .png in {record['runtime_seconds']:.0f} s "
+    lines = [f"log-log slopes over the largest {args.fit_top} L of each method:"]
+    lines += [f"  {k:28s} {'-' if v is None else f'{v:.2f}'}" for k, v in slope.items()]
+    lines += [f"note: {n}" for n in notes]
+    table = "\n".join(lines) + "\n\n" + markdown(rows, slope)
+    (out / f"{args.name}.md").write_text(table + "\n")
+    print(table)
+    print(f"\nwrote {out / args.name}.csv, .json, .md, .png in {record['runtime_seconds']:.0f} s "
           f"(load avg {record['loadavg_before'][0]:.1f} -> {record['loadavg_after'][0]:.1f})", file=sys.stderr)
 
 

@@ -12,7 +12,7 @@ one `phase` and the dispatcher use, max over heads) hits each target. At every p
 - `grad --method auto` (f32): its error and the method it chose;
 - `grad --method fast --degree g0` (f32), g0 = the degree certified for --eps at
   G = --reference-score-bound (0.5): the fast path at a fixed degree, its error rising
-  with G (drawn with the certificate's bound for g0, 4 * 2 eta / (1 - eta));
+  with G (drawn with the certificate's bound for g0, gradient_error_bound of the fast route);
 - `grad --method fast --eps` when auto chose exact but a degree within the memory cap
   still certifies --eps and the run is predicted under --max-seconds: the error stays
   below eps, the cost (F = C(E+g, g)) is what grows.
@@ -326,15 +326,17 @@ def main():
                         + (f" | {row['note']}" if row["note"] else ""))
 
     record = prov.finish(forced_degree=g0, rows=rows, torch_version=None, commands=lf.log,
-                         certificate="gradient bound = 4 * 2 eta / (1 - eta), eta = T_g(-G) e^G - 1 (certificate.hpp)")
+                         certificate="gradient_error_bound(G, g, fast) = max(2 eta_g, eta_{g-1} + eta_g) / (1 - eta_g), eta_g = sup |T_g(t) e^-t - 1| on [-G, G] (certificate.hpp)")
     out = lb.Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     lb.write_csv(out / f"{args.name}.csv", rows, COLUMNS)
     lb.write_json(out / f"{args.name}.json", record)
     plot(out / f"{args.name}.png", rows, args, g0, prov)
-    print(f"g0 = {g0} (degree certified for eps = {args.eps:g} at G = {args.reference_score_bound:g})\n")
-    print(markdown(rows))
-    print(f"\nwrote {out / args.name}.csv, .json, .png in {record['runtime_seconds']:.0f} s "
+    table = (f"g0 = {g0} (degree certified for eps = {args.eps:g} at G = {args.reference_score_bound:g})\n\n"
+             + markdown(rows))
+    (out / f"{args.name}.md").write_text(table + "\n")
+    print(table)
+    print(f"\nwrote {out / args.name}.csv, .json, .md, .png in {record['runtime_seconds']:.0f} s "
           f"(load avg {record['loadavg_before'][0]:.1f} -> {record['loadavg_after'][0]:.1f})", file=sys.stderr)
 
 
