@@ -84,7 +84,8 @@ nlohmann::json machine_info() {
           {"threads", num_threads()},
           {"openblas_coretype", env_or_null("OPENBLAS_CORETYPE")},
           {"openblas_corename", openblas_get_corename()},
-          {"omp_wait_policy", env_or_null("OMP_WAIT_POLICY")}};
+          {"omp_wait_policy", env_or_null("OMP_WAIT_POLICY")},
+          {"gomp_spincount", env_or_null("GOMP_SPINCOUNT")}};
 }
 
 double median(std::vector<double> v) {
@@ -270,12 +271,14 @@ void print_results(const BenchFlags& f, const std::vector<SizeResult>& results, 
   std::printf("exact attention fwd+bwd, %s, E=%lld H=%lld N=%lld, %s\n", f.dtype.c_str(),
               static_cast<long long>(f.head_dim), static_cast<long long>(f.heads), static_cast<long long>(f.batch),
               f.causal ? "causal" : "bidirectional");
-  const auto wait_policy = machine["omp_wait_policy"];
-  std::printf("cpu: %s | threads: %d | OPENBLAS_CORETYPE: %s | OpenBLAS core: %s | OMP_WAIT_POLICY: %s\n",
-              machine["cpu"].get<std::string>().c_str(), num_threads(),
-              coretype.is_null() ? "(unset)" : coretype.get<std::string>().c_str(),
-              machine["openblas_corename"].get<std::string>().c_str(),
-              wait_policy.is_null() ? "(unset)" : wait_policy.get<std::string>().c_str());
+  auto text = [](const nlohmann::json& value) {
+    return value.is_null() ? std::string("(unset)") : value.get<std::string>();
+  };
+  std::printf("cpu: %s | threads: %d | OPENBLAS_CORETYPE: %s | OpenBLAS core: %s | OMP_WAIT_POLICY: %s | "
+              "GOMP_SPINCOUNT: %s\n",
+              machine["cpu"].get<std::string>().c_str(), num_threads(), text(coretype).c_str(),
+              machine["openblas_corename"].get<std::string>().c_str(), text(machine["omp_wait_policy"]).c_str(),
+              text(machine["gomp_spincount"]).c_str());
   std::printf("%s %lld^3 on %d threads: %.1f GFLOP/s\n\n", routine, static_cast<long long>(f.gemm_size),
               num_threads(), gemm);
   std::printf("%8s %6s %12s %10s %9s %13s\n", "L", "reps", "ms (median)", "GFLOP/s", "% gemm",

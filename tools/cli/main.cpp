@@ -87,7 +87,7 @@ int run(int argc, char** argv) {
 }  // namespace lorafast::cli
 
 int main(int argc, char** argv) {
-  lorafast::cli::reexec_with_passive_wait_policy(argv);
+  lorafast::cli::reexec_with_short_spin(argv);
   // Each training step allocates its activations afresh (~1 GB for GPT-2 at T = 1024).
   // By default glibc maps blocks over 32 MB directly and returns freed memory at the
   // top of the heap to the kernel, so every step page-faulted and re-zeroed its

@@ -2,8 +2,8 @@
 
 namespace lorafast::cli {
 
-// Re-executes the program with OMP_WAIT_POLICY=passive when neither it nor
-// GOMP_SPINCOUNT is set; returns (doing nothing) otherwise or if exec fails.
-void reexec_with_passive_wait_policy(char** argv);
+// Re-executes the program with GOMP_SPINCOUNT=10000 when neither it nor
+// OMP_WAIT_POLICY is set; returns (doing nothing) otherwise or if exec fails.
+void reexec_with_short_spin(char** argv);
 
 }  // namespace lorafast::cli
