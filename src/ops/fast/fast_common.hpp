@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "lorafast/attention.hpp"
+#include "core/line_vector.hpp"
 #include "lorafast/features.hpp"
 #include "ops/exact/head_views.hpp"
 
@@ -79,9 +80,6 @@ void store_columns(const AttentionParams<T>& p, T* d_out, std::int64_t n, std::i
 
 namespace lorafast::fast {
 
-// A per-thread scratch buffer (slot 0..11) of at least n elements, reused across calls
-// so the hot loops never allocate. A slot's pointer is valid until the next request
-// of the same slot: live buffers must use distinct slots.
 // Whole 64-byte lines of T covering n elements.
 template <class T>
 std::int64_t padded_width(std::int64_t n) {
@@ -89,9 +87,12 @@ std::int64_t padded_width(std::int64_t n) {
   return (n + line - 1) / line * line;
 }
 
+// A per-thread scratch buffer (slot 0..11) of at least n elements, starting on a
+// 64-byte line, reused across calls so the hot loops never allocate. A slot's pointer
+// is valid until the next request of the same slot: live buffers must use distinct slots.
 template <class T>
 T* scratch(int slot, std::int64_t n) {
-  thread_local std::vector<T> buffers[12];
+  thread_local LineVector<T> buffers[12];
   auto& b = buffers[slot];
   if (static_cast<std::int64_t>(b.size()) < n) b.resize(static_cast<std::size_t>(n));
   return b.data();
