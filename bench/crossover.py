@@ -324,12 +324,10 @@ def main():
     ap.add_argument("--validate-len", type=int, default=512)
     ap.add_argument("--quick", action="store_true", help="E = 4, 8; eps = 1e-2, 1e-3; bidirectional; budget 30 s")
     lb.add_common_args(ap)
-    ap.add_argument("--name", default="crossover", help="output file stem")
-    ap.add_argument("--replot", action="store_true", help="redraw the PNG from the JSON of a previous run")
+    lb.add_replot_args(ap, "crossover")
     args = ap.parse_args()
     if args.replot:
-        out = lb.Path(args.out_dir)
-        prov = lb.Provenance.from_json(out / f"{args.name}.json")
+        out, prov = lb.previous_run(args)
         rec = prov.record
         plot(out / f"{args.name}.png", rec["results"], rec["timings"], argparse.Namespace(**rec["settings"]), prov)
         return

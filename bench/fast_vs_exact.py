@@ -271,12 +271,10 @@ def main():
     ap.add_argument("--fit-top", type=int, default=3, help="fit slopes over this many largest L")
     ap.add_argument("--quick", action="store_true", help="E = 8, L = 512 ... 4096, budget 25 s (smoke test)")
     lb.add_common_args(ap)
-    ap.add_argument("--name", default="fast_vs_exact", help="output file stem")
-    ap.add_argument("--replot", action="store_true", help="redraw the PNG from the JSON of a previous run")
+    lb.add_replot_args(ap, "fast_vs_exact")
     args = ap.parse_args()
     if args.replot:
-        out = lb.Path(args.out_dir)
-        prov = lb.Provenance.from_json(out / f"{args.name}.json")
+        out, prov = lb.previous_run(args)
         rec = prov.record
         plot(out / f"{args.name}.png", rec["rows"], rec["slopes"], rec["validation"],
              argparse.Namespace(**rec["settings"]), prov)

@@ -158,6 +158,18 @@ def add_common_args(ap):
     ap.add_argument("--out-dir", default=str(HERE / "results"))
 
 
+def add_replot_args(ap, name):
+    """--name (the output file stem) and --replot (redraw the PNG from the JSON)."""
+    ap.add_argument("--name", default=name, help="output file stem")
+    ap.add_argument("--replot", action="store_true", help="redraw the PNG from the JSON of a previous run")
+
+
+def previous_run(args):
+    """(results directory, Provenance of the run whose JSON --replot redraws)."""
+    out = Path(args.out_dir)
+    return out, Provenance.from_json(out / f"{args.name}.json")
+
+
 def case_name(L, E, heads=2, causal=True, rank=4, adapted="qv"):
     return f"grad/{'causal' if causal else 'bidir'}/N1/L{L}/E{E}/H{heads}/R{rank}/{adapted}"
 

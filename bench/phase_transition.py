@@ -267,12 +267,10 @@ def main():
     ap.add_argument("--budget", type=float, default=540.0, help="total seconds; later (larger L) points skipped")
     ap.add_argument("--quick", action="store_true", help="L = 1024, 8192 and G = 0.25, 1, 3, 6")
     lb.add_common_args(ap)
-    ap.add_argument("--name", default="phase_transition", help="output file stem")
-    ap.add_argument("--replot", action="store_true", help="redraw the PNG from the JSON of a previous run")
+    lb.add_replot_args(ap, "phase_transition")
     args = ap.parse_args()
     if args.replot:
-        out = lb.Path(args.out_dir)
-        prov = lb.Provenance.from_json(out / f"{args.name}.json")
+        out, prov = lb.previous_run(args)
         saved = argparse.Namespace(**prov.record["settings"])
         plot(out / f"{args.name}.png", prov.record["rows"], saved, prov.record["forced_degree"], prov)
         return
