@@ -140,7 +140,7 @@ TEST(PeftAdapter, CorruptOrMismatchedAdaptersAreRejected) {
       {"rank", [](auto& j, auto&) { j["r"] = 4; }, "lora_A has shape [3, 8], expected [4, 8]"},
       {"rank0", [](auto& j, auto&) { j["r"] = 0; }, "'r' must be an integer"},
       {"target", [](auto& j, auto&) { j["target_modules"] = {"q_proj"}; }, "target module 'q_proj' is not supported"},
-      {"bias", [](auto& j, auto&) { j["bias"] = "all"; }, "'bias' \"all\" is not supported"},
+      {"bias", [](auto& j, auto&) { j["bias"] = "all"; }, "'bias' 'all' is not supported"},
       {"dora", [](auto& j, auto&) { j["use_dora"] = true; }, "'use_dora' true is not supported"},
       {"rank_pattern", [](auto& j, auto&) { j["rank_pattern"] = {{"h.0.attn.c_attn", 2}}; }, "'rank_pattern'"},
       {"missing", [&](auto&, auto& f) { f.tensors.erase(a0); }, "missing tensor '" + a0 + "'"},

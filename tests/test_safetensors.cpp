@@ -261,7 +261,7 @@ TEST(SafetensorsCorrupt, TensorsMustTileTheDataSection) {
 
 TEST(SafetensorsCorrupt, Metadata) {
   expect_error(make_file("{\"__metadata__\": {\"ok\": \"v\", \"k\": 1}}", 0), {"__metadata__ 'k' is a number"});
-  expect_error(make_file("{\"__metadata__\": [\"k\"]}", 0), {"__metadata__ is a array"});
+  expect_error(make_file("{\"__metadata__\": [\"k\"]}", 0), {"__metadata__: entry is a list, not an object"});
 }
 
 TEST(SafetensorsRead, MissingFileNamesThePath) {

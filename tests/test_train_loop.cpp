@@ -156,12 +156,12 @@ TEST(Checkpoint, CorruptOrMismatchedIsBadInput) {
 
   GptConfig other = w.config;
   other.n_embd = 16;
-  expect_bad_checkpoint(path, other, "written for a model with config");
+  expect_bad_checkpoint(path, other, "written for a model with n_embd 8, this one has 16");
   try {
     load_checkpoint<float>(path, w.config);
     ADD_FAILURE() << "loaded an F64 checkpoint as F32";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("written in F64"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("written in 'F64'"), std::string::npos) << e.what();
   }
   expect_bad_checkpoint(dir / "missing.safetensors", w.config, "missing.safetensors");
 

@@ -60,6 +60,8 @@ CostModel fit_cost_model(const std::vector<CostSample>& samples, int threads);
 // $LORAFAST_COST_MODEL, else $XDG_CACHE_HOME/lorafast/cost_model.json, else
 // $HOME/.cache/lorafast/cost_model.json; empty when none of these is set.
 std::string default_cost_model_path();
+// Parses a cost-model file's text; Error(bad_input) naming `origin` when it is not a valid model.
+CostModel parse_cost_model(const std::string& json_text, const std::string& origin);
 // The model in `path`, or the defaults when the file does not exist. Throws
 // Error(bad_input) naming the file when it exists but is not a valid model.
 CostModel load_cost_model(const std::string& path);

@@ -3,6 +3,7 @@
 // a sentence saying why (`--explain`, `lorafast phase`, the `--json` fields).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -14,6 +15,7 @@
 namespace lorafast {
 
 enum class Method { exact, fast, chained, automatic };
+constexpr std::array<Method, 4> all_methods{Method::exact, Method::fast, Method::chained, Method::automatic};
 std::string method_name(Method m);             // "exact", "fast", "chained", "auto"
 Method parse_method(const std::string& name);  // throws Error(usage) on anything else
 std::string duration_text(double seconds);    // "92 ms", "4.3 s", "inf": the reasons' style

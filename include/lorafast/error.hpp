@@ -1,11 +1,13 @@
 // Errors: LF_CHECK throws lorafast::Error for anything a caller or a file can get
 // wrong; LF_ASSERT aborts with file:line on a broken internal invariant.
 // The library never prints and never exits; the CLI maps ErrorKind to exit codes.
+// Every message is one line of bounded length (one_line), whatever a file put in it.
 #pragma once
 
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace lorafast {
 
@@ -15,9 +17,19 @@ enum class ErrorKind {
   cannot_meet,  // a valid request that cannot be satisfied (CLI exit 4)
 };
 
+constexpr std::size_t max_message_bytes = 1000;
+
+// `text` made safe for one terminal line: control characters, C1 controls and bytes
+// that are not UTF-8 become \xNN escapes, and at most `max_bytes` bytes are kept
+// (then "..." is appended).
+std::string one_line(std::string_view text, std::size_t max_bytes = max_message_bytes);
+
+// A name or string taken from a file, for a message: one_line of at most 80 bytes, in quotes.
+std::string quote(std::string_view text);
+
 class Error : public std::runtime_error {
  public:
-  Error(ErrorKind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
+  Error(ErrorKind kind, const std::string& message) : std::runtime_error(one_line(message)), kind_(kind) {}
   ErrorKind kind() const { return kind_; }
 
  private:

@@ -90,6 +90,9 @@ std::string peft_tensor_name(std::int64_t layer, LoraTarget target, bool is_b);
 template <class T>
 void save_peft_adapter(const std::filesystem::path& dir, const GptLora<T>& lora);
 
+// Parses and validates adapter_config.json text; `origin` names the file in errors.
+LoraConfig parse_peft_adapter_config(const std::string& json_text, const std::string& origin);
+
 // Reads an adapter directory written by PEFT or save_peft_adapter for `model`.
 // Missing or inconsistent files, tensors, shapes or unsupported options (DoRA,
 // per-layer ranks, bias training, ...) throw Error(bad_input) naming the file.

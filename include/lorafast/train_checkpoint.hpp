@@ -12,6 +12,7 @@
 
 #include <filesystem>
 
+#include "lorafast/safetensors.hpp"
 #include "lorafast/train_loop.hpp"
 
 namespace lorafast {
@@ -34,6 +35,10 @@ void save_checkpoint(const std::filesystem::path& path, const Checkpoint<T>& che
 // NaN/Inf, a negative second moment).
 template <class T>
 Checkpoint<T> load_checkpoint(const std::filesystem::path& path, const GptConfig& model);
+
+// The same checks on a checkpoint file already parsed; `origin` names the file.
+template <class T>
+Checkpoint<T> checkpoint_from_contents(SafetensorsContents contents, const GptConfig& model, const std::string& origin);
 
 // The precision a checkpoint was written in (to resume in the same one).
 DType checkpoint_dtype(const std::filesystem::path& path);

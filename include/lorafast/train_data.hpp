@@ -42,6 +42,8 @@ void require_data_vocab(const GptConfig& config, DataFormat format);
 // A data file's tokens; Error(bad_input) naming the file as read_byte_tokens, and
 // when its size is not a whole number of ids or an id is outside [0, vocab_size).
 Tokens read_token_file(const std::filesystem::path& path, DataFormat format, std::int64_t vocab_size);
+// The same checks on a data file's bytes; `origin` names the file in errors.
+Tokens parse_token_ids(std::string_view bytes, DataFormat format, std::int64_t vocab_size, const std::string& origin);
 
 // 64-bit FNV-1a of the tokens and their count: identifies the data of a checkpoint.
 struct DataFingerprint {

@@ -7,7 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "io/text_file.hpp"
+#include "core/json_read.hpp"
+#include "core/text_file.hpp"
 #include "lorafast/atomic_file.hpp"
 #include "lorafast/gpt_lora.hpp"
 
@@ -47,61 +48,24 @@ json config_json(const LoraConfig& c) {
 
 // A field that, when present, must have a value meaning "feature not used".
 void check_unused(const json& j, const char* key, bool unused, const std::string& origin) {
-  LF_CHECK(!j.contains(key) || unused, bad, origin, ": '", key, "' ", j.contains(key) ? j.at(key).dump() : "",
-           " is not supported");
+  const json* value = find_field(j, key);
+  LF_CHECK(!value || unused, bad, origin, ": '", key, "' ", value ? describe(*value) : "", " is not supported");
 }
 
 bool null_or_empty(const json& j, const char* key) {
-  return !j.contains(key) || j.at(key).is_null() || (j.at(key).is_structured() && j.at(key).empty());
+  const json* value = find_field(j, key);
+  return !value || value->is_null() || (value->is_structured() && value->empty());
 }
 
 void add_targets(const json& entry, std::vector<LoraTarget>& targets, const std::string& origin) {
-  LF_CHECK(entry.is_string(), bad, origin, ": 'target_modules' entries must be strings, got ", entry.dump());
-  const auto name = entry.get<std::string>();
+  const std::string& name = json_string(entry, cat(origin, ": 'target_modules' entry"));
   std::vector<LoraTarget> found;
   if (name == "c_proj") found = {LoraTarget::attn_c_proj, LoraTarget::mlp_c_proj};  // PEFT matches both
   else if (auto t = parse_lora_target(name)) found = {*t};
-  LF_CHECK(!found.empty(), bad, origin, ": target module '", name,
-           "' is not supported (attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj)");
+  LF_CHECK(!found.empty(), bad, origin, ": target module ", quote(name),
+           " is not supported (attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj)");
   for (auto t : found)
     if (std::find(targets.begin(), targets.end(), t) == targets.end()) targets.push_back(t);
-}
-
-LoraConfig parse_config(const std::string& text, const std::string& origin) {
-  const auto j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  LF_CHECK(!j.is_discarded() && j.is_object(), bad, origin, ": not a JSON object");
-  LF_CHECK(j.contains("peft_type") && j.at("peft_type") == "LORA", bad, origin, ": 'peft_type' must be \"LORA\"");
-  LF_CHECK(j.contains("r") && j.at("r").is_number_integer() && j.at("r").get<std::int64_t>() >= 1 &&
-               j.at("r").get<std::int64_t>() <= 1 << 16,
-           bad, origin, ": 'r' must be an integer in [1, 65536]");
-  LoraConfig c;
-  c.rank = j.at("r").get<std::int64_t>();
-  if (j.contains("lora_alpha")) {
-    LF_CHECK(j.at("lora_alpha").is_number(), bad, origin, ": 'lora_alpha' must be a number");
-    c.alpha = j.at("lora_alpha").get<double>();
-  }
-  if (j.contains("use_rslora")) {
-    LF_CHECK(j.at("use_rslora").is_boolean(), bad, origin, ": 'use_rslora' must be true or false");
-    c.rslora = j.at("use_rslora").get<bool>();
-  }
-  LF_CHECK(j.contains("target_modules") && j.at("target_modules").is_array() && !j.at("target_modules").empty(), bad,
-           origin, ": 'target_modules' must be a non-empty list of module names");
-  c.targets.clear();
-  for (const auto& entry : j.at("target_modules")) add_targets(entry, c.targets, origin);
-  if (j.contains("base_model_name_or_path") && j.at("base_model_name_or_path").is_string())
-    c.base_model = j.at("base_model_name_or_path").get<std::string>();
-  check_unused(j, "bias", !j.contains("bias") || j.at("bias") == "none", origin);
-  check_unused(j, "use_dora", !j.contains("use_dora") || j.at("use_dora") == false, origin);
-  check_unused(j, "rank_pattern", null_or_empty(j, "rank_pattern"), origin);
-  check_unused(j, "alpha_pattern", null_or_empty(j, "alpha_pattern"), origin);
-  check_unused(j, "layers_to_transform", null_or_empty(j, "layers_to_transform"), origin);
-  check_unused(j, "modules_to_save", null_or_empty(j, "modules_to_save"), origin);
-  try {
-    c.validate();
-  } catch (const Error& e) {
-    throw Error(bad, cat(origin, ": ", e.what()));
-  }
-  return c;
 }
 
 // The rows of c_attn's lora_B outside the q, k, v subset must be zero.
@@ -116,6 +80,38 @@ void check_frozen_rows(const Tensor& b, const std::array<bool, 3>& subset, const
 }
 
 }  // namespace
+
+LoraConfig parse_peft_adapter_config(const std::string& json_text, const std::string& origin) {
+  const auto j = parse_json(json_text, origin);
+  LF_CHECK(j.is_object(), bad, origin, ": not a JSON object");
+  const json* peft_type = find_field(j, "peft_type");
+  LF_CHECK(peft_type && *peft_type == "LORA", bad, origin, ": 'peft_type' must be \"LORA\"");
+  LoraConfig c;
+  c.rank = json_integer(require_field(j, "r", origin), 1, 1 << 16, cat(origin, ": 'r'"));
+  if (const json* alpha = find_field(j, "lora_alpha")) c.alpha = json_number(*alpha, cat(origin, ": 'lora_alpha'"));
+  if (const json* rslora = find_field(j, "use_rslora")) c.rslora = json_bool(*rslora, cat(origin, ": 'use_rslora'"));
+  const json* modules = find_field(j, "target_modules");
+  LF_CHECK(modules && modules->is_array() && !modules->empty(), bad, origin,
+           ": 'target_modules' must be a non-empty list of module names");
+  c.targets.clear();
+  for (const auto& entry : *modules) add_targets(entry, c.targets, origin);
+  if (const json* base = find_field(j, "base_model_name_or_path"); base && base->is_string())
+    c.base_model = base->get<std::string>();
+  const json* bias = find_field(j, "bias");
+  check_unused(j, "bias", !bias || *bias == "none", origin);
+  const json* dora = find_field(j, "use_dora");
+  check_unused(j, "use_dora", !dora || *dora == false, origin);
+  check_unused(j, "rank_pattern", null_or_empty(j, "rank_pattern"), origin);
+  check_unused(j, "alpha_pattern", null_or_empty(j, "alpha_pattern"), origin);
+  check_unused(j, "layers_to_transform", null_or_empty(j, "layers_to_transform"), origin);
+  check_unused(j, "modules_to_save", null_or_empty(j, "modules_to_save"), origin);
+  try {
+    c.validate();
+  } catch (const Error& e) {
+    throw Error(bad, cat(origin, ": ", e.what()));
+  }
+  return c;
+}
 
 std::string peft_tensor_name(std::int64_t layer, LoraTarget target, bool is_b) {
   return peft_prefix + tensor_suffix(layer, target, is_b);
@@ -135,15 +131,18 @@ void save_peft_adapter(const std::filesystem::path& dir, const GptLora<T>& lora)
         tensors[peft_tensor_name(static_cast<std::int64_t>(i), t, true)] = a->b;
       }
   const Metadata metadata{{"format", "pt"}, {qkv_metadata_key, qkv_subset_name(lora.config.c_attn_qkv)}};
+  // Serialized before anything is written; bytes of base_model_name_or_path that
+  // are not UTF-8 (it is a path) become U+FFFD rather than failing the save.
+  const std::string config_text = config_json(lora.config).dump(2, ' ', false, json::error_handler_t::replace) + "\n";
   write_safetensors(dir / "adapter_model.safetensors", tensors, metadata);
-  write_file_atomically(dir / "adapter_config.json", config_json(lora.config).dump(2) + "\n");
+  write_file_atomically(dir / "adapter_config.json", config_text);
 }
 
 template <class T>
 GptLora<T> load_peft_adapter(const std::filesystem::path& dir, const GptConfig& model) {
   const auto config_path = dir / "adapter_config.json", model_path = dir / "adapter_model.safetensors";
   GptLora<T> lora;
-  lora.config = parse_config(read_text_file(config_path, max_config_bytes), config_path.string());
+  lora.config = parse_peft_adapter_config(read_text_file(config_path, max_config_bytes), config_path.string());
   auto contents = read_safetensors(model_path);
   const std::string origin = model_path.string();
   if (auto it = contents.metadata.find(qkv_metadata_key); it != contents.metadata.end()) {
@@ -159,7 +158,7 @@ GptLora<T> load_peft_adapter(const std::filesystem::path& dir, const GptConfig& 
   const std::string& prefix = bare ? peft_prefix_bare : peft_prefix;
   auto take = [&](const std::string& name) {
     const auto it = tensors.find(prefix + name);
-    LF_CHECK(it != tensors.end(), bad, origin, ": missing tensor '", prefix + name, "'");
+    LF_CHECK(it != tensors.end(), bad, origin, ": missing tensor ", quote(prefix + name));
     Tensor t = it->second.to(dtype_of<T>());
     tensors.erase(it);
     return t;
@@ -170,8 +169,8 @@ GptLora<T> load_peft_adapter(const std::filesystem::path& dir, const GptConfig& 
       LoraAdapter adapter{take(tensor_suffix(i, t, false)), take(tensor_suffix(i, t, true))};
       lora.layers[static_cast<std::size_t>(i)][static_cast<std::size_t>(t)] = std::move(adapter);
     }
-  LF_CHECK(tensors.empty(), bad, origin, ": unexpected tensor '", tensors.empty() ? "" : tensors.begin()->first,
-           "' (not a target of adapter_config.json or beyond the model's ", model.n_layer, " blocks)");
+  LF_CHECK(tensors.empty(), bad, origin, ": unexpected tensor ", tensors.empty() ? "" : quote(tensors.begin()->first),
+           " (not a target of adapter_config.json or beyond the model's ", model.n_layer, " blocks)");
   validate_gpt_lora(lora, model, origin);
   for (std::int64_t i = 0; i < model.n_layer; ++i)
     if (const auto& a = lora.at(i, LoraTarget::attn_c_attn))

@@ -11,10 +11,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/json_read.hpp"
 #include "io/half_float.hpp"
 #include "lorafast/safetensors.hpp"
 
-#include "io/text_file.hpp"
+#include "core/text_file.hpp"
 
 namespace lorafast {
 namespace {
@@ -22,6 +23,7 @@ namespace {
 using nlohmann::json;
 constexpr auto bad = ErrorKind::bad_input;
 constexpr std::uint64_t length_prefix = 8;
+constexpr std::size_t max_metadata_keys = 65536;
 
 // How a file dtype is stored and what it loads as.
 struct SourceType {
@@ -39,17 +41,6 @@ struct Entry {
   std::uint64_t begin = 0, end = 0;
 };
 
-// A name or string from the file, printable on one line and of bounded length.
-std::string quoted(const std::string& text) {
-  constexpr std::size_t max_shown = 80;
-  std::string out = "'";
-  for (std::size_t i = 0; i < text.size() && i < max_shown; ++i) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    out += (c < 0x20 || c == 0x7f) ? '?' : static_cast<char>(c);
-  }
-  return out + (text.size() > max_shown ? "...'" : "'");
-}
-
 std::string offsets_str(std::uint64_t begin, std::uint64_t end) { return cat('[', begin, ", ", end, ']'); }
 
 std::uint64_t read_u64_le(const std::byte* p) {
@@ -62,32 +53,13 @@ std::uint16_t read_u16_le(const std::byte* p) {
   return static_cast<std::uint16_t>(static_cast<unsigned>(p[0]) | (static_cast<unsigned>(p[1]) << 8));
 }
 
-// Parses the JSON header, rejecting duplicate top-level keys (nlohmann keeps the last).
-json parse_header_json(std::string_view text, const std::string& origin) {
-  std::set<std::string> seen;
-  const json::parser_callback_t reject_duplicates = [&](int depth, json::parse_event_t event, json& parsed) {
-    if (depth == 1 && event == json::parse_event_t::key) {
-      const auto& key = parsed.get_ref<const std::string&>();
-      LF_CHECK(seen.insert(key).second, bad, origin, ": header: duplicate key ", quoted(key));
-    }
-    return true;
-  };
-  try {
-    return json::parse(text, reject_duplicates);
-  } catch (const json::parse_error& e) {
-    constexpr std::size_t max_detail = 200;  // the parser quotes the offending token, which may be huge
-    throw Error(bad, cat(origin, ": header is not valid JSON (file byte ", length_prefix + e.byte - 1,
-                         "): ", std::string_view(e.what()).substr(0, max_detail)));
-  }
-}
-
 const SourceType& find_source_type(const json& dtype, const std::string& origin, const std::string& name) {
-  LF_CHECK(dtype.is_string(), bad, origin, ": tensor ", quoted(name), ": dtype is a ", dtype.type_name(),
+  LF_CHECK(dtype.is_string(), bad, origin, ": tensor ", quote(name), ": dtype is a ", dtype.type_name(),
            ", not a string");
   const auto& text = dtype.get_ref<const std::string&>();
   for (const auto& type : source_types)
     if (text == type.name) return type;
-  throw Error(bad, cat(origin, ": tensor ", quoted(name), ": unsupported dtype ", quoted(text),
+  throw Error(bad, cat(origin, ": tensor ", quote(name), ": unsupported dtype ", quote(text),
                        " (supported: F32, F64, F16, BF16)"));
 }
 
@@ -102,7 +74,7 @@ std::uint64_t read_count(const json& value, std::uint64_t limit, const std::stri
 
 Entry parse_entry(const std::string& name, const json& info, const std::string& origin,
                   std::uint64_t data_size) {
-  const std::string where = cat(origin, ": tensor ", quoted(name));
+  const std::string where = cat(origin, ": tensor ", quote(name));
   LF_CHECK(info.is_object(), bad, where, ": entry is a ", info.type_name(), ", not an object");
   for (const char* field : {"dtype", "shape", "data_offsets"})
     LF_CHECK(info.contains(field), bad, where, ": missing \"", field, '"');
@@ -143,11 +115,103 @@ Metadata parse_metadata(const json& value, const std::string& origin) {
   LF_CHECK(value.is_object(), bad, origin, ": __metadata__ is a ", value.type_name(), ", not an object");
   Metadata metadata;
   for (const auto& [key, text] : value.items()) {
-    LF_CHECK(text.is_string(), bad, origin, ": __metadata__ ", quoted(key), " is a ", text.type_name(),
+    LF_CHECK(text.is_string(), bad, origin, ": __metadata__ ", quote(key), " is a ", text.type_name(),
              ", not a string");
     metadata.emplace(key, text.get<std::string>());
   }
   return metadata;
+}
+
+// Parses the JSON header entry by entry: each tensor's entry is checked and dropped
+// from the document as soon as it is complete, unknown entry fields are never
+// stored, and shapes are capped in rank, so memory stays within a small multiple
+// of what the header describes. Duplicate keys are rejected (nlohmann keeps the last).
+struct Header {
+  std::vector<Entry> entries;
+  Metadata metadata;
+};
+
+constexpr std::size_t max_rank = 64;
+
+Header parse_header(std::string_view text, const std::string& origin, std::uint64_t data_size) {
+  using E = json::parse_event_t;
+  Header header;
+  std::set<std::string> names;
+  std::string name;              // the top-level key being read: a tensor or __metadata__
+  std::set<std::string> fields;  // the keys seen in its object
+  bool known_field = false;      // the current field of a tensor entry is dtype, shape or data_offsets
+  bool in_list = false;          // inside a tensor's shape or data_offsets
+  std::size_t list_length = 0;
+  const auto where = [&] { return name == "__metadata__" ? std::string("__metadata__") : "tensor " + quote(name); };
+  const json::parser_callback_t on_event = [&](int depth, E event, json& parsed) {
+    LF_CHECK(depth < max_json_depth, bad, origin, ": header nested deeper than ", max_json_depth, " levels");
+    const bool skipping = depth >= 2 && name != "__metadata__" && !known_field;  // inside an ignored field
+    switch (event) {
+      case E::object_start:
+      case E::array_start: {
+        const bool is_object = event == E::object_start;
+        LF_CHECK(depth > 0 || is_object, bad, origin, ": header is a JSON array, not an object");
+        if (depth == 1) {
+          known_field = false;
+          LF_CHECK(is_object, bad, origin, ": ", where(), ": entry is a list, not an object");
+          fields.clear();
+        } else if (depth >= 2 && !skipping) {
+          const bool list_field = !is_object && depth == 2 && name != "__metadata__";
+          LF_CHECK(list_field, bad, origin, ": ", where(), ": a value is ", is_object ? "an object" : "a list",
+                   name == "__metadata__" ? ", not a string" : ", not a string or a list of integers");
+          in_list = true;
+          list_length = 0;
+        }
+        break;
+      }
+      case E::array_end:
+        if (depth == 2) in_list = false;
+        break;
+      case E::key: {
+        const auto& key = parsed.get_ref<const std::string&>();
+        if (depth == 1) {
+          LF_CHECK(names.insert(key).second, bad, origin, ": header: duplicate key ", quote(key));
+          name = key;
+        } else if (depth == 2) {
+          LF_CHECK(fields.insert(key).second, bad, origin, ": ", where(), ": duplicate key ", quote(key));
+          LF_CHECK(fields.size() <= max_metadata_keys, bad, origin, ": ", where(), " has more than ",
+                   max_metadata_keys, " keys");
+          known_field = key == "dtype" || key == "shape" || key == "data_offsets";
+          // Other fields of a tensor entry are ignored, as by the reference implementation: never stored.
+          return name == "__metadata__" || known_field;
+        }
+        break;
+      }
+      case E::value:
+        LF_CHECK(depth != 1, bad, origin, ": tensor ", quote(name), ": entry is a ", parsed.type_name(),
+                 ", not an object");
+        if (in_list && depth == 3)
+          LF_CHECK(++list_length <= max_rank, bad, origin, ": ", where(), ": a list longer than ", max_rank);
+        break;
+      case E::object_end:
+        if (depth != 1) break;
+        if (name == "__metadata__")
+          header.metadata = parse_metadata(parsed, origin);
+        else
+          header.entries.push_back(parse_entry(name, parsed, origin, data_size));
+        known_field = false;
+        return false;  // checked and kept as an Entry: drop it from the document
+      default: break;
+    }
+    return true;
+  };
+  json top;
+  try {
+    top = json::parse(text.begin(), text.end(), on_event);
+  } catch (const json::parse_error& e) {
+    // The parser quotes the offending token, which may be huge.
+    throw Error(bad, cat(origin, ": header is not valid JSON (file byte ", length_prefix + e.byte - 1,
+                         "): ", one_line(e.what(), 200)));
+  } catch (const json::exception& e) {  // e.g. out_of_range 406: a number too large for a double
+    throw Error(bad, cat(origin, ": header is not valid JSON: ", one_line(e.what(), 200)));
+  }
+  LF_CHECK(top.is_object(), bad, origin, ": header is a JSON ", top.type_name(), ", not an object");
+  return header;
 }
 
 // The tensors must cover [0, data_size) exactly once, in any order of names.
@@ -158,12 +222,12 @@ void check_tiling(std::vector<Entry> entries, std::uint64_t data_size, std::uint
   std::uint64_t covered = 0;
   const Entry* previous = nullptr;
   for (const auto& e : entries) {
-    LF_CHECK(e.begin >= covered, bad, origin, ": tensor ", quoted(e.name), ": data_offsets ",
-             offsets_str(e.begin, e.end), " overlap tensor ", quoted(previous->name), ' ',
+    LF_CHECK(e.begin >= covered, bad, origin, ": tensor ", quote(e.name), ": data_offsets ",
+             offsets_str(e.begin, e.end), " overlap tensor ", quote(previous->name), ' ',
              offsets_str(previous->begin, previous->end));
     LF_CHECK(e.begin == covered, bad, origin, ": data bytes ", offsets_str(covered, e.begin),
              " (file offset ", data_start + covered, ") belong to no tensor (gap before tensor ",
-             quoted(e.name), ')');
+             quote(e.name), ')');
     covered = e.end;
     previous = &e;
   }
@@ -203,18 +267,11 @@ SafetensorsContents parse_safetensors(std::span<const std::byte> file, const std
 
   const std::uint64_t data_start = length_prefix + header_size;
   const std::uint64_t data_size = file.size() - data_start;
-  const json header = parse_header_json(
-      std::string_view(reinterpret_cast<const char*>(file.data() + length_prefix), header_size), origin);
-  LF_CHECK(header.is_object(), bad, origin, ": header is a JSON ", header.type_name(), ", not an object");
-
+  Header header = parse_header(
+      std::string_view(reinterpret_cast<const char*>(file.data() + length_prefix), header_size), origin, data_size);
   SafetensorsContents contents;
-  std::vector<Entry> entries;
-  for (const auto& [key, value] : header.items()) {
-    if (key == "__metadata__")
-      contents.metadata = parse_metadata(value, origin);
-    else
-      entries.push_back(parse_entry(key, value, origin, data_size));
-  }
+  contents.metadata = std::move(header.metadata);
+  std::vector<Entry>& entries = header.entries;
   check_tiling(entries, data_size, data_start, origin);
   for (const auto& entry : entries) contents.tensors.emplace(entry.name, decode(entry, file.data() + data_start));
   return contents;

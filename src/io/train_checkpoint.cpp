@@ -1,8 +1,11 @@
 // Training checkpoints as one safetensors file (see train_checkpoint.hpp).
 #include "lorafast/train_checkpoint.hpp"
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
+#include "core/json_read.hpp"
 #include "lorafast/safetensors.hpp"
 
 namespace lorafast {
@@ -34,25 +37,37 @@ json options_json(const TrainOptions& o) {
           {"method", method_name(o.attention.method)}};
 }
 
-TrainOptions options_from(const json& j) {
+// Every field is checked for kind and range before it is converted; `where` names the file.
+TrainOptions options_from(const json& j, const std::string& where) {
+  constexpr std::int64_t max_count = std::int64_t{1} << 62;
+  const auto integer = [&](const char* key, std::int64_t lo, std::int64_t hi) {
+    return json_integer(require_field(j, key, where), lo, hi, cat(where, ": option '", key, "'"));
+  };
+  const auto number = [&](const char* key) {
+    return json_number(require_field(j, key, where), cat(where, ": option '", key, "'"));
+  };
   TrainOptions o;
-  o.steps = j.at("steps").get<std::int64_t>();
-  o.seq_len = j.at("seq_len").get<std::int64_t>();
-  o.batch = j.at("batch").get<std::int64_t>();
-  o.grad_accum = j.at("grad_accum").get<std::int64_t>();
-  o.lr = j.at("lr").get<double>();
-  o.warmup = j.at("warmup").get<std::int64_t>();
-  o.min_lr_ratio = j.at("min_lr_ratio").get<double>();
-  o.clip = j.at("clip").get<double>();
-  o.adamw.beta1 = j.at("beta1").get<double>();
-  o.adamw.beta2 = j.at("beta2").get<double>();
-  o.adamw.eps = j.at("adam_eps").get<double>();
-  o.adamw.weight_decay = j.at("weight_decay").get<double>();
-  o.adamw.lora_plus_ratio = j.at("lora_plus_ratio").get<double>();
-  o.eval_every = j.at("eval_every").get<std::int64_t>();
-  o.val_windows = j.at("val_windows").get<std::int64_t>();
-  o.seed = j.at("seed").get<std::uint64_t>();
-  o.attention.method = parse_method(j.at("method").get<std::string>());
+  o.steps = integer("steps", 0, max_count);
+  o.seq_len = integer("seq_len", 1, max_count);
+  o.batch = integer("batch", 1, 1 << 20);
+  o.grad_accum = integer("grad_accum", 1, 1 << 20);
+  o.lr = number("lr");
+  o.warmup = integer("warmup", 0, max_count);
+  o.min_lr_ratio = number("min_lr_ratio");
+  o.clip = number("clip");
+  o.adamw.beta1 = number("beta1");
+  o.adamw.beta2 = number("beta2");
+  o.adamw.eps = number("adam_eps");
+  o.adamw.weight_decay = number("weight_decay");
+  o.adamw.lora_plus_ratio = number("lora_plus_ratio");
+  o.eval_every = integer("eval_every", 0, max_count);
+  o.val_windows = integer("val_windows", 0, max_count);
+  o.seed = json_unsigned(require_field(j, "seed", where), cat(where, ": option 'seed'"));
+  const std::string& method = json_string(require_field(j, "method", where), cat(where, ": option 'method'"));
+  const auto known = std::find_if(all_methods.begin(), all_methods.end(),
+                                  [&](Method m) { return method_name(m) == method; });
+  LF_CHECK(known != all_methods.end(), bad, where, ": option 'method' ", quote(method), " is not a method");
+  o.attention.method = *known;
   return o;
 }
 
@@ -63,25 +78,42 @@ json lora_json(const LoraConfig& c) {
           {"qkv", qkv_subset_name(c.c_attn_qkv)}, {"base_model", c.base_model}};
 }
 
-LoraConfig lora_from(const json& j) {
+LoraConfig lora_from(const json& j, const std::string& where) {
+  const auto what = [&](const char* key) { return cat(where, ": lora '", key, "'"); };
   LoraConfig c;
-  c.rank = j.at("rank").get<std::int64_t>();
-  c.alpha = j.at("alpha").get<double>();
-  c.rslora = j.at("rslora").get<bool>();
+  c.rank = json_integer(require_field(j, "rank", where), 1, 1 << 16, what("rank"));
+  c.alpha = json_number(require_field(j, "alpha", where), what("alpha"));
+  c.rslora = json_bool(require_field(j, "rslora", where), what("rslora"));
+  const json& targets = require_field(j, "targets", where);
+  LF_CHECK(targets.is_array(), bad, what("targets"), " must be a list, got ", describe(targets));
   c.targets.clear();
-  for (const auto& name : j.at("targets")) {
-    const auto target = parse_lora_target(name.get<std::string>());
-    LF_CHECK(target.has_value(), bad, "unknown LoRA target ", name.dump());
+  for (const auto& entry : targets) {
+    const std::string& name = json_string(entry, what("targets"));
+    const auto target = parse_lora_target(name);
+    LF_CHECK(target.has_value(), bad, what("targets"), ": unknown LoRA target ", quote(name));
     c.targets.push_back(*target);
   }
-  c.c_attn_qkv = parse_qkv_subset(j.at("qkv").get<std::string>());
-  c.base_model = j.at("base_model").get<std::string>();
+  c.c_attn_qkv = parse_qkv_subset(json_string(require_field(j, "qkv", where), what("qkv")));
+  c.base_model = json_string(require_field(j, "base_model", where), what("base_model"));
   return c;
 }
 
 json model_json(const GptConfig& c) {
   return {{"n_layer", c.n_layer}, {"n_head", c.n_head}, {"n_embd", c.n_embd}, {"n_positions", c.n_positions},
           {"vocab_size", c.vocab_size}, {"layer_norm_epsilon", c.layer_norm_epsilon}};
+}
+
+// The model a checkpoint was written for must be this one; the message names the first difference.
+void check_same_model(const json& written, const GptConfig& model, const std::string& where) {
+  const json ours = model_json(model);
+  LF_CHECK(written.is_object(), bad, where, ": 'model' must be an object, got ", describe(written));
+  for (const auto& [key, value] : ours.items()) {
+    const json* theirs = find_field(written, key);
+    LF_CHECK(theirs && *theirs == value, bad, where, ": written for a model with ", key, ' ',
+             theirs ? describe(*theirs) : "missing", ", this one has ", value.dump(),
+             key == "n_positions" ? " (resume with the same --positions)" : "");
+  }
+  LF_CHECK(written.size() == ours.size(), bad, where, ": 'model' has fields this version does not know");
 }
 
 template <class T>
@@ -94,8 +126,8 @@ std::vector<LoraLayer> take_layers(TensorMap& tensors, const std::string& group,
       for (bool is_b : {false, true}) {
         const std::string name = group + peft_tensor_name(i, target, is_b);
         const auto it = tensors.find(name);
-        LF_CHECK(it != tensors.end(), bad, origin, ": missing tensor '", name, "'");
-        LF_CHECK(it->second.dtype() == dtype_of<T>(), bad, origin, ": tensor '", name, "' is ",
+        LF_CHECK(it != tensors.end(), bad, origin, ": missing tensor ", quote(name));
+        LF_CHECK(it->second.dtype() == dtype_of<T>(), bad, origin, ": tensor ", quote(name), " is ",
                  dtype_name(it->second.dtype()), ", the checkpoint's dtype is ", dtype_name(dtype_of<T>()));
         (is_b ? adapter.b : adapter.a) = std::move(it->second);
         tensors.erase(it);
@@ -126,51 +158,48 @@ void save_checkpoint(const std::filesystem::path& path, const Checkpoint<T>& c) 
                   {"model", model_json(c.model)},
                   {"data", {{"tokens", c.data.tokens}, {"fnv1a", c.data.hash}}},
                   {"val_fraction", c.val_fraction}};
-  write_safetensors(path, tensors, {{metadata_key, meta.dump()}});
+  // Invalid UTF-8 (a --model path, say) is replaced rather than losing the run at its last write.
+  write_safetensors(path, tensors, {{metadata_key, meta.dump(-1, ' ', false, json::error_handler_t::replace)}});
 }
 
 template <class T>
-Checkpoint<T> load_checkpoint(const std::filesystem::path& path, const GptConfig& model) {
-  const std::string origin = path.string();
-  auto contents = read_safetensors(path);
+Checkpoint<T> checkpoint_from_contents(SafetensorsContents contents, const GptConfig& model, const std::string& origin) {
   const auto it = contents.metadata.find(metadata_key);
   LF_CHECK(it != contents.metadata.end(), bad, origin, ": not a lorafast checkpoint (no '", metadata_key,
            "' metadata)");
+  const std::string where = origin + ": checkpoint";
+  const json meta = parse_json(it->second, where);
+  LF_CHECK(meta.is_object(), bad, where, ": metadata is ", describe(meta), ", not an object");
+  const json& format = require_field(meta, "format", where);
+  LF_CHECK(format == checkpoint_format, bad, where, ": format ", describe(format), " is not ", checkpoint_format);
+  const std::string& dtype = json_string(require_field(meta, "dtype", where), where + ": 'dtype'");
+  LF_CHECK(dtype == dtype_name(dtype_of<T>()), bad, where, ": written in ", quote(dtype), ", resumed in ",
+           dtype_name(dtype_of<T>()), " (pass the same --dtype)");
   Checkpoint<T> c;
-  try {
-    const json meta = json::parse(it->second);
-    LF_CHECK(meta.at("format") == checkpoint_format, bad, "format ", meta.at("format").dump(), " is not ",
-             checkpoint_format);
-    const auto dtype = meta.at("dtype").get<std::string>();
-    LF_CHECK(dtype == dtype_name(dtype_of<T>()), bad, "written in ", dtype, ", resumed in ",
-             dtype_name(dtype_of<T>()), " (pass the same --dtype)");
-    c.options = options_from(meta.at("options"));
+  c.options = options_from(require_field(meta, "options", where), where);
+  c.state.lora.config = lora_from(require_field(meta, "lora", where), where);
+  try {  // the remaining checks are the command line's; here they blame the file
     c.options.validate();
-    c.state.lora.config = lora_from(meta.at("lora"));
     c.state.lora.config.validate();
-    const json& m = meta.at("model");
-    c.model = model;
-    json positions_only = model_json(model);
-    positions_only["n_positions"] = m.value("n_positions", json());
-    LF_CHECK(m == model_json(model) || m != positions_only, bad, "written for the model with n_positions ",
-             m.at("n_positions").dump(), ", this one has ", model.n_positions, " (resume with the same --positions)");
-    LF_CHECK(m == model_json(model), bad, "written for a model with config ", m.dump(), ", this model has ",
-             model_json(model).dump());
-    c.data = {meta.at("data").at("tokens").get<std::uint64_t>(), meta.at("data").at("fnv1a").get<std::uint64_t>()};
-    c.val_fraction = meta.at("val_fraction").get<double>();
-    c.state.adamw.step = meta.at("step").get<std::int64_t>();
-    LF_CHECK(c.state.adamw.step >= 0, bad, "negative step ", c.state.adamw.step);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(bad, cat(origin, ": corrupt checkpoint metadata: ", e.what()));
   } catch (const Error& e) {
-    throw Error(bad, cat(origin, ": checkpoint ", e.what()));
+    throw Error(bad, cat(where, ": invalid options: ", e.what()));
   }
+  check_same_model(require_field(meta, "model", where), model, where);
+  c.model = model;
+  const json& data = require_field(meta, "data", where);
+  c.data = {json_unsigned(require_field(data, "tokens", where), where + ": data 'tokens'"),
+            json_unsigned(require_field(data, "fnv1a", where), where + ": data 'fnv1a'")};
+  c.val_fraction = json_number(require_field(meta, "val_fraction", where), where + ": 'val_fraction'");
+  LF_CHECK(c.val_fraction >= 0 && c.val_fraction < 1, bad, where, ": 'val_fraction' must be in [0, 1), got ",
+           c.val_fraction);
+  c.state.adamw.step = json_integer(require_field(meta, "step", where), 0, std::int64_t{1} << 62, where + ": 'step'");
+
   const LoraConfig& config = c.state.lora.config;
   c.state.lora.layers = take_layers<T>(contents.tensors, groups[0], config, model.n_layer, origin);
   c.state.adamw.m = take_layers<T>(contents.tensors, groups[1], config, model.n_layer, origin);
   c.state.adamw.v = take_layers<T>(contents.tensors, groups[2], config, model.n_layer, origin);
-  LF_CHECK(contents.tensors.empty(), bad, origin, ": unexpected tensor '",
-           contents.tensors.empty() ? "" : contents.tensors.begin()->first, "'");
+  LF_CHECK(contents.tensors.empty(), bad, origin, ": unexpected tensor ",
+           contents.tensors.empty() ? "" : quote(contents.tensors.begin()->first));
   validate_gpt_lora(c.state.lora, model, origin + ": lora");
   validate_gpt_lora(GptLora<T>{config, c.state.adamw.m}, model, origin + ": adam_m");
   validate_gpt_lora(GptLora<T>{config, c.state.adamw.v}, model, origin + ": adam_v");
@@ -180,23 +209,29 @@ Checkpoint<T> load_checkpoint(const std::filesystem::path& path, const GptConfig
   return c;
 }
 
+template <class T>
+Checkpoint<T> load_checkpoint(const std::filesystem::path& path, const GptConfig& model) {
+  return checkpoint_from_contents<T>(read_safetensors(path), model, path.string());
+}
+
 DType checkpoint_dtype(const std::filesystem::path& path) {
   const auto contents = read_safetensors(path);
   const auto it = contents.metadata.find(metadata_key);
+  const std::string where = path.string() + ": checkpoint";
   LF_CHECK(it != contents.metadata.end(), bad, path.string(), ": not a lorafast checkpoint (no '", metadata_key,
            "' metadata)");
-  const json meta = json::parse(it->second, nullptr, /*allow_exceptions=*/false);
-  const std::string dtype = meta.is_object() && meta.contains("dtype") && meta.at("dtype").is_string()
-                                ? meta.at("dtype").get<std::string>()
-                                : "";
+  const json meta = parse_json(it->second, where);
+  const std::string& dtype = json_string(require_field(meta, "dtype", where), where + ": 'dtype'");
   if (dtype == "F32") return DType::f32;
   if (dtype == "F64") return DType::f64;
-  throw Error(bad, cat(path.string(), ": corrupt checkpoint metadata: no valid 'dtype'"));
+  throw Error(bad, cat(where, ": 'dtype' ", quote(dtype), " is not F32 or F64"));
 }
 
 template void save_checkpoint<float>(const std::filesystem::path&, const Checkpoint<float>&);
 template void save_checkpoint<double>(const std::filesystem::path&, const Checkpoint<double>&);
 template Checkpoint<float> load_checkpoint<float>(const std::filesystem::path&, const GptConfig&);
 template Checkpoint<double> load_checkpoint<double>(const std::filesystem::path&, const GptConfig&);
+template Checkpoint<float> checkpoint_from_contents<float>(SafetensorsContents, const GptConfig&, const std::string&);
+template Checkpoint<double> checkpoint_from_contents<double>(SafetensorsContents, const GptConfig&, const std::string&);
 
 }  // namespace lorafast

@@ -1,9 +1,8 @@
 // config.json of a GPT-2 model directory: the six sizes the model needs, validated.
 #include <cmath>
 
-#include <nlohmann/json.hpp>
-
-#include "io/text_file.hpp"
+#include "core/json_read.hpp"
+#include "core/text_file.hpp"
 #include "lorafast/gpt.hpp"
 
 namespace lorafast {
@@ -13,34 +12,25 @@ constexpr auto bad = ErrorKind::bad_input;
 constexpr std::uint64_t max_config_bytes = 10'000'000;
 
 std::int64_t size_field(const nlohmann::json& j, const char* key, const std::string& origin) {
-  LF_CHECK(j.contains(key), bad, origin, ": missing '", key, "'");
-  const auto& v = j.at(key);
-  LF_CHECK(v.is_number_integer(), bad, origin, ": '", key, "' must be an integer, got ", v.dump());
-  LF_CHECK(v.is_number_unsigned() || v.get<std::int64_t>() >= 0, bad, origin, ": '", key,
-           "' must be positive, got ", v.dump());
   // Above 2^40 no real model fits in memory; validate() applies the tighter limits.
-  LF_CHECK(v.get<std::uint64_t>() <= (std::uint64_t{1} << 40), bad, origin, ": '", key, "' is too large: ",
-           v.dump());
-  return v.get<std::int64_t>();
+  return json_integer(require_field(j, key, origin), 0, std::int64_t{1} << 40, cat(origin, ": '", key, "'"));
 }
 
 // Hugging Face GPT-2 options that would change the computation: rejected unless
 // they have the values this implementation computes.
 void check_supported_options(const nlohmann::json& j, std::int64_t n_embd, const std::string& origin) {
-  if (j.contains("activation_function")) {
-    const auto& act = j.at("activation_function");
-    const bool tanh_gelu = act == "gelu_new" || act == "gelu_pytorch_tanh" || act == "gelu_fast";
-    LF_CHECK(tanh_gelu, bad, origin, ": 'activation_function' ", act.dump(),
+  if (const auto* act = find_field(j, "activation_function")) {
+    const bool tanh_gelu = *act == "gelu_new" || *act == "gelu_pytorch_tanh" || *act == "gelu_fast";
+    LF_CHECK(tanh_gelu, bad, origin, ": 'activation_function' ", describe(*act),
              " is not supported (only the tanh GELU: \"gelu_new\")");
   }
-  LF_CHECK(!j.contains("scale_attn_weights") || j.at("scale_attn_weights") == true, bad, origin,
-           ": 'scale_attn_weights' false is not supported");
-  LF_CHECK(!j.contains("scale_attn_by_inverse_layer_idx") || j.at("scale_attn_by_inverse_layer_idx") == false,
-           bad, origin, ": 'scale_attn_by_inverse_layer_idx' true is not supported");
-  if (j.contains("n_inner") && !j.at("n_inner").is_null()) {
-    const auto& inner = j.at("n_inner");
-    LF_CHECK(inner.is_number_integer() && inner.get<std::int64_t>() == 4 * n_embd, bad, origin, ": 'n_inner' ",
-             inner.dump(), " is not supported (the MLP width must be 4 * n_embd)");
+  const auto* scale = find_field(j, "scale_attn_weights");
+  LF_CHECK(!scale || *scale == true, bad, origin, ": 'scale_attn_weights' ", describe(*scale), " is not supported");
+  const auto* by_layer = find_field(j, "scale_attn_by_inverse_layer_idx");
+  LF_CHECK(!by_layer || *by_layer == false, bad, origin, ": 'scale_attn_by_inverse_layer_idx' ",
+           describe(*by_layer), " is not supported");
+  if (const auto* inner = find_field(j, "n_inner"); inner && !inner->is_null()) {
+    LF_CHECK(*inner == 4 * n_embd, bad, origin, ": 'n_inner' ", describe(*inner), " is not supported (the MLP width must be 4 * n_embd)");
   }
 }
 
@@ -62,8 +52,7 @@ void GptConfig::validate(const std::string& origin) const {
 }
 
 GptConfig parse_gpt_config(const std::string& json_text, const std::string& origin) {
-  const auto j = nlohmann::json::parse(json_text, nullptr, /*allow_exceptions=*/false);
-  LF_CHECK(!j.is_discarded(), bad, origin, ": not valid JSON");
+  const auto j = parse_json(json_text, origin);
   LF_CHECK(j.is_object(), bad, origin, ": not a JSON object");
   GptConfig c;
   c.n_layer = size_field(j, "n_layer", origin);
@@ -71,10 +60,8 @@ GptConfig parse_gpt_config(const std::string& json_text, const std::string& orig
   c.n_embd = size_field(j, "n_embd", origin);
   c.n_positions = size_field(j, "n_positions", origin);
   c.vocab_size = size_field(j, "vocab_size", origin);
-  LF_CHECK(j.contains("layer_norm_epsilon"), bad, origin, ": missing 'layer_norm_epsilon'");
-  const auto& eps = j.at("layer_norm_epsilon");
-  LF_CHECK(eps.is_number(), bad, origin, ": 'layer_norm_epsilon' must be a number, got ", eps.dump());
-  c.layer_norm_epsilon = eps.get<double>();
+  c.layer_norm_epsilon =
+      json_number(require_field(j, "layer_norm_epsilon", origin), cat(origin, ": 'layer_norm_epsilon'"));
   c.validate(origin);
   check_supported_options(j, c.n_embd, origin);
   return c;

@@ -60,8 +60,8 @@ std::array<bool, 3> parse_qkv_subset(const std::string& text) {
   std::array<bool, 3> subset{false, false, false};
   for (char c : text) {
     const auto pos = std::string("qkv").find(c);
-    LF_CHECK(pos != std::string::npos && !subset[pos], ErrorKind::usage, "'", text,
-             "' is not a subset of q, k, v (e.g. qkv or qv)");
+    LF_CHECK(pos != std::string::npos && !subset[pos], ErrorKind::usage, quote(text),
+             " is not a subset of q, k, v (e.g. qkv or qv)");
     subset[pos] = true;
   }
   LF_CHECK(!text.empty(), ErrorKind::usage, "the q, k, v subset is empty");

@@ -2,6 +2,7 @@
 // (with or without the "transformer." prefix), shape-checked against the config,
 // checked finite and converted to the compute precision.
 #include <charconv>
+#include <limits>
 
 #include "lorafast/gpt.hpp"
 
@@ -20,32 +21,39 @@ class WeightSource {
 
   const std::string& prefix() const { return prefix_; }
 
-  template <class T>
-  Tensor take(const std::string& name, const Shape& shape) const {
-    const std::string full = prefix_ + name;
-    const auto it = tensors_.find(full);
-    LF_CHECK(it != tensors_.end(), bad, origin_, ": missing tensor '", full, "'");
-    const Tensor& t = it->second;
-    LF_CHECK(t.shape() == shape, bad, origin_, ": tensor '", full, "' has shape ", shape_str(t.shape()),
-             ", the config implies ", shape_str(shape));
-    LF_CHECK(t.all_finite(), bad, origin_, ": tensor '", full, "' has NaN or Inf values");
-    return t.to(dtype_of<T>());
+  void check(const std::string& name, const Shape& shape) const {
+    const Tensor& t = find(name);
+    LF_CHECK(t.shape() == shape, bad, origin_, ": tensor ", quote(prefix_ + name), " has shape ",
+             shape_str(t.shape()), ", the config implies ", shape_str(shape));
+    LF_CHECK(t.all_finite(), bad, origin_, ": tensor ", quote(prefix_ + name), " has NaN or Inf values");
   }
 
+  template <class T>
+  Tensor take(const std::string& name) const { return find(name).to(dtype_of<T>()); }
+
  private:
+  const Tensor& find(const std::string& name) const {
+    const auto it = tensors_.find(prefix_ + name);
+    LF_CHECK(it != tensors_.end(), bad, origin_, ": missing tensor ", quote(prefix_ + name));
+    return it->second;
+  }
+
   const TensorMap& tensors_;
   std::string origin_;
   std::string prefix_;
 };
 
-// The block index of a name "h.{i}.<rest>" (after the prefix), or -1.
+// The block index of a name "h.{i}.<rest>" (after the prefix), or -1; an index too
+// large for 64 bits is returned as the largest, so it counts as an extra block.
 std::int64_t block_index(const std::string& name) {
   if (name.rfind("h.", 0) != 0) return -1;
   const auto dot = name.find('.', 2);
   if (dot == std::string::npos || dot == 2) return -1;
   std::int64_t i = -1;
   const auto [end, ec] = std::from_chars(name.data() + 2, name.data() + dot, i);
-  return ec == std::errc() && end == name.data() + dot ? i : -1;
+  if (end != name.data() + dot) return -1;
+  if (ec == std::errc::result_out_of_range) return std::numeric_limits<std::int64_t>::max();
+  return ec == std::errc() ? i : -1;
 }
 
 void check_no_extra_blocks(const TensorMap& tensors, const std::string& prefix, std::int64_t n_layer,
@@ -53,35 +61,61 @@ void check_no_extra_blocks(const TensorMap& tensors, const std::string& prefix, 
   for (const auto& [name, tensor] : tensors) {
     if (name.rfind(prefix, 0) != 0) continue;
     const std::int64_t i = block_index(name.substr(prefix.size()));
-    LF_CHECK(i < n_layer, bad, origin, ": tensor '", name, "' belongs to block ", i, " but the config has n_layer ",
+    LF_CHECK(i < n_layer, bad, origin, ": tensor ", quote(name), " belongs to a block beyond the config's n_layer ",
              n_layer);
   }
 }
 
-// The tensors of `w` with their names; W is GptWeights<T> or const GptWeights<T>.
+// The tensors of `w` with their names and the shapes its config implies; W is
+// GptWeights<T> or const GptWeights<T>.
+template <class P>
+struct NamedTensor {
+  std::string name;
+  P* tensor;
+  Shape shape;
+};
+
 template <class P, class W>
-std::vector<std::pair<std::string, P*>> named_tensors(W& w) {
-  std::vector<std::pair<std::string, P*>> out{{"wte.weight", &w.wte}, {"wpe.weight", &w.wpe}};
+std::vector<NamedTensor<P>> named_tensors(W& w) {
+  const std::int64_t d = w.config.n_embd;
+  std::vector<NamedTensor<P>> out{{"wte.weight", &w.wte, {w.config.vocab_size, d}},
+                                  {"wpe.weight", &w.wpe, {w.config.n_positions, d}}};
   for (std::size_t i = 0; i < w.blocks.size(); ++i) {
     const std::string h = cat("h.", i, '.');
     auto& b = w.blocks[i];
-    for (auto [name, t] : {std::pair<const char*, P*>{"ln_1.weight", &b.ln_1_weight},
-                           {"ln_1.bias", &b.ln_1_bias},
-                           {"attn.c_attn.weight", &b.attn_c_attn_weight},
-                           {"attn.c_attn.bias", &b.attn_c_attn_bias},
-                           {"attn.c_proj.weight", &b.attn_c_proj_weight},
-                           {"attn.c_proj.bias", &b.attn_c_proj_bias},
-                           {"ln_2.weight", &b.ln_2_weight},
-                           {"ln_2.bias", &b.ln_2_bias},
-                           {"mlp.c_fc.weight", &b.mlp_c_fc_weight},
-                           {"mlp.c_fc.bias", &b.mlp_c_fc_bias},
-                           {"mlp.c_proj.weight", &b.mlp_c_proj_weight},
-                           {"mlp.c_proj.bias", &b.mlp_c_proj_bias}})
-      out.emplace_back(h + name, t);
+    for (auto& [name, t, shape] : {NamedTensor<P>{"ln_1.weight", &b.ln_1_weight, {d}},
+                                   {"ln_1.bias", &b.ln_1_bias, {d}},
+                                   {"attn.c_attn.weight", &b.attn_c_attn_weight, {d, 3 * d}},
+                                   {"attn.c_attn.bias", &b.attn_c_attn_bias, {3 * d}},
+                                   {"attn.c_proj.weight", &b.attn_c_proj_weight, {d, d}},
+                                   {"attn.c_proj.bias", &b.attn_c_proj_bias, {d}},
+                                   {"ln_2.weight", &b.ln_2_weight, {d}},
+                                   {"ln_2.bias", &b.ln_2_bias, {d}},
+                                   {"mlp.c_fc.weight", &b.mlp_c_fc_weight, {d, 4 * d}},
+                                   {"mlp.c_fc.bias", &b.mlp_c_fc_bias, {4 * d}},
+                                   {"mlp.c_proj.weight", &b.mlp_c_proj_weight, {4 * d, d}},
+                                   {"mlp.c_proj.bias", &b.mlp_c_proj_bias, {d}}})
+      out.push_back({h + name, t, shape});
   }
-  out.emplace_back("ln_f.weight", &w.ln_f_weight);
-  out.emplace_back("ln_f.bias", &w.ln_f_bias);
+  out.push_back({"ln_f.weight", &w.ln_f_weight, {d}});
+  out.push_back({"ln_f.bias", &w.ln_f_bias, {d}});
   return out;
+}
+
+template <class P, class W>
+std::vector<std::pair<std::string, P*>> name_pointer_pairs(W& w) {
+  std::vector<std::pair<std::string, P*>> out;
+  for (auto& t : named_tensors<P>(w)) out.emplace_back(std::move(t.name), t.tensor);
+  return out;
+}
+
+// Weights whose tensors are still empty: names and shapes without allocating.
+template <class T>
+GptWeights<T> unallocated_weights(const GptConfig& config) {
+  GptWeights<T> w;
+  w.config = config;
+  w.blocks.resize(static_cast<std::size_t>(config.n_layer));
+  return w;
 }
 
 }  // namespace
@@ -92,35 +126,18 @@ std::string gpt_tensor_prefix(const TensorMap& tensors) {
 
 template <class T>
 std::vector<std::pair<std::string, Tensor*>> gpt_named_tensors(GptWeights<T>& weights) {
-  return named_tensors<Tensor>(weights);
+  return name_pointer_pairs<Tensor>(weights);
 }
 
 template <class T>
 std::vector<std::pair<std::string, const Tensor*>> gpt_named_tensors(const GptWeights<T>& weights) {
-  return named_tensors<const Tensor>(weights);
+  return name_pointer_pairs<const Tensor>(weights);
 }
 
 template <class T>
 GptWeights<T> zero_gpt_weights(const GptConfig& config) {
-  const std::int64_t d = config.n_embd;
-  const DType dt = dtype_of<T>();
-  GptWeights<T> w;
-  w.config = config;
-  w.wte = Tensor(dt, {config.vocab_size, d});
-  w.wpe = Tensor(dt, {config.n_positions, d});
-  w.blocks.resize(static_cast<std::size_t>(config.n_layer));
-  for (auto& b : w.blocks) {
-    b.ln_1_weight = b.ln_1_bias = b.ln_2_weight = b.ln_2_bias = Tensor(dt, {d});
-    b.attn_c_attn_weight = Tensor(dt, {d, 3 * d});
-    b.attn_c_attn_bias = Tensor(dt, {3 * d});
-    b.attn_c_proj_weight = Tensor(dt, {d, d});
-    b.attn_c_proj_bias = Tensor(dt, {d});
-    b.mlp_c_fc_weight = Tensor(dt, {d, 4 * d});
-    b.mlp_c_fc_bias = Tensor(dt, {4 * d});
-    b.mlp_c_proj_weight = Tensor(dt, {4 * d, d});
-    b.mlp_c_proj_bias = Tensor(dt, {d});
-  }
-  w.ln_f_weight = w.ln_f_bias = Tensor(dt, {d});
+  GptWeights<T> w = unallocated_weights<T>(config);
+  for (auto& t : named_tensors<Tensor>(w)) *t.tensor = Tensor(dtype_of<T>(), t.shape);
   return w;
 }
 
@@ -130,8 +147,12 @@ GptWeights<T> gpt_weights_from_tensors(const GptConfig& config, const TensorMap&
   config.validate(origin);
   const WeightSource src(tensors, origin);
   check_no_extra_blocks(tensors, src.prefix(), config.n_layer, origin);
-  GptWeights<T> w = zero_gpt_weights<T>(config);  // the shapes the config implies
-  for (auto& [name, tensor] : gpt_named_tensors(w)) *tensor = src.take<T>(name, tensor->shape());
+  GptWeights<T> w = unallocated_weights<T>(config);
+  const auto named = named_tensors<Tensor>(w);
+  // Every tensor is checked against the file before any is converted, so a config
+  // that describes a model larger than the file allocates nothing.
+  for (const auto& t : named) src.check(t.name, t.shape);
+  for (const auto& t : named) *t.tensor = src.take<T>(t.name);
   return w;
 }
 

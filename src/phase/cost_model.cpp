@@ -4,15 +4,17 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-
 #include <nlohmann/json.hpp>
 
+#include "core/json_read.hpp"
+#include "core/text_file.hpp"
 #include "lorafast/atomic_file.hpp"
 #include "lorafast/error.hpp"
 
 namespace lorafast {
 namespace {
+
+constexpr std::uint64_t max_cost_model_bytes = 1'000'000;
 
 double as_double(std::int64_t v) { return static_cast<double>(v); }
 
@@ -157,32 +159,26 @@ std::string default_cost_model_path() {
   return "";
 }
 
-CostModel load_cost_model(const std::string& path) {
-  CostModel m;
-  if (path.empty() || !std::filesystem::exists(path)) return m;
-  std::ifstream in(path);
-  LF_CHECK(in.good(), ErrorKind::bad_input, "cost model ", path, ": cannot be read");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(ErrorKind::bad_input, cat("cost model ", path, ": not JSON (", e.what(), "); rerun lorafast calibrate"));
-  }
-  LF_CHECK(j.is_object(), ErrorKind::bad_input, "cost model ", path, ": not a JSON object; rerun lorafast calibrate");
+CostModel parse_cost_model(const std::string& json_text, const std::string& origin) {
+  const std::string where = "cost model " + origin;
+  const auto j = parse_json(json_text, where);
+  LF_CHECK(j.is_object(), ErrorKind::bad_input, where, ": not a JSON object; rerun lorafast calibrate");
   const auto read = [&](const char* key, double& out) {
-    LF_CHECK(j.contains(key) && j[key].is_number(), ErrorKind::bad_input, "cost model ", path, ": '", key,
-             "' is missing or not a number; rerun lorafast calibrate");
-    out = j[key].get<double>();
-    LF_CHECK(std::isfinite(out) && out >= 0, ErrorKind::bad_input, "cost model ", path, ": '", key, "' = ", out,
-             " is not a finite non-negative number; rerun lorafast calibrate");
+    const std::string what = cat(where, ": '", key, "'");
+    out = json_number(require_field(j, key, where), what);
+    LF_CHECK(out >= 0, ErrorKind::bad_input, what, " = ", out, " is negative; rerun lorafast calibrate");
   };
+  CostModel m;
   for (int i = 0; i < exact_terms; ++i) read(exact_keys[i], m.*exact_coefficients[i]);
   for (int i = 0; i < fast_terms; ++i) read(fast_keys[i], m.*fast_coefficients[i]);
   read("chained_factor", m.chained_factor);
-  double threads = 0;
-  read("threads", threads);
-  m.threads = static_cast<int>(threads);
+  m.threads = static_cast<int>(json_integer(require_field(j, "threads", where), 0, 1 << 16, cat(where, ": 'threads'")));
   return m;
+}
+
+CostModel load_cost_model(const std::string& path) {
+  if (path.empty() || !std::filesystem::exists(path)) return CostModel{};
+  return parse_cost_model(read_text_file(path, max_cost_model_bytes), path);
 }
 
 void save_cost_model(const CostModel& model, const std::string& path) {

@@ -158,9 +158,9 @@ std::string method_name(Method m) {
 }
 
 Method parse_method(const std::string& name) {
-  for (Method m : {Method::exact, Method::fast, Method::chained, Method::automatic})
+  for (Method m : all_methods)
     if (name == method_name(m)) return m;
-  throw Error(ErrorKind::usage, cat("--method '", name, "' is not one of exact, fast, chained, auto"));
+  throw Error(ErrorKind::usage, cat("--method ", quote(name), " is not one of exact, fast, chained, auto"));
 }
 
 std::vector<HeadDecision> decide(const std::vector<HeadScores>& heads, const DispatchRequest& r) {

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "io/text_file.hpp"
+#include "core/text_file.hpp"
 #include "lorafast/train_data.hpp"
 
 namespace lorafast {
@@ -26,9 +26,7 @@ Tokens byte_tokens(std::string_view text) {
 }
 
 Tokens read_byte_tokens(const std::filesystem::path& path) {
-  const std::string text = read_text_file(path, max_data_bytes);
-  LF_CHECK(!text.empty(), bad, path.string(), ": the data file is empty");
-  return byte_tokens(text);
+  return parse_token_ids(read_text_file(path, max_data_bytes), DataFormat::bytes, byte_vocab_size, path.string());
 }
 
 std::optional<DataFormat> parse_data_format(std::string_view name) {
@@ -49,7 +47,7 @@ namespace {
 
 // Little-endian `Word` ids; the host's byte order is checked at compile time.
 template <class Word>
-Tokens decode_ids(const std::string& bytes) {
+Tokens decode_ids(std::string_view bytes) {
   static_assert(std::endian::native == std::endian::little, "token-id files are read as little-endian");
   Tokens tokens(bytes.size() / sizeof(Word));
   for (std::size_t i = 0; i < tokens.size(); ++i) {
@@ -62,11 +60,9 @@ Tokens decode_ids(const std::string& bytes) {
 
 }  // namespace
 
-Tokens read_token_file(const std::filesystem::path& path, DataFormat format, std::int64_t vocab_size) {
-  if (format == DataFormat::bytes) return read_byte_tokens(path);
-  const std::string origin = path.string();
-  const std::string bytes = read_text_file(path, max_data_bytes);
+Tokens parse_token_ids(std::string_view bytes, DataFormat format, std::int64_t vocab_size, const std::string& origin) {
   LF_CHECK(!bytes.empty(), bad, origin, ": the data file is empty");
+  if (format == DataFormat::bytes) return byte_tokens(bytes);
   const std::size_t width = format == DataFormat::uint16 ? 2 : 4;
   LF_CHECK(bytes.size() % width == 0, bad, origin, ": ", bytes.size(), " bytes, not a whole number of ", width,
            "-byte token ids (--data-format ", format == DataFormat::uint16 ? "uint16" : "int32", ")");
@@ -75,6 +71,10 @@ Tokens read_token_file(const std::filesystem::path& path, DataFormat format, std
   LF_CHECK(outside == tokens.end(), bad, origin, ": token ", outside - tokens.begin(), " is ", *outside,
            ", outside the model's vocabulary [0, ", vocab_size, ")");
   return tokens;
+}
+
+Tokens read_token_file(const std::filesystem::path& path, DataFormat format, std::int64_t vocab_size) {
+  return parse_token_ids(read_text_file(path, max_data_bytes), format, vocab_size, path.string());
 }
 
 DataFingerprint fingerprint(const Tokens& tokens) {

@@ -58,7 +58,7 @@ std::string summary(std::int64_t step, std::size_t layer, const std::vector<Head
              ": ", widest->reason);
 }
 
-std::string quoted(const std::string& text) {
+std::string csv_quoted(const std::string& text) {
   std::string out = "\"";
   for (char c : text) out += c == '"' ? std::string("\"\"") : std::string(1, c);
   return out + "\"";
@@ -68,7 +68,7 @@ std::string row(std::int64_t step, std::size_t layer, std::size_t head, const He
   const bool s = surrogate(d);
   return cat(step, ',', layer, ',', head, ',', method_name(d.method), ',', s ? cat(d.degree) : "", ',',
              s ? cat(d.features) : "", ',', number(d.score_bound), ',', s ? number(d.gradient_bound) : "", ',',
-             quoted(d.reason), '\n');
+             csv_quoted(d.reason), '\n');
 }
 
 }  // namespace

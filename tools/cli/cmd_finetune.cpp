@@ -133,7 +133,7 @@ void save_all(const fs::path& out, const Checkpoint<T>& checkpoint) {
 // to stdout, every line indented under `title`.
 template <class T>
 void print_sample(const char* title, const GptWeights<T>& weights, const GptLora<T>* lora, const FinetuneFlags& f) {
-  std::printf("%s (prompt %s, seed %llu, temperature 0.8):\n", title, nlohmann::json(*f.sample_prompt).dump().c_str(),
+  std::printf("%s (prompt %s, seed %llu, temperature 0.8):\n", title, nlohmann::json(*f.sample_prompt).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str(),
               static_cast<unsigned long long>(f.train.seed));
   bool line_start = true;
   auto put = [&](int c) {

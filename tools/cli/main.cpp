@@ -74,7 +74,7 @@ int run(int argc, char** argv) {
     std::fputs(app.help("", CLI::AppFormatMode::All).c_str(), stdout);
     return 0;
   } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "lorafast: error: %s (see --help)\n", e.what());
+    std::fprintf(stderr, "lorafast: error: %s (see --help)\n", one_line(e.what()).c_str());
     return 2;
   } catch (const Error& e) {
     std::fprintf(stderr, "lorafast: error: %s\n", e.what());
@@ -96,8 +96,8 @@ int main(int argc, char** argv) {
   mallopt(M_TRIM_THRESHOLD, INT_MAX);
   try {
     return lorafast::cli::run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "lorafast: error: %s\n", e.what());
+  } catch (const std::exception& e) {  // not a lorafast::Error (e.g. std::bad_alloc): no file to blame
+    std::fprintf(stderr, "lorafast: error: %s\n", lorafast::one_line(e.what()).c_str());
     return 3;
   }
 }
