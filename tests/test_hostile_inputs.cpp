@@ -119,7 +119,7 @@ TEST(HostileSafetensors, UnknownEntryFieldsAreIgnoredEvenWhenNested) {
 
 TEST(HostileConfig, DeepValuesAreBadInputOnOneLine) {
   const std::string sizes = "\"n_layer\":1,\"n_head\":1,\"n_embd\":4,\"n_positions\":4,\"vocab_size\":4,";
-  for (const std::string& field : {"n_inner", "activation_function", "layer_norm_epsilon", "scale_attn_weights"}) {
+  for (const std::string field : {"n_inner", "activation_function", "layer_norm_epsilon", "scale_attn_weights"}) {
     const std::string text = "{" + sizes + (field == "layer_norm_epsilon" ? "" : "\"layer_norm_epsilon\":1e-5,") +
                              "\"" + field + "\":" + deep(100000) + "}";
     const std::string m = bad_input_of([&] { parse_gpt_config(text, "config.json"); });

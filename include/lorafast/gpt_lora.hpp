@@ -98,5 +98,9 @@ LoraConfig parse_peft_adapter_config(const std::string& json_text, const std::st
 // per-layer ranks, bias training, ...) throw Error(bad_input) naming the file.
 template <class T>
 GptLora<T> load_peft_adapter(const std::filesystem::path& dir, const GptConfig& model);
+// The same checks on adapter tensors already parsed; `origin` names their file.
+template <class T>
+GptLora<T> peft_adapter_from_contents(const LoraConfig& config, SafetensorsContents contents, const GptConfig& model,
+                                      const std::string& origin);
 
 }  // namespace lorafast

@@ -139,12 +139,10 @@ void save_peft_adapter(const std::filesystem::path& dir, const GptLora<T>& lora)
 }
 
 template <class T>
-GptLora<T> load_peft_adapter(const std::filesystem::path& dir, const GptConfig& model) {
-  const auto config_path = dir / "adapter_config.json", model_path = dir / "adapter_model.safetensors";
+GptLora<T> peft_adapter_from_contents(const LoraConfig& config, SafetensorsContents contents, const GptConfig& model,
+                                      const std::string& origin) {
   GptLora<T> lora;
-  lora.config = parse_peft_adapter_config(read_text_file(config_path, max_config_bytes), config_path.string());
-  auto contents = read_safetensors(model_path);
-  const std::string origin = model_path.string();
+  lora.config = config;
   if (auto it = contents.metadata.find(qkv_metadata_key); it != contents.metadata.end()) {
     try {
       lora.config.c_attn_qkv = parse_qkv_subset(it->second);
@@ -178,9 +176,21 @@ GptLora<T> load_peft_adapter(const std::filesystem::path& dir, const GptConfig& 
   return lora;
 }
 
+template <class T>
+GptLora<T> load_peft_adapter(const std::filesystem::path& dir, const GptConfig& model) {
+  const auto config_path = dir / "adapter_config.json", model_path = dir / "adapter_model.safetensors";
+  const LoraConfig config =
+      parse_peft_adapter_config(read_text_file(config_path, max_config_bytes), config_path.string());
+  return peft_adapter_from_contents<T>(config, read_safetensors(model_path), model, model_path.string());
+}
+
 template void save_peft_adapter<float>(const std::filesystem::path&, const GptLora<float>&);
 template void save_peft_adapter<double>(const std::filesystem::path&, const GptLora<double>&);
 template GptLora<float> load_peft_adapter<float>(const std::filesystem::path&, const GptConfig&);
 template GptLora<double> load_peft_adapter<double>(const std::filesystem::path&, const GptConfig&);
+template GptLora<float> peft_adapter_from_contents<float>(const LoraConfig&, SafetensorsContents, const GptConfig&,
+                                                          const std::string&);
+template GptLora<double> peft_adapter_from_contents<double>(const LoraConfig&, SafetensorsContents, const GptConfig&,
+                                                            const std::string&);
 
 }  // namespace lorafast
