@@ -214,6 +214,8 @@ def plot(path, rows, args, g0, prov):
     ax_f.axhline(MEMORY_CAP_FEATURES, color="black", lw=1)
     ax_f.text(min(Gs), MEMORY_CAP_FEATURES * 1.15, "memory cap on F (2^20)", fontsize=7)
     ax_f.set_xscale("log")
+    # Recent matplotlib labels the minor ticks of a log axis this short; here they overlap.
+    ax_f.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax_f.set_yscale("log")
     ax_f.set_xlabel("certified score bound G")
     ax_f.set_ylabel(f"features F = C(E+g, g) needed for eps (degree g annotated)")
