@@ -255,5 +255,17 @@ def model_path_not_utf8_keeps_the_finished_run(binary):
         shutil.rmtree(odd)
 
 
+@harness.test
+def output_that_cannot_be_written_fails_before_training(binary):
+    with tempfile.TemporaryDirectory() as d:
+        model, _, _ = make_model(d)
+        data = write(os.path.join(d, "data.txt"), TEXT)
+        out = os.path.join(d, "out")
+        os.makedirs(os.path.join(out, "adapter_config.json"))
+        expect_bad_file(binary, ["finetune", "--model", model, "--data", data, "--out", out, "--steps", 2],
+                        "adapter_config.json")
+        check(os.listdir(out) == ["adapter_config.json"], "files were written: %s" % os.listdir(out))
+
+
 if __name__ == "__main__":
     sys.exit(harness.main())

@@ -12,6 +12,7 @@
 // and from the adapted model after (same prompt and seed), and the loss plot.
 #include <cmath>
 #include <cstdio>
+#include <exception>
 #include <filesystem>
 #include <memory>
 
@@ -125,15 +126,25 @@ void check_no_conflicts(const FinetuneFlags& f, const LoraConfig& l, const Check
 
 template <class T>
 void save_all(const fs::path& out, const Checkpoint<T>& checkpoint) {
-  save_peft_adapter(out, checkpoint.state.lora);
+  // The checkpoint is written even when the adapter cannot be (it holds the adapter
+  // too, and --resume rewrites it): a late failure loses as little as it can.
+  std::exception_ptr failure;
+  try {
+    save_peft_adapter(out, checkpoint.state.lora);
+  } catch (const std::exception&) {
+    failure = std::current_exception();
+  }
   save_checkpoint(out / "checkpoint.safetensors", checkpoint);
+  if (failure) std::rethrow_exception(failure);
 }
 
 // Streams `tokens` bytes sampled after the prompt (temperature 0.8, the run's seed)
 // to stdout, every line indented under `title`.
 template <class T>
 void print_sample(const char* title, const GptWeights<T>& weights, const GptLora<T>* lora, const FinetuneFlags& f) {
-  std::printf("%s (prompt %s, seed %llu, temperature 0.8):\n", title, nlohmann::json(*f.sample_prompt).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str(),
+  // JSON quoting shows the prompt's escapes; bytes that are not UTF-8 print as U+FFFD.
+  const std::string prompt = nlohmann::json(*f.sample_prompt).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  std::printf("%s (prompt %s, seed %llu, temperature 0.8):\n", title, prompt.c_str(),
               static_cast<unsigned long long>(f.train.seed));
   bool line_start = true;
   auto put = [&](int c) {
@@ -207,6 +218,11 @@ void run(const FinetuneFlags& f) {
 
   if (sampling) print_sample<T>("sample from the base model", weights, nullptr, f);
 
+  // What the run writes at its end must be writable now, not after the training.
+  for (const char* name : {"adapter_config.json", "adapter_model.safetensors", "checkpoint.safetensors",
+                           "train_log.csv", "attention_plan.csv"})
+    LF_CHECK(!fs::exists(out / name) || fs::is_regular_file(out / name), bad, (out / name).string(),
+             ": exists and is not a file, so the run could not write it");
   std::error_code ec;
   fs::create_directories(out, ec);
   LF_CHECK(!ec && fs::is_directory(out), bad, out.string(), ": cannot create the output directory",
