@@ -35,13 +35,21 @@ for h in "${harnesses[@]}"; do
   mkdir -p "$build/corpus/$h" "fuzz/crashers/$h"
   before=$(ls "fuzz/crashers/$h" | wc -l)
   log="$build/logs/$h.log"
-  # -rss_limit_mb / -malloc_limit_mb: an input may not make a reader use 2 GB.
-  # Failures are recorded and the run goes on (-fork keeps going after one).
-  "$build/fuzz/fuzz_$h" "$build/corpus/$h" "$build/seeds/$h" -dict=fuzz/json.dict \
-    -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=2048 \
-    -artifact_prefix="fuzz/crashers/$h/" -print_final_stats=1 >"$log" 2>&1 || true
-  executions=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
+  : >"$log"
+  # libFuzzer stops at the first failure: run again, from the grown corpus, until
+  # SECONDS have passed. -rss_limit_mb / -malloc_limit_mb: an input may not make a
+  # reader use 2 GB.
+  executions=0
+  start=$(date +%s)
+  while left=$(( seconds - ($(date +%s) - start) )); [ "$left" -gt 0 ]; do
+    "$build/fuzz/fuzz_$h" "$build/corpus/$h" "$build/seeds/$h" -dict=fuzz/json.dict \
+      -max_total_time="$left" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=2048 \
+      -artifact_prefix="fuzz/crashers/$h/" -print_final_stats=1 >>"$log" 2>&1 || true
+    ran=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
+    executions=$(( executions + ${ran:-0} ))
+    sed -i 's/^stat::number_of_executed_units:/counted_units:/' "$log"
+  done
   findings=$(( $(ls "fuzz/crashers/$h" | wc -l) - before ))
-  echo "$h,$seconds,${executions:-0},$findings" | tee -a "$summary"
+  echo "$h,$seconds,$executions,$findings" | tee -a "$summary"
 done
 echo "summary: $summary; logs: $build/logs/"

@@ -93,7 +93,12 @@ LoraConfig lora_from(const json& j, const std::string& where) {
     LF_CHECK(target.has_value(), bad, what("targets"), ": unknown LoRA target ", quote(name));
     c.targets.push_back(*target);
   }
-  c.c_attn_qkv = parse_qkv_subset(json_string(require_field(j, "qkv", where), what("qkv")));
+  const std::string& qkv = json_string(require_field(j, "qkv", where), what("qkv"));
+  try {
+    c.c_attn_qkv = parse_qkv_subset(qkv);
+  } catch (const Error& e) {  // a usage error for --qkv; here the file is at fault
+    throw Error(bad, cat(what("qkv"), ": ", e.what()));
+  }
   c.base_model = json_string(require_field(j, "base_model", where), what("base_model"));
   return c;
 }
