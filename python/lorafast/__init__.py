@@ -10,3 +10,11 @@ from ._attention import (Forward, attention, attention_backward, attention_forwa
                          attention_plan)
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # lorafast.transformers imports transformers (heavy, optional): only when used.
+    if name == "transformers":
+        import importlib
+        return importlib.import_module(".transformers", __name__)
+    raise AttributeError("module 'lorafast' has no attribute %r" % name)

@@ -1,0 +1,84 @@
+"""lorafast.transformers.enable on a tiny Hugging Face GPT-2 under PEFT LoRA: an
+unchanged training loop gives the losses of transformers' own SDPA attention.
+
+Tolerance model (DESIGN.md rule 5):
+- float64: every step's loss within 1e-9 relative. Both runs are the same
+  computation in IEEE double but for the attention's summation order (~1e-15
+  relative per step); AdamW's update m / (sqrt(v) + eps) turns a gradient change
+  dg into at most |dg| / eps-sized steps, so 20 steps stay orders below 1e-9, while
+  a wrong mask or scale changes the first loss by > 1e-3.
+- float32: within 1e-4 relative. The attention differs by a few float32 ulps
+  (~1e-7) per call; over 20 AdamW steps at lr 1e-3 the parameters drift apart by
+  at most about steps * lr * (relative gradient change), far below 1e-4 of the loss.
+"""
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import GPT2Config, GPT2LMHeadModel
+
+import lorafast
+import lorafast.transformers as lft
+
+
+def tiny_gpt2(dtype):
+    torch.manual_seed(0)
+    config = GPT2Config(n_layer=2, n_head=2, n_embd=16, vocab_size=64, n_positions=32, resid_pdrop=0.0,
+                        embd_pdrop=0.0, attn_pdrop=0.0, attn_implementation="sdpa")
+    model = GPT2LMHeadModel(config).to(dtype)
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn", "c_proj"], fan_in_fan_out=True, lora_dropout=0.0)
+    model = get_peft_model(model, lora)
+    for name, p in model.named_parameters():  # B != 0, so every adapter gradient is exercised from step 1
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.02)
+    return model
+
+
+def train_losses(model, steps=20):
+    g = torch.Generator().manual_seed(1)
+    batches = [torch.randint(0, 64, (2, 24), generator=g) for _ in range(steps)]
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    losses = []
+    for tokens in batches:
+        # The loss in the model's precision (transformers' own loss casts logits to float32).
+        logits = model(input_ids=tokens).logits[:, :-1]
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 64), tokens[:, 1:].reshape(-1))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+@pytest.mark.parametrize("dtype,tolerance", [(torch.float64, 1e-9), (torch.float32, 1e-4)])
+def test_peft_training_matches_sdpa(dtype, tolerance, monkeypatch):
+    calls = []
+    real = lft.attention
+    monkeypatch.setattr(lft, "attention", lambda *a, **k: calls.append(a[0].shape) or real(*a, **k))
+    reference = train_losses(tiny_gpt2(dtype))
+    assert not calls
+    ours = train_losses(lft.enable(tiny_gpt2(dtype), method="exact"))
+    assert len(calls) == 20 * 2, "lorafast.attention ran %d times, want once per layer and step" % len(calls)
+    for step, (a, b) in enumerate(zip(ours, reference)):
+        assert abs(a - b) <= tolerance * abs(b), (step, a, b)
+
+
+def test_padding_mask_falls_back_to_sdpa():
+    model = tiny_gpt2(torch.float64)
+    tokens = torch.randint(0, 64, (2, 10), generator=torch.Generator().manual_seed(2))
+    mask = torch.ones(2, 10, dtype=torch.long)
+    mask[1, :3] = 0
+    with torch.no_grad():
+        reference = model(input_ids=tokens, attention_mask=mask).logits
+        ours = lft.enable(model, method="exact")(input_ids=tokens, attention_mask=mask).logits
+    assert torch.allclose(ours, reference, rtol=0, atol=1e-12)
+
+
+def test_enable_checks_its_arguments():
+    with pytest.raises(ValueError, match="method must be one of"):
+        lft.enable(tiny_gpt2(torch.float32), method="flash")
+    with pytest.raises(ValueError, match="eps must be a positive number"):
+        lft.enable(tiny_gpt2(torch.float32), eps=0)
+    with pytest.raises(TypeError, match="PreTrainedModel"):
+        lft.enable(torch.nn.Linear(2, 2))
+    assert lorafast.transformers is lft
