@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "lorafast/atomic_file.hpp"
+#include "support/bad_input.hpp"
 #include "support/tiny_gpt.hpp"
 
 namespace lorafast {
@@ -22,19 +23,7 @@ const std::string good_config =
     R"({"n_layer": 2, "n_head": 2, "n_embd": 8, "n_positions": 9, "vocab_size": 11,
         "layer_norm_epsilon": 1e-05, "activation_function": "gelu_new", "model_type": "gpt2"})";
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), ErrorKind::bad_input) << e.what();
-    return e.what();
-  }
-  ADD_FAILURE() << "no error";
-  return {};
-}
-
-#define EXPECT_MENTIONS(message, needle) \
-  EXPECT_NE((message).find(needle), std::string::npos) << "'" << (message) << "' lacks '" << (needle) << "'"
+using testing::bad_input_message;
 
 TEST(GptConfig, ParsesTheHuggingFaceKeys) {
   const GptConfig c = parse_gpt_config(good_config, "config.json");
@@ -70,7 +59,7 @@ TEST(GptConfig, RejectsBadValues) {
       {"{\"n_layer\": ", "not valid JSON"},
   };
   for (const auto& [text, needle] : cases) {
-    const std::string message = error_of([&] { parse_gpt_config(text, "cfg.json"); });
+    const std::string message = bad_input_message([&] { parse_gpt_config(text, "cfg.json"); });
     EXPECT_MENTIONS(message, "cfg.json");
     EXPECT_MENTIONS(message, needle);
   }
@@ -111,28 +100,28 @@ TEST(GptWeights, MismatchesNameTheTensor) {
 
   TensorMap t = tiny_model_tensors(spec, true);
   t.erase("transformer.h.1.ln_2.bias");
-  std::string m = error_of([&] { load(t); });
+  std::string m = bad_input_message([&] { load(t); });
   EXPECT_MENTIONS(m, "model.safetensors");
   EXPECT_MENTIONS(m, "missing tensor 'transformer.h.1.ln_2.bias'");
 
   t = tiny_model_tensors(spec, false);
   t["h.0.attn.c_attn.weight"] = Tensor(DType::f64, {24, 8});  // nn.Linear layout, not Conv1D
-  m = error_of([&] { load(t); });
+  m = bad_input_message([&] { load(t); });
   EXPECT_MENTIONS(m, "'h.0.attn.c_attn.weight' has shape [24, 8], the config implies [8, 24]");
 
   t = tiny_model_tensors(spec, false);
   t["h.2.ln_1.weight"] = Tensor(DType::f64, {8});
-  m = error_of([&] { load(t); });
+  m = bad_input_message([&] { load(t); });
   EXPECT_MENTIONS(m, "'h.2.ln_1.weight' belongs to a block beyond the config's n_layer 2");
 
   t = tiny_model_tensors(spec, true);
   t.at("transformer.wpe.weight").data<double>()[4] = std::nan("");
-  m = error_of([&] { load(t); });
+  m = bad_input_message([&] { load(t); });
   EXPECT_MENTIONS(m, "'transformer.wpe.weight' has NaN or Inf");
 
   GptConfig wider = config;
   wider.vocab_size = 12;
-  m = error_of([&] { gpt_weights_from_tensors<float>(wider, tiny_model_tensors(spec, true), "m"); });
+  m = bad_input_message([&] { gpt_weights_from_tensors<float>(wider, tiny_model_tensors(spec, true), "m"); });
   EXPECT_MENTIONS(m, "'transformer.wte.weight' has shape [11, 8], the config implies [12, 8]");
 }
 
@@ -140,10 +129,10 @@ TEST(GptWeights, LoadsAModelDirectory) {
   const fs::path dir = fs::temp_directory_path() / cat("lorafast-gpt-model-", ::getpid());
   fs::remove_all(dir);
   fs::create_directories(dir);
-  std::string m = error_of([&] { load_gpt_model<float>(dir); });
+  std::string m = bad_input_message([&] { load_gpt_model<float>(dir); });
   EXPECT_MENTIONS(m, (dir / "config.json").string());
   write_file_atomically(dir / "config.json", good_config);
-  m = error_of([&] { load_gpt_model<float>(dir); });
+  m = bad_input_message([&] { load_gpt_model<float>(dir); });
   EXPECT_MENTIONS(m, (dir / "model.safetensors").string());
   write_safetensors(dir / "model.safetensors", tiny_model_tensors(TinyGptSpec{}, true));
   const auto w = load_gpt_model<float>(dir);

@@ -15,25 +15,13 @@
 #include "lorafast/safetensors.hpp"
 #include "lorafast/train_checkpoint.hpp"
 #include "lorafast/train_data.hpp"
+#include "support/bad_input.hpp"
 #include "support/tiny_gpt.hpp"
 
 namespace lorafast {
 namespace {
 
-// The bad_input message `fn` must raise.
-std::string bad_input_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), ErrorKind::bad_input) << e.what();
-    return e.what();
-  }
-  ADD_FAILURE() << "no error";
-  return {};
-}
-
-#define EXPECT_MENTIONS(message, needle) \
-  EXPECT_NE((message).find(needle), std::string::npos) << "'" << (message) << "' lacks '" << (needle) << "'"
+using testing::bad_input_message;
 
 bool one_safe_line(const std::string& s) {
   for (unsigned char c : s)
@@ -68,7 +56,7 @@ TEST(ParseJson, CapsDepthRejectsDuplicatesAndNamesTheFile) {
   for (const std::string& text : {deep(max_json_depth + 1), deep(100000), std::string("{\"a\":1,\"a\":2}"),
                                   std::string("{\"x\":{\"b\":1,\"b\":1}}"), std::string("[1e400]"),
                                   std::string("{\"a\":") + std::string(100000, '"')}) {
-    const std::string m = bad_input_of([&] { parse_json(text, "f.json"); });
+    const std::string m = bad_input_message([&] { parse_json(text, "f.json"); });
     EXPECT_EQ(m.rfind("f.json: ", 0), 0u) << m;
     EXPECT_TRUE(one_safe_line(m)) << m;
   }
@@ -80,19 +68,19 @@ TEST(JsonRead, IntegersAreCheckedBeforeConversion) {
   EXPECT_EQ(json_integer(json::parse("-3"), -5, 9, "k"), -3);
   for (const char* text : {"1e300", "1e19", "7.5", "18446744073709551615", "-9223372036854775808", "10", "\"7\"",
                            "true", "null", "[7]"})
-    EXPECT_MENTIONS(bad_input_of([&] { json_integer(json::parse(text), -5, 9, "f: 'k'"); }), "f: 'k' must be");
-  EXPECT_MENTIONS(bad_input_of([&] { json_number(json::parse("[[1]]"), "f: 'x'"); }), "got an array");
-  EXPECT_MENTIONS(bad_input_of([&] { json_unsigned(json::parse("-1"), "f: 'x'"); }), "non-negative integer");
+    EXPECT_MENTIONS(bad_input_message([&] { json_integer(json::parse(text), -5, 9, "f: 'k'"); }), "f: 'k' must be");
+  EXPECT_MENTIONS(bad_input_message([&] { json_number(json::parse("[[1]]"), "f: 'x'"); }), "got an array");
+  EXPECT_MENTIONS(bad_input_message([&] { json_unsigned(json::parse("-1"), "f: 'x'"); }), "non-negative integer");
 }
 
 TEST(HostileSafetensors, NumberOverflowIsBadInputNamingTheFile) {
-  EXPECT_MENTIONS(bad_input_of([] { parse_safetensors(safetensors_file("{\"a\":1e400}"), "h.safetensors"); }),
+  EXPECT_MENTIONS(bad_input_message([] { parse_safetensors(safetensors_file("{\"a\":1e400}"), "h.safetensors"); }),
                   "h.safetensors: header is not valid JSON");
 }
 
 TEST(HostileSafetensors, ShapesAreCheckedAsTheyAreRead) {
   const auto error = [](const std::string& header) {
-    return bad_input_of([&] { parse_safetensors(safetensors_file(header), "h.safetensors"); });
+    return bad_input_message([&] { parse_safetensors(safetensors_file(header), "h.safetensors"); });
   };
   EXPECT_MENTIONS(error("{\"x\":[[],[],[]]}"), "tensor 'x': entry is a list, not an object");
   EXPECT_MENTIONS(error("{\"x\":1}"), "tensor 'x': entry is a number, not an object");
@@ -122,24 +110,24 @@ TEST(HostileConfig, DeepValuesAreBadInputOnOneLine) {
   for (const std::string field : {"n_inner", "activation_function", "layer_norm_epsilon", "scale_attn_weights"}) {
     const std::string text = "{" + sizes + (field == "layer_norm_epsilon" ? "" : "\"layer_norm_epsilon\":1e-5,") +
                              "\"" + field + "\":" + deep(100000) + "}";
-    const std::string m = bad_input_of([&] { parse_gpt_config(text, "config.json"); });
+    const std::string m = bad_input_message([&] { parse_gpt_config(text, "config.json"); });
     EXPECT_EQ(m.rfind("config.json: ", 0), 0u) << m;
   }
   const std::string shallow = "{" + sizes + "\"layer_norm_epsilon\":1e-5,\"n_inner\":" + deep(60) + "}";
-  const std::string m = bad_input_of([&] { parse_gpt_config(shallow, "config.json"); });
+  const std::string m = bad_input_message([&] { parse_gpt_config(shallow, "config.json"); });
   EXPECT_MENTIONS(m, "'n_inner' an array is not supported");
 }
 
 TEST(HostileConfig, ModelLargerThanItsWeightsFileAllocatesNothing) {
   GptConfig huge{.n_layer = 4096, .n_head = 1, .n_embd = 1 << 16, .n_positions = 1 << 24, .vocab_size = 256};
-  EXPECT_MENTIONS(bad_input_of([&] { gpt_weights_from_tensors<float>(huge, {}, "model.safetensors"); }),
+  EXPECT_MENTIONS(bad_input_message([&] { gpt_weights_from_tensors<float>(huge, {}, "model.safetensors"); }),
                   "model.safetensors: missing tensor 'wte.weight'");
   // Every tensor but the last block's is present: still nothing allocated for the model.
   testing::TinyGptSpec spec;
   GptConfig config = testing::tiny_config(spec);
   TensorMap tensors = testing::tiny_model_tensors(spec, false);
   tensors.erase("h.1.mlp.c_proj.bias");
-  EXPECT_MENTIONS(bad_input_of([&] { gpt_weights_from_tensors<float>(config, tensors, "m.safetensors"); }),
+  EXPECT_MENTIONS(bad_input_message([&] { gpt_weights_from_tensors<float>(config, tensors, "m.safetensors"); }),
                   "missing tensor 'h.1.mlp.c_proj.bias'");
 }
 
@@ -147,7 +135,7 @@ TEST(HostileConfig, BlockIndexBeyond64BitsIsAnExtraBlock) {
   testing::TinyGptSpec spec;
   TensorMap tensors = testing::tiny_model_tensors(spec, false);
   tensors["h.99999999999999999999.ln_1.weight"] = tensors.at("h.0.ln_1.weight");
-  EXPECT_MENTIONS(bad_input_of([&] { gpt_weights_from_tensors<float>(testing::tiny_config(spec), tensors, "m"); }),
+  EXPECT_MENTIONS(bad_input_message([&] { gpt_weights_from_tensors<float>(testing::tiny_config(spec), tensors, "m"); }),
                   "'h.99999999999999999999.ln_1.weight' belongs to a block beyond");
 }
 
@@ -157,7 +145,7 @@ TEST(HostileAdapterConfig, DeepOrHostileValuesAreBadInputOnOneLine) {
                                   base + "[" + deep(100000) + "]}", base + "[[[1]]]}",
                                   base + "[\"x\\n\\u001b[31mlorafast: error: fake\"]}",
                                   base + "[\"c_attn\"],\"r\":3}"}) {
-    const std::string m = bad_input_of([&] { parse_peft_adapter_config(text, "adapter_config.json"); });
+    const std::string m = bad_input_message([&] { parse_peft_adapter_config(text, "adapter_config.json"); });
     EXPECT_EQ(m.rfind("adapter_config.json: ", 0), 0u) << m;
     EXPECT_TRUE(one_safe_line(m)) << m;
   }
@@ -170,18 +158,18 @@ TEST(HostileCostModel, ThreadsMustBeASmallInteger) {
     fields += cat('"', k, "\":1e-9,");
   EXPECT_EQ(parse_cost_model("{" + fields + "\"threads\":2}", "c.json").threads, 2);
   for (const char* threads : {"1e300", "2.5", "-1", "[[2]]"})
-    EXPECT_MENTIONS(bad_input_of([&] { parse_cost_model("{" + fields + "\"threads\":" + threads + "}", "c.json"); }),
+    EXPECT_MENTIONS(bad_input_message([&] { parse_cost_model("{" + fields + "\"threads\":" + threads + "}", "c.json"); }),
                     "cost model c.json: 'threads' must be an integer");
 }
 
 TEST(HostileTokenData, IdsAreCheckedWithTheFileNamed) {
   const std::string two_ids("\x01\x00\xff\xff", 4);
   EXPECT_EQ(parse_token_ids(two_ids.substr(0, 2), DataFormat::uint16, 300, "d.bin"), Tokens{1});
-  EXPECT_MENTIONS(bad_input_of([&] { parse_token_ids(two_ids, DataFormat::uint16, 300, "d.bin"); }),
+  EXPECT_MENTIONS(bad_input_message([&] { parse_token_ids(two_ids, DataFormat::uint16, 300, "d.bin"); }),
                   "d.bin: token 1 is 65535");
-  EXPECT_MENTIONS(bad_input_of([&] { parse_token_ids(two_ids.substr(0, 3), DataFormat::int32, 300, "d.bin"); }),
+  EXPECT_MENTIONS(bad_input_message([&] { parse_token_ids(two_ids.substr(0, 3), DataFormat::int32, 300, "d.bin"); }),
                   "d.bin: 3 bytes");
-  EXPECT_MENTIONS(bad_input_of([&] { parse_token_ids("", DataFormat::bytes, 256, "d.bin"); }), "d.bin");
+  EXPECT_MENTIONS(bad_input_message([&] { parse_token_ids("", DataFormat::bytes, 256, "d.bin"); }), "d.bin");
 }
 
 // A valid checkpoint's contents with its metadata JSON edited by `edit`.
@@ -216,7 +204,7 @@ TEST(HostileCheckpoint, FieldsAreCheckedForKindAndRangeAndBlameTheFile) {
   };
   for (const auto& [edit, needle] : cases) {
     const std::string m =
-        bad_input_of([&] { checkpoint_from_contents<float>(edited_checkpoint(model, edit), model, "c.st"); });
+        bad_input_message([&] { checkpoint_from_contents<float>(edited_checkpoint(model, edit), model, "c.st"); });
     EXPECT_MENTIONS(m, needle);
     EXPECT_TRUE(one_safe_line(m)) << m;
   }

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "lorafast/certificate.hpp"
@@ -17,6 +18,7 @@ namespace lorafast {
 enum class Method { exact, fast, chained, automatic };
 constexpr std::array<Method, 4> all_methods{Method::exact, Method::fast, Method::chained, Method::automatic};
 std::string method_name(Method m);             // "exact", "fast", "chained", "auto"
+std::optional<Method> find_method(std::string_view name);  // by method_name; nullopt for anything else
 Method parse_method(const std::string& name);  // throws Error(usage) on anything else
 std::string duration_text(double seconds);    // "92 ms", "4.3 s", "inf": the reasons' style
 

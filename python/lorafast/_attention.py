@@ -22,7 +22,7 @@ def _is_torch(x):
     return type(x).__module__.startswith("torch")
 
 
-def _check_options(causal, scale, method, eps, degree, threads):
+def check_options(causal, scale, method, eps, degree, threads):
     if not isinstance(causal, (bool, np.bool_)):
         raise TypeError("causal must be True or False, got %r" % (causal,))
     if scale is not None:
@@ -33,7 +33,7 @@ def _check_options(causal, scale, method, eps, degree, threads):
     if method not in METHODS:
         raise ValueError("method must be one of %s, got %r" % (", ".join(METHODS), method))
     if not isinstance(eps, numbers.Real) or isinstance(eps, bool) or not (math.isfinite(eps) and eps > 0):
-        raise ValueError("eps must be a positive finite number, got %r" % (eps,))
+        raise ValueError("eps must be a positive number, and finite, got %r" % (eps,))
     if degree is not None:
         if not isinstance(degree, numbers.Integral) or isinstance(degree, bool):
             raise TypeError("degree must be an even integer or None, got %r" % (degree,))
@@ -128,7 +128,7 @@ def _core_fn(kind, dtype):
 
 def attention_plan(q, k, causal=False, scale=None, method="auto", eps=1e-3, degree=None, threads=None):
     """One dict per query head: how lorafast.attention would compute it and why."""
-    _check_options(causal, scale, method, eps, degree, threads)
+    check_options(causal, scale, method, eps, degree, threads)
     (qa, ka), group = _check_inputs(q, k)
     heads = _core_fn("plan", qa.dtype)(_to_core(qa, 1), _to_core(ka, group), bool(causal), _scale(scale), method,
                                        float(eps), degree, _threads(threads))
@@ -157,7 +157,7 @@ class Forward:
 
 def attention_forward(q, k, v, causal=False, scale=None, method="auto", eps=1e-3, degree=None, threads=None):
     """NumPy (or torch, without autograd) forward: a Forward whose .output is o [N, H, L, E]."""
-    _check_options(causal, scale, method, eps, degree, threads)
+    check_options(causal, scale, method, eps, degree, threads)
     (qa, ka, va), group = _check_inputs(q, k, v)
     arrays = (_to_core(qa, 1), _to_core(ka, group), _to_core(va, group))
     o, lse, plan = _core_fn("forward", qa.dtype)(*arrays, bool(causal), _scale(scale), method, float(eps), degree,

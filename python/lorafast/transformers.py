@@ -13,7 +13,7 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-from ._attention import METHODS, attention
+from ._attention import attention, check_options
 
 NAME = "lorafast"
 _DEFAULT_OPTIONS = {"method": "auto", "eps": 1e-3}
@@ -46,10 +46,7 @@ def _register():
 def enable(model, method="auto", eps=1e-3):
     """Routes the attention of `model` (transformers PreTrainedModel, or a PEFT model
     wrapping one) through lorafast.attention; returns the model."""
-    if method not in METHODS:
-        raise ValueError("method must be one of %s, got %r" % (", ".join(METHODS), method))
-    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not eps > 0:
-        raise ValueError("eps must be a positive number, got %r" % (eps,))
+    check_options(causal=False, scale=None, method=method, eps=eps, degree=None, threads=None)
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     if not hasattr(base, "set_attn_implementation"):
         raise TypeError("model must be a transformers PreTrainedModel or a PEFT model wrapping one, got %s"

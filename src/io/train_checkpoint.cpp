@@ -1,8 +1,6 @@
 // Training checkpoints as one safetensors file (see train_checkpoint.hpp).
 #include "lorafast/train_checkpoint.hpp"
 
-#include <algorithm>
-
 #include <nlohmann/json.hpp>
 
 #include "core/json_read.hpp"
@@ -64,9 +62,8 @@ TrainOptions options_from(const json& j, const std::string& where) {
   o.val_windows = integer("val_windows", 0, max_count);
   o.seed = json_unsigned(require_field(j, "seed", where), cat(where, ": option 'seed'"));
   const std::string& method = json_string(require_field(j, "method", where), cat(where, ": option 'method'"));
-  const auto known = std::find_if(all_methods.begin(), all_methods.end(),
-                                  [&](Method m) { return method_name(m) == method; });
-  LF_CHECK(known != all_methods.end(), bad, where, ": option 'method' ", quote(method), " is not a method");
+  const auto known = find_method(method);
+  LF_CHECK(known, bad, where, ": option 'method' ", quote(method), " is not a method");
   o.attention.method = *known;
   return o;
 }

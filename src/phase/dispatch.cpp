@@ -157,10 +157,16 @@ std::string method_name(Method m) {
   return "auto";
 }
 
-Method parse_method(const std::string& name) {
+std::optional<Method> find_method(std::string_view name) {
   for (Method m : all_methods)
     if (name == method_name(m)) return m;
-  throw Error(ErrorKind::usage, cat("--method ", quote(name), " is not one of exact, fast, chained, auto"));
+  return std::nullopt;
+}
+
+Method parse_method(const std::string& name) {
+  const auto method = find_method(name);
+  LF_CHECK(method, ErrorKind::usage, "--method ", quote(name), " is not one of exact, fast, chained, auto");
+  return *method;
 }
 
 std::vector<HeadDecision> decide(const std::vector<HeadScores>& heads, const DispatchRequest& r) {

@@ -64,12 +64,13 @@ def deep(depth=DEEP):
     return "[" * depth + "]" * depth
 
 
-def make_model(d, name="model"):
+def make_model(d):
+    """A random byte-level model dir and a training text in d: (path, config, tensors, data path)."""
     rng = np.random.default_rng(0)
     config, t = gptcase.random_model(rng, LAYERS, HEADS, D, V, P)
-    path = os.path.join(d, name)
+    path = os.path.join(d, "model")
     gptcase.write_model_dir(path, config, t)
-    return path, config, t
+    return path, config, t, write(os.path.join(d, "data.txt"), TEXT)
 
 
 def write(path, data):
@@ -101,8 +102,7 @@ def edit_checkpoint_metadata(path, edit):
 @harness.test
 def deep_json_in_config_is_bad_input(binary):
     with tempfile.TemporaryDirectory() as d:
-        model, config, _ = make_model(d)
-        data = write(os.path.join(d, "data.txt"), TEXT)
+        model, config, _, data = make_model(d)
         cfg = os.path.join(model, "config.json")
         for field in ["n_inner", "n_layer", "layer_norm_epsilon", "activation_function"]:
             write(cfg, config_text(config, **{field: deep()}))
@@ -114,8 +114,7 @@ def deep_json_in_config_is_bad_input(binary):
 @harness.test
 def deep_json_in_adapter_config_is_bad_input(binary):
     with tempfile.TemporaryDirectory() as d:
-        model, _, _ = make_model(d)
-        data = write(os.path.join(d, "data.txt"), TEXT)
+        model, _, _, data = make_model(d)
         out = train_a_run(binary, d, model, data)
         adapter_config = os.path.join(out, "adapter_config.json")
         good = json.load(open(adapter_config))
@@ -130,8 +129,7 @@ def checkpoint_fields_out_of_range_are_bad_input(binary):
     """steps 1e300 (UB converting to int64), a deep format, val_fraction 5 (blamed
     --val-fraction, exit 2): each exits 3 naming the checkpoint and rewrites nothing."""
     with tempfile.TemporaryDirectory() as d:
-        model, _, _ = make_model(d)
-        data = write(os.path.join(d, "data.txt"), TEXT)
+        model, _, _, data = make_model(d)
         out = train_a_run(binary, d, model, data)
         ckpt = os.path.join(out, "checkpoint.safetensors")
         pristine = open(ckpt, "rb").read()
@@ -177,8 +175,7 @@ def huge_number_in_safetensors_header_is_bad_input(binary):
 @harness.test
 def config_larger_than_its_weights_allocates_nothing(binary):
     with tempfile.TemporaryDirectory() as d:
-        model, config, _ = make_model(d)
-        data = write(os.path.join(d, "data.txt"), TEXT)
+        model, config, _, data = make_model(d)
         empty = b"{}" + b" " * 6
         write(os.path.join(model, "model.safetensors"), struct.pack("<Q", len(empty)) + empty)
         for sizes in [dict(n_layer=4096, n_embd=65536, n_head=1, n_positions=1 << 24),
@@ -190,8 +187,7 @@ def config_larger_than_its_weights_allocates_nothing(binary):
 @harness.test
 def block_index_beyond_64_bits_is_an_extra_block(binary):
     with tempfile.TemporaryDirectory() as d:
-        model, config, t = make_model(d)
-        data = write(os.path.join(d, "data.txt"), TEXT)
+        model, config, t, data = make_model(d)
         t["h.99999999999999999999.ln_1.weight"] = t["h.0.ln_1.weight"]
         gptcase.write_model_dir(model, config, t)
         text = expect_bad_file(binary, ["eval", "--model", model, "--data", data], "model.safetensors")
@@ -202,8 +198,7 @@ def block_index_beyond_64_bits_is_an_extra_block(binary):
 def names_with_newlines_and_escapes_stay_on_one_line(binary):
     hostile = "x\n\x1b[31mlorafast: error: fake"
     with tempfile.TemporaryDirectory() as d:
-        model, config, t = make_model(d)
-        data = write(os.path.join(d, "data.txt"), TEXT)
+        model, config, t, data = make_model(d)
         out = train_a_run(binary, d, model, data)
         adapter = os.path.join(out, "adapter_model.safetensors")
         tensors, metadata = lfcase.read_safetensors(adapter, with_metadata=True)
@@ -237,10 +232,9 @@ def model_path_not_utf8_keeps_the_finished_run(binary):
     """--model naming a directory whose name is not UTF-8: the run trains and writes
     everything; base_model_name_or_path holds U+FFFD for the bytes JSON cannot hold."""
     with tempfile.TemporaryDirectory() as d:
-        model, _, _ = make_model(d)
+        model, _, _, data = make_model(d)
         odd = os.fsencode(d) + b"/model-\xff\xfe"
         os.rename(model, odd)
-        data = write(os.path.join(d, "data.txt"), TEXT)
         out = os.path.join(d, "out")
         rc, _, err = run(binary, ["finetune", "--model", odd, "--data", data, "--out", out, "--steps", 2, "--batch",
                                   2, "--seq-len", 16, "--threads", 1, "--eval-every", 0, "--sample-tokens", 0])
@@ -258,8 +252,7 @@ def model_path_not_utf8_keeps_the_finished_run(binary):
 @harness.test
 def output_that_cannot_be_written_fails_before_training(binary):
     with tempfile.TemporaryDirectory() as d:
-        model, _, _ = make_model(d)
-        data = write(os.path.join(d, "data.txt"), TEXT)
+        model, _, _, data = make_model(d)
         out = os.path.join(d, "out")
         os.makedirs(os.path.join(out, "adapter_config.json"))
         expect_bad_file(binary, ["finetune", "--model", model, "--data", data, "--out", out, "--steps", 2],
