@@ -21,12 +21,19 @@ HeadScores head_with(double score_bound) {
   return h;
 }
 
-DispatchRequest request(Method method, std::int64_t seq_len, std::int64_t head_dim = 8) {
-  DispatchRequest r;
-  r.requested = method;
+// A request with the shape it is decided for.
+struct Request : AttentionRequest, AttentionShape {};
+
+Request request(Method method, std::int64_t seq_len, std::int64_t head_dim = 8) {
+  Request r;
+  r.method = method;
   r.seq_len = seq_len;
   r.head_dim = head_dim;
   return r;
+}
+
+std::vector<HeadDecision> decide(const std::vector<HeadScores>& heads, const Request& r) {
+  return lorafast::decide(heads, r, r);
 }
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
@@ -129,7 +136,7 @@ TEST(CostModel, SavesLoadsAndRejectsBadFiles) {
 }
 
 // Chained priced far above fast, so auto's choice among approximate methods is fast.
-DispatchRequest fast_preferred(DispatchRequest r) {
+Request fast_preferred(Request r) {
   r.cost.chained_factor = 1e6;
   return r;
 }
@@ -235,7 +242,7 @@ TEST(Decide, ForcedDegreeSkipsTheEpsCheckButReportsItsBound) {
   EXPECT_TRUE(contains(d[0].reason, "not enforced")) << d[0].reason;
 
   // auto still only runs what is certified within eps.
-  r.requested = Method::automatic;
+  r.method = Method::automatic;
   r.seq_len = 1 << 20;
   const auto a = decide({head_with(3.0)}, r);
   EXPECT_EQ(a[0].method, Method::exact);

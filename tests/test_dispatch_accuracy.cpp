@@ -31,8 +31,8 @@ TEST(DispatchAccuracy, LoraGradientsMeetEps) {
           const auto inputs = make_case(spec, gain);
           auto options = spec.options(DType::f64);
           const auto exact = lora_attention_grad(inputs, options);
-          options.method = method;
-          options.eps = eps;
+          options.request.method = method;
+          options.request.eps = eps;
           LoraAttentionGrads got;
           try {
             got = lora_attention_grad(inputs, options);
@@ -88,14 +88,11 @@ double relative_gradient_error(const testing::AttentionBuffers::Typed<double>& g
 // Runs the planned attention for `request` on b; returns the plan's head 0 and the
 // relative gradient error against exact attention.
 std::pair<HeadDecision, double> planned_error(const testing::AttentionBuffers& b, double scale, bool causal,
-                                              DispatchRequest request) {
+                                              const AttentionRequest& request) {
   auto exact = b.typed<double>(scale, causal);
   attention_fwd(exact.params);
   attention_bwd(exact.params);
   auto got = b.typed<double>(scale, causal);
-  request.seq_len = b.seq_len;
-  request.head_dim = b.head_dim;
-  request.causal = causal;
   const auto plan = plan_heads(got.params, request);
   planned_attention_fwd(got.params, plan);
   planned_attention_bwd(got.params, plan);
@@ -113,8 +110,8 @@ TEST(DispatchAccuracy, AdversarialInputsStayWithinTheGradientBound) {
         for (bool causal : {false, true})
           for (Method method : {Method::fast, Method::chained})
             for (int degree : {2, 4, 6}) {
-              DispatchRequest request;
-              request.requested = method;
+              AttentionRequest request;
+              request.method = method;
               request.degree = degree;
               const auto [plan, error] = planned_error(adversarial(kind, l, e, size), 0.5, causal, request);
               EXPECT_LE(error, plan.gradient_bound + rounding)
@@ -131,8 +128,8 @@ TEST(DispatchAccuracy, AdversarialInputsMeetEps) {
       for (bool causal : {false, true})
         for (Method method : {Method::fast, Method::chained})
           for (double eps : {1e-2, 1e-3}) {
-            DispatchRequest request;
-            request.requested = method;
+            AttentionRequest request;
+            request.method = method;
             request.eps = eps;
             const auto [plan, error] = planned_error(adversarial(kind, l, e, size), scale, causal, request);
             EXPECT_LE(error, eps) << "adversary " << static_cast<int>(kind) << " size " << size

@@ -1,4 +1,4 @@
-// The GPT model's attention methods (GptAttention, gpt_loss.hpp): fast and chained
+// The GPT model's attention methods (AttentionRequest, gpt_loss.hpp): fast and chained
 // heads against exact ones on tiny models in double, with T = 260 so that the causal
 // surrogate (exact only within chunks of causal_chunk = 128 rows) really differs
 // from exact attention. The q and k columns of c_attn are scaled down so that the
@@ -50,8 +50,8 @@ GptLora<double> adapters(const GptConfig& config) {
 
 TokenBatch tokens() { return random_tokens(2, seq_len, spec.vocab, 4); }
 
-GptAttention request(Method method, double eps = 1e-3, std::optional<int> degree = std::nullopt) {
-  GptAttention a;
+AttentionRequest request(Method method, double eps = 1e-3, std::optional<int> degree = std::nullopt) {
+  AttentionRequest a;
   a.method = method;
   a.eps = eps;
   a.degree = degree;

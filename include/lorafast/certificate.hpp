@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "lorafast/attention.hpp"
+#include "lorafast/fast_attention.hpp"  // centred_keys, mean_key
 
 namespace lorafast {
 
@@ -54,20 +55,7 @@ struct HeadScores {
   double raw_score_bound = 0.0;  // beta max|q_i| max|k_j| >= |S_ij| (no centring)
 };
 
-// How many leading keys the centre c averages: all L when bidirectional; when causal,
-// the first chunk's min(C, L) (C = the surrogate's chunk). Rows of the first chunk
-// weigh their keys exactly, where the shift by beta q_i.c cancels, and every later row
-// has seen all of those keys: no row's surrogate depends on a key after it.
-std::int64_t centred_keys(std::int64_t seq_len, bool causal, std::int64_t chunk);
-
-// Centre c of sequence n, head h: the mean of its first centred_keys(L, causal, chunk)
-// keys, [E], accumulated in double. Softmax is invariant to the per-row shift
-// beta q_i.c (also under the causal mask), so a fast path that maps k_j - c instead
-// of k_j computes the same attention and is covered by HeadScores::score_bound.
-template <class T>
-std::vector<double> mean_key(const AttentionParams<T>& params, std::int64_t n, std::int64_t h, std::int64_t chunk);
-
-// Reads params.q, params.k ([N, L, D]), scale, causal, seq_len, heads, head_dim;
+// Query head h against its K/V head (params.q, params.k, scale, causal and the sizes);
 // `chunk` is the causal surrogate's C (it places the centre). O(L * E).
 template <class T>
 HeadScores measure_head(const AttentionParams<T>& params, std::int64_t n, std::int64_t h, std::int64_t chunk);

@@ -22,16 +22,22 @@ std::optional<Method> find_method(std::string_view name);  // by method_name; nu
 Method parse_method(const std::string& name);  // throws Error(usage) on anything else
 std::string duration_text(double seconds);    // "92 ms", "4.3 s", "inf": the reasons' style
 
-struct DispatchRequest {
-  Method requested = Method::automatic;
+// What a caller asks of attention (`--method`, `--eps`, `--degree`), embedded by
+// the LoRA and model options. The default runs every head exactly.
+struct AttentionRequest {
+  Method method = Method::exact;
   double eps = 1e-3;          // target relative error of the gradients
   std::optional<int> degree;  // forced (even) degree: fast/chained skip the eps check
+  CostModel cost;             // what auto compares (cost_model.hpp)
+  std::int64_t max_features = std::int64_t{1} << 20;  // memory cap on F
+};
+
+// The problem the costs are predicted for.
+struct AttentionShape {
+  std::int64_t batch = 1;     // N
   std::int64_t seq_len = 0;   // L
   std::int64_t head_dim = 0;  // E
-  std::int64_t batch = 1;     // N
   bool causal = false;
-  CostModel cost;
-  std::int64_t max_features = std::int64_t{1} << 20;  // memory cap on F
 };
 
 struct HeadDecision {
@@ -53,6 +59,7 @@ struct HeadDecision {
 // One decision per head. Throws Error(bad_input) for an odd forced degree and
 // Error(cannot_meet), naming the head and saying that --method exact can, when fast or
 // chained is requested but cannot certify eps within max_features.
-std::vector<HeadDecision> decide(const std::vector<HeadScores>& heads, const DispatchRequest& request);
+std::vector<HeadDecision> decide(const std::vector<HeadScores>& heads, const AttentionRequest& request,
+                                 const AttentionShape& shape);
 
 }  // namespace lorafast

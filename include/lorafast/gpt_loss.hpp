@@ -2,7 +2,7 @@
 // respect to the adapters (fine-tuning: the base weights are frozen) or to every
 // base weight as well (pretraining):
 //   loss = mean over the N*T predicted tokens of -log softmax(logits)[next token].
-// Attention runs per head through the method GptAttention asks for (exact tiled
+// Attention runs per head through the method AttentionRequest asks for (exact tiled
 // kernels by default, or the Taylor surrogate where certified), so no T x T matrix
 // is stored; activation memory is O(N * T * D * n_layer), the LM head and
 // cross-entropy are computed in row chunks (O(chunk * V) scratch). Gradients are
@@ -33,19 +33,10 @@ struct TokenBatch {
 // Throws Error(bad_input) naming the first offending token.
 void validate_tokens(const TokenBatch& batch, const GptConfig& config);
 
-// How the model's attention runs (dispatch.hpp, `--method`, `--eps`, `--degree`): each
-// layer plans its heads from its own q and k (plan_heads), and the backward pass
-// runs the forward pass's plan, so a fast head's gradient is the exact gradient of
-// the surrogate loss. The default runs every head exactly.
-struct GptAttention {
-  Method method = Method::exact;
-  double eps = 1e-3;          // target relative error of each layer's attention gradients
-  std::optional<int> degree;  // forced even Taylor degree of fast / chained; eps not enforced
-  CostModel cost;             // what auto compares (cost_model.hpp)
-
-  // The request for one layer's attention of this shape (causal).
-  DispatchRequest request(std::int64_t batch, std::int64_t seq_len, std::int64_t head_dim) const;
-};
+// How the model's attention runs is an AttentionRequest (dispatch.hpp): each layer
+// plans its heads from its own q and k (plan_heads), and the backward pass runs the
+// forward pass's plan, so a fast head's gradient is the exact gradient of the
+// surrogate loss.
 
 // Per layer, one HeadDecision per head: what each layer's attention ran.
 using GptAttentionPlan = std::vector<std::vector<HeadDecision>>;
@@ -61,18 +52,18 @@ struct GptLossGrad {
 // decide() does when fast or chained cannot certify eps in some layer.
 template <class T>
 double gpt_loss(const GptWeights<T>& weights, const GptLora<T>* lora, const TokenBatch& batch,
-                const GptAttention& attention = {});
+                const AttentionRequest& attention = {});
 
 // The forward pass's attention plan alone (what gpt_loss_and_grad would run).
 template <class T>
 GptAttentionPlan gpt_attention_plan(const GptWeights<T>& weights, const GptLora<T>* lora, const TokenBatch& batch,
-                                    const GptAttention& attention);
+                                    const AttentionRequest& attention);
 
 // Forward and backward: the loss and d loss / d (every adapter tensor). The rows of
 // an attn.c_attn lora_B gradient outside lora.config.c_attn_qkv are zero (frozen).
 template <class T>
 GptLossGrad<T> gpt_loss_and_grad(const GptWeights<T>& weights, const GptLora<T>& lora, const TokenBatch& batch,
-                                 const GptAttention& attention = {});
+                                 const AttentionRequest& attention = {});
 
 template <class T>
 struct GptFullGrad {

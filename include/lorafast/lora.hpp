@@ -46,10 +46,7 @@ struct LoraAttentionOptions {
   AttentionConfig attention;
   LoraScaling scaling;
   DType dtype = DType::f32;  // precision of the computation and of the results
-  Method method = Method::exact;
-  double eps = 1e-3;          // target relative error of the gradients (fast, chained, auto)
-  std::optional<int> degree;  // forced even Taylor degree; then eps is not enforced
-  CostModel cost;
+  AttentionRequest request;  // method, eps, degree, cost model of the attention
 };
 
 struct LoraAttentionGrads {

@@ -10,10 +10,13 @@
 
 namespace lorafast {
 
-// The per-head plan for these inputs (params.q, params.k set): score bounds measured
-// in O(N * L * D), then decide(). Throws as decide() does.
+// The per-query-head plan for these inputs (params.q, params.k set): score bounds
+// measured in O(N * L * D), then decide() for the params' shape. Throws as decide() does.
 template <class T>
-std::vector<HeadDecision> plan_heads(const AttentionParams<T>& params, const DispatchRequest& request);
+std::vector<HeadDecision> plan_heads(const AttentionParams<T>& params, const AttentionRequest& request);
+
+// Each head by its planned method; the backward runs the forward's plan (a surrogate
+// head's gradient is the exact gradient of the surrogate). Both check params and plan.
 
 template <class T>
 void planned_attention_fwd(const AttentionParams<T>& params, const std::vector<HeadDecision>& plan);

@@ -34,7 +34,7 @@ struct TrainOptions {
   std::uint64_t seed = 0;
   // The training forward and backward passes' attention; validation runs exact
   // attention, as `lorafast eval` does.
-  GptAttention attention{.method = Method::automatic, .eps = 1e-3, .degree = std::nullopt, .cost = {}};
+  AttentionRequest attention{.method = Method::automatic, .eps = 1e-3, .degree = std::nullopt, .cost = {}};
 
   LrSchedule schedule() const { return {lr, warmup, steps, min_lr_ratio}; }
   // Error(usage) naming the flag, Error(bad_input) for an odd --degree. Whether fast

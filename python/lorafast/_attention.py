@@ -1,10 +1,10 @@
 """lorafast.attention and lorafast.attention_plan (INTERFACE.md "Python").
 
 Tensors arrive in the layout of torch.nn.functional.scaled_dot_product_attention,
-[N, H, L, E], with k and v allowed fewer heads (H % H_kv == 0). The C++ core takes
-[N, L, H, E] with one head count, so this layer makes that layout (a copy) and repeats
-each K/V head for its group of query heads (a copy) until the core takes strides and
-grouped heads itself; the backward sums each group's K/V gradients back.
+[N, H, L, E], with k and v allowed fewer heads (H % H_kv == 0). The C++ core reads
+them in place, through their strides, and serves each K/V head to its group of query
+heads itself; only an array whose last dimension is not contiguous (or whose strides
+are negative or overlap rows) is copied first.
 """
 
 import math
@@ -72,7 +72,7 @@ def _check_array(name, x):
 
 
 def _check_inputs(q, k, v=None):
-    """NumPy views of q, k(, v) and the query heads per K/V head."""
+    """NumPy views of q, k(, v), checked."""
     names = ("q", "k", "v") if v is not None else ("q", "k")
     arrays = [_check_array(n, x) for n, x in zip(names, (q, k, v))]
     kinds = {_is_torch(x) for x in (q, k, v) if x is not None}
@@ -90,28 +90,17 @@ def _check_inputs(q, k, v=None):
         raise ValueError("k and v must have the same number of heads, got %d and %d" % (h_kv, arrays[2].shape[1]))
     if h % h_kv:
         raise ValueError("the query heads (%d) must be a multiple of the key/value heads (%d)" % (h, h_kv))
-    return arrays, h // h_kv
+    return arrays
 
 
-def _to_core(x, group):
-    """[N, H_kv, L, E] -> contiguous [N, L, H_kv * group, E]."""
-    if group > 1:
-        x = np.repeat(x, group, axis=1)
-    return np.ascontiguousarray(x.transpose(0, 2, 1, 3))
-
-
-def _from_core(x):
-    """[N, L, H, E] -> [N, H, L, E] (a view)."""
-    return x.transpose(0, 2, 1, 3)
-
-
-def _sum_groups(d, group):
-    """Gradient [N, L, H, E] of repeated K/V heads -> [N, H_kv, L, E]."""
-    d = _from_core(d)
-    if group == 1:
-        return np.ascontiguousarray(d)
-    n, h, l, e = d.shape
-    return d.reshape(n, h // group, group, l, e).sum(axis=2)
+def _to_core(x):
+    """x itself when the core can read it in place, else a C-contiguous copy."""
+    itemsize = x.itemsize
+    n, h, l, e = x.shape
+    strides = [st // itemsize if st % itemsize == 0 else -1 for st in x.strides]
+    readable = ((e == 1 or strides[3] == 1) and (l == 1 or strides[2] >= e)
+                and all(st >= 0 for size, st in zip(x.shape, strides) if size > 1))
+    return x if readable else np.ascontiguousarray(x)
 
 
 def _scale(scale):
@@ -129,8 +118,8 @@ def _core_fn(kind, dtype):
 def attention_plan(q, k, causal=False, scale=None, method="auto", eps=1e-3, degree=None, threads=None):
     """One dict per query head: how lorafast.attention would compute it and why."""
     check_options(causal, scale, method, eps, degree, threads)
-    (qa, ka), group = _check_inputs(q, k)
-    heads = _core_fn("plan", qa.dtype)(_to_core(qa, 1), _to_core(ka, group), bool(causal), _scale(scale), method,
+    qa, ka = _check_inputs(q, k)
+    heads = _core_fn("plan", qa.dtype)(_to_core(qa), _to_core(ka), bool(causal), _scale(scale), method,
                                        float(eps), degree, _threads(threads))
     return [_decision(d) for d in heads]
 
@@ -143,13 +132,13 @@ def _decision(d):
 class Forward:
     """What attention_forward computed, for attention_backward."""
 
-    def __init__(self, arrays, group, o, lse, plan, options):
-        self.arrays, self.group, self.o, self.lse, self.plan, self.options = arrays, group, o, lse, plan, options
+    def __init__(self, arrays, o, lse, plan, options):
+        self.arrays, self.o, self.lse, self.plan, self.options = arrays, o, lse, plan, options
 
     @property
     def output(self):
-        """o as [N, H, L, E] (a view)."""
-        return _from_core(self.o)
+        """o, [N, H, L, E]."""
+        return self.o
 
     def decisions(self):
         return [_decision(d) for d in self.plan]
@@ -158,11 +147,11 @@ class Forward:
 def attention_forward(q, k, v, causal=False, scale=None, method="auto", eps=1e-3, degree=None, threads=None):
     """NumPy (or torch, without autograd) forward: a Forward whose .output is o [N, H, L, E]."""
     check_options(causal, scale, method, eps, degree, threads)
-    (qa, ka, va), group = _check_inputs(q, k, v)
-    arrays = (_to_core(qa, 1), _to_core(ka, group), _to_core(va, group))
+    qa, ka, va = _check_inputs(q, k, v)
+    arrays = (_to_core(qa), _to_core(ka), _to_core(va))
     o, lse, plan = _core_fn("forward", qa.dtype)(*arrays, bool(causal), _scale(scale), method, float(eps), degree,
                                                  _threads(threads))
-    return Forward(arrays, group, o, lse, plan, (bool(causal), _scale(scale), _threads(threads)))
+    return Forward(arrays, o, lse, plan, (bool(causal), _scale(scale), _threads(threads)))
 
 
 def attention_backward(forward, grad_output):
@@ -174,9 +163,8 @@ def attention_backward(forward, grad_output):
         raise ValueError("grad_output must have the shape %s and dtype %s of the output, got %s %s"
                          % (tuple(forward.output.shape), forward.o.dtype, tuple(go.shape), go.dtype))
     causal, scale, threads = forward.options
-    d_q, d_k, d_v = _core_fn("backward", forward.o.dtype)(*forward.arrays, forward.o, forward.lse, _to_core(go, 1),
-                                                          causal, scale, forward.plan, threads)
-    return np.ascontiguousarray(_from_core(d_q)), _sum_groups(d_k, forward.group), _sum_groups(d_v, forward.group)
+    return _core_fn("backward", forward.o.dtype)(*forward.arrays, forward.o, forward.lse, _to_core(go), causal, scale,
+                                                 forward.plan, threads)
 
 
 def attention(q, k, v, causal=False, scale=None, method="auto", eps=1e-3, degree=None, threads=None):

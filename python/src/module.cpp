@@ -1,8 +1,9 @@
 // lorafast._core: the library's planned attention (plan per head, forward, backward)
-// on NumPy arrays in [N, L, H, E] layout, C-contiguous, float32 or float64. The
-// package (python/lorafast) validates arguments, converts torch tensors and layouts,
-// and wraps these in torch.autograd; this layer checks again what the C++ needs and
-// releases the GIL while computing.
+// on NumPy arrays in SDPA's layout, q [N, H, L, E] and k, v [N, H_kv, L, E] (grouped
+// heads), any strides with a contiguous last dimension, float32 or float64: the
+// kernels read them in place. The package (python/lorafast) validates arguments,
+// views torch tensors as arrays and wraps these in torch.autograd; this layer checks
+// again what the C++ needs and releases the GIL while computing.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -21,24 +22,35 @@ namespace py = pybind11;
 namespace lorafast {
 namespace {
 
+// Any strides (no copy, no conversion: a wrong dtype picks no overload); the package
+// passes arrays whose last dimension is contiguous.
 template <class T>
-using Array = py::array_t<T, py::array::c_style>;
+using Array = py::array_t<T, 0>;
 
 struct Shape4 {
-  std::int64_t n, l, h, e;
+  std::int64_t n, h, l, e;
 };
 
 template <class T>
 Shape4 shape_of(const Array<T>& a, const char* name) {
-  LF_CHECK(a.ndim() == 4, ErrorKind::usage, name, " must have 4 dimensions [N, L, H, E], got ", a.ndim());
+  LF_CHECK(a.ndim() == 4, ErrorKind::usage, name, " must have 4 dimensions [N, H, L, E], got ", a.ndim());
   return {a.shape(0), a.shape(1), a.shape(2), a.shape(3)};
 }
 
+// a's element strides as AttentionParams takes them; its shape must be [N, heads, L, E] of s.
 template <class T>
-void require_shape(const Array<T>& a, const Shape4& s, const char* name) {
+HeadStrides strides_of(const Array<T>& a, const Shape4& s, std::int64_t heads, const char* name) {
   const Shape4 got = shape_of(a, name);
-  LF_CHECK(got.n == s.n && got.l == s.l && got.h == s.h && got.e == s.e, ErrorKind::usage, name,
-           " must have the shape of q [N, L, H, E]");
+  LF_CHECK(got.n == s.n && got.h == heads && got.l == s.l && got.e == s.e, ErrorKind::usage, name,
+           " must have the shape [", s.n, ", ", heads, ", ", s.l, ", ", s.e, "]");
+  const auto stride = [&](int dim) {
+    LF_CHECK(a.strides(dim) % static_cast<py::ssize_t>(sizeof(T)) == 0, ErrorKind::usage, name,
+             " has a stride that is not a whole number of elements");
+    return static_cast<std::int64_t>(a.strides(dim) / static_cast<py::ssize_t>(sizeof(T)));
+  };
+  LF_CHECK(s.e == 1 || stride(3) == 1, ErrorKind::usage, name, " must be contiguous in its last dimension");
+  // A dimension of size 1 is never stepped over: any stride that passes the checks.
+  return {s.n == 1 ? 0 : stride(0), s.l == 1 ? s.e : stride(2), heads == 1 ? 0 : stride(1)};
 }
 
 // The cost model `lorafast calibrate` saved, read once per process.
@@ -47,57 +59,70 @@ const CostModel& cost_model() {
   return model;
 }
 
-// The params of one call: every pointer into arrays the caller keeps alive.
+// q, k and the sizes of one call: pointers into arrays the caller keeps alive.
 template <class T>
-AttentionParams<T> params_of(const Shape4& s, bool causal, double scale) {
+AttentionParams<T> params_of(const Array<T>& q, const Array<T>& k, bool causal, double scale) {
+  const Shape4 s = shape_of(q, "q");
   AttentionParams<T> p;
   p.batch = s.n;
   p.seq_len = s.l;
   p.heads = s.h;
+  p.kv_heads = shape_of(k, "k").h;
   p.head_dim = s.e;
   p.causal = causal;
   p.scale = scale > 0 ? scale : AttentionConfig{}.resolved_scale(s.e);
+  LF_CHECK(p.kv_heads >= 1 && p.heads % p.kv_heads == 0, ErrorKind::usage, "the query heads (", p.heads,
+           ") must be a multiple of the key/value heads (", p.kv_heads, ")");
+  p.q = q.data();
+  p.q_strides = strides_of(q, s, p.heads, "q");
+  p.k = k.data();
+  p.k_strides = strides_of(k, s, p.kv_heads, "k");
   return p;
+}
+
+// A new C-contiguous [N, heads, L, E] array and its strides.
+template <class T>
+Array<T> new_array(const Shape4& s, std::int64_t heads, HeadStrides& strides) {
+  strides = {heads * s.l * s.e, s.e, s.l * s.e};
+  return Array<T>({s.n, heads, s.l, s.e});
+}
+
+AttentionRequest request_of(const std::string& method, double eps, std::optional<int> degree) {
+  AttentionRequest request;
+  request.method = parse_method(method);
+  request.eps = eps;
+  request.degree = degree;
+  request.cost = cost_model();
+  return request;
 }
 
 template <class T>
 std::vector<HeadDecision> plan(const Array<T>& q, const Array<T>& k, bool causal, double scale,
                                const std::string& method, double eps, std::optional<int> degree, int threads) {
-  const Shape4 s = shape_of(q, "q");
-  require_shape(k, s, "k");
-  AttentionParams<T> p = params_of<T>(s, causal, scale);
-  p.q = q.data();
-  p.k = k.data();
-  DispatchRequest request;
-  request.requested = parse_method(method);
-  request.eps = eps;
-  request.degree = degree;
-  request.seq_len = s.l;
-  request.head_dim = s.e;
-  request.batch = s.n;
-  request.causal = causal;
-  request.cost = cost_model();
+  const AttentionParams<T> p = params_of(q, k, causal, scale);
+  const AttentionRequest request = request_of(method, eps, degree);
   py::gil_scoped_release unlocked;
   set_num_threads(threads);
   return plan_heads(p, request);
 }
 
-// (o [N, L, H, E], lse [N, H, L], the plan it ran).
+// (o [N, H, L, E], lse [N, H, L], the plan it ran).
 template <class T>
 py::tuple forward(const Array<T>& q, const Array<T>& k, const Array<T>& v, bool causal, double scale,
                   const std::string& method, double eps, std::optional<int> degree, int threads) {
+  AttentionParams<T> p = params_of(q, k, causal, scale);
   const Shape4 s = shape_of(q, "q");
-  require_shape(v, s, "v");
-  const std::vector<HeadDecision> heads = plan<T>(q, k, causal, scale, method, eps, degree, threads);
-  Array<T> o({s.n, s.l, s.h, s.e}), lse({s.n, s.h, s.l});
-  AttentionParams<T> p = params_of<T>(s, causal, scale);
-  p.q = q.data();
-  p.k = k.data();
   p.v = v.data();
+  p.v_strides = strides_of(v, s, p.kv_heads, "v");
+  Array<T> o = new_array<T>(s, p.heads, p.o_strides), lse({s.n, s.h, s.l});
   p.o = o.mutable_data();
   p.lse = lse.mutable_data();
+  const AttentionRequest request = request_of(method, eps, degree);
+  std::vector<HeadDecision> heads;
   {
     py::gil_scoped_release unlocked;
+    set_num_threads(threads);
+    heads = plan_heads(p, request);
     planned_attention_fwd(p, heads);
   }
   return py::make_tuple(o, lse, heads);
@@ -108,21 +133,20 @@ template <class T>
 py::tuple backward(const Array<T>& q, const Array<T>& k, const Array<T>& v, const Array<T>& o, const Array<T>& lse,
                    const Array<T>& d_o, bool causal, double scale, const std::vector<HeadDecision>& heads,
                    int threads) {
+  AttentionParams<T> p = params_of(q, k, causal, scale);
   const Shape4 s = shape_of(q, "q");
-  for (const auto& [a, name] : {std::pair{&k, "k"}, {&v, "v"}, {&o, "o"}, {&d_o, "grad_output"}})
-    require_shape(*a, s, name);
-  LF_CHECK(lse.ndim() == 3 && lse.shape(0) == s.n && lse.shape(1) == s.h && lse.shape(2) == s.l, ErrorKind::usage,
-           "lse must have the shape [N, H, L]");
-  LF_CHECK(static_cast<std::int64_t>(heads.size()) == s.h, ErrorKind::usage, "the plan has ", heads.size(),
-           " heads, q has ", s.h);
-  Array<T> d_q({s.n, s.l, s.h, s.e}), d_k({s.n, s.l, s.h, s.e}), d_v({s.n, s.l, s.h, s.e});
-  AttentionParams<T> p = params_of<T>(s, causal, scale);
-  p.q = q.data();
-  p.k = k.data();
   p.v = v.data();
+  p.v_strides = strides_of(v, s, p.kv_heads, "v");
   p.o = const_cast<T*>(o.data());  // read, not written, by the backward
-  p.lse = const_cast<T*>(lse.data());
+  p.o_strides = strides_of(o, s, p.heads, "o");
   p.d_o = d_o.data();
+  p.d_o_strides = strides_of(d_o, s, p.heads, "grad_output");
+  LF_CHECK(lse.ndim() == 3 && lse.shape(0) == s.n && lse.shape(1) == s.h && lse.shape(2) == s.l &&
+               (lse.flags() & py::array::c_style),
+           ErrorKind::usage, "lse must be a C-contiguous [N, H, L] array");
+  p.lse = const_cast<T*>(lse.data());
+  Array<T> d_q = new_array<T>(s, p.heads, p.d_q_strides), d_k = new_array<T>(s, p.kv_heads, p.d_k_strides),
+           d_v = new_array<T>(s, p.kv_heads, p.d_v_strides);
   p.d_q = d_q.mutable_data();
   p.d_k = d_k.mutable_data();
   p.d_v = d_v.mutable_data();
@@ -150,7 +174,7 @@ void define_for(py::module_& m, const std::string& suffix) {
 
 PYBIND11_MODULE(_core, m) {
   using namespace lorafast;
-  m.doc() = "lorafast's planned attention on NumPy arrays [N, L, H, E] (see the lorafast package)";
+  m.doc() = "lorafast's planned attention on NumPy arrays [N, H, L, E] (see the lorafast package)";
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);

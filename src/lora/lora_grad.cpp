@@ -64,20 +64,6 @@ LoraAdapter adapter_grad(const LoraAdapter& lora, double s, const Tensor& x, con
   return grad;
 }
 
-template <class T>
-DispatchRequest dispatch_request(const LoraAttentionOptions& opt, const AttentionParams<T>& params) {
-  DispatchRequest r;
-  r.requested = opt.method;
-  r.eps = opt.eps;
-  r.degree = opt.degree;
-  r.seq_len = params.seq_len;
-  r.head_dim = params.head_dim;
-  r.batch = params.batch;
-  r.causal = params.causal;
-  r.cost = opt.cost;
-  return r;
-}
-
 // s of projection p; 0 when it is not adapted.
 double scaling(const LoraAttentionInputs& in, const LoraAttentionOptions& opt, Projection p) {
   const auto& lora = in.lora[static_cast<int>(p)];
@@ -124,7 +110,7 @@ LoraAttentionGrads grad(const LoraAttentionInputs& in, const LoraAttentionOption
   params.o = o.data<T>();
   params.lse = lse.data<T>();
   LoraAttentionGrads out;
-  out.heads = plan_heads(params, dispatch_request(opt, params));
+  out.heads = plan_heads(params, opt.request);
   planned_attention_fwd(params, out.heads);
   out.loss = residual_and_loss<T>(o, y);
   params.d_o = y.data<T>();
@@ -148,7 +134,7 @@ std::vector<HeadDecision> lora_attention_plan(const LoraAttentionInputs& inputs,
   const Tensor q = projection<double>(inputs, options, x, Projection::q);
   const Tensor k = projection<double>(inputs, options, x, Projection::k);
   const auto params = score_params<double>(inputs, options, q, k);
-  return plan_heads(params, dispatch_request(options, params));
+  return plan_heads(params, options.request);
 }
 
 LoraAttentionGrads lora_attention_grad(const LoraAttentionInputs& inputs, const LoraAttentionOptions& options) {

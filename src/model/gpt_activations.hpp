@@ -66,7 +66,7 @@ struct GptActivations {
 // the plan `attention` gives for its q and k (act.plan).
 template <class T>
 void gpt_forward(const GptWeights<T>& weights, const GptLora<T>* lora, const TokenBatch& batch,
-                 const GptAttention& attention, bool keep_all, GptActivations<T>& act);
+                 const AttentionRequest& attention, bool keep_all, GptActivations<T>& act);
 
 // The Conv1D of `target` in block `layer`, with its adapter when `lora` adapts it.
 template <class T>

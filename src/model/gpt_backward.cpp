@@ -104,7 +104,7 @@ std::vector<LoraLayer> zero_grads(const GptLora<T>& lora) {
 // The forward pass, then the backward pass into `out`; returns the loss.
 template <class T>
 double forward_backward(const GptWeights<T>& w, const GptLora<T>* lora, const TokenBatch& batch,
-                        const GptAttention& attention, const GradOutputs<T>& out) {
+                        const AttentionRequest& attention, const GradOutputs<T>& out) {
   const GptConfig& cfg = w.config;
   const std::int64_t d = cfg.n_embd, layers = cfg.n_layer;
   GptWeights<T>* d_w = out.d_weights;
@@ -201,7 +201,7 @@ double forward_backward(const GptWeights<T>& w, const GptLora<T>* lora, const To
 
 template <class T>
 GptLossGrad<T> gpt_loss_and_grad(const GptWeights<T>& w, const GptLora<T>& lora, const TokenBatch& batch,
-                                 const GptAttention& attention) {
+                                 const AttentionRequest& attention) {
   validate_tokens(batch, w.config);
   validate_gpt_lora(lora, w.config, "adapter");
   GptLossGrad<T> out;
@@ -219,7 +219,7 @@ GptFullGrad<T> gpt_loss_and_full_grad(const GptWeights<T>& w, const GptLora<T>* 
     validate_gpt_lora(*lora, w.config, "adapter");
     out.d_lora = zero_grads(*lora);
   }
-  out.loss = forward_backward(w, lora, batch, GptAttention{},
+  out.loss = forward_backward(w, lora, batch, AttentionRequest{},
                               GradOutputs<T>{lora != nullptr ? &out.d_lora : nullptr, &out.d_weights});
   return out;
 }
@@ -229,8 +229,8 @@ template GptFullGrad<float> gpt_loss_and_full_grad<float>(const GptWeights<float
 template GptFullGrad<double> gpt_loss_and_full_grad<double>(const GptWeights<double>&, const GptLora<double>*,
                                                             const TokenBatch&);
 template GptLossGrad<float> gpt_loss_and_grad<float>(const GptWeights<float>&, const GptLora<float>&, const TokenBatch&,
-                                                     const GptAttention&);
+                                                     const AttentionRequest&);
 template GptLossGrad<double> gpt_loss_and_grad<double>(const GptWeights<double>&, const GptLora<double>&,
-                                                       const TokenBatch&, const GptAttention&);
+                                                       const TokenBatch&, const AttentionRequest&);
 
 }  // namespace lorafast

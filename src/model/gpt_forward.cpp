@@ -100,22 +100,10 @@ LoraLinearParams<T> module_params(const GptWeights<T>& weights, const GptLora<T>
   return p;
 }
 
-DispatchRequest GptAttention::request(std::int64_t batch, std::int64_t seq_len, std::int64_t head_dim) const {
-  DispatchRequest r;
-  r.requested = method;
-  r.eps = eps;
-  r.degree = degree;
-  r.seq_len = seq_len;
-  r.head_dim = head_dim;
-  r.batch = batch;
-  r.causal = true;
-  r.cost = cost;
-  return r;
-}
 
 template <class T>
 void gpt_forward(const GptWeights<T>& w, const GptLora<T>* lora, const TokenBatch& batch,
-                 const GptAttention& attention, bool keep_all, GptActivations<T>& act) {
+                 const AttentionRequest& attention, bool keep_all, GptActivations<T>& act) {
   const GptConfig& cfg = w.config;
   const std::int64_t d = cfg.n_embd, rows = batch.predicted(), layers = cfg.n_layer;
   act.batch = batch.batch;
@@ -138,7 +126,6 @@ void gpt_forward(const GptWeights<T>& w, const GptLora<T>* lora, const TokenBatc
   attn.head_dim = cfg.head_dim();
   attn.scale = AttentionConfig{}.resolved_scale(attn.head_dim);  // 1/sqrt(E), as GPT-2
   attn.causal = true;
-  const DispatchRequest request = attention.request(attn.batch, attn.seq_len, attn.head_dim);
   act.plan.assign(static_cast<std::size_t>(layers), {});
   for (std::int64_t i = 0; i < layers; ++i) {
     const auto& b = w.blocks[static_cast<std::size_t>(i)];
@@ -158,7 +145,7 @@ void gpt_forward(const GptWeights<T>& w, const GptLora<T>* lora, const TokenBatc
     attn.lse = a.lse.data();
     auto& plan = act.plan[static_cast<std::size_t>(i)];
     try {
-      plan = plan_heads(attn, request);
+      plan = plan_heads(attn, attention);
     } catch (const Error& e) {
       throw Error(e.kind(), cat("layer ", i, ", ", e.what()));  // decide() names the head
     }
@@ -197,7 +184,7 @@ namespace {
 
 template <class T>
 GptActivations<T> forward_only(const GptWeights<T>& weights, const GptLora<T>* lora, const TokenBatch& batch,
-                               const GptAttention& attention) {
+                               const AttentionRequest& attention) {
   validate_tokens(batch, weights.config);
   if (lora != nullptr) validate_gpt_lora(*lora, weights.config, "adapter");
   GptActivations<T> act;
@@ -209,7 +196,7 @@ GptActivations<T> forward_only(const GptWeights<T>& weights, const GptLora<T>* l
 
 template <class T>
 double gpt_loss(const GptWeights<T>& weights, const GptLora<T>* lora, const TokenBatch& batch,
-                const GptAttention& attention) {
+                const AttentionRequest& attention) {
   const auto act = forward_only(weights, lora, batch, attention);
   return lm_head_loss(LmHeadLossParams<T>{act.rows, weights.config.n_embd, weights.config.vocab_size,
                                           act.lnf_out.data(), ptr<T>(weights.wte), act.targets.data(), nullptr});
@@ -217,18 +204,18 @@ double gpt_loss(const GptWeights<T>& weights, const GptLora<T>* lora, const Toke
 
 template <class T>
 GptAttentionPlan gpt_attention_plan(const GptWeights<T>& weights, const GptLora<T>* lora, const TokenBatch& batch,
-                                    const GptAttention& attention) {
+                                    const AttentionRequest& attention) {
   return forward_only(weights, lora, batch, attention).plan;
 }
 
 #define LORAFAST_INSTANTIATE(T)                                                                              \
-  template void gpt_forward<T>(const GptWeights<T>&, const GptLora<T>*, const TokenBatch&, const GptAttention&, \
+  template void gpt_forward<T>(const GptWeights<T>&, const GptLora<T>*, const TokenBatch&, const AttentionRequest&, \
                                bool, GptActivations<T>&);                                                    \
   template LoraLinearParams<T> module_params<T>(const GptWeights<T>&, const GptLora<T>*, std::int64_t,       \
                                                 LoraTarget, std::int64_t);                                   \
-  template double gpt_loss<T>(const GptWeights<T>&, const GptLora<T>*, const TokenBatch&, const GptAttention&); \
+  template double gpt_loss<T>(const GptWeights<T>&, const GptLora<T>*, const TokenBatch&, const AttentionRequest&); \
   template GptAttentionPlan gpt_attention_plan<T>(const GptWeights<T>&, const GptLora<T>*, const TokenBatch&,    \
-                                                  const GptAttention&);
+                                                  const AttentionRequest&);
 LORAFAST_INSTANTIATE(float)
 LORAFAST_INSTANTIATE(double)
 #undef LORAFAST_INSTANTIATE

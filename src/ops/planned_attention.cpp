@@ -1,10 +1,12 @@
 #include "lorafast/planned_attention.hpp"
 
+#include <algorithm>
 #include <memory>
 
 #include "lorafast/certificate.hpp"
 #include "lorafast/error.hpp"
 #include "lorafast/fast_attention.hpp"
+#include "ops/exact/head_views.hpp"
 
 namespace lorafast {
 namespace {
@@ -26,37 +28,65 @@ SurrogateConfig surrogate(const HeadDecision& d) {
   return config;
 }
 
+template <class T>
+void check_plan(const AttentionParams<T>& p, const std::vector<HeadDecision>& plan) {
+  LF_CHECK(static_cast<std::int64_t>(plan.size()) == p.heads, ErrorKind::usage, "attention: the plan has ",
+           plan.size(), " heads, the params ", p.heads);
+  for (const HeadDecision& d : plan)
+    LF_CHECK(d.method == Method::exact || (d.degree >= 0 && d.degree % 2 == 0), ErrorKind::usage,
+             "attention: the plan's ", method_name(d.method), " head has no even degree");
+}
+
+// Zeroes d_k and d_v, so that every query head can add its share.
+template <class T>
+void zero_kv_grads(const AttentionParams<T>& p) {
+  for (std::int64_t n = 0; n < p.batch; ++n)
+    for (std::int64_t g = 0; g < p.kv_head_count(); ++g)
+      for (const auto& grad : {exact::d_k_rows(p, n, g, 0, p.seq_len), exact::d_v_rows(p, n, g, 0, p.seq_len)})
+        for (std::int64_t j = 0; j < grad.rows; ++j) std::fill(grad.row(j), grad.row(j) + grad.cols, T(0));
+}
+
 }  // namespace
 
 template <class T>
-std::vector<HeadDecision> plan_heads(const AttentionParams<T>& params, const DispatchRequest& request) {
-  return decide(measure_heads(params, causal_chunk), request);
+std::vector<HeadDecision> plan_heads(const AttentionParams<T>& params, const AttentionRequest& request) {
+  const AttentionParams<T> p = checked(params, AttentionUse::scores);
+  return decide(measure_heads(p, causal_chunk), request, {p.batch, p.seq_len, p.head_dim, p.causal});
 }
 
 template <class T>
 void planned_attention_fwd(const AttentionParams<T>& params, const std::vector<HeadDecision>& plan) {
-  LF_ASSERT(static_cast<std::int64_t>(plan.size()) == params.heads);
-  AttentionParams<T> exact = params;
+  const AttentionParams<T> p = checked(params, AttentionUse::forward);
+  check_plan(p, plan);
+  AttentionParams<T> exact = p;
   std::unique_ptr<bool[]> mask;
   if (with_exact_heads(exact, plan, mask)) attention_fwd(exact);
-  for (std::int64_t h = 0; h < params.heads; ++h)
-    if (plan[h].method != Method::exact) fast_attention_fwd(params, h, surrogate(plan[h]));
+  for (std::int64_t h = 0; h < p.heads; ++h)
+    if (plan[h].method != Method::exact) fast_attention_fwd(p, h, surrogate(plan[h]));
 }
 
 template <class T>
 void planned_attention_bwd(const AttentionParams<T>& params, const std::vector<HeadDecision>& plan) {
-  LF_ASSERT(static_cast<std::int64_t>(plan.size()) == params.heads);
-  AttentionParams<T> exact = params;
+  AttentionParams<T> p = checked(params, AttentionUse::backward);
+  check_plan(p, plan);
+  const bool all_exact = std::all_of(plan.begin(), plan.end(), [](const HeadDecision& d) { return d.method == Method::exact; });
+  // Grouped heads sent to several methods (or any surrogate head, which adds its
+  // share): every method adds into zeroed K/V gradients.
+  if (p.kv_head_count() != p.heads && !all_exact && !p.add_kv_grads) {
+    zero_kv_grads(p);
+    p.add_kv_grads = true;
+  }
+  AttentionParams<T> exact = p;
   std::unique_ptr<bool[]> mask;
   if (with_exact_heads(exact, plan, mask)) attention_bwd(exact);
-  for (std::int64_t h = 0; h < params.heads; ++h) {
-    if (plan[h].method == Method::fast) fast_attention_bwd(params, h, surrogate(plan[h]));
-    if (plan[h].method == Method::chained) chained_attention_bwd(params, h, surrogate(plan[h]));
+  for (std::int64_t h = 0; h < p.heads; ++h) {
+    if (plan[h].method == Method::fast) fast_attention_bwd(p, h, surrogate(plan[h]));
+    if (plan[h].method == Method::chained) chained_attention_bwd(p, h, surrogate(plan[h]));
   }
 }
 
-template std::vector<HeadDecision> plan_heads(const AttentionParams<float>&, const DispatchRequest&);
-template std::vector<HeadDecision> plan_heads(const AttentionParams<double>&, const DispatchRequest&);
+template std::vector<HeadDecision> plan_heads(const AttentionParams<float>&, const AttentionRequest&);
+template std::vector<HeadDecision> plan_heads(const AttentionParams<double>&, const AttentionRequest&);
 template void planned_attention_fwd(const AttentionParams<float>&, const std::vector<HeadDecision>&);
 template void planned_attention_fwd(const AttentionParams<double>&, const std::vector<HeadDecision>&);
 template void planned_attention_bwd(const AttentionParams<float>&, const std::vector<HeadDecision>&);

@@ -61,9 +61,12 @@ struct Candidate {
   bool forced = false;     // the degree came from --degree
 };
 
+// The request with the shape it is for: what the helpers below read.
+struct Dispatch : AttentionRequest, AttentionShape {};
+
 GradientRoute route_of(Method m) { return m == Method::chained ? GradientRoute::chained : GradientRoute::fast; }
 
-Candidate candidate(const HeadScores& head, const DispatchRequest& r, Method approx) {
+Candidate candidate(const HeadScores& head, const Dispatch& r, Method approx) {
   Candidate c;
   c.method = approx;
   c.forced = r.degree.has_value();
@@ -98,9 +101,9 @@ void run(const Candidate& c, HeadDecision& d) {
 }
 
 // --method fast|chained: run it, or refuse with the method that can.
-void decide_requested(std::int64_t h, const HeadScores& head, const DispatchRequest& r, const Candidate& c,
+void decide_requested(std::int64_t h, const HeadScores& head, const Dispatch& r, const Candidate& c,
                       HeadDecision& d) {
-  const std::string name = method_name(r.requested);
+  const std::string name = method_name(r.method);
   LF_CHECK(c.degree >= 0, ErrorKind::cannot_meet, "head ", h, ": --method ", name, " cannot certify --eps ",
            number(r.eps), ": score bound G=", number(head.score_bound), " needs a degree above ",
            max_certified_degree, "; --method exact can");
@@ -114,7 +117,7 @@ void decide_requested(std::int64_t h, const HeadScores& head, const DispatchRequ
 
 // --method auto: the cheapest of exact, fast and chained among those certified within
 // eps. `c` is the cheapest certified approximate candidate, else the fast one.
-void decide_automatic(const HeadScores& head, const DispatchRequest& r, const Candidate& c, HeadDecision& d) {
+void decide_automatic(const HeadScores& head, const Dispatch& r, const Candidate& c, HeadDecision& d) {
   const std::string name = method_name(c.method);
   const std::string costs =
       cat("predicted ", name, " ", duration_text(c.seconds), " vs exact ", duration_text(d.cost_exact));
@@ -136,10 +139,10 @@ void decide_automatic(const HeadScores& head, const DispatchRequest& r, const Ca
 
 // The approximate candidate a decision reports: the requested one, or for auto and
 // exact the cheapest certified of fast and chained (the fast one when neither is).
-Candidate reported_candidate(const HeadScores& head, const DispatchRequest& r) {
-  if (r.requested == Method::chained) return candidate(head, r, Method::chained);
+Candidate reported_candidate(const HeadScores& head, const Dispatch& r) {
+  if (r.method == Method::chained) return candidate(head, r, Method::chained);
   const Candidate fast = candidate(head, r, Method::fast);
-  if (r.requested == Method::fast) return fast;
+  if (r.method == Method::fast) return fast;
   const Candidate chained = candidate(head, r, Method::chained);
   if (chained.certified && (!fast.certified || chained.seconds < fast.seconds)) return chained;
   return fast;
@@ -169,7 +172,9 @@ Method parse_method(const std::string& name) {
   return *method;
 }
 
-std::vector<HeadDecision> decide(const std::vector<HeadScores>& heads, const DispatchRequest& r) {
+std::vector<HeadDecision> decide(const std::vector<HeadScores>& heads, const AttentionRequest& request,
+                                 const AttentionShape& shape) {
+  const Dispatch r{request, shape};
   LF_CHECK(r.eps > 0, ErrorKind::usage, "--eps must be positive, got ", r.eps);
   LF_CHECK(!r.degree || (*r.degree >= 0 && *r.degree % 2 == 0), ErrorKind::bad_input, "--degree ", *r.degree,
            " is odd or negative: odd Taylor degrees can make the softmax normaliser negative; use an even degree");
@@ -187,7 +192,7 @@ std::vector<HeadDecision> decide(const std::vector<HeadScores>& heads, const Dis
     d.raw_score_bound = head.raw_score_bound;
     d.cost_exact = r.cost.exact_seconds(r.batch, r.seq_len, r.head_dim, r.causal);
     d.cost_fast = c.seconds;
-    switch (r.requested) {
+    switch (r.method) {
       case Method::exact: d.reason = "exact: requested (--method exact)"; break;
       case Method::fast:
       case Method::chained: decide_requested(static_cast<std::int64_t>(h), head, r, c, d); break;

@@ -9,6 +9,7 @@
 
 #include "lorafast/certificate.hpp"
 #include "lorafast/error.hpp"
+#include "ops/exact/head_views.hpp"
 
 namespace lorafast {
 namespace {
@@ -17,41 +18,22 @@ namespace {
 // (E + 2) u with u = 1.1e-16; inflating G by 1e-9 covers it for any E below 10^6.
 constexpr double rounding_margin = 1.0 + 1e-9;
 
-// Row i of head h in sequence n of an [N, L, D] tensor.
-template <class T>
-const T* head_row(const T* base, const AttentionParams<T>& p, std::int64_t n, std::int64_t i, std::int64_t h) {
-  return base + (n * p.seq_len + i) * p.model_dim() + h * p.head_dim;
-}
-
 }  // namespace
 
-std::int64_t centred_keys(std::int64_t seq_len, bool causal, std::int64_t chunk) {
-  LF_ASSERT(seq_len >= 1 && chunk >= 1);
-  return causal ? std::min(chunk, seq_len) : seq_len;
-}
-
 template <class T>
-std::vector<double> mean_key(const AttentionParams<T>& p, std::int64_t n, std::int64_t h, std::int64_t chunk) {
-  const std::int64_t e = p.head_dim, count = centred_keys(p.seq_len, p.causal, chunk);
-  std::vector<double> c(static_cast<std::size_t>(e), 0.0);
-  for (std::int64_t j = 0; j < count; ++j) {
-    const T* k = head_row(p.k, p, n, j, h);
-    for (std::int64_t m = 0; m < e; ++m) c[m] += static_cast<double>(k[m]);
-  }
-  for (double& value : c) value /= static_cast<double>(count);
-  return c;
-}
-
-template <class T>
-HeadScores measure_head(const AttentionParams<T>& p, std::int64_t n, std::int64_t h, std::int64_t chunk) {
-  LF_ASSERT(p.q && p.k && p.seq_len >= 1 && p.head_dim >= 1 && n < p.batch && h < p.heads);
-  const std::int64_t e = p.head_dim;
-  const std::vector<double> c = mean_key(p, n, h, chunk);
+HeadScores measure_head(const AttentionParams<T>& params, std::int64_t n, std::int64_t h, std::int64_t chunk) {
+  const AttentionParams<T> p = checked(params, AttentionUse::scores);
+  LF_CHECK(n >= 0 && n < p.batch && h >= 0 && h < p.heads, ErrorKind::usage, "attention: sequence ", n,
+           " or head ", h, " out of range");
+  const std::int64_t e = p.head_dim, g = p.kv_head(h);
+  const std::vector<double> c = mean_key(p, n, g, chunk);
+  const auto qs = exact::q_rows(p, n, h, 0, p.seq_len);
+  const auto ks = exact::k_rows(p, n, g, 0, p.seq_len);
   HeadScores s;
   double max_q2 = 0, max_k2 = 0, max_centred_k2 = 0;  // squared row norms
   for (std::int64_t i = 0; i < p.seq_len; ++i) {
-    const T* q = head_row(p.q, p, n, i, h);
-    const T* k = head_row(p.k, p, n, i, h);
+    const T* q = qs.row(i);
+    const T* k = ks.row(i);
     double q2 = 0, k2 = 0, centred_k2 = 0;
     for (std::int64_t m = 0; m < e; ++m) {
       const double qm = q[m], km = k[m], dm = km - c[m];
@@ -87,7 +69,6 @@ std::vector<HeadScores> measure_heads(const AttentionParams<T>& p, std::int64_t 
 }
 
 #define LORAFAST_INSTANTIATE(T)                                                                            \
-  template std::vector<double> mean_key(const AttentionParams<T>&, std::int64_t, std::int64_t, std::int64_t); \
   template HeadScores measure_head(const AttentionParams<T>&, std::int64_t, std::int64_t, std::int64_t);      \
   template std::vector<HeadScores> measure_heads(const AttentionParams<T>&, std::int64_t);
 LORAFAST_INSTANTIATE(float)

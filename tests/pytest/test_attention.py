@@ -86,6 +86,25 @@ def test_scale_and_strided_inputs():
     assert rel(got, sdpa(q, k, v, False, scale=0.3)) <= 1e-10
 
 
+@pytest.mark.parametrize("causal", [False, True])
+def test_fused_projection_views_with_gqa(causal):
+    # q, k, v as a Llama layer makes them: column blocks of one projection [N, L, (H + 2 H_kv) E],
+    # viewed as [N, H, L, E]. The core reads these views in place (no copy) and serves
+    # each K/V head to its group.
+    n, h, h_kv, l, e = 2, 6, 2, 131, 8
+    qkv = torch.randn(n, l, (h + 2 * h_kv) * e, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+    views = [t.view(n, l, -1, e).transpose(1, 2) for t in qkv.split([h * e, h_kv * e, h_kv * e], dim=-1)]
+    for view in views:
+        assert not view.is_contiguous()
+        array = view.detach().numpy()
+        assert lorafast._attention._to_core(array) is array  # read in place
+    d_o = torch.randn(n, h, l, e, dtype=torch.float64)
+    ours = forward_and_grads(lambda *a: lorafast.attention(*a, causal=causal, method="exact"), *views, d_o)
+    ref = forward_and_grads(lambda *a: sdpa(*a, causal), *views, d_o)
+    for name, a, b in zip(("o", "d_q", "d_k", "d_v"), ours, ref):
+        assert rel(a, b) <= 1e-10, (name, rel(a, b))
+
+
 def test_gradcheck_exact():
     q, k, v = (x.requires_grad_() for x in inputs(1, 2, 1, 6, 3, torch.float64, seed=4))
     for causal in (False, True):

@@ -143,13 +143,13 @@ double gemm_gflops(std::int64_t n, double min_time) {
 }
 
 // Sanity gate before timing: a few rows of O and dQ of the last head of the first
-// sequence, recomputed in double directly from SPEC.md §2 (O(L*E) per row). It catches
+// sequence (packed [N, L, D] params), recomputed in double directly from SPEC.md §2 (O(L*E) per row). It catches
 // a broken kernel (wrong tile, mask or head offset), not rounding: the bound (1e-3 in
 // f32, 1e-9 in f64, relative to the size of the summed terms) is far above the
 // kernels' rounding error, which the test suite bounds tightly.
 template <class T>
 void validate(const AttentionParams<T>& p) {
-  const std::int64_t L = p.seq_len, E = p.head_dim, D = p.model_dim(), h = p.heads - 1;
+  const std::int64_t L = p.seq_len, E = p.head_dim, D = p.heads * p.head_dim, h = p.heads - 1;
   const double tol = std::is_same_v<T, float> ? 1e-3 : 1e-9;
   const auto at = [&](const T* m, std::int64_t row, std::int64_t e) { return double(m[row * D + h * E + e]); };
   for (const std::int64_t i : {std::int64_t{0}, L / 3, L / 2, L - 1}) {

@@ -22,6 +22,7 @@
 #include "commands.hpp"
 #include "default_assets.hpp"
 #include "gpt_model_flags.hpp"
+#include "model_flags.hpp"
 #include "lorafast/cost_model.hpp"
 #include "lorafast/gpt_generate.hpp"
 #include "lorafast/train_checkpoint.hpp"
@@ -394,11 +395,7 @@ void add_finetune_command(CLI::App& app) {
                                    "embedded default)");
   add_threads_option(*cmd);
   cmd->callback([f] {
-    GptAttention& a = f->train.attention;
-    a.method = parse_method(f->method);
-    a.eps = f->eps;
-    a.degree = f->degree;
-    a.cost = load_cost_model(default_cost_model_path());  // written by `lorafast calibrate`
+    f->train.attention = attention_request(f->method, f->eps, f->degree);
     dispatch(*f);
   });
 }

@@ -30,11 +30,17 @@ LoraAttentionOptions ModelFlags::options() const {
   o.scaling.alpha = alpha;
   o.scaling.rslora = rslora;
   o.dtype = dtype == "f64" ? DType::f64 : DType::f32;
-  o.method = parse_method(method);
-  o.eps = eps;
-  o.degree = degree;
-  o.cost = load_cost_model(default_cost_model_path());  // written by `lorafast calibrate`
+  o.request = attention_request(method, eps, degree);
   return o;
+}
+
+AttentionRequest attention_request(const std::string& method, double eps, std::optional<int> degree) {
+  AttentionRequest r;
+  r.method = parse_method(method);
+  r.eps = eps;
+  r.degree = degree;
+  r.cost = load_cost_model(default_cost_model_path());  // written by `lorafast calibrate`
+  return r;
 }
 
 void ModelFlags::check_degree() const {

@@ -31,4 +31,7 @@ struct ModelFlags {
   void check_degree() const;
 };
 
+// --method, --eps, --degree and the calibrated cost model, as one request.
+AttentionRequest attention_request(const std::string& method, double eps, std::optional<int> degree);
+
 }  // namespace lorafast::cli

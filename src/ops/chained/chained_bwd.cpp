@@ -23,6 +23,7 @@
 #include "lorafast/fast_attention.hpp"
 #include "ops/chained/chained_head.hpp"
 #include "ops/fast/fast_common.hpp"
+#include "ops/kv_grads.hpp"
 
 namespace lorafast {
 namespace {
@@ -130,16 +131,10 @@ void sequence_segmented(Head<T>& head, int team) {
   }
 }
 
-}  // namespace
-
+// One query head, every sequence: a team per sequence when there are fewer sequences
+// than threads.
 template <class T>
-void chained_attention_bwd(const AttentionParams<T>& p, std::int64_t head, const SurrogateConfig& config) {
-  LF_CHECK(head >= 0 && head < p.heads, ErrorKind::usage, "head ", head, " out of range [0, ", p.heads, ")");
-  LF_CHECK(config.degree >= 0 && config.degree % 2 == 0, ErrorKind::usage,
-           "the Taylor degree must be even and non-negative, got ", config.degree);
-  LF_CHECK(!p.causal || config.chunk >= 1, ErrorKind::usage, "causal chunk must be >= 1, got ", config.chunk);
-  LF_CHECK(p.head_dim >= 1 && p.scale > 0, ErrorKind::usage, "head_dim and scale must be positive");
-  if (p.batch <= 0 || p.seq_len <= 0) return;
+void head_bwd(const AttentionParams<T>& p, std::int64_t head, const SurrogateConfig& config) {
   const TaylorFeatures phi(p.head_dim, config.degree);
   const FeatureRaise raise(p.head_dim, config.degree);
   const std::int64_t f1 = phi.size() + static_cast<std::int64_t>(raise.top_parent.size());
@@ -176,6 +171,20 @@ void chained_attention_bwd(const AttentionParams<T>& p, std::int64_t head, const
     chained::Head<T> h = chained::make_head(p, n, head, config, phi, raise);
     sequence_segmented(h, static_cast<int>(std::min<std::int64_t>(threads, blocks)));
   }
+}
+
+}  // namespace
+
+template <class T>
+void chained_attention_bwd(const AttentionParams<T>& params, std::int64_t head, const SurrogateConfig& config) {
+  const AttentionParams<T> checked_params = checked(params, AttentionUse::backward);
+  LF_CHECK(head >= 0 && head < checked_params.heads, ErrorKind::usage, "attention: head ", head,
+           " out of range [0, ", checked_params.heads, ")");
+  LF_CHECK(config.degree >= 0 && config.degree % 2 == 0, ErrorKind::usage,
+           "the Taylor degree must be even and non-negative, got ", config.degree);
+  LF_CHECK(!checked_params.causal || config.chunk >= 1, ErrorKind::usage, "causal chunk must be >= 1, got ",
+           config.chunk);
+  with_kv_grads_added(checked_params, head, [&](const AttentionParams<T>& p) { head_bwd(p, head, config); });
 }
 
 template void chained_attention_bwd(const AttentionParams<float>&, std::int64_t, const SurrogateConfig&);

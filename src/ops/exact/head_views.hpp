@@ -14,12 +14,46 @@ namespace lorafast::exact {
 constexpr std::int64_t block_rows = 128;
 constexpr std::int64_t block_cols = 256;
 
-// Rows [i0, i0 + rows) of head h of sequence n in an [N, L, D] matrix.
+// Rows [i0, i0 + rows) of head h of sequence n of a tensor with strides s.
+template <class U>
+MatrixView<U> head_rows(U* base, const HeadStrides& s, std::int64_t e, std::int64_t n, std::int64_t h,
+                        std::int64_t i0, std::int64_t rows) {
+  return {base + n * s.batch + h * s.head + i0 * s.row, rows, e, s.row};
+}
+
+// The same, by operand, for params that went through checked(): query-side views take
+// the query head h, key-side views the K/V head g (p.kv_head(h) for query head h).
 template <class T>
-MatrixView<T> head_rows(T* base, const AttentionParams<std::remove_const_t<T>>& p, std::int64_t n,
-                        std::int64_t h, std::int64_t i0, std::int64_t rows) {
-  const std::int64_t d = p.model_dim();
-  return {base + (n * p.seq_len + i0) * d + h * p.head_dim, rows, p.head_dim, d};
+MatrixView<const T> q_rows(const AttentionParams<T>& p, std::int64_t n, std::int64_t h, std::int64_t i0, std::int64_t rows) {
+  return head_rows(p.q, p.q_strides, p.head_dim, n, h, i0, rows);
+}
+template <class T>
+MatrixView<T> o_rows(const AttentionParams<T>& p, std::int64_t n, std::int64_t h, std::int64_t i0, std::int64_t rows) {
+  return head_rows(p.o, p.o_strides, p.head_dim, n, h, i0, rows);
+}
+template <class T>
+MatrixView<const T> d_o_rows(const AttentionParams<T>& p, std::int64_t n, std::int64_t h, std::int64_t i0, std::int64_t rows) {
+  return head_rows(p.d_o, p.d_o_strides, p.head_dim, n, h, i0, rows);
+}
+template <class T>
+MatrixView<T> d_q_rows(const AttentionParams<T>& p, std::int64_t n, std::int64_t h, std::int64_t i0, std::int64_t rows) {
+  return head_rows(p.d_q, p.d_q_strides, p.head_dim, n, h, i0, rows);
+}
+template <class T>
+MatrixView<const T> k_rows(const AttentionParams<T>& p, std::int64_t n, std::int64_t g, std::int64_t j0, std::int64_t rows) {
+  return head_rows(p.k, p.k_strides, p.head_dim, n, g, j0, rows);
+}
+template <class T>
+MatrixView<const T> v_rows(const AttentionParams<T>& p, std::int64_t n, std::int64_t g, std::int64_t j0, std::int64_t rows) {
+  return head_rows(p.v, p.v_strides, p.head_dim, n, g, j0, rows);
+}
+template <class T>
+MatrixView<T> d_k_rows(const AttentionParams<T>& p, std::int64_t n, std::int64_t g, std::int64_t j0, std::int64_t rows) {
+  return head_rows(p.d_k, p.d_k_strides, p.head_dim, n, g, j0, rows);
+}
+template <class T>
+MatrixView<T> d_v_rows(const AttentionParams<T>& p, std::int64_t n, std::int64_t g, std::int64_t j0, std::int64_t rows) {
+  return head_rows(p.d_v, p.d_v_strides, p.head_dim, n, g, j0, rows);
 }
 
 // Keys a query block may attend to: all of them, or up to its last row when causal.

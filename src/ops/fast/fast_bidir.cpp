@@ -76,7 +76,7 @@ void bidir_bwd(const AttentionParams<T>& p, std::int64_t h, const SurrogateConfi
       features_by_rows<T>(fq, d_nz_t, MatrixView<T>{acc, f, e1, e1}, true);
       const auto d_q = zeroed_columns<T>(5, e, width);
       phi.map_columns_bwd(q_t, fq, d_fq, d_q);
-      store_columns(p, p.d_q, n, h, i0, d_q.block(0, 0, e, rows), sh.q_factor);
+      store_columns(exact::d_q_rows(p, n, h, i0, rows), d_q.block(0, 0, e, rows), sh.q_factor);
     });
     const MatrixView<const T> d_kv_view{d_kv.data(), f, e1, e1};
     // Keys: dk and dv.
@@ -87,10 +87,10 @@ void bidir_bwd(const AttentionParams<T>& p, std::int64_t h, const SurrogateConfi
       const auto fk = column_block<T>(1, f, k_t.cols), d_fk = column_block<T>(2, f, k_t.cols);
       phi.map_columns(k_t, fk);
       state_by_rows<T>(d_kv_view, transposed(MatrixView<const T>{v1.data() + j0 * e1, rows, e1, e1}, 4), d_fk);
-      rows_by_state<T>(fk, d_kv_view.block(0, 0, f, e), exact::head_rows(p.d_v, p, n, h, j0, rows), false);
+      rows_by_state<T>(fk, d_kv_view.block(0, 0, f, e), exact::d_v_rows(p, n, p.kv_head(h), j0, rows), false);
       const auto d_k = zeroed_columns<T>(3, e, k_t.cols);
       phi.map_columns_bwd(k_t, fk, d_fk, d_k);
-      store_columns(p, p.d_k, n, h, j0, d_k.block(0, 0, e, rows), sh.k_factor);
+      store_columns(exact::d_k_rows(p, n, p.kv_head(h), j0, rows), d_k.block(0, 0, e, rows), sh.k_factor);
     }
   }
 }

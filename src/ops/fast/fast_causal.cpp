@@ -129,10 +129,10 @@ void causal_bwd(const AttentionParams<T>& p, std::int64_t h, const SurrogateConf
       const auto d_q = zeroed_columns<T>(7, e, width), d_k = padded_block<T>(8, e, rows);
       gemm(Op::trans, Op::trans, T(1), sh.k_view(rows, e, i0), d_w, T(0), d_q.block(0, 0, e, rows));
       gemm(Op::trans, Op::none, T(1), sh.q_view(rows, e, i0), d_w, T(0), d_k);
-      gemm(Op::trans, Op::none, T(1), w, d_nz.block(0, 0, rows, e), T(0), exact::head_rows(p.d_v, p, n, h, i0, rows));
+      gemm(Op::trans, Op::none, T(1), w, d_nz.block(0, 0, rows, e), T(0), exact::d_v_rows(p, n, p.kv_head(h), i0, rows));
       phi.map_columns_bwd(q_t, fq, d_fq, d_q);
-      store_columns(p, p.d_q, n, h, i0, d_q.block(0, 0, e, rows), sh.q_factor);
-      store_columns(p, p.d_k, n, h, i0, d_k, sh.k_factor);
+      store_columns(exact::d_q_rows(p, n, h, i0, rows), d_q.block(0, 0, e, rows), sh.q_factor);
+      store_columns(exact::d_k_rows(p, n, p.kv_head(h), i0, rows), d_k, sh.k_factor);
     }
     exclusive_scan(d_states.data(), ch.count, state, true);
     // Keys: dFk^T = dS_c [V|1]^T, dV += Fk dS_c[:, :E]. The last chunk feeds no state.
@@ -144,10 +144,10 @@ void causal_bwd(const AttentionParams<T>& p, std::int64_t h, const SurrogateConf
       const auto fk = column_block<T>(1, f, k_t.cols), d_fk = column_block<T>(2, f, k_t.cols);
       phi.map_columns(k_t, fk);
       state_by_rows<T>(d_state, transposed(MatrixView<const T>{v1.data() + j0 * e1, rows, e1, e1}, 4), d_fk);
-      rows_by_state<T>(fk, d_state.block(0, 0, f, e), exact::head_rows(p.d_v, p, n, h, j0, rows), true);
+      rows_by_state<T>(fk, d_state.block(0, 0, f, e), exact::d_v_rows(p, n, p.kv_head(h), j0, rows), true);
       const auto d_k = zeroed_columns<T>(3, e, k_t.cols);
       phi.map_columns_bwd(k_t, fk, d_fk, d_k);
-      store_columns(p, p.d_k, n, h, j0, d_k.block(0, 0, e, rows), sh.k_factor, true);
+      store_columns(exact::d_k_rows(p, n, p.kv_head(h), j0, rows), d_k.block(0, 0, e, rows), sh.k_factor, true);
     }
   }
 }

@@ -16,11 +16,11 @@
 
 namespace lorafast::fast {
 
-// [V_h | 1] for sequence n: [L, E+1].
+// [V | 1] of query head h's K/V head for sequence n: [L, E+1].
 template <class T>
 std::vector<T> values_with_ones(const AttentionParams<T>& p, std::int64_t n, std::int64_t h) {
   const std::int64_t l = p.seq_len, e = p.head_dim;
-  const auto v = exact::head_rows(p.v, p, n, h, 0, l);
+  const auto v = exact::v_rows(p, n, p.kv_head(h), 0, l);
   std::vector<T> out(static_cast<std::size_t>(l * (e + 1)));
   for (std::int64_t i = 0; i < l; ++i) {
     for (std::int64_t m = 0; m < e; ++m) out[i * (e + 1) + m] = v(i, m);
@@ -66,14 +66,13 @@ void exclusive_scan(T* states, std::int64_t count, std::int64_t state, bool reve
   }
 }
 
-// Writes (or adds) factor * d_t^T into the head's columns of rows [i0, i0 + rows) of
-// d_out; d_t is a gradient in column layout, [E, rows].
+// Writes (or adds) factor * d_t^T into out ([rows, E]); d_t is a gradient in column
+// layout, [E, rows].
 template <class T>
-void store_columns(const AttentionParams<T>& p, T* d_out, std::int64_t n, std::int64_t h, std::int64_t i0,
-                   std::type_identity_t<MatrixView<const T>> d_t, T factor, bool accumulate = false) {
-  const auto out = exact::head_rows(d_out, p, n, h, i0, d_t.cols);
+void store_columns(MatrixView<T> out, std::type_identity_t<MatrixView<const T>> d_t, T factor,
+                   bool accumulate = false) {
   for (std::int64_t r = 0; r < d_t.cols; ++r)
-    for (std::int64_t m = 0; m < p.head_dim; ++m) out(r, m) = (accumulate ? out(r, m) : T(0)) + factor * d_t(m, r);
+    for (std::int64_t m = 0; m < out.cols; ++m) out(r, m) = (accumulate ? out(r, m) : T(0)) + factor * d_t(m, r);
 }
 
 }  // namespace lorafast::fast
@@ -134,8 +133,8 @@ template <class T>
 void numerator_grads(const AttentionParams<T>& p, std::int64_t n, std::int64_t h, std::int64_t i0, const T* z,
                      MatrixView<T> d_nz) {
   const std::int64_t e = p.head_dim;
-  const auto o = exact::head_rows(static_cast<const T*>(p.o), p, n, h, i0, d_nz.rows);
-  const auto d_o = exact::head_rows(p.d_o, p, n, h, i0, d_nz.rows);
+  const MatrixView<const T> o = exact::o_rows(p, n, h, i0, d_nz.rows);
+  const auto d_o = exact::d_o_rows(p, n, h, i0, d_nz.rows);
   for (std::int64_t r = 0; r < d_nz.rows; ++r) {
     const T inv_z = T(1) / z[r];
     T delta = 0;
@@ -152,7 +151,7 @@ template <class T>
 void store_output(const AttentionParams<T>& p, std::int64_t n, std::int64_t h, std::int64_t i0,
                   std::type_identity_t<MatrixView<const T>> nz) {
   const std::int64_t e = p.head_dim;
-  const auto o = exact::head_rows(p.o, p, n, h, i0, nz.rows);
+  const auto o = exact::o_rows(p, n, h, i0, nz.rows);
   for (std::int64_t r = 0; r < nz.rows; ++r) {
     const T inv_z = T(1) / nz(r, e);
     for (std::int64_t m = 0; m < e; ++m) o(r, m) = nz(r, m) * inv_z;

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 
-#include "lorafast/certificate.hpp"
 #include "ops/exact/head_views.hpp"
 
 namespace lorafast::fast {
@@ -11,9 +10,10 @@ namespace lorafast::fast {
 template <class T>
 ScaledHead<T> scale_head(const AttentionParams<T>& p, std::int64_t n, std::int64_t h, const SurrogateConfig& config) {
   const std::int64_t l = p.seq_len, e = p.head_dim;
-  const auto q = exact::head_rows(p.q, p, n, h, 0, l), k = exact::head_rows(p.k, p, n, h, 0, l);
+  const std::int64_t g = p.kv_head(h);
+  const auto q = exact::q_rows(p, n, h, 0, l), k = exact::k_rows(p, n, g, 0, l);
   // The same centre the certificate's score bound assumes.
-  const std::vector<double> centre = config.center_keys ? mean_key(p, n, h, config.chunk) : std::vector<double>(e, 0.0);
+  const std::vector<double> centre = config.center_keys ? mean_key(p, n, g, config.chunk) : std::vector<double>(e, 0.0);
   ScaledHead<T> out;
   out.q.resize(static_cast<std::size_t>(l * e));
   out.k.resize(static_cast<std::size_t>(l * e));
