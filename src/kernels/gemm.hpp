@@ -12,6 +12,15 @@ namespace lorafast::kernels {
 
 enum class Op { none, trans };
 
+// lorafast calls BLAS only from inside its own OpenMP threads (or splits a GEMM
+// across them itself, parallel_gemm.hpp): a multi-threaded BLAS there would
+// oversubscribe the cores. Set before the first call, so that a library user who
+// never calls set_num_threads gets the same speed as the CLI.
+inline void single_threaded_blas() {
+  static const bool done = (openblas_set_num_threads(1), true);
+  (void)done;
+}
+
 template <class T>
 void gemm(Op op_a, Op op_b, T alpha, std::type_identity_t<MatrixView<const T>> a,
           std::type_identity_t<MatrixView<const T>> b, T beta, MatrixView<T> c) {
@@ -21,6 +30,7 @@ void gemm(Op op_a, Op op_b, T alpha, std::type_identity_t<MatrixView<const T>> a
   LF_ASSERT((op_b == Op::none ? b.rows : b.cols) == k);
   LF_ASSERT((op_b == Op::none ? b.cols : b.rows) == n);
   if (m == 0 || n == 0) return;
+  single_threaded_blas();
   const auto ta = op_a == Op::none ? CblasNoTrans : CblasTrans;
   const auto tb = op_b == Op::none ? CblasNoTrans : CblasTrans;
   // BLAS requires ld >= 1 even for empty inner dimensions.
