@@ -1,8 +1,10 @@
 // PEFT adapter directories (INTERFACE.md): adapter_config.json and
-// adapter_model.safetensors with base_model.model.transformer.h.{i}.<module>.lora_{A,B}.weight.
+// adapter_model.safetensors with base_model.model.transformer.h.{i}.<module>.lora_{A,B}.weight
+// (GPT-2) or base_model.model.model.layers.{i}.<module>.lora_{A,B}.weight (the Llama family).
 // Which of q, k, v an attn.c_attn adapter updates is not a PEFT notion; it is kept
 // in the safetensors metadata ("lorafast.c_attn_qkv"), which PEFT ignores, and
 // checked on load against the rows of lora_B that must be zero.
+#include <cctype>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -21,20 +23,24 @@ constexpr std::uint64_t max_config_bytes = 10'000'000;
 constexpr const char* qkv_metadata_key = "lorafast.c_attn_qkv";
 const std::string peft_prefix = "base_model.model.transformer.";
 const std::string peft_prefix_bare = "base_model.model.";  // a PEFT model wrapping GPT2Model itself
+const std::string peft_prefix_llama = "base_model.model.model.";
 
 std::string tensor_suffix(std::int64_t layer, LoraTarget target, bool is_b) {
-  return cat("h.", layer, '.', lora_target_name(target), is_b ? ".lora_B.weight" : ".lora_A.weight");
+  return cat(is_llama_target(target) ? "layers." : "h.", layer, '.', lora_target_name(target),
+             is_b ? ".lora_B.weight" : ".lora_A.weight");
 }
 
 json config_json(const LoraConfig& c) {
   json targets = json::array();
-  for (auto t : c.targets) targets.push_back(lora_target_name(t));
+  for (auto t : c.targets) targets.push_back(peft_module_name(t));
+  // Conv1D weights are [in, out] (fan_in_fan_out), nn.Linear ones [out, in].
+  const bool conv1d = c.targets.empty() || !is_llama_target(c.targets.front());
   return {{"peft_type", "LORA"},
           {"task_type", "CAUSAL_LM"},
           {"r", c.rank},
           {"lora_alpha", c.alpha},
           {"target_modules", targets},
-          {"fan_in_fan_out", true},
+          {"fan_in_fan_out", conv1d},
           {"use_rslora", c.rslora},
           {"bias", "none"},
           {"lora_dropout", 0.0},
@@ -57,13 +63,29 @@ bool null_or_empty(const json& j, const char* key) {
   return !value || value->is_null() || (value->is_structured() && value->empty());
 }
 
+// "model.layers.3.self_attn.q_proj" (PEFT's expansion of all-linear names every
+// module of every layer) -> "self_attn.q_proj"; other names as they are. Whether
+// every layer is covered is checked by the tensors: each targeted module needs its
+// pair in every layer.
+std::string module_of(const std::string& name) {
+  for (const char* marker : {"layers.", "h."}) {
+    const auto at = name.rfind(marker);
+    if (at == std::string::npos || (at > 0 && name[at - 1] != '.')) continue;
+    std::size_t end = at + std::string(marker).size(), digits = end;
+    while (digits < name.size() && std::isdigit(static_cast<unsigned char>(name[digits]))) ++digits;
+    if (digits > end && digits < name.size() && name[digits] == '.') return name.substr(digits + 1);
+  }
+  return name;
+}
+
 void add_targets(const json& entry, std::vector<LoraTarget>& targets, const std::string& origin) {
-  const std::string& name = json_string(entry, cat(origin, ": 'target_modules' entry"));
+  const std::string name = module_of(json_string(entry, cat(origin, ": 'target_modules' entry")));
   std::vector<LoraTarget> found;
   if (name == "c_proj") found = {LoraTarget::attn_c_proj, LoraTarget::mlp_c_proj};  // PEFT matches both
   else if (auto t = parse_lora_target(name)) found = {*t};
   LF_CHECK(!found.empty(), bad, origin, ": target module ", quote(name),
-           " is not supported (attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj)");
+           " is not supported (attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj; q_proj, k_proj, v_proj, o_proj, "
+           "gate_proj, up_proj, down_proj)");
   for (auto t : found)
     if (std::find(targets.begin(), targets.end(), t) == targets.end()) targets.push_back(t);
 }
@@ -114,7 +136,7 @@ LoraConfig parse_peft_adapter_config(const std::string& json_text, const std::st
 }
 
 std::string peft_tensor_name(std::int64_t layer, LoraTarget target, bool is_b) {
-  return peft_prefix + tensor_suffix(layer, target, is_b);
+  return (is_llama_target(target) ? peft_prefix_llama : peft_prefix) + tensor_suffix(layer, target, is_b);
 }
 
 template <class T>
@@ -153,7 +175,7 @@ GptLora<T> peft_adapter_from_contents(const LoraConfig& config, SafetensorsConte
   TensorMap& tensors = contents.tensors;
   const bool bare = !tensors.empty() && tensors.begin()->first.rfind(peft_prefix, 0) != 0 &&
                     tensors.begin()->first.rfind(peft_prefix_bare + "h.", 0) == 0;
-  const std::string& prefix = bare ? peft_prefix_bare : peft_prefix;
+  const std::string& prefix = model.is_llama() ? peft_prefix_llama : bare ? peft_prefix_bare : peft_prefix;
   auto take = [&](const std::string& name) {
     const auto it = tensors.find(prefix + name);
     LF_CHECK(it != tensors.end(), bad, origin, ": missing tensor ", quote(prefix + name));
@@ -161,6 +183,9 @@ GptLora<T> peft_adapter_from_contents(const LoraConfig& config, SafetensorsConte
     tensors.erase(it);
     return t;
   };
+  for (auto t : lora.config.targets)
+    LF_CHECK(is_llama_target(t) == model.is_llama(), bad, origin, ": target module '", peft_module_name(t),
+             "' is not a module of a ", model_family_name(model.family), " model");
   lora.layers.resize(static_cast<std::size_t>(model.n_layer));
   for (std::int64_t i = 0; i < model.n_layer; ++i)
     for (auto t : lora.config.targets) {
