@@ -23,7 +23,11 @@ enum class LoraTarget {
   q_proj = 4, k_proj = 5, v_proj = 6, o_proj = 7, gate_proj = 8, up_proj = 9, down_proj = 10
 };
 constexpr std::size_t lora_target_count = 11;
-constexpr std::array<LoraTarget, lora_target_count> all_lora_targets{
+// GPT-2's modules (what "all" adapts on a GPT-2 model).
+constexpr std::array<LoraTarget, 4> all_lora_targets{LoraTarget::attn_c_attn, LoraTarget::attn_c_proj,
+                                                     LoraTarget::mlp_c_fc, LoraTarget::mlp_c_proj};
+// Every slot of a LoraLayer, GPT-2's then the Llama family's.
+constexpr std::array<LoraTarget, lora_target_count> every_lora_target{
     LoraTarget::attn_c_attn, LoraTarget::attn_c_proj, LoraTarget::mlp_c_fc, LoraTarget::mlp_c_proj,
     LoraTarget::q_proj, LoraTarget::k_proj, LoraTarget::v_proj, LoraTarget::o_proj,
     LoraTarget::gate_proj, LoraTarget::up_proj, LoraTarget::down_proj};
@@ -38,7 +42,7 @@ std::string peft_module_name(LoraTarget target);
 // "mlp.c_proj", "q_proj" or "self_attn.q_proj" (and k, v, o), "gate_proj" or
 // "mlp.gate_proj" (and up, down); anything else (including the ambiguous "c_proj") is nullopt.
 std::optional<LoraTarget> parse_lora_target(const std::string& name);
-// The targets a model of this family has, in all_lora_targets order (`all-linear`).
+// The targets a model of this family has, in every_lora_target order (`all-linear`).
 std::vector<LoraTarget> model_lora_targets(const GptConfig& config);
 
 struct LoraDims {

@@ -101,6 +101,12 @@ void check_frozen_rows(const Tensor& b, const std::array<bool, 3>& subset, const
   }
 }
 
+void check_model_family(const LoraConfig& config, const GptConfig& model, const std::string& origin) {
+  for (auto t : config.targets)
+    LF_CHECK(is_llama_target(t) == model.is_llama(), bad, origin, ": target module '", peft_module_name(t),
+             "' is not supported by a ", model_family_name(model.family), " model");
+}
+
 }  // namespace
 
 LoraConfig parse_peft_adapter_config(const std::string& json_text, const std::string& origin) {
@@ -147,7 +153,7 @@ void save_peft_adapter(const std::filesystem::path& dir, const GptLora<T>& lora)
            ec ? ": " + ec.message() : "");
   TensorMap tensors;
   for (std::size_t i = 0; i < lora.layers.size(); ++i)
-    for (auto t : all_lora_targets)
+    for (auto t : every_lora_target)
       if (const auto& a = lora.layers[i][static_cast<std::size_t>(t)]) {
         tensors[peft_tensor_name(static_cast<std::int64_t>(i), t, false)] = a->a;
         tensors[peft_tensor_name(static_cast<std::int64_t>(i), t, true)] = a->b;
@@ -183,9 +189,7 @@ GptLora<T> peft_adapter_from_contents(const LoraConfig& config, SafetensorsConte
     tensors.erase(it);
     return t;
   };
-  for (auto t : lora.config.targets)
-    LF_CHECK(is_llama_target(t) == model.is_llama(), bad, origin, ": target module '", peft_module_name(t),
-             "' is not a module of a ", model_family_name(model.family), " model");
+  check_model_family(lora.config, model, origin);
   lora.layers.resize(static_cast<std::size_t>(model.n_layer));
   for (std::int64_t i = 0; i < model.n_layer; ++i)
     for (auto t : lora.config.targets) {
@@ -206,6 +210,7 @@ GptLora<T> load_peft_adapter(const std::filesystem::path& dir, const GptConfig& 
   const auto config_path = dir / "adapter_config.json", model_path = dir / "adapter_model.safetensors";
   const LoraConfig config =
       parse_peft_adapter_config(read_text_file(config_path, max_config_bytes), config_path.string());
+  check_model_family(config, model, config_path.string());
   return peft_adapter_from_contents<T>(config, read_safetensors(model_path), model, model_path.string());
 }
 

@@ -154,7 +154,7 @@ void save_checkpoint(const std::filesystem::path& path, const Checkpoint<T>& c) 
   const std::array<const std::vector<LoraLayer>*, 3> lists{&c.state.lora.layers, &c.state.adamw.m, &c.state.adamw.v};
   for (std::size_t g = 0; g < groups.size(); ++g)
     for (std::size_t i = 0; i < lists[g]->size(); ++i)
-      for (auto t : all_lora_targets)
+      for (auto t : every_lora_target)
         if (const auto& a = (*lists[g])[i][static_cast<std::size_t>(t)]) {
           tensors[groups[g] + peft_tensor_name(static_cast<std::int64_t>(i), t, false)] = a->a;
           tensors[groups[g] + peft_tensor_name(static_cast<std::int64_t>(i), t, true)] = a->b;

@@ -35,14 +35,14 @@ std::string peft_module_name(LoraTarget target) {
 std::optional<LoraTarget> parse_lora_target(const std::string& name) {
   if (name == "c_attn") return LoraTarget::attn_c_attn;
   if (name == "c_fc") return LoraTarget::mlp_c_fc;
-  for (auto t : all_lora_targets)
+  for (auto t : every_lora_target)
     if (name == lora_target_name(t) || (is_llama_target(t) && name == peft_module_name(t))) return t;
   return std::nullopt;
 }
 
 std::vector<LoraTarget> model_lora_targets(const GptConfig& config) {
   std::vector<LoraTarget> targets;
-  for (auto t : all_lora_targets)
+  for (auto t : every_lora_target)
     if (is_llama_target(t) == config.is_llama()) targets.push_back(t);
   return targets;
 }
@@ -125,7 +125,7 @@ GptLora<T> init_gpt_lora(const GptConfig& model, const LoraConfig& config, std::
   lora.layers.resize(static_cast<std::size_t>(model.n_layer));
   std::mt19937_64 rng(seed);
   for (auto& layer : lora.layers)
-    for (auto target : all_lora_targets) {
+    for (auto target : every_lora_target) {
       if (!config.targets_module(target)) continue;
       const auto dims = lora_target_dims(target, model);
       const double bound = 1.0 / std::sqrt(static_cast<double>(dims.in));
@@ -161,7 +161,7 @@ void validate_gpt_lora(const GptLora<T>& lora, const GptConfig& model, const std
   LF_CHECK(r >= 1, bad, origin, ": LoRA rank must be at least 1, got ", r);
   check_family(lora.config, model, bad, origin);
   for (std::int64_t i = 0; i < model.n_layer; ++i)
-    for (auto target : all_lora_targets) {
+    for (auto target : every_lora_target) {
       const auto& adapter = lora.at(i, target);
       const std::string where = cat(origin, ": layer ", i, " module '", lora_target_name(target), "'");
       LF_CHECK(adapter.has_value() == lora.config.targets_module(target), bad, where,

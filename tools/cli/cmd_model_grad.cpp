@@ -76,7 +76,7 @@ TokenBatch read_token_windows(const std::string& path) {
 
 void add_adapter_grads(const std::vector<LoraLayer>& d_lora, TensorMap& out) {
   for (std::size_t i = 0; i < d_lora.size(); ++i)
-    for (auto t : all_lora_targets)
+    for (auto t : every_lora_target)
       if (const auto& g = d_lora[i][static_cast<std::size_t>(t)]) {
         out[peft_tensor_name(static_cast<std::int64_t>(i), t, false)] = g->a;
         out[peft_tensor_name(static_cast<std::int64_t>(i), t, true)] = g->b;
