@@ -6,7 +6,7 @@
 
 #include <vector>
 
-#include "lorafast/attention.hpp"
+#include "lorafast/lorafast.hpp"  // the umbrella header compiles on its own
 
 namespace lorafast {
 namespace {

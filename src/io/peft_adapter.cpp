@@ -1,8 +1,10 @@
 // PEFT adapter directories (INTERFACE.md): adapter_config.json and
-// adapter_model.safetensors with base_model.model.transformer.h.{i}.<module>.lora_{A,B}.weight.
+// adapter_model.safetensors with base_model.model.transformer.h.{i}.<module>.lora_{A,B}.weight
+// (GPT-2) or base_model.model.model.layers.{i}.<module>.lora_{A,B}.weight (the Llama family).
 // Which of q, k, v an attn.c_attn adapter updates is not a PEFT notion; it is kept
 // in the safetensors metadata ("lorafast.c_attn_qkv"), which PEFT ignores, and
 // checked on load against the rows of lora_B that must be zero.
+#include <cctype>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -21,20 +23,24 @@ constexpr std::uint64_t max_config_bytes = 10'000'000;
 constexpr const char* qkv_metadata_key = "lorafast.c_attn_qkv";
 const std::string peft_prefix = "base_model.model.transformer.";
 const std::string peft_prefix_bare = "base_model.model.";  // a PEFT model wrapping GPT2Model itself
+const std::string peft_prefix_llama = "base_model.model.model.";
 
 std::string tensor_suffix(std::int64_t layer, LoraTarget target, bool is_b) {
-  return cat("h.", layer, '.', lora_target_name(target), is_b ? ".lora_B.weight" : ".lora_A.weight");
+  return cat(is_llama_target(target) ? "layers." : "h.", layer, '.', lora_target_name(target),
+             is_b ? ".lora_B.weight" : ".lora_A.weight");
 }
 
 json config_json(const LoraConfig& c) {
   json targets = json::array();
-  for (auto t : c.targets) targets.push_back(lora_target_name(t));
+  for (auto t : c.targets) targets.push_back(peft_module_name(t));
+  // Conv1D weights are [in, out] (fan_in_fan_out), nn.Linear ones [out, in].
+  const bool conv1d = c.targets.empty() || !is_llama_target(c.targets.front());
   return {{"peft_type", "LORA"},
           {"task_type", "CAUSAL_LM"},
           {"r", c.rank},
           {"lora_alpha", c.alpha},
           {"target_modules", targets},
-          {"fan_in_fan_out", true},
+          {"fan_in_fan_out", conv1d},
           {"use_rslora", c.rslora},
           {"bias", "none"},
           {"lora_dropout", 0.0},
@@ -57,13 +63,29 @@ bool null_or_empty(const json& j, const char* key) {
   return !value || value->is_null() || (value->is_structured() && value->empty());
 }
 
+// "model.layers.3.self_attn.q_proj" (PEFT's expansion of all-linear names every
+// module of every layer) -> "self_attn.q_proj"; other names as they are. Whether
+// every layer is covered is checked by the tensors: each targeted module needs its
+// pair in every layer.
+std::string module_of(const std::string& name) {
+  for (const char* marker : {"layers.", "h."}) {
+    const auto at = name.rfind(marker);
+    if (at == std::string::npos || (at > 0 && name[at - 1] != '.')) continue;
+    std::size_t end = at + std::string(marker).size(), digits = end;
+    while (digits < name.size() && std::isdigit(static_cast<unsigned char>(name[digits]))) ++digits;
+    if (digits > end && digits < name.size() && name[digits] == '.') return name.substr(digits + 1);
+  }
+  return name;
+}
+
 void add_targets(const json& entry, std::vector<LoraTarget>& targets, const std::string& origin) {
-  const std::string& name = json_string(entry, cat(origin, ": 'target_modules' entry"));
+  const std::string name = module_of(json_string(entry, cat(origin, ": 'target_modules' entry")));
   std::vector<LoraTarget> found;
   if (name == "c_proj") found = {LoraTarget::attn_c_proj, LoraTarget::mlp_c_proj};  // PEFT matches both
   else if (auto t = parse_lora_target(name)) found = {*t};
   LF_CHECK(!found.empty(), bad, origin, ": target module ", quote(name),
-           " is not supported (attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj)");
+           " is not supported (attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj; q_proj, k_proj, v_proj, o_proj, "
+           "gate_proj, up_proj, down_proj)");
   for (auto t : found)
     if (std::find(targets.begin(), targets.end(), t) == targets.end()) targets.push_back(t);
 }
@@ -77,6 +99,12 @@ void check_frozen_rows(const Tensor& b, const std::array<bool, 3>& subset, const
       LF_CHECK(b.at(i) == 0.0, bad, where, ": the ", "qkv"[p], " rows of lora_B must be zero (", qkv_metadata_key,
                " is '", qkv_subset_name(subset), "')");
   }
+}
+
+void check_model_family(const LoraConfig& config, const GptConfig& model, const std::string& origin) {
+  for (auto t : config.targets)
+    LF_CHECK(is_llama_target(t) == model.is_llama(), bad, origin, ": target module '", peft_module_name(t),
+             "' is not supported by a ", model_family_name(model.family), " model");
 }
 
 }  // namespace
@@ -114,7 +142,7 @@ LoraConfig parse_peft_adapter_config(const std::string& json_text, const std::st
 }
 
 std::string peft_tensor_name(std::int64_t layer, LoraTarget target, bool is_b) {
-  return peft_prefix + tensor_suffix(layer, target, is_b);
+  return (is_llama_target(target) ? peft_prefix_llama : peft_prefix) + tensor_suffix(layer, target, is_b);
 }
 
 template <class T>
@@ -125,7 +153,7 @@ void save_peft_adapter(const std::filesystem::path& dir, const GptLora<T>& lora)
            ec ? ": " + ec.message() : "");
   TensorMap tensors;
   for (std::size_t i = 0; i < lora.layers.size(); ++i)
-    for (auto t : all_lora_targets)
+    for (auto t : every_lora_target)
       if (const auto& a = lora.layers[i][static_cast<std::size_t>(t)]) {
         tensors[peft_tensor_name(static_cast<std::int64_t>(i), t, false)] = a->a;
         tensors[peft_tensor_name(static_cast<std::int64_t>(i), t, true)] = a->b;
@@ -153,7 +181,7 @@ GptLora<T> peft_adapter_from_contents(const LoraConfig& config, SafetensorsConte
   TensorMap& tensors = contents.tensors;
   const bool bare = !tensors.empty() && tensors.begin()->first.rfind(peft_prefix, 0) != 0 &&
                     tensors.begin()->first.rfind(peft_prefix_bare + "h.", 0) == 0;
-  const std::string& prefix = bare ? peft_prefix_bare : peft_prefix;
+  const std::string& prefix = model.is_llama() ? peft_prefix_llama : bare ? peft_prefix_bare : peft_prefix;
   auto take = [&](const std::string& name) {
     const auto it = tensors.find(prefix + name);
     LF_CHECK(it != tensors.end(), bad, origin, ": missing tensor ", quote(prefix + name));
@@ -161,6 +189,7 @@ GptLora<T> peft_adapter_from_contents(const LoraConfig& config, SafetensorsConte
     tensors.erase(it);
     return t;
   };
+  check_model_family(lora.config, model, origin);
   lora.layers.resize(static_cast<std::size_t>(model.n_layer));
   for (std::int64_t i = 0; i < model.n_layer; ++i)
     for (auto t : lora.config.targets) {
@@ -181,6 +210,7 @@ GptLora<T> load_peft_adapter(const std::filesystem::path& dir, const GptConfig& 
   const auto config_path = dir / "adapter_config.json", model_path = dir / "adapter_model.safetensors";
   const LoraConfig config =
       parse_peft_adapter_config(read_text_file(config_path, max_config_bytes), config_path.string());
+  check_model_family(config, model, config_path.string());
   return peft_adapter_from_contents<T>(config, read_safetensors(model_path), model, model_path.string());
 }
 

@@ -13,10 +13,6 @@ std::string projection_name(Projection p) {
   return "?";
 }
 
-double AttentionConfig::resolved_scale(std::int64_t head_dim) const {
-  return scale > 0.0 ? scale : 1.0 / std::sqrt(static_cast<double>(head_dim));
-}
-
 double LoraScaling::factor(std::int64_t rank) const {
   const double r = static_cast<double>(rank);
   const double a = alpha.value_or(r);

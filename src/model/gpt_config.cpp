@@ -3,7 +3,7 @@
 
 #include "core/json_read.hpp"
 #include "core/text_file.hpp"
-#include "lorafast/gpt.hpp"
+#include "lorafast/llama.hpp"
 
 namespace lorafast {
 namespace {
@@ -46,6 +46,18 @@ void GptConfig::validate(const std::string& origin) const {
   in_range("n_head", n_head, n_embd);
   in_range("n_positions", n_positions, 1 << 24);
   in_range("vocab_size", vocab_size, 1 << 24);
+  if (is_llama()) {
+    in_range("num_key_value_heads", llama.n_kv_head, n_head);
+    in_range("head_dim", llama.head_dim, 1 << 12);
+    in_range("intermediate_size", llama.intermediate_size, 1 << 18);
+    LF_CHECK(n_head % llama.n_kv_head == 0, bad, origin, ": 'num_key_value_heads' ", llama.n_kv_head,
+             " does not divide 'num_attention_heads' ", n_head);
+    LF_CHECK(llama.head_dim % 2 == 0, bad, origin, ": 'head_dim' ", llama.head_dim,
+             " is odd (rotary embeddings pair dimension i with i + head_dim / 2)");
+    LF_CHECK(std::isfinite(layer_norm_epsilon) && layer_norm_epsilon > 0, bad, origin,
+             ": 'rms_norm_eps' must be positive and finite, got ", layer_norm_epsilon);
+    return;
+  }
   LF_CHECK(n_embd % n_head == 0, bad, origin, ": 'n_head' ", n_head, " does not divide 'n_embd' ", n_embd);
   LF_CHECK(std::isfinite(layer_norm_epsilon) && layer_norm_epsilon > 0, bad, origin,
            ": 'layer_norm_epsilon' must be positive and finite, got ", layer_norm_epsilon);
@@ -54,6 +66,12 @@ void GptConfig::validate(const std::string& origin) const {
 GptConfig parse_gpt_config(const std::string& json_text, const std::string& origin) {
   const auto j = parse_json(json_text, origin);
   LF_CHECK(j.is_object(), bad, origin, ": not a JSON object");
+  if (const auto* type = find_field(j, "model_type"); type && *type != "gpt2") {
+    for (auto family : {ModelFamily::llama, ModelFamily::qwen2, ModelFamily::mistral})
+      if (*type == model_family_name(family)) return parse_llama_config(j, family, origin);
+    throw Error(bad, cat(origin, ": 'model_type' ", describe(*type),
+                         " is not supported (gpt2, llama, qwen2, mistral)"));
+  }
   GptConfig c;
   c.n_layer = size_field(j, "n_layer", origin);
   c.n_head = size_field(j, "n_head", origin);

@@ -8,34 +8,75 @@
 
 namespace lorafast {
 
+bool is_llama_target(LoraTarget target) { return static_cast<int>(target) >= static_cast<int>(LoraTarget::q_proj); }
+
 std::string lora_target_name(LoraTarget target) {
   switch (target) {
     case LoraTarget::attn_c_attn: return "attn.c_attn";
     case LoraTarget::attn_c_proj: return "attn.c_proj";
     case LoraTarget::mlp_c_fc: return "mlp.c_fc";
     case LoraTarget::mlp_c_proj: return "mlp.c_proj";
+    case LoraTarget::q_proj: return "self_attn.q_proj";
+    case LoraTarget::k_proj: return "self_attn.k_proj";
+    case LoraTarget::v_proj: return "self_attn.v_proj";
+    case LoraTarget::o_proj: return "self_attn.o_proj";
+    case LoraTarget::gate_proj: return "mlp.gate_proj";
+    case LoraTarget::up_proj: return "mlp.up_proj";
+    case LoraTarget::down_proj: return "mlp.down_proj";
   }
   LF_ASSERT(false);
 }
 
+std::string peft_module_name(LoraTarget target) {
+  const std::string path = lora_target_name(target);
+  return is_llama_target(target) ? path.substr(path.find('.') + 1) : path;
+}
+
 std::optional<LoraTarget> parse_lora_target(const std::string& name) {
-  if (name == "attn.c_attn" || name == "c_attn") return LoraTarget::attn_c_attn;
-  if (name == "attn.c_proj") return LoraTarget::attn_c_proj;
-  if (name == "mlp.c_fc" || name == "c_fc") return LoraTarget::mlp_c_fc;
-  if (name == "mlp.c_proj") return LoraTarget::mlp_c_proj;
+  if (name == "c_attn") return LoraTarget::attn_c_attn;
+  if (name == "c_fc") return LoraTarget::mlp_c_fc;
+  for (auto t : every_lora_target)
+    if (name == lora_target_name(t) || (is_llama_target(t) && name == peft_module_name(t))) return t;
   return std::nullopt;
 }
 
+std::vector<LoraTarget> model_lora_targets(const GptConfig& config) {
+  std::vector<LoraTarget> targets;
+  for (auto t : every_lora_target)
+    if (is_llama_target(t) == config.is_llama()) targets.push_back(t);
+  return targets;
+}
+
 LoraDims lora_target_dims(LoraTarget target, const GptConfig& config) {
-  const std::int64_t d = config.n_embd;
+  LF_ASSERT(is_llama_target(target) == config.is_llama());
+  const std::int64_t d = config.n_embd, q = config.n_head * config.head_dim();
+  const std::int64_t kv = config.llama.n_kv_head * config.head_dim(), f = config.llama.intermediate_size;
   switch (target) {
     case LoraTarget::attn_c_attn: return {d, 3 * d};
     case LoraTarget::attn_c_proj: return {d, d};
     case LoraTarget::mlp_c_fc: return {d, 4 * d};
     case LoraTarget::mlp_c_proj: return {4 * d, d};
+    case LoraTarget::q_proj: return {d, q};
+    case LoraTarget::k_proj:
+    case LoraTarget::v_proj: return {d, kv};
+    case LoraTarget::o_proj: return {q, d};
+    case LoraTarget::gate_proj:
+    case LoraTarget::up_proj: return {d, f};
+    case LoraTarget::down_proj: return {f, d};
   }
   LF_ASSERT(false);
 }
+
+namespace {
+
+// Every target of `config` is a module of `model`'s family.
+void check_family(const LoraConfig& config, const GptConfig& model, ErrorKind kind, const std::string& origin) {
+  for (auto t : config.targets)
+    LF_CHECK(is_llama_target(t) == model.is_llama(), kind, origin, origin.empty() ? "" : ": ", "LoRA target '",
+             peft_module_name(t), "' is not a module of a ", model_family_name(model.family), " model");
+}
+
+}  // namespace
 
 double LoraConfig::scaling() const {
   return rslora ? alpha / std::sqrt(static_cast<double>(rank)) : alpha / static_cast<double>(rank);
@@ -78,12 +119,13 @@ std::string qkv_subset_name(const std::array<bool, 3>& subset) {
 template <class T>
 GptLora<T> init_gpt_lora(const GptConfig& model, const LoraConfig& config, std::uint64_t seed) {
   config.validate();
+  check_family(config, model, ErrorKind::usage, "");
   GptLora<T> lora;
   lora.config = config;
   lora.layers.resize(static_cast<std::size_t>(model.n_layer));
   std::mt19937_64 rng(seed);
   for (auto& layer : lora.layers)
-    for (auto target : all_lora_targets) {
+    for (auto target : every_lora_target) {
       if (!config.targets_module(target)) continue;
       const auto dims = lora_target_dims(target, model);
       const double bound = 1.0 / std::sqrt(static_cast<double>(dims.in));
@@ -117,8 +159,9 @@ void validate_gpt_lora(const GptLora<T>& lora, const GptConfig& model, const std
            " adapter layers for a model of ", model.n_layer, " blocks");
   const std::int64_t r = lora.config.rank;
   LF_CHECK(r >= 1, bad, origin, ": LoRA rank must be at least 1, got ", r);
+  check_family(lora.config, model, bad, origin);
   for (std::int64_t i = 0; i < model.n_layer; ++i)
-    for (auto target : all_lora_targets) {
+    for (auto target : every_lora_target) {
       const auto& adapter = lora.at(i, target);
       const std::string where = cat(origin, ": layer ", i, " module '", lora_target_name(target), "'");
       LF_CHECK(adapter.has_value() == lora.config.targets_module(target), bad, where,

@@ -38,7 +38,10 @@ template <class T>
 void lora_linear_fwd(const LoraLinearParams<T>& p) {
   const auto y = view(p.y, p.rows, p.out);
 #pragma omp parallel for schedule(static)
-  for (std::int64_t r = 0; r < p.rows; ++r) std::copy(p.bias, p.bias + p.out, y.row(r));
+  for (std::int64_t r = 0; r < p.rows; ++r) {
+    if (p.bias != nullptr) std::copy(p.bias, p.bias + p.out, y.row(r));
+    else std::fill(y.row(r), y.row(r) + p.out, T(0));
+  }
   const auto x = view(p.x, p.rows, p.in);
   gemm_rows(T(1), x, Op::none, view(p.w, p.in, p.out), T(1), y);  // y = bias + x W
   if (p.rank == 0) return;

@@ -21,7 +21,7 @@ struct LoraLinearParams {
   std::int64_t rank = 0;  // R; 0 = no adapter
   T scale = 0;            // s
   const T* w = nullptr;       // [in, out]
-  const T* bias = nullptr;    // [out]
+  const T* bias = nullptr;    // [out]; nullptr: no bias (nn.Linear(bias=False))
   const T* lora_a = nullptr;  // [R, in]
   const T* lora_b = nullptr;  // [out, R]
   const T* x = nullptr;       // [rows, in]

@@ -50,6 +50,10 @@ void resolve(const Operand& t, std::int64_t batch, std::int64_t len, std::int64_
 
 }  // namespace
 
+double AttentionConfig::resolved_scale(std::int64_t head_dim) const {
+  return scale > 0.0 ? scale : 1.0 / std::sqrt(static_cast<double>(head_dim));
+}
+
 template <class T>
 AttentionParams<T> checked(const AttentionParams<T>& in, AttentionUse use) {
   AttentionParams<T> p = in;

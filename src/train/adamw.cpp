@@ -12,7 +12,7 @@ template <class Layers, class Ptr>
 std::vector<Ptr> list_of(Layers& layers) {
   std::vector<Ptr> out;
   for (auto& layer : layers)
-    for (auto target : all_lora_targets)
+    for (auto target : every_lora_target)
       if (auto& adapter = layer[static_cast<std::size_t>(target)]) {
         out.push_back(&adapter->a);
         out.push_back(&adapter->b);

@@ -135,9 +135,11 @@ TokenBatch eval_windows(const Tokens& tokens, std::int64_t seq_len, std::int64_t
   return out;
 }
 
-template <class T>
-EvalResult evaluate_windows(const GptWeights<T>& weights, const GptLora<T>* lora, const Tokens& tokens,
-                            std::int64_t seq_len, std::int64_t max_windows, std::int64_t batch) {
+namespace {
+
+template <class W, class T>
+EvalResult evaluate_any(const W& weights, const GptLora<T>* lora, const Tokens& tokens, std::int64_t seq_len,
+                        std::int64_t max_windows, std::int64_t batch) {
   LF_CHECK(seq_len >= 1 && seq_len <= weights.config.n_positions, ErrorKind::usage, "--seq-len must be in [1, ",
            weights.config.n_positions, "] (the model's n_positions), got ", seq_len);
   std::int64_t windows = eval_window_count(static_cast<std::int64_t>(tokens.size()), seq_len);
@@ -147,12 +149,30 @@ EvalResult evaluate_windows(const GptWeights<T>& weights, const GptLora<T>* lora
   double sum = 0;
   for (std::int64_t first = 0; first < windows; first += batch) {
     const TokenBatch b = eval_windows(tokens, seq_len, first, std::min(batch, windows - first));
-    sum += gpt_loss(weights, lora, b) * static_cast<double>(b.predicted());
+    sum += model_loss(weights, lora, b) * static_cast<double>(b.predicted());
   }
   const std::int64_t predicted = windows * seq_len;
   return {sum / static_cast<double>(predicted), predicted};
 }
 
+}  // namespace
+
+template <class T>
+EvalResult evaluate_windows(const GptWeights<T>& weights, const GptLora<T>* lora, const Tokens& tokens,
+                            std::int64_t seq_len, std::int64_t max_windows, std::int64_t batch) {
+  return evaluate_any(weights, lora, tokens, seq_len, max_windows, batch);
+}
+
+template <class T>
+EvalResult evaluate_windows(const LlamaWeights<T>& weights, const GptLora<T>* lora, const Tokens& tokens,
+                            std::int64_t seq_len, std::int64_t max_windows, std::int64_t batch) {
+  return evaluate_any(weights, lora, tokens, seq_len, max_windows, batch);
+}
+
+template EvalResult evaluate_windows<float>(const LlamaWeights<float>&, const GptLora<float>*, const Tokens&,
+                                            std::int64_t, std::int64_t, std::int64_t);
+template EvalResult evaluate_windows<double>(const LlamaWeights<double>&, const GptLora<double>*, const Tokens&,
+                                             std::int64_t, std::int64_t, std::int64_t);
 template EvalResult evaluate_windows<float>(const GptWeights<float>&, const GptLora<float>*, const Tokens&,
                                             std::int64_t, std::int64_t, std::int64_t);
 template EvalResult evaluate_windows<double>(const GptWeights<double>&, const GptLora<double>*, const Tokens&,

@@ -101,8 +101,15 @@ LoraConfig lora_from(const json& j, const std::string& where) {
 }
 
 json model_json(const GptConfig& c) {
-  return {{"n_layer", c.n_layer}, {"n_head", c.n_head}, {"n_embd", c.n_embd}, {"n_positions", c.n_positions},
-          {"vocab_size", c.vocab_size}, {"layer_norm_epsilon", c.layer_norm_epsilon}};
+  json j{{"n_layer", c.n_layer}, {"n_head", c.n_head}, {"n_embd", c.n_embd}, {"n_positions", c.n_positions},
+         {"vocab_size", c.vocab_size}, {"layer_norm_epsilon", c.layer_norm_epsilon}};
+  if (c.is_llama()) {  // GPT-2 checkpoints keep the six fields above
+    j["model_type"] = model_family_name(c.family);
+    j["num_key_value_heads"] = c.llama.n_kv_head;
+    j["head_dim"] = c.llama.head_dim;
+    j["intermediate_size"] = c.llama.intermediate_size;
+  }
+  return j;
 }
 
 // The model a checkpoint was written for must be this one; the message names the first difference.
@@ -147,7 +154,7 @@ void save_checkpoint(const std::filesystem::path& path, const Checkpoint<T>& c) 
   const std::array<const std::vector<LoraLayer>*, 3> lists{&c.state.lora.layers, &c.state.adamw.m, &c.state.adamw.v};
   for (std::size_t g = 0; g < groups.size(); ++g)
     for (std::size_t i = 0; i < lists[g]->size(); ++i)
-      for (auto t : all_lora_targets)
+      for (auto t : every_lora_target)
         if (const auto& a = (*lists[g])[i][static_cast<std::size_t>(t)]) {
           tensors[groups[g] + peft_tensor_name(static_cast<std::int64_t>(i), t, false)] = a->a;
           tensors[groups[g] + peft_tensor_name(static_cast<std::int64_t>(i), t, true)] = a->b;

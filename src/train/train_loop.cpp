@@ -41,6 +41,12 @@ double validation_loss(const GptWeights<T>& weights, const GptLora<T>& lora, con
   return evaluate_windows(weights, &lora, val, options.seq_len, options.val_windows, options.batch).loss;
 }
 
+template <class T>
+double validation_loss(const LlamaWeights<T>& weights, const GptLora<T>& lora, const Tokens& val,
+                       const TrainOptions& options) {
+  return evaluate_windows(weights, &lora, val, options.seq_len, options.val_windows, options.batch).loss;
+}
+
 void validate_training_run(const GptConfig& model, const TrainValSplit& data, const TrainOptions& options) {
   options.validate();
   LF_CHECK(options.seq_len <= model.n_positions, usage, "--seq-len ", options.seq_len,
@@ -56,27 +62,27 @@ void validate_training_run(const GptConfig& model, const TrainValSplit& data, co
              " (raise --val-fraction, lower --seq-len, or pass --eval-every 0)");
 }
 
-template <class T>
-void validate_training(const GptWeights<T>& weights, const TrainState<T>& state, const TrainValSplit& data,
-                       const TrainOptions& options) {
+namespace {
+
+template <class W, class T>
+void validate_any(const W& weights, const TrainState<T>& state, const TrainValSplit& data,
+                  const TrainOptions& options) {
   options.validate();
   validate_gpt_lora(state.lora, weights.config, "adapter");
   validate_training_run(weights.config, data, options);
 }
 
-namespace {
-
 // Fine-tuning as update_loop.hpp's Run: gradients of the adapters only.
-template <class T>
+template <class W, class T = typename W::value_type>
 class LoraRun {
  public:
-  LoraRun(const GptWeights<T>& weights, TrainState<T>& state, const Tokens& val, const TrainOptions& options)
+  LoraRun(const W& weights, TrainState<T>& state, const Tokens& val, const TrainOptions& options)
       : weights_(weights), state_(state), val_(val), options_(options) {}
 
   std::int64_t step() const { return state_.step(); }
 
   double add_micro_batch(const TokenBatch& batch) {
-    auto result = gpt_loss_and_grad(weights_, state_.lora, batch, options_.attention);
+    auto result = model_loss_and_grad(weights_, state_.lora, batch, options_.attention);
     accumulate_grads(grads_, result.d_lora);
     if (plan_.empty()) plan_ = std::move(result.plan);
     return result.loss;
@@ -95,7 +101,7 @@ class LoraRun {
   double validation_loss() const { return lorafast::validation_loss(weights_, state_.lora, val_, options_); }
 
  private:
-  const GptWeights<T>& weights_;
+  const W& weights_;
   TrainState<T>& state_;
   const Tokens& val_;
   const TrainOptions& options_;
@@ -103,34 +109,56 @@ class LoraRun {
   GptAttentionPlan plan_;  // of the update's first micro-batch
 };
 
-}  // namespace
-
-template <class T>
-GptAttentionPlan next_update_plan(const GptWeights<T>& weights, const TrainState<T>& state, const Tokens& train,
-                                  const TrainOptions& options) {
+template <class W, class T>
+GptAttentionPlan next_plan_any(const W& weights, const TrainState<T>& state, const Tokens& train,
+                               const TrainOptions& options) {
   const auto batch = sample_windows(train, options.seq_len, options.batch, options.seed, state.step() + 1, 0);
-  return gpt_attention_plan(weights, &state.lora, batch, options.attention);
+  return model_attention_plan(weights, &state.lora, batch, options.attention);
 }
 
-template <class T>
-TrainOutcome train(const GptWeights<T>& weights, TrainState<T>& state, const TrainValSplit& data,
-                   const TrainOptions& options, const TrainCallbacks& callbacks) {
-  validate_training(weights, state, data, options);
-  LoraRun<T> run(weights, state, data.val, options);
+template <class W, class T>
+TrainOutcome train_any(const W& weights, TrainState<T>& state, const TrainValSplit& data, const TrainOptions& options,
+                       const TrainCallbacks& callbacks) {
+  validate_any(weights, state, data, options);
+  LoraRun<W> run(weights, state, data.val, options);
   return detail::run_updates(run, data.train, options, callbacks);
 }
 
-#define LORAFAST_INSTANTIATE(T)                                                                                  \
-  template TrainState<T> init_train_state<T>(const GptConfig&, const LoraConfig&, std::uint64_t);                \
-  template double validation_loss<T>(const GptWeights<T>&, const GptLora<T>&, const Tokens&, const TrainOptions&); \
-  template void validate_training<T>(const GptWeights<T>&, const TrainState<T>&, const TrainValSplit&,            \
-                                     const TrainOptions&);                                                        \
-  template GptAttentionPlan next_update_plan<T>(const GptWeights<T>&, const TrainState<T>&, const Tokens&,        \
+}  // namespace
+
+#define LORAFAST_FAMILY(Weights)                                                                                  \
+  template <class T>                                                                                             \
+  void validate_training(const Weights<T>& weights, const TrainState<T>& state, const TrainValSplit& data,       \
+                         const TrainOptions& options) {                                                          \
+    validate_any(weights, state, data, options);                                                                 \
+  }                                                                                                              \
+  template <class T>                                                                                             \
+  GptAttentionPlan next_update_plan(const Weights<T>& weights, const TrainState<T>& state, const Tokens& train,  \
+                                    const TrainOptions& options) {                                               \
+    return next_plan_any(weights, state, train, options);                                                        \
+  }                                                                                                              \
+  template <class T>                                                                                             \
+  TrainOutcome train(const Weights<T>& weights, TrainState<T>& state, const TrainValSplit& data,                 \
+                     const TrainOptions& options, const TrainCallbacks& callbacks) {                             \
+    return train_any(weights, state, data, options, callbacks);                                                  \
+  }
+LORAFAST_FAMILY(GptWeights)
+LORAFAST_FAMILY(LlamaWeights)
+#undef LORAFAST_FAMILY
+
+#define LORAFAST_INSTANTIATE(W, T)                                                                               \
+  template double validation_loss<T>(const W<T>&, const GptLora<T>&, const Tokens&, const TrainOptions&);         \
+  template void validate_training<T>(const W<T>&, const TrainState<T>&, const TrainValSplit&, const TrainOptions&); \
+  template GptAttentionPlan next_update_plan<T>(const W<T>&, const TrainState<T>&, const Tokens&,                 \
                                                 const TrainOptions&);                                             \
-  template TrainOutcome train<T>(const GptWeights<T>&, TrainState<T>&, const TrainValSplit&, const TrainOptions&,  \
+  template TrainOutcome train<T>(const W<T>&, TrainState<T>&, const TrainValSplit&, const TrainOptions&,           \
                                  const TrainCallbacks&);
-LORAFAST_INSTANTIATE(float)
-LORAFAST_INSTANTIATE(double)
+LORAFAST_INSTANTIATE(GptWeights, float)
+LORAFAST_INSTANTIATE(GptWeights, double)
+LORAFAST_INSTANTIATE(LlamaWeights, float)
+LORAFAST_INSTANTIATE(LlamaWeights, double)
 #undef LORAFAST_INSTANTIATE
+template TrainState<float> init_train_state<float>(const GptConfig&, const LoraConfig&, std::uint64_t);
+template TrainState<double> init_train_state<double>(const GptConfig&, const LoraConfig&, std::uint64_t);
 
 }  // namespace lorafast

@@ -22,9 +22,8 @@ struct EvalFlags {
   bool json = false;
 };
 
-template <class T>
-void run(const EvalFlags& f) {
-  const auto weights = load_model_for_data<T>(f.model, f.data_format);
+template <class W, class T = typename W::value_type>
+void run_model(const EvalFlags& f, const W& weights) {
   const auto adapter = load_optional_adapter<T>(f.model.adapter, weights.config);
   const Tokens tokens = read_token_file(f.data, f.data_format, weights.config.vocab_size);
   const std::int64_t seq_len = f.seq_len.value_or(default_seq_len(weights.config));
@@ -45,6 +44,11 @@ void run(const EvalFlags& f) {
               r.loss, std::exp(r.loss), r.loss / std::log(2.0), f.data_format == DataFormat::bytes ? "byte" : "token",
               static_cast<long long>(r.tokens),
               static_cast<long long>(r.tokens / seq_len), static_cast<long long>(seq_len + 1));
+}
+
+template <class T>
+void run(const EvalFlags& f) {
+  with_model_for_data<T>(f.model, f.data_format, [&](const auto& weights) { run_model(f, weights); });
 }
 
 }  // namespace

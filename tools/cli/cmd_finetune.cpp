@@ -15,6 +15,7 @@
 #include <exception>
 #include <filesystem>
 #include <memory>
+#include <type_traits>
 
 #include <nlohmann/json.hpp>
 
@@ -44,7 +45,7 @@ struct FinetuneFlags {
   std::int64_t rank = 8;
   std::optional<double> alpha;
   bool rslora = false;
-  std::vector<std::string> targets{"attn.c_attn"};
+  std::vector<std::string> targets;  // default: attn.c_attn (GPT-2), q_proj v_proj (the Llama family)
   std::string qkv = "qkv", method = "auto";
   double eps = 1e-3;
   std::optional<int> degree;
@@ -60,20 +61,27 @@ struct FinetuneFlags {
   bool given(const char* flag) const { return command->count(flag) > 0; }
 };
 
-LoraConfig lora_config(const FinetuneFlags& f) {
+LoraConfig lora_config(const FinetuneFlags& f, const GptConfig& model) {
   LoraConfig c;
   c.rank = f.rank;
   c.alpha = f.alpha.value_or(static_cast<double>(f.rank));
   c.rslora = f.rslora;
   c.targets.clear();
-  for (const auto& name : f.targets) {
-    if (name == "all") {
-      c.targets.assign(all_lora_targets.begin(), all_lora_targets.end());
+  std::vector<std::string> names = f.targets;
+  if (names.empty()) names = model.is_llama() ? std::vector<std::string>{"q_proj", "v_proj"}
+                                              : std::vector<std::string>{"attn.c_attn"};
+  for (const auto& name : names) {
+    if (name == "all" || name == "all-linear") {
+      const auto all = model_lora_targets(model);
+      c.targets.insert(c.targets.end(), all.begin(), all.end());
       continue;
     }
     const auto t = parse_lora_target(name);
     LF_CHECK(t.has_value(), usage, "--targets: '", name,
-             "' is not one of attn.c_attn (c_attn), attn.c_proj, mlp.c_fc (c_fc), mlp.c_proj, all");
+             "' is not one of attn.c_attn (c_attn), attn.c_proj, mlp.c_fc (c_fc), mlp.c_proj (GPT-2), q_proj, "
+             "k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj (the Llama family), all-linear (all)");
+    LF_CHECK(is_llama_target(*t) == model.is_llama(), usage, "--targets: '", name, "' is not a module of a ",
+             model_family_name(model.family), " model");
     c.targets.push_back(*t);
   }
   c.c_attn_qkv = parse_qkv_subset(f.qkv);
@@ -162,16 +170,9 @@ void print_sample(const char* title, const GptWeights<T>& weights, const GptLora
   if (!line_start) std::fputc('\n', stdout);
 }
 
-template <class T>
-void run(const FinetuneFlags& f) {
+template <class W, class T = typename W::value_type>
+void run_model(const FinetuneFlags& f, const W& weights, const LoraConfig& flag_lora, bool sampling) {
   const fs::path out = f.out, checkpoint_path = out / "checkpoint.safetensors";
-  f.train.validate();  // usage errors (and an odd --degree) before reading any file
-  LF_CHECK(f.val_fraction < 1, usage, "--val-fraction must be in [0, 1), got ", f.val_fraction);
-  const LoraConfig flag_lora = lora_config(f);
-  const bool sampling = f.sample_prompt && !f.sample_prompt->empty() && f.sample_tokens > 0;
-  LF_CHECK(!sampling || f.data_format == DataFormat::bytes, usage,
-           "--sample-prompt is text, one token per byte: it needs --data-format bytes");
-  const auto weights = load_model_for_data<T>(f.model, f.data_format);
   const GptConfig& config = weights.config;
   const Tokens tokens = read_token_file(f.data, f.data_format, config.vocab_size);
   const DataFingerprint data_fingerprint = fingerprint(tokens);
@@ -217,7 +218,8 @@ void run(const FinetuneFlags& f) {
   if ((method == Method::fast || method == Method::chained) && ckpt.state.step() < options.steps)
     next_update_plan(weights, ckpt.state, split.train, options);
 
-  if (sampling) print_sample<T>("sample from the base model", weights, nullptr, f);
+  if constexpr (std::is_same_v<W, GptWeights<T>>)
+    if (sampling) print_sample<T>("sample from the base model", weights, nullptr, f);
 
   // What the run writes at its end must be writable now, not after the training.
   for (const char* name : {"adapter_config.json", "adapter_model.safetensors", "checkpoint.safetensors",
@@ -275,7 +277,8 @@ void run(const FinetuneFlags& f) {
                 static_cast<long long>(done), static_cast<long long>(options.steps), first_loss, last_loss);
     if (last_val) std::printf(", val loss %.4f (perplexity %.3f)", *last_val, std::exp(*last_val));
     std::printf(", %.0f tokens/s in %.0f s\n", seconds > 0 ? tokens_done / seconds : 0.0, seconds);
-    if (sampling) print_sample<T>("sample from the adapted model", weights, &ckpt.state.lora, f);
+    if constexpr (std::is_same_v<W, GptWeights<T>>)
+      if (sampling) print_sample<T>("sample from the adapted model", weights, &ckpt.state.lora, f);
     std::printf("wrote %s (adapter_config.json, adapter_model.safetensors, train_log.csv, attention_plan.csv, "
                 "checkpoint.safetensors%s)\n",
                 out.c_str(), plotted ? ", loss_curve.png" : "");
@@ -290,6 +293,21 @@ void run(const FinetuneFlags& f) {
                  static_cast<long long>(options.steps), out.c_str());
     if (signo != 0) command_exit_status = 128 + signo;
   }
+}
+
+template <class T>
+void run(const FinetuneFlags& f) {
+  f.train.validate();  // usage errors (and an odd --degree) before reading any file
+  LF_CHECK(f.val_fraction < 1, usage, "--val-fraction must be in [0, 1), got ", f.val_fraction);
+  const GptConfig config = model_config_for_data(f.model, f.data_format);
+  const LoraConfig flag_lora = lora_config(f, config);
+  const bool sampling = f.sample_prompt && !f.sample_prompt->empty() && f.sample_tokens > 0;
+  LF_CHECK(!sampling || f.data_format == DataFormat::bytes, usage,
+           "--sample-prompt is text, one token per byte: it needs --data-format bytes");
+  LF_CHECK(!sampling || !config.is_llama(), usage, "--sample-prompt: sampling from a ",
+           model_family_name(config.family), " model is not implemented yet");
+  with_model_for_data<T>(f.model, f.data_format,
+                         [&](const auto& weights) { run_model(f, weights, flag_lora, sampling); });
 }
 
 // The embedded default run's recipe, for each flag not given: a few minutes on two
@@ -355,8 +373,10 @@ void add_finetune_command(CLI::App& app) {
   cmd->add_option("--rank", f->rank, "LoRA rank R (default 8)")->check(positive);
   cmd->add_option("--alpha", f->alpha, "LoRA alpha (default R: scaling 1)");
   cmd->add_flag("--rslora", f->rslora, "rsLoRA scaling alpha / sqrt(R)");
-  cmd->add_option("--targets", f->targets, "Adapted modules: attn.c_attn attn.c_proj mlp.c_fc mlp.c_proj, or all "
-                                           "(default attn.c_attn)")->expected(1, -1);
+  cmd->add_option("--targets", f->targets, "Adapted modules: attn.c_attn attn.c_proj mlp.c_fc mlp.c_proj (GPT-2), "
+                                           "q_proj k_proj v_proj o_proj gate_proj up_proj down_proj (the Llama "
+                                           "family), or all-linear (all) (default attn.c_attn; q_proj v_proj)")
+      ->expected(1, -1);
   cmd->add_option("--qkv", f->qkv, "Which of q, k, v attn.c_attn adapts, e.g. qv (default qkv)");
   cmd->add_option("--lr", t.lr, "Peak learning rate (default 2e-4)")->check(positive);
   cmd->add_option("--lora-plus-ratio", t.adamw.lora_plus_ratio, "LoRA+: learning rate of B / of A (default 1)")

@@ -1,5 +1,5 @@
 // `lorafast model-grad` (hidden, for tests and development): one forward + backward
-// of a GPT-2 model with a PEFT adapter on a batch of token windows. Writes `loss`
+// of a GPT-2 or Llama-family model with a PEFT adapter on a batch of token windows. Writes `loss`
 // and, under each adapter tensor's own name, d loss / d that tensor. With --full
 // (the adapter is then optional) it also writes d loss / d every base weight under
 // its GPT-2 name, spelt with the "transformer." prefix exactly when the model file is.
@@ -17,6 +17,7 @@
 
 #include "commands.hpp"
 #include "lorafast/gpt_loss.hpp"
+#include "lorafast/llama.hpp"
 #include "lorafast/safetensors.hpp"
 
 namespace lorafast::cli {
@@ -75,7 +76,7 @@ TokenBatch read_token_windows(const std::string& path) {
 
 void add_adapter_grads(const std::vector<LoraLayer>& d_lora, TensorMap& out) {
   for (std::size_t i = 0; i < d_lora.size(); ++i)
-    for (auto t : all_lora_targets)
+    for (auto t : every_lora_target)
       if (const auto& g = d_lora[i][static_cast<std::size_t>(t)]) {
         out[peft_tensor_name(static_cast<std::int64_t>(i), t, false)] = g->a;
         out[peft_tensor_name(static_cast<std::int64_t>(i), t, true)] = g->b;
@@ -87,32 +88,45 @@ void run(const ModelGradFlags& f) {
   LF_CHECK(f.full || !f.adapter.empty(), ErrorKind::usage, "model-grad: --adapter is required without --full");
   const std::filesystem::path model_file = std::filesystem::path(f.model) / "model.safetensors";
   const GptConfig config = read_gpt_config(std::filesystem::path(f.model) / "config.json");
-  const TensorMap model_tensors = read_safetensors(model_file).tensors;
-  const std::string prefix = gpt_tensor_prefix(model_tensors);
-  const auto weights = gpt_weights_from_tensors<T>(config, model_tensors, model_file.string());
-  std::optional<GptLora<T>> lora;
-  if (!f.adapter.empty()) lora = load_peft_adapter<T>(f.adapter, weights.config);
+  LF_CHECK(!f.full || !config.is_llama(), ErrorKind::usage, "model-grad: --full is not implemented for ",
+           model_family_name(config.family), " models");
   const TokenBatch batch = read_token_windows(f.tokens);
   try {
-    validate_tokens(batch, weights.config);
+    validate_tokens(batch, config);
   } catch (const Error& e) {
     throw Error(bad, cat(f.tokens, ": ", e.what()));
   }
   TensorMap out;
   double loss = 0, seconds = 0;
-  const auto start = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point start;
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
-  if (f.full) {
-    const auto grads = gpt_loss_and_full_grad(weights, lora ? &*lora : nullptr, batch);
+  if (config.is_llama()) {
+    const auto weights = load_llama_model<T>(f.model);
+    const auto lora = load_peft_adapter<T>(f.adapter, weights.config);
+    start = std::chrono::steady_clock::now();
+    const auto grads = llama_loss_and_grad(weights, lora, batch);
     seconds = elapsed();
     loss = grads.loss;
-    for (const auto& [name, tensor] : gpt_named_tensors(grads.d_weights)) out[prefix + name] = *tensor;
     add_adapter_grads(grads.d_lora, out);
   } else {
-    const auto grads = gpt_loss_and_grad(weights, *lora, batch);
-    seconds = elapsed();
-    loss = grads.loss;
-    add_adapter_grads(grads.d_lora, out);
+    const TensorMap model_tensors = read_safetensors(model_file).tensors;
+    const std::string prefix = gpt_tensor_prefix(model_tensors);
+    const auto weights = gpt_weights_from_tensors<T>(config, model_tensors, model_file.string());
+    std::optional<GptLora<T>> lora;
+    if (!f.adapter.empty()) lora = load_peft_adapter<T>(f.adapter, weights.config);
+    start = std::chrono::steady_clock::now();
+    if (f.full) {
+      const auto grads = gpt_loss_and_full_grad(weights, lora ? &*lora : nullptr, batch);
+      seconds = elapsed();
+      loss = grads.loss;
+      for (const auto& [name, tensor] : gpt_named_tensors(grads.d_weights)) out[prefix + name] = *tensor;
+      add_adapter_grads(grads.d_lora, out);
+    } else {
+      const auto grads = gpt_loss_and_grad(weights, *lora, batch);
+      seconds = elapsed();
+      loss = grads.loss;
+      add_adapter_grads(grads.d_lora, out);
+    }
   }
   out["loss"] = Tensor(dtype_of<T>(), {});
   out["loss"].template data<T>()[0] = static_cast<T>(loss);
@@ -130,7 +144,7 @@ void run(const ModelGradFlags& f) {
 
 void add_model_grad_command(CLI::App& app) {
   auto flags = std::make_shared<ModelGradFlags>();
-  auto* cmd = app.add_subcommand("model-grad", "GPT-2 (+ PEFT adapter): loss and gradients on token windows");
+  auto* cmd = app.add_subcommand("model-grad", "GPT-2 or Llama family (+ PEFT adapter): loss and gradients on token windows");
   cmd->group("");  // hidden: a development and test tool
   cmd->add_option("--model", flags->model, "Model directory (config.json, model.safetensors)")->required();
   cmd->add_option("--adapter", flags->adapter, "PEFT adapter directory (required without --full)");

@@ -11,6 +11,7 @@
 #include <CLI/CLI.hpp>
 
 #include "lorafast/gpt_lora.hpp"
+#include "lorafast/llama.hpp"
 #include "lorafast/train_data.hpp"
 
 namespace lorafast::cli {
@@ -35,9 +36,34 @@ inline std::int64_t default_seq_len(const GptConfig& config) { return std::min<s
 template <class T>
 GptWeights<T> load_model_for_data(const GptModelFlags& flags, DataFormat format) {
   require_data_vocab(read_gpt_config(std::filesystem::path(flags.model) / "config.json"), format);
-  auto weights = load_gpt_model<T>(flags.model);
+  auto weights = load_gpt_model<T>(flags.model);  // the config was read above: a gpt2 model
   if (flags.positions) extend_positions(weights, *flags.positions);
   return weights;
+}
+
+// config.json of --model, after checking that data in `format` can feed it (exit 4 otherwise).
+inline GptConfig model_config_for_data(const GptModelFlags& flags, DataFormat format) {
+  GptConfig config = read_gpt_config(std::filesystem::path(flags.model) / "config.json");
+  require_data_vocab(config, format);
+  return config;
+}
+
+// Runs `action(weights)` on the model of --model: GptWeights<T> for gpt2, LlamaWeights<T>
+// for the Llama family, with --positions applied (a rotary model just accepts longer sequences).
+template <class T, class Action>
+void with_model_for_data(const GptModelFlags& flags, DataFormat format, Action&& action) {
+  if (!model_config_for_data(flags, format).is_llama()) {
+    action(load_model_for_data<T>(flags, format));
+    return;
+  }
+  auto weights = load_llama_model<T>(flags.model);
+  if (flags.positions) {
+    LF_CHECK(*flags.positions >= weights.config.n_positions && *flags.positions <= (1 << 24), ErrorKind::usage,
+             "--positions ", *flags.positions, " is outside [max_position_embeddings = ", weights.config.n_positions,
+             ", 16777216]");
+    weights.config.n_positions = *flags.positions;
+  }
+  action(weights);
 }
 
 // The adapter of --adapter, or nothing without it.

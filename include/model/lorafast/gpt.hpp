@@ -14,27 +14,38 @@
 #include <utility>
 #include <vector>
 
+#include "lorafast/llama_config.hpp"
 #include "lorafast/safetensors.hpp"
 #include "lorafast/tensor.hpp"
 
 namespace lorafast {
 
+// The sizes of a decoder-only model. `family` gpt2 is GPT-2 as below; the Llama
+// family (llama_config.hpp, llama.hpp) maps hidden_size, num_hidden_layers,
+// num_attention_heads, max_position_embeddings and rms_norm_eps onto the same
+// fields and keeps the rest in `llama`.
 struct GptConfig {
   std::int64_t n_layer = 0;
   std::int64_t n_head = 0;
   std::int64_t n_embd = 0;       // D
   std::int64_t n_positions = 0;  // P, the longest sequence
   std::int64_t vocab_size = 0;   // V
-  double layer_norm_epsilon = 1e-5;
+  double layer_norm_epsilon = 1e-5;  // the Llama family: rms_norm_eps
+  ModelFamily family = ModelFamily::gpt2;
+  LlamaConfig llama;  // only for the Llama family
 
-  std::int64_t head_dim() const { return n_embd / n_head; }  // E
-  // Positive sizes, n_head dividing n_embd, epsilon > 0 and finite, sizes small
-  // enough that no tensor byte count overflows. Throws Error(bad_input) citing `origin`.
+  bool is_llama() const { return family != ModelFamily::gpt2; }
+  std::int64_t head_dim() const { return is_llama() ? llama.head_dim : n_embd / n_head; }  // E
+  // Positive sizes, n_head dividing n_embd (GPT-2) or n_kv_head dividing n_head
+  // (Llama), epsilon > 0 and finite, sizes small enough that no tensor byte count
+  // overflows. Throws Error(bad_input) citing `origin`.
   void validate(const std::string& origin) const;
 };
 
-// Parses and validates config.json text (other keys are ignored; the six above are
-// required, as JSON numbers). `origin` names the file in error messages.
+// Parses and validates config.json text; `origin` names the file in error messages.
+// `model_type` (default "gpt2") selects the family; an unknown one is an error.
+// GPT-2: the six sizes above are required, as JSON numbers, other keys ignored.
+// The Llama family: parse_llama_config (llama.hpp).
 GptConfig parse_gpt_config(const std::string& json_text, const std::string& origin);
 GptConfig read_gpt_config(const std::filesystem::path& path);
 
@@ -50,6 +61,7 @@ struct GptBlockWeights {
 
 template <class T>
 struct GptWeights {
+  using value_type = T;
   GptConfig config;
   Tensor wte;  // [V, D]  token embedding, also the (tied) LM head
   Tensor wpe;  // [P, D]  position embedding

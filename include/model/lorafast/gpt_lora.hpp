@@ -17,20 +17,39 @@
 
 namespace lorafast {
 
-enum class LoraTarget { attn_c_attn = 0, attn_c_proj = 1, mlp_c_fc = 2, mlp_c_proj = 3 };
-constexpr std::size_t lora_target_count = 4;
-constexpr std::array<LoraTarget, lora_target_count> all_lora_targets{
-    LoraTarget::attn_c_attn, LoraTarget::attn_c_proj, LoraTarget::mlp_c_fc, LoraTarget::mlp_c_proj};
+// The GPT-2 Conv1D modules, then the Llama family's nn.Linear modules (llama.hpp).
+enum class LoraTarget {
+  attn_c_attn = 0, attn_c_proj = 1, mlp_c_fc = 2, mlp_c_proj = 3,
+  q_proj = 4, k_proj = 5, v_proj = 6, o_proj = 7, gate_proj = 8, up_proj = 9, down_proj = 10
+};
+constexpr std::size_t lora_target_count = 11;
+// GPT-2's modules (what "all" adapts on a GPT-2 model).
+constexpr std::array<LoraTarget, 4> all_lora_targets{LoraTarget::attn_c_attn, LoraTarget::attn_c_proj,
+                                                     LoraTarget::mlp_c_fc, LoraTarget::mlp_c_proj};
+// Every slot of a LoraLayer, GPT-2's then the Llama family's.
+constexpr std::array<LoraTarget, lora_target_count> every_lora_target{
+    LoraTarget::attn_c_attn, LoraTarget::attn_c_proj, LoraTarget::mlp_c_fc, LoraTarget::mlp_c_proj,
+    LoraTarget::q_proj, LoraTarget::k_proj, LoraTarget::v_proj, LoraTarget::o_proj,
+    LoraTarget::gate_proj, LoraTarget::up_proj, LoraTarget::down_proj};
 
-std::string lora_target_name(LoraTarget target);  // the module path: "attn.c_attn", "mlp.c_fc", ...
+bool is_llama_target(LoraTarget target);  // q_proj ... down_proj
+// The module path inside a block: "attn.c_attn", "mlp.c_fc", "self_attn.q_proj", "mlp.down_proj", ...
+std::string lora_target_name(LoraTarget target);
+// The name adapter_config.json's target_modules lists: the path for GPT-2, the
+// module name PEFT users write for the Llama family ("q_proj").
+std::string peft_module_name(LoraTarget target);
 // "attn.c_attn" or its short form "c_attn", "attn.c_proj", "mlp.c_fc" or "c_fc",
-// "mlp.c_proj"; anything else (including the ambiguous "c_proj") is nullopt.
+// "mlp.c_proj", "q_proj" or "self_attn.q_proj" (and k, v, o), "gate_proj" or
+// "mlp.gate_proj" (and up, down); anything else (including the ambiguous "c_proj") is nullopt.
 std::optional<LoraTarget> parse_lora_target(const std::string& name);
+// The targets a model of this family has, in every_lora_target order (`all-linear`).
+std::vector<LoraTarget> model_lora_targets(const GptConfig& config);
 
 struct LoraDims {
   std::int64_t in = 0, out = 0;
 };
-LoraDims lora_target_dims(LoraTarget target, const GptConfig& config);  // e.g. c_attn: {D, 3D}
+// e.g. c_attn: {D, 3D}, k_proj: {D, K E}. `target` must belong to the model's family.
+LoraDims lora_target_dims(LoraTarget target, const GptConfig& config);
 
 struct LoraConfig {
   std::int64_t rank = 8;  // R
@@ -82,7 +101,8 @@ void validate_gpt_lora(const GptLora<T>& lora, const GptConfig& model, const std
 
 // ---- PEFT adapter directory: adapter_config.json + adapter_model.safetensors
 
-// Tensor name of an adapter matrix: "base_model.model.transformer.h.{i}.<module>.lora_A.weight".
+// Tensor name of an adapter matrix: "base_model.model.transformer.h.{i}.<module>.lora_A.weight"
+// (GPT-2) or "base_model.model.model.layers.{i}.<module>.lora_A.weight" (the Llama family).
 std::string peft_tensor_name(std::int64_t layer, LoraTarget target, bool is_b);
 
 // Creates `dir` if needed and writes both files atomically (each to a temporary

@@ -13,6 +13,7 @@
 
 #include "lorafast/gpt.hpp"
 #include "lorafast/gpt_loss.hpp"
+#include "lorafast/llama.hpp"
 
 namespace lorafast {
 
@@ -90,6 +91,9 @@ struct EvalResult {
 // order in double. Error(bad_input) when there is no complete window.
 template <class T>
 EvalResult evaluate_windows(const GptWeights<T>& weights, const GptLora<T>* lora, const Tokens& tokens,
+                            std::int64_t seq_len, std::int64_t max_windows = 0, std::int64_t batch = 8);
+template <class T>
+EvalResult evaluate_windows(const LlamaWeights<T>& weights, const GptLora<T>* lora, const Tokens& tokens,
                             std::int64_t seq_len, std::int64_t max_windows = 0, std::int64_t batch = 8);
 
 }  // namespace lorafast

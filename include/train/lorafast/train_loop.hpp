@@ -99,4 +99,19 @@ template <class T>
 double validation_loss(const GptWeights<T>& weights, const GptLora<T>& lora, const Tokens& val,
                        const TrainOptions& options);
 
+
+// The same for the Llama family (llama.hpp).
+template <class T>
+void validate_training(const LlamaWeights<T>& weights, const TrainState<T>& state, const TrainValSplit& data,
+                       const TrainOptions& options);
+template <class T>
+GptAttentionPlan next_update_plan(const LlamaWeights<T>& weights, const TrainState<T>& state, const Tokens& train,
+                                  const TrainOptions& options);
+template <class T>
+TrainOutcome train(const LlamaWeights<T>& weights, TrainState<T>& state, const TrainValSplit& data,
+                   const TrainOptions& options, const TrainCallbacks& callbacks = {});
+template <class T>
+double validation_loss(const LlamaWeights<T>& weights, const GptLora<T>& lora, const Tokens& val,
+                       const TrainOptions& options);
+
 }  // namespace lorafast

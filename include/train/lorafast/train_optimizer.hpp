@@ -100,7 +100,7 @@ void accumulate_grads(std::vector<LoraLayer>& acc, const std::vector<LoraLayer>&
 void scale_grads(std::vector<LoraLayer>& grads, double factor);
 
 // The tensors of a list in the canonical order: layer, then module
-// (all_lora_targets), then lora_A before lora_B.
+// (every_lora_target), then lora_A before lora_B.
 std::vector<Tensor*> lora_tensor_list(std::vector<LoraLayer>& layers);
 std::vector<const Tensor*> lora_tensor_list(const std::vector<LoraLayer>& layers);
 

@@ -1,0 +1,44 @@
+// What a Llama-family config.json (model_type llama, qwen2, mistral) adds to the
+// sizes every decoder-only model has (GptConfig in gpt.hpp): grouped-query
+// attention, the SwiGLU width, RMSNorm, rotary position embeddings and which
+// projections carry a bias. Names and defaults follow Hugging Face transformers 5
+// (LlamaConfig, Qwen2Config, MistralConfig); INTERFACE.md "Llama-family models".
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace lorafast {
+
+enum class ModelFamily { gpt2, llama, qwen2, mistral };
+std::string model_family_name(ModelFamily family);  // the config.json model_type
+
+// Rotary embedding: angle of position t and frequency i (0 <= i < E/2) is t * inv_freq[i],
+// inv_freq[i] = theta^(-2i/E), then rescaled by the rope type as transformers'
+// modeling_rope_utils does (linear: / factor; llama3: per-wavelength, see rope.cpp).
+struct RopeConfig {
+  enum class Type { standard, linear, llama3 };  // transformers' "default", "linear", "llama3"
+  Type type = Type::standard;
+  double theta = 10000.0;
+  double factor = 1.0;                       // linear, llama3
+  double low_freq_factor = 1.0;              // llama3
+  double high_freq_factor = 4.0;             // llama3
+  std::int64_t original_max_positions = 0;   // llama3: original_max_position_embeddings
+};
+
+struct LlamaConfig {
+  std::int64_t n_kv_head = 0;          // num_key_value_heads, divides n_head
+  std::int64_t head_dim = 0;           // E (default hidden_size / num_attention_heads)
+  std::int64_t intermediate_size = 0;  // F, the SwiGLU width
+  bool tie_word_embeddings = false;    // the LM head is embed_tokens
+  bool qkv_bias = false;               // q/k/v_proj biases (llama: attention_bias; qwen2: always)
+  bool o_bias = false;                 // o_proj bias (llama: attention_bias)
+  std::int64_t sliding_window = 0;     // keys further back than this are masked; 0: none
+  RopeConfig rope;
+};
+
+// The inverse frequencies [E/2] of `rope` for head dimension `head_dim`, in double.
+std::vector<double> rope_inv_freq(const RopeConfig& rope, std::int64_t head_dim);
+
+}  // namespace lorafast

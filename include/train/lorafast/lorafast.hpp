@@ -1,0 +1,31 @@
+// Everything lorafast exports, layer by layer (DESIGN.md): attention (fwd/bwd,
+// certificate, dispatch), models and files, training. One include for library users;
+// the library itself includes the one header per concept it needs.
+#pragma once
+
+#include "lorafast/atomic_file.hpp"
+#include "lorafast/attention.hpp"
+#include "lorafast/certificate.hpp"
+#include "lorafast/cost_model.hpp"
+#include "lorafast/dispatch.hpp"
+#include "lorafast/error.hpp"
+#include "lorafast/fast_attention.hpp"
+#include "lorafast/features.hpp"
+#include "lorafast/planned_attention.hpp"
+#include "lorafast/tensor.hpp"
+#include "lorafast/threads.hpp"
+#include "lorafast/case_spec.hpp"
+#include "lorafast/gpt.hpp"
+#include "lorafast/gpt_generate.hpp"
+#include "lorafast/gpt_lora.hpp"
+#include "lorafast/gpt_loss.hpp"
+#include "lorafast/grad_case.hpp"
+#include "lorafast/llama.hpp"
+#include "lorafast/llama_config.hpp"
+#include "lorafast/lora.hpp"
+#include "lorafast/safetensors.hpp"
+#include "lorafast/pretrain.hpp"
+#include "lorafast/train_checkpoint.hpp"
+#include "lorafast/train_data.hpp"
+#include "lorafast/train_loop.hpp"
+#include "lorafast/train_optimizer.hpp"

@@ -1,0 +1,112 @@
+// Backward pass of the Llama-family loss to the LoRA adapters (the base weights are
+// frozen): the final norm, then per block (last first) down_proj, SwiGLU,
+// gate_proj + up_proj, the post-attention norm, o_proj, attention (the forward's
+// plan), the inverse rotation of d_q and d_k, q/k/v_proj and the input norm, the
+// residual gradient accumulating in place; block 0 stops at its adapters.
+#include "lorafast/llama.hpp"
+#include "model/llama_activations.hpp"
+#include "lorafast/planned_attention.hpp"
+#include "model/llama_attention.hpp"
+#include "model/lm_head_loss.hpp"
+#include "model/rms_norm.hpp"
+#include "model/swiglu.hpp"
+
+namespace lorafast {
+namespace {
+
+template <class T>
+void add_to(T* acc, const std::vector<T>& x) {
+  const auto n = static_cast<std::int64_t>(x.size());
+#pragma omp parallel for schedule(static)
+  for (std::int64_t i = 0; i < n; ++i) acc[i] += x[static_cast<std::size_t>(i)];
+}
+
+template <class T>
+std::vector<LoraLayer> zero_grads(const GptLora<T>& lora) {
+  std::vector<LoraLayer> grads(lora.layers.size());
+  for (std::size_t i = 0; i < grads.size(); ++i)
+    for (std::size_t t = 0; t < lora_target_count; ++t)
+      if (const auto& a = lora.layers[i][t])
+        grads[i][t] = LoraAdapter{Tensor(dtype_of<T>(), a->a.shape()), Tensor(dtype_of<T>(), a->b.shape())};
+  return grads;
+}
+
+}  // namespace
+
+template <class T>
+GptLossGrad<T> llama_loss_and_grad(const LlamaWeights<T>& w, const GptLora<T>& lora, const TokenBatch& batch,
+                                   const AttentionRequest& attention) {
+  validate_tokens(batch, w.config);
+  validate_gpt_lora(lora, w.config, "adapter");
+  GptLossGrad<T> out;
+  out.d_lora = zero_grads(lora);
+  const GptConfig& cfg = w.config;
+  LlamaActivations<T> act;
+  llama_forward(w, &lora, batch, attention, /*keep_all=*/true, act);
+  const std::int64_t d = cfg.n_embd, rows = act.rows, e = cfg.head_dim(), f = cfg.llama.intermediate_size;
+  const std::int64_t q = cfg.n_head * e, kv = cfg.llama.n_kv_head * e;
+  auto buffer = [](std::int64_t n) { return std::vector<T>(static_cast<std::size_t>(n)); };
+  std::vector<T> d_res = buffer(rows * d), d_ln = buffer(rows * d), d_x = buffer(rows * d), d_attn = buffer(rows * q);
+  std::vector<T> d_q = buffer(rows * q), d_k = buffer(rows * kv), d_v = buffer(rows * kv);
+  std::vector<T> h = buffer(rows * f), d_h = buffer(rows * f), d_gate = buffer(rows * f);
+
+  out.loss = lm_head_loss(LmHeadLossParams<T>{rows, d, cfg.vocab_size, act.norm_out.data(), w.lm_head.template data<T>(),
+                                              act.targets.data(), d_ln.data(), nullptr});
+  rms_norm_bwd(RmsNormParams<T>{rows, d, cfg.layer_norm_epsilon, act.residual.back().data(), w.norm.template data<T>(),
+                                nullptr, act.norm_rstd.data(), d_ln.data(), d_res.data(), nullptr});
+  for (std::int64_t i = cfg.n_layer - 1; i >= 0; --i) {
+    const auto& b = w.blocks[static_cast<std::size_t>(i)];
+    auto& a = act.blocks[static_cast<std::size_t>(i)];
+    auto& grads = out.d_lora[static_cast<std::size_t>(i)];
+    // Backward of one projection: x its input, d_y its output gradient, d_x nullptr or overwritten.
+    auto linear_bwd = [&](LoraTarget t, const T* x, const T* d_y, T* d_x_out) {
+      auto p = llama_module_params(w, &lora, i, t, rows);
+      p.x = x;
+      p.d_y = d_y;
+      p.d_x = d_x_out;
+      if (auto& g = grads[static_cast<std::size_t>(t)]) {
+        p.d_lora_a = g->a.template data<T>();
+        p.d_lora_b = g->b.template data<T>();
+      }
+      lora_linear_bwd(p);
+    };
+
+    // MLP: d_res is d loss / d (block output) = d loss / d (down_proj output).
+    swiglu_fwd(SwigluParams<T>{rows * f, a.gate.data(), a.up.data(), h.data(), nullptr, nullptr, nullptr});
+    linear_bwd(LoraTarget::down_proj, h.data(), d_res.data(), d_h.data());
+    swiglu_bwd(SwigluParams<T>{rows * f, a.gate.data(), a.up.data(), nullptr, d_h.data(), d_gate.data(), d_h.data()});
+    linear_bwd(LoraTarget::gate_proj, a.norm2.data(), d_gate.data(), d_ln.data());
+    linear_bwd(LoraTarget::up_proj, a.norm2.data(), d_h.data(), d_x.data());  // d_h now holds d_up
+    add_to(d_ln.data(), d_x);
+    rms_norm_bwd(RmsNormParams<T>{rows, d, cfg.layer_norm_epsilon, a.x_mid.data(), b.post_norm.template data<T>(),
+                                  nullptr, a.rstd2.data(), d_ln.data(), d_res.data(), nullptr});  // d loss / d x_mid
+
+    // Attention.
+    linear_bwd(LoraTarget::o_proj, a.attn.data(), d_res.data(), d_attn.data());
+    AttentionParams<T> attn = llama_attention_params<T>(cfg, batch.batch, batch.seq_len);
+    attn.q = a.q.data(), attn.k = a.k.data(), attn.v = a.v.data(), attn.o = a.attn.data(), attn.lse = a.lse.data();
+    attn.d_o = d_attn.data(), attn.d_q = d_q.data(), attn.d_k = d_k.data(), attn.d_v = d_v.data();
+    planned_attention_bwd(attn, act.plan[static_cast<std::size_t>(i)]);
+    rope_bwd(RopeParams<T>{rows, cfg.n_head, &act.rope, d_q.data()});
+    rope_bwd(RopeParams<T>{rows, cfg.llama.n_kv_head, &act.rope, d_k.data()});
+    const bool to_input = i > 0;  // the embeddings are frozen
+    linear_bwd(LoraTarget::q_proj, a.norm1.data(), d_q.data(), to_input ? d_ln.data() : nullptr);
+    linear_bwd(LoraTarget::k_proj, a.norm1.data(), d_k.data(), to_input ? d_x.data() : nullptr);
+    if (to_input) add_to(d_ln.data(), d_x);
+    linear_bwd(LoraTarget::v_proj, a.norm1.data(), d_v.data(), to_input ? d_x.data() : nullptr);
+    if (!to_input) break;
+    add_to(d_ln.data(), d_x);
+    rms_norm_bwd(RmsNormParams<T>{rows, d, cfg.layer_norm_epsilon, act.residual[static_cast<std::size_t>(i)].data(),
+                                  b.input_norm.template data<T>(), nullptr, a.rstd1.data(), d_ln.data(), d_res.data(),
+                                  nullptr});  // d loss / d (block input)
+  }
+  out.plan = std::move(act.plan);
+  return out;
+}
+
+template GptLossGrad<float> llama_loss_and_grad<float>(const LlamaWeights<float>&, const GptLora<float>&,
+                                                       const TokenBatch&, const AttentionRequest&);
+template GptLossGrad<double> llama_loss_and_grad<double>(const LlamaWeights<double>&, const GptLora<double>&,
+                                                         const TokenBatch&, const AttentionRequest&);
+
+}  // namespace lorafast

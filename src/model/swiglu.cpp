@@ -1,0 +1,37 @@
+#include "model/swiglu.hpp"
+
+#include <cmath>
+
+namespace lorafast {
+namespace {
+
+template <class T>
+T sigmoid(T g) {
+  return T(1) / (T(1) + std::exp(-g));
+}
+
+}  // namespace
+
+template <class T>
+void swiglu_fwd(const SwigluParams<T>& p) {
+#pragma omp parallel for schedule(static)
+  for (std::int64_t i = 0; i < p.count; ++i) p.h[i] = p.gate[i] * sigmoid(p.gate[i]) * p.up[i];
+}
+
+template <class T>
+void swiglu_bwd(const SwigluParams<T>& p) {
+#pragma omp parallel for schedule(static)
+  for (std::int64_t i = 0; i < p.count; ++i) {
+    const T g = p.gate[i], s = sigmoid(g), d_h = p.d_h[i];
+    const T d_gate = d_h * p.up[i] * s * (T(1) + g * (T(1) - s));
+    p.d_up[i] = d_h * g * s;  // d_up may alias d_h: read before writing
+    p.d_gate[i] = d_gate;
+  }
+}
+
+template void swiglu_fwd<float>(const SwigluParams<float>&);
+template void swiglu_fwd<double>(const SwigluParams<double>&);
+template void swiglu_bwd<float>(const SwigluParams<float>&);
+template void swiglu_bwd<double>(const SwigluParams<double>&);
+
+}  // namespace lorafast
