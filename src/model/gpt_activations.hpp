@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "lorafast/attention.hpp"
 #include "lorafast/gpt_loss.hpp"
 #include "model/lora_linear.hpp"
 
@@ -42,12 +43,29 @@ using Activation = std::vector<T, UninitializedAllocator<T>>;
 template <class T>
 struct BlockActivations {
   Activation<T> ln1_mean, ln1_rstd, ln1_out;  // [M], [M], [M, D]
-  Activation<T> q, k, v;                      // [M, D] each (heads by columns)
+  Activation<T> qkv;                          // [M, 3D] c_attn output: q | k | v columns, heads by columns
   Activation<T> attn, lse;                    // [M, D], [N, H, T]
   Activation<T> x_mid;                        // [M, D]  residual after attention
   Activation<T> ln2_mean, ln2_rstd, ln2_out;  // [M], [M], [M, D]
   Activation<T> fc_pre;                       // [M, 4D] c_fc output, before GELU
 };
+
+// The attention of a block reads q, k and v in place, as column blocks of the
+// c_attn output [M, 3D]; its gradients go to the same columns of d_qkv.
+template <class T>
+AttentionParams<T> gpt_attention_params(const GptConfig& cfg, std::int64_t batch, std::int64_t seq_len) {
+  AttentionParams<T> attn;
+  attn.batch = batch;
+  attn.seq_len = seq_len;
+  attn.heads = cfg.n_head;
+  attn.head_dim = cfg.head_dim();
+  attn.scale = AttentionConfig{}.resolved_scale(attn.head_dim);  // 1/sqrt(E), as GPT-2
+  attn.causal = true;
+  const std::int64_t width = 3 * cfg.n_embd;
+  attn.q_strides = attn.k_strides = attn.v_strides = attn.d_q_strides = attn.d_k_strides = attn.d_v_strides =
+      HeadStrides{seq_len * width, width, attn.head_dim};
+  return attn;
+}
 
 template <class T>
 struct GptActivations {

@@ -21,19 +21,6 @@ const T* ptr(const Tensor& t) {
   return t.data<T>();
 }
 
-// d_q, d_k, d_v [M, D] -> the c_attn output gradient [M, 3D] (columns q | k | v).
-template <class T>
-void merge_qkv(const std::vector<T>& d_q, const std::vector<T>& d_k, const std::vector<T>& d_v, std::int64_t rows,
-               std::int64_t d, std::vector<T>& d_qkv) {
-#pragma omp parallel for schedule(static)
-  for (std::int64_t r = 0; r < rows; ++r) {
-    T* dst = d_qkv.data() + r * 3 * d;
-    std::copy(d_q.data() + r * d, d_q.data() + (r + 1) * d, dst);
-    std::copy(d_k.data() + r * d, d_k.data() + (r + 1) * d, dst + d);
-    std::copy(d_v.data() + r * d, d_v.data() + (r + 1) * d, dst + 2 * d);
-  }
-}
-
 // Sets the gradient outputs of `p` to the adapter's gradient slot, if adapted.
 template <class T>
 void bind_grads(LoraLinearParams<T>& p, std::optional<LoraAdapter>& grad) {
@@ -113,7 +100,6 @@ double forward_backward(const GptWeights<T>& w, const GptLora<T>* lora, const To
   const std::int64_t rows = act.rows;
   auto buffer = [](std::int64_t n) { return std::vector<T>(static_cast<std::size_t>(n)); };
   std::vector<T> d_res = buffer(rows * d), d_ln = buffer(rows * d), d_attn = buffer(rows * d);
-  std::vector<T> d_q = buffer(rows * d), d_k = buffer(rows * d), d_v = buffer(rows * d);
   std::vector<T> gelu_out = buffer(rows * 4 * d), d_wide = buffer(rows * 4 * d);
 
   const double loss = lm_head_loss(LmHeadLossParams<T>{rows, d, cfg.vocab_size, act.lnf_out.data(), ptr<T>(w.wte),
@@ -123,13 +109,7 @@ double forward_backward(const GptWeights<T>& w, const GptLora<T>* lora, const To
                                     d_ln.data(), d_res.data(), slot<T>(d_w, &GptWeights<T>::ln_f_weight),
                                     slot<T>(d_w, &GptWeights<T>::ln_f_bias)});
 
-  AttentionParams<T> attn;
-  attn.batch = batch.batch;
-  attn.seq_len = batch.seq_len;
-  attn.heads = cfg.n_head;
-  attn.head_dim = cfg.head_dim();
-  attn.scale = AttentionConfig{}.resolved_scale(attn.head_dim);
-  attn.causal = true;
+  AttentionParams<T> attn = gpt_attention_params<T>(cfg, batch.batch, batch.seq_len);
   for (std::int64_t i = layers - 1; i >= 0; --i) {
     const auto& b = w.blocks[static_cast<std::size_t>(i)];
     auto& a = act.blocks[static_cast<std::size_t>(i)];
@@ -166,17 +146,16 @@ double forward_backward(const GptWeights<T>& w, const GptLora<T>* lora, const To
     c_proj.d_x = d_attn.data();
     bind(c_proj, LoraTarget::attn_c_proj);
     lora_linear_bwd(c_proj);
-    attn.q = a.q.data();
-    attn.k = a.k.data();
-    attn.v = a.v.data();
+    attn.q = a.qkv.data();
+    attn.k = a.qkv.data() + d;
+    attn.v = a.qkv.data() + 2 * d;
     attn.o = a.attn.data();
     attn.lse = a.lse.data();
     attn.d_o = d_attn.data();
-    attn.d_q = d_q.data();
-    attn.d_k = d_k.data();
-    attn.d_v = d_v.data();
+    attn.d_q = d_wide.data();  // the c_attn output gradient [M, 3D], written in place
+    attn.d_k = d_wide.data() + d;
+    attn.d_v = d_wide.data() + 2 * d;
     planned_attention_bwd(attn, act.plan[static_cast<std::size_t>(i)]);
-    merge_qkv(d_q, d_k, d_v, rows, d, d_wide);
     const bool to_input = i > 0 || d_w != nullptr;  // the embeddings are frozen unless d_w is wanted
     auto c_attn = module_params(w, lora, i, LoraTarget::attn_c_attn, rows);
     c_attn.x = a.ln1_out.data();

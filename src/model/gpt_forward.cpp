@@ -34,18 +34,6 @@ void embed(const GptWeights<T>& w, const TokenBatch& batch, T* x) {
   }
 }
 
-// Columns [0, D), [D, 2D), [2D, 3D) of the c_attn output [M, 3D] -> q, k, v [M, D].
-template <class T>
-void split_qkv(const std::vector<T>& qkv, std::int64_t rows, std::int64_t d, BlockActivations<T>& a) {
-#pragma omp parallel for schedule(static)
-  for (std::int64_t r = 0; r < rows; ++r) {
-    const T* src = qkv.data() + r * 3 * d;
-    std::copy(src, src + d, a.q.data() + r * d);
-    std::copy(src + d, src + 2 * d, a.k.data() + r * d);
-    std::copy(src + 2 * d, src + 3 * d, a.v.data() + r * d);
-  }
-}
-
 template <class T>
 void add(const T* a, const T* b, T* out, std::int64_t count) {
 #pragma omp parallel for schedule(static)
@@ -55,7 +43,8 @@ void add(const T* a, const T* b, T* out, std::int64_t count) {
 template <class T>
 void allocate(BlockActivations<T>& a, std::int64_t rows, std::int64_t d, std::int64_t lse_size) {
   for (auto* v : {&a.ln1_mean, &a.ln1_rstd, &a.ln2_mean, &a.ln2_rstd}) resize(*v, rows);
-  for (auto* v : {&a.ln1_out, &a.q, &a.k, &a.v, &a.attn, &a.x_mid, &a.ln2_out}) resize(*v, rows * d);
+  for (auto* v : {&a.ln1_out, &a.attn, &a.x_mid, &a.ln2_out}) resize(*v, rows * d);
+  resize(a.qkv, rows * 3 * d);
   resize(a.lse, lse_size);
   resize(a.fc_pre, rows * 4 * d);
 }
@@ -119,13 +108,7 @@ void gpt_forward(const GptWeights<T>& w, const GptLora<T>* lora, const TokenBatc
   embed(w, batch, residual(0).data());
 
   std::vector<T> wide(static_cast<std::size_t>(rows * 4 * d)), proj(static_cast<std::size_t>(rows * d));
-  AttentionParams<T> attn;
-  attn.batch = batch.batch;
-  attn.seq_len = batch.seq_len;
-  attn.heads = cfg.n_head;
-  attn.head_dim = cfg.head_dim();
-  attn.scale = AttentionConfig{}.resolved_scale(attn.head_dim);  // 1/sqrt(E), as GPT-2
-  attn.causal = true;
+  AttentionParams<T> attn = gpt_attention_params<T>(cfg, batch.batch, batch.seq_len);
   act.plan.assign(static_cast<std::size_t>(layers), {});
   for (std::int64_t i = 0; i < layers; ++i) {
     const auto& b = w.blocks[static_cast<std::size_t>(i)];
@@ -135,12 +118,11 @@ void gpt_forward(const GptWeights<T>& w, const GptLora<T>* lora, const TokenBatc
                                       a.ln1_out.data(), a.ln1_mean.data(), a.ln1_rstd.data(), nullptr, nullptr});
     auto c_attn = module_params(w, lora, i, LoraTarget::attn_c_attn, rows);
     c_attn.x = a.ln1_out.data();
-    c_attn.y = wide.data();  // qkv: [M, 3D]
+    c_attn.y = a.qkv.data();
     lora_linear_fwd(c_attn);
-    split_qkv(wide, rows, d, a);
-    attn.q = a.q.data();
-    attn.k = a.k.data();
-    attn.v = a.v.data();
+    attn.q = a.qkv.data();
+    attn.k = a.qkv.data() + d;
+    attn.v = a.qkv.data() + 2 * d;
     attn.o = a.attn.data();
     attn.lse = a.lse.data();
     auto& plan = act.plan[static_cast<std::size_t>(i)];
