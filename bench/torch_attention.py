@@ -1,29 +1,49 @@
 #!/usr/bin/env python3
-"""Times PyTorch eager autograd on the problem `lorafast bench` times: one head-batched
-attention forward + backward, q, k, v: [H, L, E] float32, random dO.
+"""Times one attention forward + backward in PyTorch on the problem `lorafast bench`
+times: q, k, v [1, H, L, E] float32, random dO, scale 1/sqrt(E), causal or not.
+
+--impl sdpa     torch.nn.functional.scaled_dot_product_attention as PyTorch picks its
+                CPU backend (the flash kernel for these inputs; its backward splits
+                work over batch x heads only)
+--impl math     SDPA restricted to the math backend (the composite: bmm, softmax, bmm)
+--impl lorafast lorafast.attention on the same torch tensors: our kernels through the
+                Python package (autograd.Function, the GIL released), to measure the
+                cost of the Python call against `lorafast bench`
 
 One size per process (peak RSS is per process). Prints one JSON object.
-PyTorch 1.13 has no public scaled_dot_product_attention, so this is the composite
-that its own nn.MultiheadAttention runs: scale q (cheaper than scaling the L x L
-scores, same result), bmm, mask in place with a real -inf, softmax, bmm.
 """
 import argparse
 import json
-import math
 import resource
 import statistics
 import sys
 import time
 
 import torch
+import torch.nn.functional as F
 
 
 def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
+def attention_fn(impl, causal, threads):
+    if impl == "lorafast":
+        import lorafast
+        return lambda q, k, v: lorafast.attention(q, k, v, causal=causal, method="exact", threads=threads)
+    if impl == "math":
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        def math(q, k, v):
+            with sdpa_kernel(SDPBackend.MATH):
+                return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        return math
+    return lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--impl", choices=["sdpa", "math", "lorafast"], default="math")
     ap.add_argument("--seq-len", type=int, required=True)
     ap.add_argument("--head-dim", type=int, default=64)
     ap.add_argument("--heads", type=int, default=1)
@@ -36,21 +56,15 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seq_len)
     L, E, H = args.seq_len, args.head_dim, args.heads
+    fn = attention_fn(args.impl, args.causal, args.threads)
     baseline_rss = peak_rss_mb()
-    q, k, v = (torch.randn(H, L, E, requires_grad=True) for _ in range(3))
-    d_o = torch.randn(H, L, E)
-    scale = 1.0 / math.sqrt(E)
-    mask = torch.ones(L, L, dtype=torch.bool).triu_(1) if args.causal else None  # not timed
+    q, k, v = (torch.randn(1, H, L, E, requires_grad=True) for _ in range(3))
+    d_o = torch.randn(1, H, L, E)
 
     def step():
         for t in (q, k, v):
             t.grad = None
-        s = torch.bmm(q * scale, k.transpose(1, 2))  # [H, L, L]
-        if mask is not None:
-            s.masked_fill_(mask, float("-inf"))  # bmm's backward does not need its output
-        o = torch.bmm(torch.softmax(s, dim=-1), v)
-        del s
-        o.backward(d_o)
+        fn(q, k, v).backward(d_o)
 
     step()  # warm-up
     times, start = [], time.perf_counter()
@@ -66,7 +80,7 @@ def main():
     ms = statistics.median(times)
     flops = 14.0 * L * L * E * H * (0.5 if args.causal else 1.0)  # nominal, as lorafast bench
     json.dump({
-        "impl": "torch", "torch_version": torch.__version__, "threads": torch.get_num_threads(),
+        "impl": args.impl, "torch_version": torch.__version__, "threads": torch.get_num_threads(),
         "seq_len": L, "head_dim": E, "heads": H, "causal": args.causal, "reps": len(times),
         "ms_median": ms, "ms_min": min(times), "gflops": flops / (ms * 1e6),
         "peak_rss_mb": peak_rss_mb(), "baseline_rss_mb": baseline_rss,

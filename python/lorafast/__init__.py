@@ -6,7 +6,21 @@ certified almost-linear ones where the attention scores allow (arXiv 2406.03136)
     lorafast.attention_plan(q, k)                        # per head: method, degree, why
 """
 
-from ._attention import (Forward, attention, attention_backward, attention_forward,  # noqa: F401
+import os
+
+# The short OpenMP spin the command line runs with (tools/cli/omp_wait_policy.cpp):
+# libgomp's default busy-wait makes 2-thread runs several times slower when the
+# cores are shared with other work. libgomp reads it when it loads, which for the
+# system libgomp our extension links is the import just below; the user's own
+# OMP_WAIT_POLICY or GOMP_SPINCOUNT wins. PyTorch's own (bundled) OpenMP runtime has
+# read its settings already when torch was imported first: under load, set
+# OMP_WAIT_POLICY=passive before starting Python (bench/attention_vs_torch.py
+# --omp-wait-policy; on a loaded 2-core machine an L = 512 forward + backward through
+# lorafast.attention took 40 ms under the defaults and 3.3 ms with it passive).
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", "10000")
+
+from ._attention import (Forward, attention, attention_backward, attention_forward,  # noqa: F401,E402
                          attention_plan)
 
 __version__ = "0.1.0"
