@@ -41,6 +41,7 @@ void bind_base_grads(LoraLinearParams<T>& p, GptBlockWeights& g, LoraTarget targ
     case LoraTarget::attn_c_proj: bind(g.attn_c_proj_weight, g.attn_c_proj_bias); break;
     case LoraTarget::mlp_c_fc: bind(g.mlp_c_fc_weight, g.mlp_c_fc_bias); break;
     case LoraTarget::mlp_c_proj: bind(g.mlp_c_proj_weight, g.mlp_c_proj_bias); break;
+    default: LF_ASSERT(!"a GPT-2 block has only GPT-2 modules");
   }
 }
 

@@ -78,6 +78,7 @@ LoraLinearParams<T> module_params(const GptWeights<T>& weights, const GptLora<T>
     case LoraTarget::attn_c_proj: p.w = ptr<T>(b.attn_c_proj_weight), p.bias = ptr<T>(b.attn_c_proj_bias); break;
     case LoraTarget::mlp_c_fc: p.w = ptr<T>(b.mlp_c_fc_weight), p.bias = ptr<T>(b.mlp_c_fc_bias); break;
     case LoraTarget::mlp_c_proj: p.w = ptr<T>(b.mlp_c_proj_weight), p.bias = ptr<T>(b.mlp_c_proj_bias); break;
+    default: LF_ASSERT(!"a GPT-2 block has only GPT-2 modules");
   }
   if (lora != nullptr && lora->at(layer, target)) {
     const auto& adapter = *lora->at(layer, target);
