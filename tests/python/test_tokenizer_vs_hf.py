@@ -52,6 +52,7 @@ TEXTS = [
     "combining: e\u0301 vs \u00e9, A\u030a vs \u00c5, n\u0303o, \u1e9b\u0323, Hangul \u1100\u1161\u11a8",
     "nbsp\u00a0here, ideographic\u3000space, nel\u0085line, zero\u200bwidth, em\u2003space",
     "<|endoftext|>The start<|im_start|>user\nhello world<|im_end|> <mask>  cat concat cat.",
+    "<s>Hello</s> world <s> again</s>\n<unk> aaaa bbbbbb eeee",
     "ſ 's 'S 'Ll ǅ ß ẞ İstanbul ΣΑΣ ﬁ ℌ ① ｆｕｌｌ",
 ]
 INVALID = [
