@@ -4,7 +4,8 @@ Each tokenizer is built and trained here by the library itself on the bundled co
 and saved as tokenizer.json: GPT-2 style byte-level BPE; Llama-2 style byte_fallback
 BPE (Prepend + Replace normalizers, and a Metaspace variant with NFC); the byte-level
 one with added tokens (special, normalized, lstrip/rstrip, single_word); Split with
-the Llama 3 and the Qwen2 patterns. On a corpus of English, code, numbers, whitespace
+the Llama 3 and the Qwen2 patterns; Split behaviours with a subword prefix; the
+whitespace pre-tokenizers with NFD + StripAccents and no decoder. On a corpus of English, code, numbers, whitespace
 runs, CJK, Arabic, emoji sequences, combining marks and invalid UTF-8, the ids of
 `lorafast tokenize` must equal the library's encode(text, add_special_tokens=False) of
 the bytes decoded with errors="replace", and `--decode` must print exactly the
@@ -159,6 +160,18 @@ def split_behaviors():
     return tok
 
 
+def whitespace_splits():
+    """NFD + StripAccents + Strip normalizers, the whitespace and delimiter
+    pre-tokenizers, unk for unseen characters, and no decoder (tokens joined by spaces)."""
+    tok = Tokenizer(models.BPE(unk_token="[UNK]"))
+    tok.normalizer = normalizers.Sequence([normalizers.NFD(), normalizers.StripAccents(), normalizers.Strip()])
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Whitespace(), pre_tokenizers.CharDelimiterSplit("x")])
+    tok.train_from_iterator(TRAIN_LINES, trainers.BpeTrainer(vocab_size=600, special_tokens=["[UNK]"],
+                                                             show_progress=False))
+    return tok
+
+
 TOKENIZERS = {}
 
 
@@ -173,6 +186,7 @@ def tokenizer(name):
             "llama3": lambda: split_regex(LLAMA3_PATTERN, nfc=False),
             "qwen2": lambda: split_regex(QWEN2_PATTERN, nfc=True),
             "behaviors": split_behaviors,
+            "whitespace": whitespace_splits,
         }[name]
         tok = build()
         TOKENIZERS[name] = (tok, save(tok, name))
@@ -223,7 +237,7 @@ def compare(binary, name):
     return "%d texts, %d random id lists identical" % (len(CORPUS), 20)
 
 
-for _name in ["gpt2", "llama2", "metaspace", "added", "llama3", "qwen2", "behaviors"]:
+for _name in ["gpt2", "llama2", "metaspace", "added", "llama3", "qwen2", "behaviors", "whitespace"]:
     harness.add("identical_" + _name, lambda binary, n=_name: compare(binary, n))
 
 
