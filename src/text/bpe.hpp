@@ -35,7 +35,7 @@ class WordCache {
   std::vector<std::int32_t> ids_;
 };
 
-// Ids are < max_token_id; the id table may be at most twice as long as the
+// Ids are at most max_token_id; the id table may be at most twice as long as the
 // vocabulary (plus slack), so a file cannot make us allocate for ids it never uses.
 constexpr std::int64_t max_token_id = (1 << 24) - 1;
 
