@@ -18,6 +18,7 @@ apt-get update -q
 apt-get install -y -q --no-install-recommends \
   cmake ninja-build g++ pkg-config \
   libopenblas-dev libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev \
+  libpcre2-dev libicu-dev \
   python3 python3-matplotlib
 
 # The venv: python3 on PATH (e.g. pyenv's), else Debian's with python3-venv.
