@@ -23,8 +23,10 @@ inline const std::string origin = "fuzz-input";
 // The model the harnesses load weights, adapters and checkpoints for: small, so
 // that the seed corpus holds complete valid files the fuzzer can mutate.
 inline GptConfig tiny_model() {
-  return GptConfig{.n_layer = 2, .n_head = 1, .n_embd = 4, .n_positions = 4, .vocab_size = 8,
-                   .layer_norm_epsilon = 1e-5};
+  GptConfig config;
+  config.n_layer = 2, config.n_head = 1, config.n_embd = 4, config.n_positions = 4, config.vocab_size = 8;
+  config.layer_norm_epsilon = 1e-5;
+  return config;
 }
 
 inline void require(bool ok, const char* rule, const std::string& message) {

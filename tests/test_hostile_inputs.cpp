@@ -119,7 +119,8 @@ TEST(HostileConfig, DeepValuesAreBadInputOnOneLine) {
 }
 
 TEST(HostileConfig, ModelLargerThanItsWeightsFileAllocatesNothing) {
-  GptConfig huge{.n_layer = 4096, .n_head = 1, .n_embd = 1 << 16, .n_positions = 1 << 24, .vocab_size = 256};
+  GptConfig huge;
+  huge.n_layer = 4096, huge.n_head = 1, huge.n_embd = 1 << 16, huge.n_positions = 1 << 24, huge.vocab_size = 256;
   EXPECT_MENTIONS(bad_input_message([&] { gpt_weights_from_tensors<float>(huge, {}, "model.safetensors"); }),
                   "model.safetensors: missing tensor 'wte.weight'");
   // Every tensor but the last block's is present: still nothing allocated for the model.

@@ -33,14 +33,15 @@ std::optional<DataFormat> parse_data_format(std::string_view name) {
   if (name == "bytes") return DataFormat::bytes;
   if (name == "uint16") return DataFormat::uint16;
   if (name == "int32") return DataFormat::int32;
+  if (name == "text") return DataFormat::text;
   return std::nullopt;
 }
 
 void require_data_vocab(const GptConfig& config, DataFormat format) {
   LF_CHECK(format != DataFormat::bytes || config.vocab_size == byte_vocab_size, ErrorKind::cannot_meet,
            "the model's vocab_size is ", config.vocab_size, ": byte data (one token per byte) needs vocab_size ",
-           byte_vocab_size, "; for token ids from the model's tokenizer (a tokenizer is not built in) give "
-           "--data-format uint16 or int32");
+           byte_vocab_size, "; put the model's tokenizer.json in its directory (text data is then tokenized "
+           "with it), or give token ids with --data-format uint16 or int32");
 }
 
 namespace {
@@ -62,6 +63,7 @@ Tokens decode_ids(std::string_view bytes) {
 
 Tokens parse_token_ids(std::string_view bytes, DataFormat format, std::int64_t vocab_size, const std::string& origin) {
   LF_CHECK(!bytes.empty(), bad, origin, ": the data file is empty");
+  LF_ASSERT(format != DataFormat::text);  // read_text_tokens
   if (format == DataFormat::bytes) return byte_tokens(bytes);
   const std::size_t width = format == DataFormat::uint16 ? 2 : 4;
   LF_CHECK(bytes.size() % width == 0, bad, origin, ": ", bytes.size(), " bytes, not a whole number of ", width,

@@ -25,7 +25,7 @@ struct EvalFlags {
 template <class W, class T = typename W::value_type>
 void run_model(const EvalFlags& f, const W& weights) {
   const auto adapter = load_optional_adapter<T>(f.model.adapter, weights.config);
-  const Tokens tokens = read_token_file(f.data, f.data_format, weights.config.vocab_size);
+  const Tokens tokens = read_data(f.model, f.data, f.data_format, weights.config.vocab_size);
   const std::int64_t seq_len = f.seq_len.value_or(default_seq_len(weights.config));
   LF_CHECK(seq_len <= weights.config.n_positions, ErrorKind::usage, "--seq-len ", seq_len,
            " exceeds the model's n_positions ", weights.config.n_positions, " (--positions ", seq_len,
@@ -57,14 +57,17 @@ void add_eval_command(CLI::App& app) {
   auto flags = std::make_shared<EvalFlags>();
   auto* cmd = app.add_subcommand("eval", "Mean next-token cross-entropy of a model (+ adapter) on a data file");
   flags->model.add_to(*cmd, /*with_adapter=*/true);
-  cmd->add_option("--data", flags->data, "Data file: text (byte tokens) or token ids (--data-format)")->required();
+  cmd->add_option("--data", flags->data, "Data file: text, or token ids (--data-format)")->required();
   add_data_format_option(*cmd, flags->data_format);
   cmd->add_option("--seq-len", flags->seq_len, "Window length T: windows of T + 1 tokens, stride T "
                                                 "(default: 128, at most n_positions or --positions)")->check(positive);
   cmd->add_option("--batch", flags->batch, "Windows per forward pass (memory only; default 8)")->check(positive);
   cmd->add_flag("--json", flags->json, "Print {\"loss\": L, \"tokens\": n} as JSON");
   add_threads_option(*cmd);
-  cmd->callback([flags] { flags->model.dtype == "f64" ? run<double>(*flags) : run<float>(*flags); });
+  cmd->callback([flags, cmd] {
+    resolve_data_format(*cmd, flags->model, flags->data_format);
+    flags->model.dtype == "f64" ? run<double>(*flags) : run<float>(*flags);
+  });
 }
 
 }  // namespace lorafast::cli

@@ -174,7 +174,8 @@ template <class W, class T = typename W::value_type>
 void run_model(const FinetuneFlags& f, const W& weights, const LoraConfig& flag_lora, bool sampling) {
   const fs::path out = f.out, checkpoint_path = out / "checkpoint.safetensors";
   const GptConfig& config = weights.config;
-  const Tokens tokens = read_token_file(f.data, f.data_format, config.vocab_size);
+  // Text is tokenized once: its ids are cached beside the run's output.
+  const Tokens tokens = read_data(f.model, f.data, f.data_format, config.vocab_size, out / "data_tokens.bin");
   const DataFingerprint data_fingerprint = fingerprint(tokens);
 
   Checkpoint<T> ckpt;
@@ -414,8 +415,9 @@ void add_finetune_command(CLI::App& app) {
   cmd->add_flag("--plot", f->plot, "Draw train_log.csv into loss_curve.png (python3 + matplotlib; on for the "
                                    "embedded default)");
   add_threads_option(*cmd);
-  cmd->callback([f] {
+  cmd->callback([f, cmd] {
     f->train.attention = attention_request(f->method, f->eps, f->degree);
+    resolve_data_format(*cmd, f->model, f->data_format);
     dispatch(*f);
   });
 }

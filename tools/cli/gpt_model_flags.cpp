@@ -19,9 +19,22 @@ void GptModelFlags::add_to(CLI::App& c, bool with_adapter, bool model_required) 
 void add_data_format_option(CLI::App& c, DataFormat& format) {
   c.add_option_function<std::string>(
        "--data-format", [&format](const std::string& name) { format = *parse_data_format(name); },
-       "How --data holds tokens: bytes (one token per byte; needs vocab_size 256) | uint16 | int32 "
-       "(little-endian token ids, e.g. nanoGPT's train.bin is uint16; each < vocab_size) (default bytes)")
-      ->check(CLI::IsMember({"bytes", "uint16", "int32"}));
+       "How --data holds tokens: text (tokenized by the model's tokenizer.json) | bytes (one token per "
+       "byte; needs vocab_size 256) | uint16 | int32 (little-endian token ids, e.g. nanoGPT's train.bin is "
+       "uint16; each < vocab_size) (default: text when the model directory has a tokenizer.json, else bytes)")
+      ->check(CLI::IsMember({"text", "bytes", "uint16", "int32"}));
+}
+
+void resolve_data_format(const CLI::App& command, const GptModelFlags& flags, DataFormat& format) {
+  if (command.count("--data-format") > 0) return;
+  format = std::filesystem::is_regular_file(std::filesystem::path(flags.model) / "tokenizer.json") ? DataFormat::text
+                                                                                                   : DataFormat::bytes;
+}
+
+Tokens read_data(const GptModelFlags& flags, const std::string& data, DataFormat format, std::int64_t vocab_size,
+                 const std::optional<std::filesystem::path>& cache) {
+  if (format != DataFormat::text) return read_token_file(data, format, vocab_size);
+  return read_text_tokens(data, std::filesystem::path(flags.model) / "tokenizer.json", vocab_size, cache);
 }
 
 }  // namespace lorafast::cli

@@ -27,6 +27,13 @@ struct GptModelFlags {
 
 // --data-format of `finetune` and `eval`, parsed into `format`.
 void add_data_format_option(CLI::App& command, DataFormat& format);
+// After parsing: unless --data-format was given, text when the model directory has a
+// tokenizer.json, else bytes.
+void resolve_data_format(const CLI::App& command, const GptModelFlags& flags, DataFormat& format);
+// The tokens of --data in `format`; text goes through the model's tokenizer.json,
+// its ids cached at `cache` when given (read_text_tokens).
+Tokens read_data(const GptModelFlags& flags, const std::string& data, DataFormat format, std::int64_t vocab_size,
+                 const std::optional<std::filesystem::path>& cache = std::nullopt);
 
 // The default window length: 128 tokens, or n_positions when the model's context is shorter.
 inline std::int64_t default_seq_len(const GptConfig& config) { return std::min<std::int64_t>(128, config.n_positions); }

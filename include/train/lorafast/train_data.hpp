@@ -31,9 +31,10 @@ Tokens byte_tokens(std::string_view text);
 // unreadable, empty or larger than max_data_bytes.
 Tokens read_byte_tokens(const std::filesystem::path& path);
 
-// How a data file holds its tokens: one per byte (byte-level models), or token ids
-// from an external tokenizer as little-endian uint16 (nanoGPT's train.bin) or int32.
-enum class DataFormat { bytes, uint16, int32 };
+// How a data file holds its tokens: one per byte (byte-level models), token ids from
+// an external tokenizer as little-endian uint16 (nanoGPT's train.bin) or int32, or
+// text for the model directory's own tokenizer.json (read_text_tokens).
+enum class DataFormat { bytes, uint16, int32, text };
 std::optional<DataFormat> parse_data_format(std::string_view name);
 
 // Error(cannot_meet) unless data in `format` can feed the model: byte data needs
@@ -45,6 +46,15 @@ void require_data_vocab(const GptConfig& config, DataFormat format);
 Tokens read_token_file(const std::filesystem::path& path, DataFormat format, std::int64_t vocab_size);
 // The same checks on a data file's bytes; `origin` names the file in errors.
 Tokens parse_token_ids(std::string_view bytes, DataFormat format, std::int64_t vocab_size, const std::string& origin);
+
+// `data` (text; invalid UTF-8 replaced by U+FFFD) tokenized by `tokenizer_json`
+// (a tokenizer.json). With a cache path, the ids are kept there (uint32, with a
+// fingerprint of the tokenizer file and the text), so a second run on the same text
+// and tokenizer reads them instead of tokenizing again; a cache that does not match,
+// or is damaged, is rewritten (its directory created if missing). Error(bad_input) naming the file for an unreadable
+// text or tokenizer, or a token id outside [0, vocab_size).
+Tokens read_text_tokens(const std::filesystem::path& data, const std::filesystem::path& tokenizer_json,
+                        std::int64_t vocab_size, const std::optional<std::filesystem::path>& cache);
 
 // 64-bit FNV-1a of the tokens and their count: identifies the data of a checkpoint.
 struct DataFingerprint {

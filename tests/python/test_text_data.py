@@ -1,0 +1,119 @@
+"""Text data through the model directory's tokenizer.json (INTERFACE.md "Tokenizers and
+generation"): `lorafast eval` on a text file equals transformers' loss on the ids the
+tokenizers library gives the same text, and `finetune` caches the ids beside its
+output, reusing them while the text and tokenizer are unchanged.
+
+Tolerance: float64 loss within 1e-10 relative, as the other transformers oracles: the
+same computation in IEEE double up to summation order (~1e-15); a single wrong token
+id changes the loss by far more.
+"""
+
+import argparse
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+
+import torch
+import transformers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+T = 16
+failures = []
+
+
+def check(ok, what):
+    print(("ok   " if ok else "FAIL ") + what)
+    if not ok:
+        failures.append(what)
+
+
+def run(lf, *args):
+    p = subprocess.run([lf, *map(str, args)], capture_output=True, text=True)
+    if p.returncode != 0:
+        raise AssertionError("%s: exit %d\n%s%s" % (" ".join(map(str, args)), p.returncode, p.stdout, p.stderr))
+    return p
+
+
+def make_model_dir(d, text):
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator([text], trainers.BpeTrainer(vocab_size=320, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(vocab_size=tok.get_vocab_size(), n_embd=32, n_layer=2, n_head=4, n_positions=64,
+                                     resid_pdrop=0, embd_pdrop=0, attn_pdrop=0)
+    transformers.GPT2LMHeadModel(config).save_pretrained(d)
+    tok.save(os.path.join(d, "tokenizer.json"))
+    return tok
+
+
+def oracle_loss(model_dir, ids):
+    model = transformers.GPT2LMHeadModel.from_pretrained(model_dir, dtype=torch.float64).eval()
+    ids = torch.tensor(ids, dtype=torch.long)
+    x = torch.stack([ids[w * T: w * T + T + 1] for w in range((len(ids) - 1) // T)])
+    with torch.no_grad():
+        logits = model(input_ids=x[:, :-1]).logits
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1)).item()
+
+
+def cached_ids(path):
+    with open(path, "rb") as f:
+        blob = f.read()
+    check(blob[:8] == b"LFTOKID1", "cache magic")
+    count = struct.unpack_from("<Q", blob, 16)[0]
+    return list(struct.unpack_from("<%dI" % count, blob, 24))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--lorafast", required=True)
+    lf = ap.parse_args().lorafast
+    with open(os.path.join(ROOT, "data", "lora_and_adam.txt"), encoding="utf-8") as f:
+        text = f.read() + "\nnaïve café — 中文 🙂\n"
+    with tempfile.TemporaryDirectory() as d:
+        model_dir, data = os.path.join(d, "model"), os.path.join(d, "text.txt")
+        tok = make_model_dir(model_dir, text)
+        with open(data, "w", encoding="utf-8") as f:
+            f.write(text)
+        ids = tok.encode(text).ids
+
+        got = json.loads(run(lf, "eval", "--model", model_dir, "--data", data, "--seq-len", T, "--dtype", "f64",
+                             "--json").stdout)
+        want = oracle_loss(model_dir, ids)
+        check(got["tokens"] == (len(ids) - 1) // T * T, "eval counts the tokenizer's tokens: %d" % got["tokens"])
+        check(abs(got["loss"] - want) <= 1e-10 * abs(want), "eval loss %.15g vs transformers %.15g" % (got["loss"], want))
+
+        out = os.path.join(d, "out")
+        ft = ["finetune", "--model", model_dir, "--data", data, "--out", out, "--steps", 2, "--seq-len", T,
+              "--eval-every", 0, "--threads", 1]
+        run(lf, *ft)
+        cache = os.path.join(out, "data_tokens.bin")
+        check(cached_ids(cache) == ids, "finetune caches the tokenizer's ids")
+        inode = os.stat(cache).st_ino
+        run(lf, *ft)
+        check(os.stat(cache).st_ino == inode, "a second run reads the cache instead of rewriting it")
+        # The same tokenizer in different bytes: another fingerprint, so the cache is rewritten.
+        path = os.path.join(model_dir, "tokenizer.json")
+        with open(path, encoding="utf-8") as f:
+            spec = json.load(f)
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(spec, f, indent=1)
+        run(lf, *ft)
+        check(os.stat(cache).st_ino != inode and cached_ids(cache) == ids, "a changed tokenizer file re-tokenizes")
+        # Explicit id formats still read ids, not text.
+        ids_path = os.path.join(d, "ids.bin")
+        with open(ids_path, "wb") as f:
+            f.write(struct.pack("<%di" % len(ids), *ids))
+        by_ids = json.loads(run(lf, "eval", "--model", model_dir, "--data", ids_path, "--data-format", "int32",
+                                "--seq-len", T, "--dtype", "f64", "--json").stdout)
+        check(by_ids == got, "--data-format int32 of the same ids gives the same result")
+    print("%d failed" % len(failures))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
