@@ -30,35 +30,9 @@ std::vector<double> gpt_next_logits(const GptWeights<T>& weights, const GptLora<
   return logits;
 }
 
-template <class T>
-std::vector<std::int32_t> gpt_generate(const GptWeights<T>& weights, const GptLora<T>* lora,
-                                       std::span<const std::int32_t> prompt, std::int64_t count,
-                                       const SamplingOptions& options, std::uint64_t seed,
-                                       const std::function<void(std::int32_t)>& on_token) {
-  options.validate();
-  LF_CHECK(!prompt.empty(), ErrorKind::usage, "the prompt is empty: generation needs at least one token");
-  LF_CHECK(count >= 0, ErrorKind::usage, "--tokens must be >= 0, got ", count);
-  std::vector<std::int32_t> context(prompt.begin(), prompt.end()), generated;
-  SplitMix64Rng rng(seed);
-  const auto window = static_cast<std::size_t>(weights.config.n_positions);
-  for (std::int64_t i = 0; i < count; ++i) {
-    const std::size_t first = context.size() > window ? context.size() - window : 0;
-    const auto logits = gpt_next_logits(weights, lora, std::span(context).subspan(first));
-    const std::int32_t token = sample_token(logits, options, rng);
-    context.push_back(token);
-    generated.push_back(token);
-    if (on_token) on_token(token);
-  }
-  return generated;
-}
-
 #define LORAFAST_INSTANTIATE(T)                                                                                   \
   template std::vector<double> gpt_next_logits<T>(const GptWeights<T>&, const GptLora<T>*,                        \
-                                                  std::span<const std::int32_t>);                                 \
-  template std::vector<std::int32_t> gpt_generate<T>(const GptWeights<T>&, const GptLora<T>*,                     \
-                                                     std::span<const std::int32_t>, std::int64_t,                 \
-                                                     const SamplingOptions&, std::uint64_t,                       \
-                                                     const std::function<void(std::int32_t)>&);
+                                                  std::span<const std::int32_t>);
 LORAFAST_INSTANTIATE(float)
 LORAFAST_INSTANTIATE(double)
 #undef LORAFAST_INSTANTIATE

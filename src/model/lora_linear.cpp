@@ -1,5 +1,7 @@
 #include "model/lora_linear.hpp"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <vector>
 
@@ -32,10 +34,37 @@ void column_sums(const T* d_y, std::int64_t rows, std::int64_t cols, T* d_bias) 
   });
 }
 
+// Fewer rows than threads (a decoding step): the output columns are shared out
+// across threads instead of the rows, so a single row still uses every core.
+template <class T>
+void few_rows_fwd(const LoraLinearParams<T>& p) {
+  const auto x = view(p.x, p.rows, p.in);
+  const auto w = view(p.w, p.in, p.out);
+  const auto y = view(p.y, p.rows, p.out);
+  std::vector<T> z(static_cast<std::size_t>(p.rows * p.rank));
+  const auto zv = view(z.data(), p.rows, p.rank);
+  if (p.rank > 0) kernels::gemm(Op::none, Op::trans, T(1), x, view(p.lora_a, p.rank, p.in), T(0), zv);  // z = x A^T
+  const auto b = view(p.lora_b, p.out, p.rank);
+  for_column_blocks(p.out, [&](std::int64_t c0, std::int64_t c1) {
+    const auto yc = y.block(0, c0, p.rows, c1 - c0);
+    for (std::int64_t r = 0; r < p.rows; ++r) {
+      if (p.bias != nullptr) std::copy(p.bias + c0, p.bias + c1, yc.row(r));
+      else std::fill(yc.row(r), yc.row(r) + (c1 - c0), T(0));
+    }
+    kernels::gemm(Op::none, Op::none, T(1), x, w.block(0, c0, p.in, c1 - c0), T(1), yc);  // y = bias + x W
+    if (p.rank > 0)
+      kernels::gemm(Op::none, Op::trans, p.scale, MatrixView<const T>(zv), b.block(c0, 0, c1 - c0, p.rank), T(1), yc);
+  });
+}
+
 }  // namespace
 
 template <class T>
 void lora_linear_fwd(const LoraLinearParams<T>& p) {
+  if (p.rows < omp_get_max_threads()) {
+    few_rows_fwd(p);
+    return;
+  }
   const auto y = view(p.y, p.rows, p.out);
 #pragma omp parallel for schedule(static)
   for (std::int64_t r = 0; r < p.rows; ++r) {

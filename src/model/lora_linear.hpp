@@ -3,7 +3,8 @@
 // Backward, with z = x A^T and g = d_y B, both [rows, R]:
 //   d_x = d_y W^T + s g A,   d_B = s d_y^T z,   d_A = s g^T x,
 // and, when asked for (full-parameter training), d_W = x^T d_y, d_bias = sum_rows d_y.
-// The token rows are shared out across threads (d_W and d_bias, sums over the rows:
+// The token rows are shared out across threads (the output columns when there are
+// fewer rows than threads, as in a decoding step; d_W and d_bias, sums over the rows:
 // each thread owns a block of their entries, kernels/column_split.hpp); z is
 // recomputed in the backward pass rather than stored (rows * R * in flops, small
 // next to rows * in * out).

@@ -1,4 +1,4 @@
-// Temperature / top-k sampling from next-token logits.
+// Temperature / top-k / top-p sampling from next-token logits.
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -20,6 +20,7 @@ void SamplingOptions::validate() const {
   LF_CHECK(std::isfinite(temperature) && temperature >= 0, ErrorKind::usage,
            "--temperature must be a finite number >= 0, got ", temperature);
   LF_CHECK(top_k >= 0, ErrorKind::usage, "--top-k must be >= 0, got ", top_k);
+  LF_CHECK(top_p > 0 && top_p <= 1, ErrorKind::usage, "--top-p must be in (0, 1], got ", top_p);
 }
 
 std::int32_t sample_token(std::span<const double> logits, const SamplingOptions& options, SplitMix64Rng& rng) {
@@ -29,14 +30,25 @@ std::int32_t sample_token(std::span<const double> logits, const SamplingOptions&
   std::iota(order.begin(), order.end(), 0);
   // Largest first, ties by the lower index.
   std::stable_sort(order.begin(), order.end(), [&](std::int32_t a, std::int32_t b) { return logits[a] > logits[b]; });
-  if (options.temperature == 0) return order[0];
-  const std::int64_t k = options.top_k > 0 ? std::min(options.top_k, vocab) : vocab;
+  if (options.greedy || options.temperature == 0) return order[0];
+  std::int64_t k = options.top_k > 0 ? std::min(options.top_k, vocab) : vocab;
   std::vector<double> weight(static_cast<std::size_t>(k));
   const double top = logits[order[0]];
   double sum = 0;
   for (std::int64_t i = 0; i < k; ++i) {
     weight[i] = std::exp((logits[order[i]] - top) / options.temperature);
     sum += weight[i];
+  }
+  if (options.top_p < 1) {  // the nucleus: the shortest prefix of mass >= top_p
+    double mass = 0;
+    for (std::int64_t i = 0; i < k; ++i) {
+      mass += weight[i];
+      if (mass >= options.top_p * sum) {
+        k = i + 1;
+        sum = mass;
+        break;
+      }
+    }
   }
   const double u = rng.uniform() * sum;
   double cumulative = 0;

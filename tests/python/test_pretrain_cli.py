@@ -86,7 +86,10 @@ def pretrain_loss_falls_and_model_loads(binary):
         doc = json.loads(run_ok(binary, ["eval", "--model", out, "--data", data, "--json", "--dtype", "f64"])[0])
         # The F32 weights read exactly into both; the f64 losses differ by summation order only.
         check(abs(doc["loss"] - ref) <= 1e-10 * ref, "eval %r vs torch %r" % (doc["loss"], ref))
-        text, _ = run_ok(binary, ["generate", "--model", out, "--prompt", "to be", "--tokens", 20, "--seed", 1])
+        # The KV cache holds n_positions = 16: a 5-byte prompt leaves room for 12 tokens.
+        text, _ = run_ok(binary, ["generate", "--model", out, "--prompt", "to be", "--tokens", 12, "--seed", 1])
+        expect_error(binary, ["generate", "--model", out, "--prompt", "to be", "--tokens", 13], 2,
+                     "needs 17 positions; the model has 16", os.path.join(d, "no-output"))
         check(text.startswith("to be") and len(text) >= 6, "generate %r" % text)
         run_ok(binary, ["finetune", "--model", out, "--data", data, "--out", os.path.join(d, "ft"), "--steps", 2,
                         "--seq-len", 16, "--batch", 2, "--threads", 1])

@@ -10,6 +10,7 @@
 // base model, the shipped corpus unless --data is given, a short recipe for the
 // flags not given (embedded_recipe), a sample from the base model before training
 // and from the adapted model after (same prompt and seed), and the loss plot.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <exception>
@@ -25,7 +26,7 @@
 #include "gpt_model_flags.hpp"
 #include "model_flags.hpp"
 #include "lorafast/cost_model.hpp"
-#include "lorafast/gpt_generate.hpp"
+#include "lorafast/generate.hpp"
 #include "lorafast/train_checkpoint.hpp"
 #include "train_output.hpp"
 
@@ -163,10 +164,14 @@ void print_sample(const char* title, const GptWeights<T>& weights, const GptLora
     std::fflush(stdout);
   };
   for (char c : *f.sample_prompt) put(static_cast<unsigned char>(c));
-  SamplingOptions sampling;
-  sampling.temperature = 0.8;
-  gpt_generate(weights, lora, byte_tokens(*f.sample_prompt), f.sample_tokens, sampling, f.train.seed,
-               [&](std::int32_t token) { put(token); });
+  const Tokens context = byte_tokens(*f.sample_prompt);
+  GenerateOptions options;
+  options.sampling.temperature = 0.8;
+  options.seed = f.train.seed;
+  // The KV cache holds n_positions positions: a longer sample stops there.
+  const auto room = weights.config.n_positions + 1 - static_cast<std::int64_t>(context.size());
+  options.max_tokens = std::clamp<std::int64_t>(room, 0, f.sample_tokens);
+  if (options.max_tokens > 0) generate(weights, lora, context, options, [&](std::int32_t token) { put(token); });
   if (!line_start) std::fputc('\n', stdout);
 }
 
@@ -411,7 +416,7 @@ void add_finetune_command(CLI::App& app) {
   cmd->add_option("--sample-prompt", f->sample_prompt, "Print a sample after this prompt from the base model "
                                                        "before training and the adapted one after (default: none; "
                                                        "\"LORA:\\n\" for the embedded default)");
-  cmd->add_option("--sample-tokens", f->sample_tokens, "Bytes per sample (default 200)")->check(non_negative);
+  cmd->add_option("--sample-tokens", f->sample_tokens, "Bytes per sample (default 200; at most n_positions after the prompt)")->check(non_negative);
   cmd->add_flag("--plot", f->plot, "Draw train_log.csv into loss_curve.png (python3 + matplotlib; on for the "
                                    "embedded default)");
   add_threads_option(*cmd);

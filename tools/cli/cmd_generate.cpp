@@ -1,59 +1,144 @@
-// `lorafast generate`: sample text from a byte-level model (and optionally its LoRA
-// adapter), streaming each byte to stdout as soon as it is produced. The prompt is
-// echoed first unless --no-echo.
+// `lorafast generate`: sample from a model (GPT-2 or the Llama family, and optionally
+// its LoRA adapter) with a KV cache, streaming each token to stdout as soon as it is
+// produced: a byte for vocab-256 models, else its id on a line of its own. The
+// prompt is the bytes of --prompt or the ids of --prompt-ids, echoed first unless
+// --no-echo. Generation stops after --tokens or at an eos_token_id of config.json.
 #include <unistd.h>
 
 #include <cstdio>
+#include <fstream>
 #include <memory>
+#include <optional>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
 
 #include "commands.hpp"
 #include "gpt_model_flags.hpp"
-#include "lorafast/gpt_generate.hpp"
+#include "lorafast/generate.hpp"
 
 namespace lorafast::cli {
 namespace {
 
 struct GenerateFlags {
   GptModelFlags model;
-  std::string prompt;
+  std::optional<std::string> prompt, prompt_ids;
   std::int64_t tokens = 200;
   SamplingOptions sampling;
   std::uint64_t seed = 0;
-  bool no_echo = false;
+  bool no_echo = false, stats = false;
 };
+
+// --prompt-ids: integers separated by commas and/or spaces, each in [0, vocab).
+Tokens parse_prompt_ids(const std::string& text, std::int64_t vocab) {
+  std::string spaced = text;
+  for (char& c : spaced)
+    if (c == ',') c = ' ';
+  std::istringstream in(spaced);
+  Tokens ids;
+  std::string word;
+  while (in >> word) {
+    std::size_t used = 0;
+    long long id = -1;
+    try {
+      id = std::stoll(word, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    LF_CHECK(used == word.size(), ErrorKind::usage, "--prompt-ids: '", word, "' is not a token id");
+    LF_CHECK(id >= 0 && id < vocab, ErrorKind::usage, "--prompt-ids: token ", id, " is outside the vocabulary [0, ",
+             vocab, ")");
+    ids.push_back(static_cast<std::int32_t>(id));
+  }
+  LF_CHECK(!ids.empty(), ErrorKind::usage, "--prompt-ids is empty: generation needs at least one token");
+  return ids;
+}
+
+// config.json's eos_token_id: a number, a list of numbers, null or absent.
+std::vector<std::int32_t> eos_token_ids(const std::string& model_dir) {
+  const std::string path = model_dir + "/config.json";
+  std::ifstream in(path);
+  const auto config = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  const auto it = config.is_object() ? config.find("eos_token_id") : config.end();
+  if (!config.is_object() || it == config.end() || it->is_null()) return {};
+  const auto list = it->is_array() ? *it : nlohmann::json::array({*it});
+  std::vector<std::int32_t> ids;
+  for (const auto& id : list) {
+    LF_CHECK(id.is_number_integer(), ErrorKind::bad_input, path, ": eos_token_id must be an integer or a list of "
+             "integers, got ", it->dump());
+    ids.push_back(id.get<std::int32_t>());
+  }
+  return ids;
+}
+
+template <class W, class T = typename W::value_type>
+void run_model(const GenerateFlags& f, const W& weights) {
+  const auto adapter = load_optional_adapter<T>(f.model.adapter, weights.config);
+  const bool bytes = weights.config.vocab_size == byte_vocab_size;
+  const Tokens prompt = f.prompt ? byte_tokens(*f.prompt) : parse_prompt_ids(*f.prompt_ids, weights.config.vocab_size);
+  const std::int64_t positions = generation_positions(static_cast<std::int64_t>(prompt.size()), f.tokens);
+  const std::int64_t most = max_decode_positions(weights.config);
+  LF_CHECK(positions <= most, ErrorKind::usage, "--tokens ", f.tokens, " after a ", prompt.size(),
+           "-token prompt needs ", positions, " positions; the model has ", most,
+           " (--positions extends a model's table)");
+  auto put = [bytes](std::int32_t token) {
+    if (bytes) std::fputc(token, stdout);
+    else std::printf("%d\n", token);
+    std::fflush(stdout);
+  };
+  if (!f.no_echo)
+    for (std::int32_t token : prompt) put(token);
+  GenerateOptions options;
+  options.max_tokens = f.tokens;
+  options.sampling = f.sampling;
+  options.seed = f.seed;
+  options.eos = eos_token_ids(f.model.model);
+  const GenerateResult r = generate(weights, adapter ? &*adapter : nullptr, prompt, options, put);
+  if (bytes && ::isatty(STDOUT_FILENO)) std::fputc('\n', stdout);
+  if (f.stats) {
+    const auto n = static_cast<double>(r.tokens.size());
+    const double total = r.prefill_seconds + r.decode_seconds;
+    std::fprintf(stderr,
+                 "lorafast: generated %zu tokens in %.3f s, %.1f tokens/s (prompt of %zu tokens and the first token "
+                 "%.3f s, then %.1f tokens/s)%s\n",
+                 r.tokens.size(), total, total > 0 ? n / total : 0.0, prompt.size(), r.prefill_seconds,
+                 r.decode_seconds > 0 ? (n - 1) / r.decode_seconds : 0.0, r.stopped_at_eos ? ", stopped at eos" : "");
+  }
+}
 
 template <class T>
 void run(const GenerateFlags& f) {
   f.sampling.validate();
-  LF_CHECK(!f.prompt.empty(), ErrorKind::usage, "--prompt is empty: generation needs at least one byte of context");
-  const auto weights = load_model_for_data<T>(f.model, DataFormat::bytes);
-  const auto adapter = load_optional_adapter<T>(f.model.adapter, weights.config);
-  const Tokens prompt = byte_tokens(f.prompt);
-  if (!f.no_echo) {
-    std::fwrite(f.prompt.data(), 1, f.prompt.size(), stdout);
-    std::fflush(stdout);
-  }
-  gpt_generate(weights, adapter ? &*adapter : nullptr, prompt, f.tokens, f.sampling, f.seed, [](std::int32_t token) {
-    std::fputc(token, stdout);
-    std::fflush(stdout);
-  });
-  if (::isatty(STDOUT_FILENO)) std::fputc('\n', stdout);
+  LF_CHECK(f.prompt || f.prompt_ids, ErrorKind::usage, "give --prompt TEXT or --prompt-ids IDS");
+  LF_CHECK(!f.prompt || !f.prompt->empty(), ErrorKind::usage,
+           "--prompt is empty: generation needs at least one byte of context");
+  with_model_for_data<T>(f.model, f.prompt ? DataFormat::bytes : DataFormat::int32,
+                         [&](const auto& weights) { run_model(f, weights); });
 }
 
 }  // namespace
 
 void add_generate_command(CLI::App& app) {
   auto flags = std::make_shared<GenerateFlags>();
-  auto* cmd = app.add_subcommand("generate", "Sample text from a byte-level model (+ adapter), streamed to stdout");
+  auto* cmd = app.add_subcommand("generate", "Sample from a model (+ adapter) with a KV cache, streamed to stdout");
   flags->model.add_to(*cmd, /*with_adapter=*/true);
-  cmd->add_option("--prompt", flags->prompt, "Text to continue (its bytes are the context)")->required();
-  cmd->add_option("--tokens", flags->tokens, "Bytes to generate (default 200)")->check(non_negative);
+  auto* prompt = cmd->add_option("--prompt", flags->prompt, "Text to continue (its bytes are the context; vocab-256 "
+                                                            "models)");
+  cmd->add_option("--prompt-ids", flags->prompt_ids, "Token ids to continue, separated by commas or spaces; the "
+                                                     "output is then ids too, one per line, unless the vocabulary "
+                                                     "is bytes")->excludes(prompt);
+  cmd->add_option("--tokens", flags->tokens, "Tokens to generate (default 200); prompt + tokens - 1 must fit the "
+                                             "model's positions")->check(non_negative);
   cmd->add_option("--temperature", flags->sampling.temperature, "Softmax temperature; 0 = greedy (default 1)")
       ->check(non_negative);
-  cmd->add_option("--top-k", flags->sampling.top_k, "Sample among the k most likely bytes; 0 = all (default)")
+  cmd->add_option("--top-k", flags->sampling.top_k, "Sample among the k most likely tokens; 0 = all (default)")
       ->check(non_negative);
+  cmd->add_option("--top-p", flags->sampling.top_p, "Then among the fewest most likely tokens of total probability "
+                                                    ">= P (nucleus; default 1 = all)");
+  cmd->add_flag("--greedy", flags->sampling.greedy, "Argmax decoding (the first largest logit), no sampling");
   cmd->add_option("--seed", flags->seed, "Sampling seed (default 0): same seed, same text");
-  cmd->add_flag("--no-echo", flags->no_echo, "Print only the generated bytes, not the prompt");
+  cmd->add_flag("--no-echo", flags->no_echo, "Print only the generated tokens, not the prompt");
+  cmd->add_flag("--stats", flags->stats, "Report the tokens/s on stderr at the end");
   add_threads_option(*cmd);
   cmd->callback([flags] { flags->model.dtype == "f64" ? run<double>(*flags) : run<float>(*flags); });
 }

@@ -1,12 +1,9 @@
-// Text generation with a GPT-2 model (and optionally its LoRA adapters): the
-// next-token logits of a context, temperature / top-k sampling and the
-// autoregressive loop, each new token handed to a callback as soon as it exists.
-// There is no key/value cache: each token reruns the forward pass over the context
-// (the last n_positions tokens), O(T^2) attention per token.
+// Next-token logits of a GPT-2 model by a full forward pass, and sampling a token
+// from logits (temperature, top-k, top-p, greedy). Decoding with a key/value cache
+// is decoder.hpp; the generation loop is generate.hpp (train layer).
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <span>
 #include <vector>
 
@@ -35,20 +32,16 @@ class SplitMix64Rng {
 struct SamplingOptions {
   double temperature = 1.0;  // 0: greedy (the first largest logit)
   std::int64_t top_k = 0;    // sample among the k largest logits; 0: all
-  // temperature >= 0 finite, top_k >= 0; Error(usage).
+  double top_p = 1.0;        // then among the fewest most likely tokens whose probability sums to >= top_p
+  bool greedy = false;       // argmax (the first largest logit), whatever the other options say
+  // temperature >= 0 finite, top_k >= 0, 0 < top_p <= 1; Error(usage).
   void validate() const;
 };
 
-// Draws a token from softmax(logits / temperature) restricted to the top k
-// (ties broken by the lower index), by inverting the CDF at rng.uniform().
+// Draws a token from softmax(logits / temperature) restricted to the top k (ties
+// broken by the lower index), then to the nucleus of mass top_p (the token that
+// reaches top_p included), by inverting the CDF at rng.uniform(); greedy or
+// temperature 0: the first largest logit, no draw.
 std::int32_t sample_token(std::span<const double> logits, const SamplingOptions& options, SplitMix64Rng& rng);
-
-// Generates `count` tokens after `prompt` (non-empty), calling on_token(token)
-// after each; the context is the last n_positions tokens. Returns the new tokens.
-template <class T>
-std::vector<std::int32_t> gpt_generate(const GptWeights<T>& weights, const GptLora<T>* lora,
-                                       std::span<const std::int32_t> prompt, std::int64_t count,
-                                       const SamplingOptions& options, std::uint64_t seed,
-                                       const std::function<void(std::int32_t)>& on_token = {});
 
 }  // namespace lorafast
