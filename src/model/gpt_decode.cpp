@@ -44,9 +44,13 @@ void decode_prefill(const GptWeights<T>& w, const GptLora<T>* lora, std::span<co
   GptActivations<T> act;
   gpt_forward(w, lora, batch, AttentionRequest{}, /*keep_all=*/true, act);
   for (std::int64_t i = 0; i < c.n_layer; ++i) {
-    const auto& a = act.blocks[static_cast<std::size_t>(i)];  // k, v: [T, H E] = [T, K, E]
-    std::copy(a.k.begin(), a.k.end(), s.cache.k[static_cast<std::size_t>(i)].begin());
-    std::copy(a.v.begin(), a.v.end(), s.cache.v[static_cast<std::size_t>(i)].begin());
+    const auto& a = act.blocks[static_cast<std::size_t>(i)];  // qkv: [T, 3D], k and v [T, H E] = [T, K, E] inside
+    const std::int64_t d = c.n_embd;
+    for (std::int64_t t = 0; t < length; ++t) {
+      const T* row = a.qkv.data() + t * 3 * d;
+      std::copy(row + d, row + 2 * d, s.cache.k[static_cast<std::size_t>(i)].begin() + t * d);
+      std::copy(row + 2 * d, row + 3 * d, s.cache.v[static_cast<std::size_t>(i)].begin() + t * d);
+    }
   }
   head_logits(act.lnf_out.data() + (length - 1) * c.n_embd, w.wte, s);
 }

@@ -1,7 +1,9 @@
-"""Text data through the model directory's tokenizer.json (INTERFACE.md "Tokenizers and
-generation"): `lorafast eval` on a text file equals transformers' loss on the ids the
-tokenizers library gives the same text, and `finetune` caches the ids beside its
-output, reusing them while the text and tokenizer are unchanged.
+"""Text in and out through the model directory's tokenizer.json (INTERFACE.md
+"Tokenizers and generation"): `lorafast eval` on a text file equals transformers' loss
+on the ids the tokenizers library gives the same text; `finetune` caches the ids
+beside its output, reusing them while the text and tokenizer are unchanged; and
+`generate --greedy` with a text prompt prints the tokenizers library's decoding of
+transformers' `generate(do_sample=False)` ids, the prompt included.
 
 Tolerance: float64 loss within 1e-10 relative, as the other transformers oracles: the
 same computation in IEEE double up to summation order (~1e-15); a single wrong token
@@ -111,6 +113,19 @@ def main():
         by_ids = json.loads(run(lf, "eval", "--model", model_dir, "--data", ids_path, "--data-format", "int32",
                                 "--seq-len", T, "--dtype", "f64", "--json").stdout)
         check(by_ids == got, "--data-format int32 of the same ids gives the same result")
+
+        # Greedy generation in float64 (no argmax ties by rounding), from a text prompt
+        # with a multi-byte character, so the output streams through held-back UTF-8.
+        prompt, new = "naïve LoRA ", 40
+        model = transformers.GPT2LMHeadModel.from_pretrained(model_dir, dtype=torch.float64).eval()
+        prompt_ids = tok.encode(prompt).ids
+        with torch.no_grad():
+            want_ids = model.generate(torch.tensor([prompt_ids]), do_sample=False, max_new_tokens=new,
+                                      min_new_tokens=new, pad_token_id=0)[0].tolist()
+        out = run(lf, "generate", "--model", model_dir, "--prompt", prompt, "--tokens", new, "--greedy",
+                  "--dtype", "f64").stdout.encode("utf-8", "surrogateescape")
+        want = tok.decode(want_ids, skip_special_tokens=False).encode("utf-8")
+        check(out == want, "generate prints the decoded greedy ids:\n%r\n%r" % (out, want))
     print("%d failed" % len(failures))
     return 1 if failures else 0
 

@@ -1,8 +1,10 @@
 // `lorafast generate`: sample from a model (GPT-2 or the Llama family, and optionally
 // its LoRA adapter) with a KV cache, streaming each token to stdout as soon as it is
-// produced: a byte for vocab-256 models, else its id on a line of its own. The
-// prompt is the bytes of --prompt or the ids of --prompt-ids, echoed first unless
-// --no-echo. Generation stops after --tokens or at an eos_token_id of config.json.
+// produced: text through the model directory's tokenizer.json when it has one (UTF-8,
+// incomplete characters held back), a byte for vocab-256 models, else its id on a
+// line of its own. The prompt is --prompt (tokenized, or its bytes) or the ids of
+// --prompt-ids, echoed first unless --no-echo. Generation stops after --tokens or at
+// an eos_token_id of config.json or the tokenizer's eos token.
 #include <unistd.h>
 
 #include <cstdio>
@@ -16,6 +18,8 @@
 #include "commands.hpp"
 #include "gpt_model_flags.hpp"
 #include "lorafast/generate.hpp"
+#include "lorafast/tokenizer.hpp"
+#include "text_stream.hpp"
 
 namespace lorafast::cli {
 namespace {
@@ -71,30 +75,54 @@ std::vector<std::int32_t> eos_token_ids(const std::string& model_dir) {
   return ids;
 }
 
+// The model directory's tokenizer, when it has a tokenizer.json.
+std::optional<Tokenizer> model_tokenizer(const std::string& model_dir) {
+  if (!model_has_tokenizer(model_dir)) return std::nullopt;
+  return Tokenizer::from_model_dir(model_dir);
+}
+
+Tokens prompt_tokens(const GenerateFlags& f, const std::optional<Tokenizer>& tokenizer, std::int64_t vocab) {
+  if (f.prompt_ids) return parse_prompt_ids(*f.prompt_ids, vocab);
+  if (!tokenizer) return byte_tokens(*f.prompt);
+  Tokens ids = tokenizer->encode(*f.prompt);
+  LF_CHECK(!ids.empty(), ErrorKind::usage, "--prompt gives no tokens");
+  for (std::int32_t id : ids)
+    LF_CHECK(id < vocab, ErrorKind::bad_input, f.model.model, "/tokenizer.json: token ", id,
+             " of --prompt is outside the model's vocabulary [0, ", vocab, ")");
+  return ids;
+}
+
 template <class W, class T = typename W::value_type>
 void run_model(const GenerateFlags& f, const W& weights) {
   const auto adapter = load_optional_adapter<T>(f.model.adapter, weights.config);
-  const bool bytes = weights.config.vocab_size == byte_vocab_size;
-  const Tokens prompt = f.prompt ? byte_tokens(*f.prompt) : parse_prompt_ids(*f.prompt_ids, weights.config.vocab_size);
+  const std::optional<Tokenizer> tokenizer = f.prompt ? model_tokenizer(f.model.model) : std::nullopt;
+  const bool bytes = !tokenizer && weights.config.vocab_size == byte_vocab_size;
+  const Tokens prompt = prompt_tokens(f, tokenizer, weights.config.vocab_size);
   const std::int64_t positions = generation_positions(static_cast<std::int64_t>(prompt.size()), f.tokens);
   const std::int64_t most = max_decode_positions(weights.config);
   LF_CHECK(positions <= most, ErrorKind::usage, "--tokens ", f.tokens, " after a ", prompt.size(),
            "-token prompt needs ", positions, " positions; the model has ", most,
            " (--positions extends a model's table)");
-  auto put = [bytes](std::int32_t token) {
-    if (bytes) std::fputc(token, stdout);
+  std::optional<TextStream> text;
+  if (tokenizer) text.emplace(*tokenizer, stdout);
+  auto put = [&](std::int32_t token) {
+    if (text) text->put(token);
+    else if (bytes) std::fputc(token, stdout);
     else std::printf("%d\n", token);
     std::fflush(stdout);
   };
-  if (!f.no_echo)
+  if (text) text->start(prompt, !f.no_echo);
+  else if (!f.no_echo)
     for (std::int32_t token : prompt) put(token);
   GenerateOptions options;
   options.max_tokens = f.tokens;
   options.sampling = f.sampling;
   options.seed = f.seed;
   options.eos = eos_token_ids(f.model.model);
+  if (tokenizer && tokenizer->eos_id()) options.eos.push_back(*tokenizer->eos_id());
   const GenerateResult r = generate(weights, adapter ? &*adapter : nullptr, prompt, options, put);
-  if (bytes && ::isatty(STDOUT_FILENO)) std::fputc('\n', stdout);
+  if (text) text->finish();
+  if ((bytes || text) && ::isatty(STDOUT_FILENO)) std::fputc('\n', stdout);
   if (f.stats) {
     const auto n = static_cast<double>(r.tokens.size());
     const double total = r.prefill_seconds + r.decode_seconds;
@@ -112,7 +140,8 @@ void run(const GenerateFlags& f) {
   LF_CHECK(f.prompt || f.prompt_ids, ErrorKind::usage, "give --prompt TEXT or --prompt-ids IDS");
   LF_CHECK(!f.prompt || !f.prompt->empty(), ErrorKind::usage,
            "--prompt is empty: generation needs at least one byte of context");
-  with_model_for_data<T>(f.model, f.prompt ? DataFormat::bytes : DataFormat::int32,
+  const bool text = f.prompt && model_has_tokenizer(f.model.model);
+  with_model_for_data<T>(f.model, f.prompt && !text ? DataFormat::bytes : DataFormat::int32,
                          [&](const auto& weights) { run_model(f, weights); });
 }
 
@@ -122,8 +151,8 @@ void add_generate_command(CLI::App& app) {
   auto flags = std::make_shared<GenerateFlags>();
   auto* cmd = app.add_subcommand("generate", "Sample from a model (+ adapter) with a KV cache, streamed to stdout");
   flags->model.add_to(*cmd, /*with_adapter=*/true);
-  auto* prompt = cmd->add_option("--prompt", flags->prompt, "Text to continue (its bytes are the context; vocab-256 "
-                                                            "models)");
+  auto* prompt = cmd->add_option("--prompt", flags->prompt, "Text to continue: tokenized by the model's "
+                                                            "tokenizer.json, else its bytes (vocab-256 models)");
   cmd->add_option("--prompt-ids", flags->prompt_ids, "Token ids to continue, separated by commas or spaces; the "
                                                      "output is then ids too, one per line, unless the vocabulary "
                                                      "is bytes")->excludes(prompt);

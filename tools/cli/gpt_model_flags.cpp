@@ -25,10 +25,13 @@ void add_data_format_option(CLI::App& c, DataFormat& format) {
       ->check(CLI::IsMember({"text", "bytes", "uint16", "int32"}));
 }
 
+bool model_has_tokenizer(const std::string& model_dir) {
+  return std::filesystem::is_regular_file(std::filesystem::path(model_dir) / "tokenizer.json");
+}
+
 void resolve_data_format(const CLI::App& command, const GptModelFlags& flags, DataFormat& format) {
   if (command.count("--data-format") > 0) return;
-  format = std::filesystem::is_regular_file(std::filesystem::path(flags.model) / "tokenizer.json") ? DataFormat::text
-                                                                                                   : DataFormat::bytes;
+  format = model_has_tokenizer(flags.model) ? DataFormat::text : DataFormat::bytes;
 }
 
 Tokens read_data(const GptModelFlags& flags, const std::string& data, DataFormat format, std::int64_t vocab_size,
