@@ -24,7 +24,7 @@ bool with_exact_heads(AttentionParams<T>& params, const std::vector<HeadDecision
 SurrogateConfig surrogate(const HeadDecision& d) {
   SurrogateConfig config;
   config.degree = d.degree;
-  config.chunk = causal_chunk;
+  config.chunk = d.chunk;
   return config;
 }
 
@@ -33,8 +33,8 @@ void check_plan(const AttentionParams<T>& p, const std::vector<HeadDecision>& pl
   LF_CHECK(static_cast<std::int64_t>(plan.size()) == p.heads, ErrorKind::usage, "attention: the plan has ",
            plan.size(), " heads, the params ", p.heads);
   for (const HeadDecision& d : plan)
-    LF_CHECK(d.method == Method::exact || (d.degree >= 0 && d.degree % 2 == 0), ErrorKind::usage,
-             "attention: the plan's ", method_name(d.method), " head has no even degree");
+    LF_CHECK(d.method == Method::exact || (d.degree >= 0 && d.degree % 2 == 0 && d.chunk >= 1), ErrorKind::usage,
+             "attention: the plan's ", method_name(d.method), " head has no even degree or no chunk");
 }
 
 // Zeroes d_k and d_v, so that every query head can add its share.
@@ -51,6 +51,7 @@ void zero_kv_grads(const AttentionParams<T>& p) {
 template <class T>
 std::vector<HeadDecision> plan_heads(const AttentionParams<T>& params, const AttentionRequest& request) {
   const AttentionParams<T> p = checked(params, AttentionUse::scores);
+  // Every decision carries the chunk its scores were measured with, so the run uses the same.
   return decide(measure_heads(p, causal_chunk), request, {p.batch, p.seq_len, p.head_dim, p.causal});
 }
 

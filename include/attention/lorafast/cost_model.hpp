@@ -8,11 +8,9 @@
 #include <string>
 #include <vector>
 
-namespace lorafast {
+#include "lorafast/fast_attention.hpp"  // causal_chunk
 
-// The causal fast path's chunk C (SPEC §3.3): rows of exact attention per chunk.
-// Measured on L = 32768, E = 8, degrees 4 and 6 over C in {32, 64, 128, 256}.
-constexpr std::int64_t causal_chunk = 128;
+namespace lorafast {
 
 // Defaults: `lorafast calibrate --reps 5 --out FILE` on the development machine (2
 // cores of a Xeon with AVX-512, OpenBLAS 0.3.21, AVX-512 tile GEMM, load ~5),

@@ -43,6 +43,7 @@ struct AttentionShape {
 struct HeadDecision {
   Method method = Method::exact;  // never automatic
   int degree = -1;                // Taylor degree of the reported approximate method; -1 when none certifies eps
+  std::int64_t chunk = causal_chunk;  // causal surrogate's C: the certificate's centre and the fast path's chunks
   std::int64_t features = -1;     // F = C(E+g, g) at that degree (saturates at INT64_MAX); -1 if no degree
   double gamma_q = 0, gamma_k = 0;
   double score_bound = 0;      // centred G: certifies the surrogate (softmax ignores the centring)

@@ -28,6 +28,11 @@
 
 namespace lorafast {
 
+// The causal fast path's chunk C (SPEC §3.3) that planned attention runs with: rows
+// of exact attention per chunk. Measured on L = 32768, E = 8, degrees 4 and 6 over C
+// in {32, 64, 128, 256}.
+constexpr std::int64_t causal_chunk = 128;
+
 struct SurrogateConfig {
   int degree = 4;            // g, even
   bool center_keys = true;   // subtract the per-sequence centre (mean_key)
