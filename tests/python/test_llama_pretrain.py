@@ -8,6 +8,8 @@
     which transformers' loss equals `lorafast eval`'s; `--steps 0` writes the
     initialisation (norms 1, biases 0, matrices with transformers' initializer_range
     deviation); `--init DIR` trains such a directory further;
+    Bad pretrain flags exit 2 (3 for a missing --init directory) with one
+    `lorafast: error:` line and nothing written;
 (f) `lorafast model-grad --full` gradients of every base tensor (and of a PEFT
     adapter's, alongside) equal torch autograd through transformers (+ PEFT).
 
@@ -122,6 +124,19 @@ def initialisation(lf, tmp, data):
     check(moved and sorted(further) == sorted(ours), "(e) --init trains the directory's model further")
 
 
+def bad_flags(lf, tmp, data):
+    out = os.path.join(tmp, "never")
+    base = ["pretrain", "--data", data, "--out", out]
+    interop.expect_error(lf, base + ["--model-type", "llama", "--heads", 4, "--kv-heads", 3], 2,
+                         "--kv-heads 3 does not divide --heads 4", "pretrain --kv-heads not dividing --heads")
+    interop.expect_error(lf, base + ["--kv-heads", 2], 2, "Llama-family --model-type", "pretrain gpt2 --kv-heads")
+    interop.expect_error(lf, base + ["--init", os.path.join(tmp, "nowhere")], 3, "nowhere/config.json",
+                         "pretrain --init of a missing directory")
+    interop.expect_error(lf, base + ["--init", tmp, "--layers", 3], 2, "--init excludes --layers",
+                         "pretrain --init with a size flag")
+    check(not os.path.exists(out), "failed pretrain runs wrote nothing")
+
+
 def full_grads(lf, tmp, model_dir, kind, with_adapter):
     cls = CLASSES[kind][1]
     name = os.path.basename(model_dir) + ("+peft" if with_adapter else "")
@@ -174,6 +189,7 @@ def main():
         qwen2 = pretrained_model(lf, tmp, data, "qwen2", True, "f64")
         pretrained_model(lf, tmp, data, "mistral", False, "f32")
         initialisation(lf, tmp, data)
+        bad_flags(lf, tmp, data)
         full_grads(lf, tmp, llama, "llama", False)
         full_grads(lf, tmp, qwen2, "qwen2", False)
         full_grads(lf, tmp, llama, "llama", True)
