@@ -125,9 +125,9 @@ def build(kind, seed, **overrides):
     return model, cls
 
 
-def load_oracle(cls, directory):
+def load_oracle(cls, directory, attn="eager"):
     """The model in float64, its rotary frequencies recomputed by transformers in float64."""
-    model = cls.from_pretrained(directory, dtype=torch.float64, attn_implementation="eager").eval()
+    model = cls.from_pretrained(directory, dtype=torch.float64, attn_implementation=attn).eval()
     for module in model.modules():
         if hasattr(module, "inv_freq"):
             with float64_transformers():

@@ -6,6 +6,10 @@
 // when the model file is; the Llama family's Hugging Face names in nn.Linear's
 // [out, in] layout.
 //
+// --method/--eps/--degree choose the attention per layer and head as in `finetune`
+// (the LoRA gradients are then those of the surrogate loss where fast runs); --full
+// computes with exact attention.
+//
 // The token file is text: one window of T + 1 token ids per line (whitespace
 // separated, every line the same length); each window predicts its last T tokens.
 #include <chrono>
@@ -18,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
+#include "model_flags.hpp"
 #include "lorafast/gpt_loss.hpp"
 #include "lorafast/llama.hpp"
 #include "lorafast/safetensors.hpp"
@@ -29,7 +34,9 @@ constexpr auto bad = ErrorKind::bad_input;
 constexpr std::size_t max_token_file_bytes = 100'000'000;
 
 struct ModelGradFlags {
-  std::string model, adapter, tokens, out, dtype = "f32";
+  std::string model, adapter, tokens, out, dtype = "f32", method = "exact";
+  double eps = 1e-3;
+  std::optional<int> degree;
   bool json = false, full = false;
 };
 
@@ -88,6 +95,9 @@ void add_adapter_grads(const std::vector<LoraLayer>& d_lora, TensorMap& out) {
 template <class T>
 void run(const ModelGradFlags& f) {
   LF_CHECK(f.full || !f.adapter.empty(), ErrorKind::usage, "model-grad: --adapter is required without --full");
+  LF_CHECK(!f.full || f.method == "exact", ErrorKind::usage, "model-grad: --full computes with --method exact");
+  check_even_degree(f.degree);
+  const AttentionRequest attention = attention_request(f.method, f.eps, f.degree);
   const std::filesystem::path model_file = std::filesystem::path(f.model) / "model.safetensors";
   const GptConfig config = read_gpt_config(std::filesystem::path(f.model) / "config.json");
   const TokenBatch batch = read_token_windows(f.tokens);
@@ -112,7 +122,7 @@ void run(const ModelGradFlags& f) {
       out = llama_hf_tensors(grads.d_weights);
       add_adapter_grads(grads.d_lora, out);
     } else {
-      const auto grads = llama_loss_and_grad(weights, *lora, batch);
+      const auto grads = llama_loss_and_grad(weights, *lora, batch, attention);
       seconds = elapsed();
       loss = grads.loss;
       add_adapter_grads(grads.d_lora, out);
@@ -131,7 +141,7 @@ void run(const ModelGradFlags& f) {
       for (const auto& [name, tensor] : gpt_named_tensors(grads.d_weights)) out[prefix + name] = *tensor;
       add_adapter_grads(grads.d_lora, out);
     } else {
-      const auto grads = gpt_loss_and_grad(weights, *lora, batch);
+      const auto grads = gpt_loss_and_grad(weights, *lora, batch, attention);
       seconds = elapsed();
       loss = grads.loss;
       add_adapter_grads(grads.d_lora, out);
@@ -161,6 +171,12 @@ void add_model_grad_command(CLI::App& app) {
   cmd->add_option("--out", flags->out, "Output safetensors: loss and the gradient of every adapter (and with --full, base) tensor")->required();
   cmd->add_option("--dtype", flags->dtype, "Compute and output precision: f32 | f64")
       ->check(CLI::IsMember({"f32", "f64"}));
+  cmd->add_option("--method", flags->method, "Attention per layer and head: exact | fast | chained | auto (default exact)")
+      ->check(CLI::IsMember({"exact", "fast", "chained", "auto"}));
+  cmd->add_option("--eps", flags->eps, "Target relative error of each layer's attention gradients (default 1e-3)")
+      ->check(positive);
+  cmd->add_option("--degree", flags->degree, "Force the (even) Taylor degree of fast/chained (--eps then not enforced)")
+      ->check(non_negative);
   cmd->add_flag("--full", flags->full, "Also write the gradient of every base weight, under its name in the model file");
   cmd->add_flag("--json", flags->json, "Print {\"loss\", \"tokens\", \"seconds\"} as JSON");
   add_threads_option(*cmd);
