@@ -48,17 +48,19 @@ SIZES = dict(vocab_size=256, hidden_size=32, intermediate_size=48, num_hidden_la
 TEXT = b"all the world's a stage, and all the men and women merely players. " * 12
 
 
-def pretrain_args(kind, out, data, steps, dtype, tied):
+def pretrain_args(kind, out, data, steps, dtype, tied, theta=None):
     args = ["pretrain", "--model-type", kind, "--data", data, "--out", out, "--steps", steps, "--layers", 2,
             "--heads", 4, "--kv-heads", 2, "--width", 32, "--intermediate", 48, "--seq-len", T, "--batch", 2,
             "--lr", 1e-2, "--warmup", 1, "--eval-every", 0, "--dtype", dtype, "--threads", 2]
-    return args + (["--tie-embeddings"] if tied else [])
+    return args + (["--tie-embeddings"] if tied else []) + (["--rope-theta", theta] if theta else [])
 
 
-def transformers_config_json(kind, tied, dtype):
+def transformers_config_json(kind, tied, dtype, theta=None):
     """config.json as transformers writes it for these sizes, plus a saved model's architectures and dtype."""
     config_cls, model_cls = CLASSES[kind]
     extra = {"sliding_window": None} if kind == "mistral" else {}
+    if theta:
+        extra["rope_parameters"] = {"rope_type": "default", "rope_theta": float(theta)}
     c = config_cls(**SIZES, tie_word_embeddings=tied, **extra)
     with tempfile.TemporaryDirectory() as d:
         c.save_pretrained(d)
@@ -70,13 +72,13 @@ def transformers_config_json(kind, tied, dtype):
     return j
 
 
-def pretrained_model(lf, tmp, data, kind, tied, dtype):
+def pretrained_model(lf, tmp, data, kind, tied, dtype, theta=None):
     out = os.path.join(tmp, "%s-%s-%s" % (kind, "tied" if tied else "untied", dtype))
-    run(lf, *pretrain_args(kind, out, data, 4, dtype, tied))
+    run(lf, *pretrain_args(kind, out, data, 4, dtype, tied, theta))
     name = os.path.basename(out)
     with open(os.path.join(out, "config.json")) as f:
         ours = json.load(f)
-    want = transformers_config_json(kind, tied, "float64" if dtype == "f64" else "float32")
+    want = transformers_config_json(kind, tied, "float64" if dtype == "f64" else "float32", theta)
     diff = sorted(k for k in set(ours) | set(want) if ours.get(k, "absent") != want.get(k, "absent"))
     check(not diff, "%s (e) config.json as transformers writes it; differing keys %s" % (name, diff))
     model, info = transformers.AutoModelForCausalLM.from_pretrained(out, output_loading_info=True)
@@ -130,6 +132,7 @@ def bad_flags(lf, tmp, data):
     interop.expect_error(lf, base + ["--model-type", "llama", "--heads", 4, "--kv-heads", 3], 2,
                          "--kv-heads 3 does not divide --heads 4", "pretrain --kv-heads not dividing --heads")
     interop.expect_error(lf, base + ["--kv-heads", 2], 2, "Llama-family --model-type", "pretrain gpt2 --kv-heads")
+    interop.expect_error(lf, base + ["--rope-theta", 500], 2, "Llama-family --model-type", "pretrain gpt2 --rope-theta")
     interop.expect_error(lf, base + ["--init", os.path.join(tmp, "nowhere")], 3, "nowhere/config.json",
                          "pretrain --init of a missing directory")
     interop.expect_error(lf, base + ["--init", tmp, "--layers", 3], 2, "--init excludes --layers",
@@ -186,7 +189,7 @@ def main():
         with open(data, "wb") as f:
             f.write(TEXT)
         llama = pretrained_model(lf, tmp, data, "llama", False, "f64")
-        qwen2 = pretrained_model(lf, tmp, data, "qwen2", True, "f64")
+        qwen2 = pretrained_model(lf, tmp, data, "qwen2", True, "f64", theta=5000)
         pretrained_model(lf, tmp, data, "mistral", False, "f32")
         initialisation(lf, tmp, data)
         bad_flags(lf, tmp, data)

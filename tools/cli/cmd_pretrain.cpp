@@ -23,7 +23,7 @@ struct PretrainFlags {
   std::string data, out, dtype = "f32", model_type = "gpt2", init;
   std::int64_t layers = 4, heads = 4, width = 128;
   std::optional<std::int64_t> positions, eval_every, kv_heads, intermediate;
-  double rope_theta = 10000.0;
+  std::optional<double> rope_theta;
   bool tie_embeddings = false;
   TrainOptions train;
   double val_fraction = 0.1;
@@ -45,8 +45,8 @@ GptConfig model_config(const PretrainFlags& f) {
   c.n_positions = f.positions.value_or(f.train.seq_len);
   c.vocab_size = byte_vocab_size;
   LF_CHECK(c.n_embd % c.n_head == 0, ErrorKind::usage, "--heads ", c.n_head, " does not divide --width ", c.n_embd);
-  LF_CHECK(c.is_llama() || (!f.kv_heads && !f.intermediate && !f.tie_embeddings), ErrorKind::usage,
-           "--kv-heads, --intermediate and --tie-embeddings need a Llama-family --model-type");
+  LF_CHECK(c.is_llama() || (!f.kv_heads && !f.intermediate && !f.rope_theta && !f.tie_embeddings), ErrorKind::usage,
+           "--kv-heads, --intermediate, --rope-theta and --tie-embeddings need a Llama-family --model-type");
   if (c.is_llama()) {
     c.layer_norm_epsilon = 1e-6;  // LlamaConfig's rms_norm_eps
     c.llama.n_kv_head = f.kv_heads.value_or(f.heads);
@@ -56,7 +56,7 @@ GptConfig model_config(const PretrainFlags& f) {
     c.llama.intermediate_size = f.intermediate.value_or(4 * f.width);
     c.llama.tie_word_embeddings = f.tie_embeddings;
     c.llama.qkv_bias = c.family == ModelFamily::qwen2;
-    c.llama.rope.theta = f.rope_theta;
+    c.llama.rope.theta = f.rope_theta.value_or(c.llama.rope.theta);
   }
   try {
     c.validate("the model");

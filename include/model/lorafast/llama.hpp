@@ -52,8 +52,9 @@ struct LlamaWeights {
 };
 
 // Every tensor of a LlamaWeights (of weights, or of a gradient or optimizer state of
-// the same layout) with its Hugging Face name, in the order of model.safetensors as
-// transformers writes it: model.embed_tokens.weight, per layer input_layernorm,
+// the same layout) with its Hugging Face name, in a fixed order (two LlamaWeights of
+// one config list matching tensors at matching indices): model.embed_tokens.weight,
+// per layer input_layernorm,
 // self_attn.{q,k,v}_proj.weight (+ .bias with qkv_bias), o_proj.weight (+ .bias with
 // o_bias), post_attention_layernorm, mlp.{gate,up,down}_proj.weight, then
 // model.norm.weight and lm_head.weight unless tied. `transposed`: a projection,
