@@ -98,12 +98,13 @@ def run_measured(cmd, env, scratch):
     return proc.stdout, int(rss_file.read_text().split()[-1]) / 1024.0, peak_load
 
 
-def ours(args, model, data, env, work):
+def ours(args, model, data, env, work, extra=()):
+    """`lorafast finetune` on the shape; `extra`: more flags (the Llama benchmark's targets)."""
     out = work / "finetune-out"
     cmd = [args.lorafast, "finetune", "--model", model, "--data", data, "--data-format", "uint16", "--out", out,
            "--seq-len", args.seq_len, "--batch", args.batch, "--steps", args.warmup + args.steps, "--rank", args.rank,
            "--eval-every", 0, "--save-every", 0, "--val-fraction", 0, "--method", args.method,
-           "--threads", args.threads]
+           "--threads", args.threads, *extra]
     _, rss, load = run_measured(cmd, env, work)
     lines = (out / "train_log.csv").read_text().splitlines()
     header = lines[0].split(",")
@@ -113,10 +114,11 @@ def ours(args, model, data, env, work):
             "command": " ".join(map(str, cmd))}
 
 
-def pytorch(args, model, data, env, work):
-    cmd = [sys.executable, HERE / "torch_gpt_train.py", "--model", model, "--data", data, "--seq-len", args.seq_len,
+def pytorch(args, model, data, env, work, script=HERE / "torch_gpt_train.py", extra=()):
+    """The PyTorch side: `script` on the same model, tokens and windows, one JSON line out."""
+    cmd = [sys.executable, script, "--model", model, "--data", data, "--seq-len", args.seq_len,
            "--batch", args.batch, "--steps", args.warmup + args.steps, "--rank", args.rank,
-           "--threads", args.threads]
+           "--threads", args.threads, *extra]
     out, rss, load = run_measured(cmd, env, work)
     res = json.loads(out)
     return dict(res, rss_mb=rss, loadavg=load, command=" ".join(map(str, cmd)))
@@ -138,11 +140,11 @@ def fmt(v, spec):
     return "" if v is None or v == "" else format(v, spec)
 
 
-def write_csv(path, rows):
+def write_csv(path, rows, columns=COLUMNS):
     specs = {"tokens_per_s": ".1f", "step_s": ".3f", "peak_rss_mb": ".0f", "speedup": ".2f", "memory_ratio": ".2f",
              "step1_loss": ".6f", "loadavg_during": ".2f"}
-    lfbench.write_csv(path, [{c: fmt(r.get(c), specs[c]) if c in specs else r.get(c) for c in COLUMNS}
-                             for r in rows], COLUMNS)
+    lfbench.write_csv(path, [{c: fmt(r.get(c), specs[c]) if c in specs else r.get(c) for c in columns}
+                             for r in rows], columns)
 
 
 def markdown(rows):

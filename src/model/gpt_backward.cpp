@@ -10,8 +10,8 @@
 #include "model/gelu.hpp"
 #include "model/gpt_activations.hpp"
 #include "model/layer_norm.hpp"
-#include "kernels/column_split.hpp"
 #include "model/lm_head_loss.hpp"
+#include "model/token_embedding.hpp"
 
 namespace lorafast {
 namespace {
@@ -43,24 +43,6 @@ void bind_base_grads(LoraLinearParams<T>& p, GptBlockWeights& g, LoraTarget targ
     case LoraTarget::mlp_c_proj: bind(g.mlp_c_proj_weight, g.mlp_c_proj_bias); break;
     default: LF_ASSERT(!"a GPT-2 block has only GPT-2 modules");
   }
-}
-
-// x0[n, t] = wte[token] + wpe[t], backward: d_wte[token] += d_x0[n, t] (on top of
-// the LM head's share), d_wpe[t] = sum over n of d_x0[n, t] (d_wpe starts at zero).
-// Each thread owns a block of columns and adds the rows in order.
-template <class T>
-void embed_bwd(const TokenBatch& batch, std::int64_t d, const T* d_x, T* d_wte, T* d_wpe) {
-  kernels::for_column_blocks(d, [&](std::int64_t c0, std::int64_t c1) {
-    for (std::int64_t row = 0; row < batch.predicted(); ++row) {
-      const std::int64_t n = row / batch.seq_len, t = row % batch.seq_len;
-      T* tok = d_wte + static_cast<std::int64_t>(batch.at(n, t)) * d;
-      T* pos = d_wpe + t * d;
-      for (std::int64_t c = c0; c < c1; ++c) {
-        tok[c] += d_x[row * d + c];
-        pos[c] += d_x[row * d + c];
-      }
-    }
-  });
 }
 
 // The gradient slot `member` of `g` (GptWeights<T> or GptBlockWeights), or nullptr
@@ -171,7 +153,7 @@ double forward_backward(const GptWeights<T>& w, const GptLora<T>* lora, const To
                                       slot<T>(gb, &GptBlockWeights::ln_1_weight),
                                       slot<T>(gb, &GptBlockWeights::ln_1_bias)});  // d loss / d (block input)
   }
-  if (d_w != nullptr) embed_bwd(batch, d, d_res.data(), d_w->wte.template data<T>(), d_w->wpe.template data<T>());
+  if (d_w != nullptr) token_embedding_bwd(batch, d, d_res.data(), d_w->wte.template data<T>(), d_w->wpe.template data<T>());
   if (out.d_lora != nullptr && lora != nullptr) mask_c_attn_rows(*out.d_lora, lora->config);
   if (out.plan != nullptr) *out.plan = std::move(act.plan);
   return loss;

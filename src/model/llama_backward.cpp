@@ -1,8 +1,10 @@
-// Backward pass of the Llama-family loss to the LoRA adapters (the base weights are
-// frozen): the final norm, then per block (last first) down_proj, SwiGLU,
-// gate_proj + up_proj, the post-attention norm, o_proj, attention (the forward's
-// plan), the inverse rotation of d_q and d_k, q/k/v_proj and the input norm, the
-// residual gradient accumulating in place; block 0 stops at its adapters.
+// Backward pass of the Llama-family loss: one pass serves fine-tuning (gradients of
+// the LoRA adapters only) and pretraining (gradients of every base weight too). The
+// final norm, then per block (last first) down_proj, SwiGLU, gate_proj + up_proj,
+// the post-attention norm, o_proj, attention (the forward's plan), the inverse
+// rotation of d_q and d_k, q/k/v_proj and the input norm, the residual gradient
+// accumulating in place; with base-weight gradients it goes on into the token
+// embedding, otherwise block 0 stops at its adapters.
 #include "lorafast/llama.hpp"
 #include "model/llama_activations.hpp"
 #include "lorafast/planned_attention.hpp"
@@ -10,6 +12,7 @@
 #include "model/lm_head_loss.hpp"
 #include "model/rms_norm.hpp"
 #include "model/swiglu.hpp"
+#include "model/token_embedding.hpp"
 
 namespace lorafast {
 namespace {
@@ -31,18 +34,49 @@ std::vector<LoraLayer> zero_grads(const GptLora<T>& lora) {
   return grads;
 }
 
-}  // namespace
-
+// The gradient slot of `t` (a tensor of a gradient LlamaWeights), nullptr when no
+// base-weight gradient is wanted or the tensor is absent (a bias the model lacks).
 template <class T>
-GptLossGrad<T> llama_loss_and_grad(const LlamaWeights<T>& w, const GptLora<T>& lora, const TokenBatch& batch,
-                                   const AttentionRequest& attention) {
-  validate_tokens(batch, w.config);
-  validate_gpt_lora(lora, w.config, "adapter");
-  GptLossGrad<T> out;
-  out.d_lora = zero_grads(lora);
+T* slot(Tensor* t) {
+  return t != nullptr && !t->empty() ? t->data<T>() : nullptr;
+}
+
+// The weight and bias gradient slots of projection `target` in `g`.
+template <class T>
+void bind_base_grads(LoraLinearParams<T>& p, LlamaBlockWeights& g, LoraTarget target) {
+  auto bind = [&](Tensor& w, Tensor* b) {
+    p.d_w = w.data<T>();
+    p.d_bias = slot<T>(b);
+  };
+  switch (target) {
+    case LoraTarget::q_proj: bind(g.q_w, &g.q_b); break;
+    case LoraTarget::k_proj: bind(g.k_w, &g.k_b); break;
+    case LoraTarget::v_proj: bind(g.v_w, &g.v_b); break;
+    case LoraTarget::o_proj: bind(g.o_w, &g.o_b); break;
+    case LoraTarget::gate_proj: bind(g.gate_w, nullptr); break;
+    case LoraTarget::up_proj: bind(g.up_w, nullptr); break;
+    case LoraTarget::down_proj: bind(g.down_w, nullptr); break;
+    default: LF_ASSERT(false);
+  }
+}
+
+// What one backward pass writes: adapter gradients, base-weight gradients, or both,
+// and optionally the attention plan it ran.
+template <class T>
+struct GradOutputs {
+  std::vector<LoraLayer>* d_lora = nullptr;  // laid out as the adapters (zeroed)
+  LlamaWeights<T>* d_weights = nullptr;      // laid out as the weights (zeroed)
+  GptAttentionPlan* plan = nullptr;
+};
+
+// The forward pass, then the backward pass into `out`; returns the loss.
+template <class T>
+double forward_backward(const LlamaWeights<T>& w, const GptLora<T>* lora, const TokenBatch& batch,
+                        const AttentionRequest& attention, const GradOutputs<T>& out) {
   const GptConfig& cfg = w.config;
+  LlamaWeights<T>* d_w = out.d_weights;
   LlamaActivations<T> act;
-  llama_forward(w, &lora, batch, attention, /*keep_all=*/true, act);
+  llama_forward(w, lora, batch, attention, /*keep_all=*/true, act);
   const std::int64_t d = cfg.n_embd, rows = act.rows, e = cfg.head_dim(), f = cfg.llama.intermediate_size;
   const std::int64_t q = cfg.n_head * e, kv = cfg.llama.n_kv_head * e;
   auto buffer = [](std::int64_t n) { return std::vector<T>(static_cast<std::size_t>(n)); };
@@ -50,24 +84,29 @@ GptLossGrad<T> llama_loss_and_grad(const LlamaWeights<T>& w, const GptLora<T>& l
   std::vector<T> d_q = buffer(rows * q), d_k = buffer(rows * kv), d_v = buffer(rows * kv);
   std::vector<T> h = buffer(rows * f), d_h = buffer(rows * f), d_gate = buffer(rows * f);
 
-  out.loss = lm_head_loss(LmHeadLossParams<T>{rows, d, cfg.vocab_size, act.norm_out.data(), w.lm_head.template data<T>(),
-                                              act.targets.data(), d_ln.data(), nullptr});
+  Tensor* d_head = d_w == nullptr ? nullptr : cfg.llama.tie_word_embeddings ? &d_w->embed : &d_w->lm_head;
+  const double loss = lm_head_loss(LmHeadLossParams<T>{rows, d, cfg.vocab_size, act.norm_out.data(),
+                                                       w.head().template data<T>(), act.targets.data(), d_ln.data(),
+                                                       slot<T>(d_head)});
   rms_norm_bwd(RmsNormParams<T>{rows, d, cfg.layer_norm_epsilon, act.residual.back().data(), w.norm.template data<T>(),
-                                nullptr, act.norm_rstd.data(), d_ln.data(), d_res.data(), nullptr});
+                                nullptr, act.norm_rstd.data(), d_ln.data(), d_res.data(),
+                                slot<T>(d_w ? &d_w->norm : nullptr)});
   for (std::int64_t i = cfg.n_layer - 1; i >= 0; --i) {
     const auto& b = w.blocks[static_cast<std::size_t>(i)];
     auto& a = act.blocks[static_cast<std::size_t>(i)];
-    auto& grads = out.d_lora[static_cast<std::size_t>(i)];
+    LlamaBlockWeights* gb = d_w != nullptr ? &d_w->blocks[static_cast<std::size_t>(i)] : nullptr;
     // Backward of one projection: x its input, d_y its output gradient, d_x nullptr or overwritten.
     auto linear_bwd = [&](LoraTarget t, const T* x, const T* d_y, T* d_x_out) {
-      auto p = llama_module_params(w, &lora, i, t, rows);
+      auto p = llama_module_params(w, lora, i, t, rows);
       p.x = x;
       p.d_y = d_y;
       p.d_x = d_x_out;
-      if (auto& g = grads[static_cast<std::size_t>(t)]) {
+      if (p.rank > 0 && out.d_lora != nullptr) {
+        auto& g = (*out.d_lora)[static_cast<std::size_t>(i)][static_cast<std::size_t>(t)];
         p.d_lora_a = g->a.template data<T>();
         p.d_lora_b = g->b.template data<T>();
       }
+      if (gb != nullptr) bind_base_grads(p, *gb, t);
       lora_linear_bwd(p);
     };
 
@@ -79,7 +118,8 @@ GptLossGrad<T> llama_loss_and_grad(const LlamaWeights<T>& w, const GptLora<T>& l
     linear_bwd(LoraTarget::up_proj, a.norm2.data(), d_h.data(), d_x.data());  // d_h now holds d_up
     add_to(d_ln.data(), d_x);
     rms_norm_bwd(RmsNormParams<T>{rows, d, cfg.layer_norm_epsilon, a.x_mid.data(), b.post_norm.template data<T>(),
-                                  nullptr, a.rstd2.data(), d_ln.data(), d_res.data(), nullptr});  // d loss / d x_mid
+                                  nullptr, a.rstd2.data(), d_ln.data(), d_res.data(),
+                                  slot<T>(gb ? &gb->post_norm : nullptr)});  // d loss / d x_mid
 
     // Attention.
     linear_bwd(LoraTarget::o_proj, a.attn.data(), d_res.data(), d_attn.data());
@@ -89,7 +129,7 @@ GptLossGrad<T> llama_loss_and_grad(const LlamaWeights<T>& w, const GptLora<T>& l
     planned_attention_bwd(attn, act.plan[static_cast<std::size_t>(i)]);
     rope_bwd(RopeParams<T>{rows, cfg.n_head, &act.rope, d_q.data()});
     rope_bwd(RopeParams<T>{rows, cfg.llama.n_kv_head, &act.rope, d_k.data()});
-    const bool to_input = i > 0;  // the embeddings are frozen
+    const bool to_input = i > 0 || d_w != nullptr;  // the embeddings are frozen unless d_w is wanted
     linear_bwd(LoraTarget::q_proj, a.norm1.data(), d_q.data(), to_input ? d_ln.data() : nullptr);
     linear_bwd(LoraTarget::k_proj, a.norm1.data(), d_k.data(), to_input ? d_x.data() : nullptr);
     if (to_input) add_to(d_ln.data(), d_x);
@@ -98,15 +138,46 @@ GptLossGrad<T> llama_loss_and_grad(const LlamaWeights<T>& w, const GptLora<T>& l
     add_to(d_ln.data(), d_x);
     rms_norm_bwd(RmsNormParams<T>{rows, d, cfg.layer_norm_epsilon, act.residual[static_cast<std::size_t>(i)].data(),
                                   b.input_norm.template data<T>(), nullptr, a.rstd1.data(), d_ln.data(), d_res.data(),
-                                  nullptr});  // d loss / d (block input)
+                                  slot<T>(gb ? &gb->input_norm : nullptr)});  // d loss / d (block input)
   }
-  out.plan = std::move(act.plan);
+  if (d_w != nullptr) token_embedding_bwd(batch, d, d_res.data(), d_w->embed.template data<T>(), static_cast<T*>(nullptr));
+  if (out.plan != nullptr) *out.plan = std::move(act.plan);
+  return loss;
+}
+
+}  // namespace
+
+template <class T>
+GptLossGrad<T> llama_loss_and_grad(const LlamaWeights<T>& w, const GptLora<T>& lora, const TokenBatch& batch,
+                                   const AttentionRequest& attention) {
+  validate_tokens(batch, w.config);
+  validate_gpt_lora(lora, w.config, "adapter");
+  GptLossGrad<T> out;
+  out.d_lora = zero_grads(lora);
+  out.loss = forward_backward(w, &lora, batch, attention, GradOutputs<T>{&out.d_lora, nullptr, &out.plan});
   return out;
 }
 
-template GptLossGrad<float> llama_loss_and_grad<float>(const LlamaWeights<float>&, const GptLora<float>&,
-                                                       const TokenBatch&, const AttentionRequest&);
-template GptLossGrad<double> llama_loss_and_grad<double>(const LlamaWeights<double>&, const GptLora<double>&,
-                                                         const TokenBatch&, const AttentionRequest&);
+template <class T>
+LlamaFullGrad<T> llama_loss_and_full_grad(const LlamaWeights<T>& w, const GptLora<T>* lora, const TokenBatch& batch) {
+  validate_tokens(batch, w.config);
+  LlamaFullGrad<T> out;
+  out.d_weights = zero_llama_weights<T>(w.config);
+  if (lora != nullptr) {
+    validate_gpt_lora(*lora, w.config, "adapter");
+    out.d_lora = zero_grads(*lora);
+  }
+  out.loss = forward_backward(w, lora, batch, AttentionRequest{},
+                              GradOutputs<T>{lora != nullptr ? &out.d_lora : nullptr, &out.d_weights});
+  return out;
+}
+
+#define LORAFAST_INSTANTIATE(T)                                                                                 \
+  template GptLossGrad<T> llama_loss_and_grad<T>(const LlamaWeights<T>&, const GptLora<T>&, const TokenBatch&, \
+                                                 const AttentionRequest&);                                     \
+  template LlamaFullGrad<T> llama_loss_and_full_grad<T>(const LlamaWeights<T>&, const GptLora<T>*, const TokenBatch&);
+LORAFAST_INSTANTIATE(float)
+LORAFAST_INSTANTIATE(double)
+#undef LORAFAST_INSTANTIATE
 
 }  // namespace lorafast

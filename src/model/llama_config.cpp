@@ -146,6 +146,10 @@ GptConfig parse_llama_config(const nlohmann::json& j, ModelFamily family, const 
   if (const json* act = r.present("hidden_act"))
     LF_CHECK(*act == "silu", bad, origin, ": 'hidden_act' ", describe(*act), " is not supported (only \"silu\")");
   l.sliding_window = sliding_window(r, family, c.n_layer);
+  if (const json* range = r.present("initializer_range"))
+    l.initializer_range = json_number(*range, r.what("initializer_range"));
+  LF_CHECK(l.initializer_range >= 0 && std::isfinite(l.initializer_range), bad, r.what("initializer_range"),
+           " must be finite and >= 0, got ", l.initializer_range);
   l.rope = parse_rope(r, c.n_positions);
   c.validate(origin);
   return c;

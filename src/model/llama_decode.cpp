@@ -50,7 +50,7 @@ void decode_prefill(const LlamaWeights<T>& w, const GptLora<T>* lora, std::span<
     std::copy(a.k.begin(), a.k.end(), s.cache.k[static_cast<std::size_t>(i)].begin());
     std::copy(a.v.begin(), a.v.end(), s.cache.v[static_cast<std::size_t>(i)].begin());
   }
-  head_logits(act.norm_out.data() + (length - 1) * c.n_embd, w.lm_head, s);
+  head_logits(act.norm_out.data() + (length - 1) * c.n_embd, w.head(), s);
 }
 
 template <class T>
@@ -89,7 +89,7 @@ void decode_step(const LlamaWeights<T>& w, const GptLora<T>* lora, std::int32_t 
     add_into(s.x.data(), s.proj);
   }
   rms_norm_row(c, s.x.data(), w.norm, s);
-  head_logits(s.norm.data(), w.lm_head, s);
+  head_logits(s.norm.data(), w.head(), s);
 }
 
 #define LORAFAST_INSTANTIATE(T)                                                                              \

@@ -172,7 +172,7 @@ double llama_loss(const LlamaWeights<T>& weights, const GptLora<T>* lora, const 
                   const AttentionRequest& attention) {
   const auto act = forward_only(weights, lora, batch, attention);
   return lm_head_loss(LmHeadLossParams<T>{act.rows, weights.config.n_embd, weights.config.vocab_size,
-                                          act.norm_out.data(), weights.lm_head.template data<T>(),
+                                          act.norm_out.data(), weights.head().template data<T>(),
                                           act.targets.data(), nullptr});
 }
 

@@ -17,7 +17,7 @@ std::vector<double> llama_next_logits(const LlamaWeights<T>& weights, const GptL
   LlamaActivations<T> act;
   llama_forward(weights, lora, batch, AttentionRequest{}, /*keep_all=*/false, act);
   const T* h = act.norm_out.data() + (length - 1) * cfg.n_embd;  // [D]
-  const T* head = weights.lm_head.template data<T>();             // [V, D]
+  const T* head = weights.head().template data<T>();             // [V, D]
   std::vector<double> logits(static_cast<std::size_t>(cfg.vocab_size));
   for (std::int64_t j = 0; j < cfg.vocab_size; ++j) {
     double dot = 0;

@@ -98,7 +98,6 @@ LlamaWeights<T> from_sources(const GptConfig& config, const std::map<std::string
     const auto [t, file] = find(x);
     *x.tensor = convert<T>(*t, x.transpose, cat(file, ": tensor ", quote(x.name)));
   }
-  if (config.llama.tie_word_embeddings) w.lm_head = w.embed;
   return w;
 }
 
@@ -112,6 +111,38 @@ fs::path shard_path(const fs::path& dir, const std::string& name, const std::str
 }
 
 }  // namespace
+
+template <class T>
+std::vector<LlamaNamedTensor<Tensor>> llama_named_tensors(LlamaWeights<T>& weights) {
+  std::vector<LlamaNamedTensor<Tensor>> out;
+  for (const auto& x : wanted(weights)) out.push_back({x.name, x.tensor, x.transpose});
+  return out;
+}
+
+template <class T>
+std::vector<LlamaNamedTensor<const Tensor>> llama_named_tensors(const LlamaWeights<T>& weights) {
+  std::vector<LlamaNamedTensor<const Tensor>> out;
+  for (const auto& x : wanted(const_cast<LlamaWeights<T>&>(weights))) out.push_back({x.name, x.tensor, x.transpose});
+  return out;
+}
+
+template <class T>
+LlamaWeights<T> zero_llama_weights(const GptConfig& config) {
+  LF_ASSERT(config.is_llama());
+  LlamaWeights<T> w;
+  w.config = config;
+  w.blocks.resize(static_cast<std::size_t>(config.n_layer));
+  for (const auto& x : wanted(w))
+    *x.tensor = Tensor(dtype_of<T>(), x.transpose ? Shape{x.file_shape[1], x.file_shape[0]} : x.file_shape);
+  return w;
+}
+
+template <class T>
+TensorMap llama_hf_tensors(const LlamaWeights<T>& weights) {
+  TensorMap out;
+  for (const auto& x : llama_named_tensors(weights)) out[x.name] = convert<T>(*x.tensor, x.transposed, x.name);
+  return out;
+}
 
 template <class T>
 LlamaWeights<T> llama_weights_from_tensors(const GptConfig& config, const TensorMap& tensors,
@@ -144,6 +175,14 @@ LlamaWeights<T> load_llama_model(const fs::path& dir) {
   return from_sources<T>(config, sources, origin);
 }
 
+#define LORAFAST_INSTANTIATE(T)                                                                       \
+  template std::vector<LlamaNamedTensor<Tensor>> llama_named_tensors<T>(LlamaWeights<T>&);            \
+  template std::vector<LlamaNamedTensor<const Tensor>> llama_named_tensors<T>(const LlamaWeights<T>&); \
+  template LlamaWeights<T> zero_llama_weights<T>(const GptConfig&);                                   \
+  template TensorMap llama_hf_tensors<T>(const LlamaWeights<T>&);
+LORAFAST_INSTANTIATE(float)
+LORAFAST_INSTANTIATE(double)
+#undef LORAFAST_INSTANTIATE
 template LlamaWeights<float> llama_weights_from_tensors<float>(const GptConfig&, const TensorMap&, const std::string&);
 template LlamaWeights<double> llama_weights_from_tensors<double>(const GptConfig&, const TensorMap&,
                                                                  const std::string&);

@@ -1,4 +1,5 @@
-// GPT-2's weight initialisation, from a portable seeded normal stream.
+// GPT-2's and the Llama family's weight initialisation, from a portable seeded normal stream.
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 
@@ -42,6 +43,27 @@ GptWeights<T> init_gpt_weights(const GptConfig& config, std::uint64_t seed) {
   return w;
 }
 
+template <class T>
+LlamaWeights<T> init_llama_weights(const GptConfig& config, std::uint64_t seed) {
+  LF_CHECK(config.is_llama(), ErrorKind::bad_input, "init_llama_weights: not a Llama-family configuration");
+  config.validate("the model configuration");
+  const double s = config.llama.initializer_range;
+  LlamaWeights<T> w = zero_llama_weights<T>(config);
+  SplitMix64Rng rng(seed);
+  for (auto& x : llama_named_tensors(w)) {
+    T* p = x.tensor->template data<T>();
+    if (ends_with(x.name, ".bias")) continue;  // stays 0
+    if (x.tensor->shape().size() == 1) {       // an RMSNorm weight
+      std::fill(p, p + x.tensor->numel(), T(1));
+      continue;
+    }
+    for (std::int64_t i = 0; i < x.tensor->numel(); ++i) p[i] = static_cast<T>(s * normal(rng));
+  }
+  return w;
+}
+
+template LlamaWeights<float> init_llama_weights<float>(const GptConfig&, std::uint64_t);
+template LlamaWeights<double> init_llama_weights<double>(const GptConfig&, std::uint64_t);
 template GptWeights<float> init_gpt_weights<float>(const GptConfig&, std::uint64_t);
 template GptWeights<double> init_gpt_weights<double>(const GptConfig&, std::uint64_t);
 

@@ -1,4 +1,5 @@
 // Pretraining: the update loop of update_loop.hpp over every base weight.
+#include <algorithm>
 #include <optional>
 
 #include "lorafast/pretrain.hpp"
@@ -21,17 +22,33 @@ std::vector<const Tensor*> tensor_list(const GptWeights<T>& w) {
   return out;
 }
 
-// Pretraining as update_loop.hpp's Run: gradients of every base weight.
 template <class T>
+std::vector<Tensor*> tensor_list(LlamaWeights<T>& w) {
+  std::vector<Tensor*> out;
+  for (auto& x : llama_named_tensors(w)) out.push_back(x.tensor);
+  return out;
+}
+
+template <class T>
+std::vector<const Tensor*> tensor_list(const LlamaWeights<T>& w) {
+  std::vector<const Tensor*> out;
+  for (auto& x : llama_named_tensors(w)) out.push_back(x.tensor);
+  return out;
+}
+
+// Pretraining as update_loop.hpp's Run: gradients of every base weight.
+template <class Weights>
 class FullRun {
+  using T = typename Weights::value_type;
+
  public:
-  FullRun(PretrainState<T>& state, const Tokens& val, const TrainOptions& options)
+  FullRun(PretrainStateOf<Weights>& state, const Tokens& val, const TrainOptions& options)
       : state_(state), val_(val), options_(options) {}
 
   std::int64_t step() const { return state_.step; }
 
   double add_micro_batch(const TokenBatch& batch) {
-    auto result = gpt_loss_and_full_grad(state_.weights, static_cast<const GptLora<T>*>(nullptr), batch);
+    auto result = model_loss_and_full_grad(state_.weights, static_cast<const GptLora<T>*>(nullptr), batch);
     if (grads_)
       add_tensors(tensor_list(*grads_), tensor_list(std::as_const(result.d_weights)));
     else
@@ -55,50 +72,62 @@ class FullRun {
   }
 
  private:
-  PretrainState<T>& state_;
+  PretrainStateOf<Weights>& state_;
   const Tokens& val_;
   const TrainOptions& options_;
-  std::optional<GptWeights<T>> grads_;
+  std::optional<Weights> grads_;
 };
 
 }  // namespace
 
-template <class T>
-PretrainState<T> init_pretrain_state(const GptConfig& config, std::uint64_t seed) {
-  PretrainState<T> state;
-  state.weights = init_gpt_weights<T>(config, seed);
-  state.m = zero_gpt_weights<T>(config);
-  state.v = zero_gpt_weights<T>(config);
+template <class Weights>
+PretrainStateOf<Weights> pretrain_state_from(Weights weights) {
+  PretrainStateOf<Weights> state;
+  state.m = weights;
+  for (Tensor* t : tensor_list(state.m)) std::fill(t->bytes(), t->bytes() + t->nbytes(), std::byte{0});
+  state.v = state.m;
+  state.weights = std::move(weights);
   return state;
 }
 
 template <class T>
-void pretrain_adamw_step(PretrainState<T>& state, const GptWeights<T>& grads, const AdamWOptions& options, double lr) {
-  const auto p = gpt_named_tensors(state.weights);
-  const auto g = gpt_named_tensors(grads);
-  const auto m = gpt_named_tensors(state.m), v = gpt_named_tensors(state.v);
+PretrainState<T> init_pretrain_state(const GptConfig& config, std::uint64_t seed) {
+  return pretrain_state_from(init_gpt_weights<T>(config, seed));
+}
+
+template <class Weights>
+void pretrain_adamw_step(PretrainStateOf<Weights>& state, const Weights& grads, const AdamWOptions& options,
+                         double lr) {
+  using T = typename Weights::value_type;
+  const auto p = tensor_list(state.weights);
+  const auto g = tensor_list(grads);
+  const auto m = tensor_list(state.m), v = tensor_list(state.v);
   LF_ASSERT(g.size() == p.size() && m.size() == p.size() && v.size() == p.size());
   std::vector<AdamWTensor> tensors;
   for (std::size_t k = 0; k < p.size(); ++k)
-    tensors.push_back({p[k].second, g[k].second, m[k].second, v[k].second, 1.0, p[k].second->shape().size() == 2});
+    tensors.push_back({p[k], g[k], m[k], v[k], 1.0, p[k]->shape().size() == 2});
   adamw_update<T>(tensors, state.step, options, lr);
 }
 
-template <class T>
-TrainOutcome pretrain(PretrainState<T>& state, const TrainValSplit& data, const TrainOptions& options,
+template <class Weights>
+TrainOutcome pretrain(PretrainStateOf<Weights>& state, const TrainValSplit& data, const TrainOptions& options,
                       const TrainCallbacks& callbacks) {
   validate_training_run(state.weights.config, data, options);
-  FullRun<T> run(state, data.val, options);
+  FullRun<Weights> run(state, data.val, options);
   return detail::run_updates(run, data.train, options, callbacks);
 }
 
-#define LORAFAST_INSTANTIATE(T)                                                                                 \
-  template PretrainState<T> init_pretrain_state<T>(const GptConfig&, std::uint64_t);                           \
-  template void pretrain_adamw_step<T>(PretrainState<T>&, const GptWeights<T>&, const AdamWOptions&, double);   \
-  template TrainOutcome pretrain<T>(PretrainState<T>&, const TrainValSplit&, const TrainOptions&,               \
+#define LORAFAST_INSTANTIATE(W)                                                                           \
+  template PretrainStateOf<W> pretrain_state_from<W>(W);                                                 \
+  template void pretrain_adamw_step<W>(PretrainStateOf<W>&, const W&, const AdamWOptions&, double);       \
+  template TrainOutcome pretrain<W>(PretrainStateOf<W>&, const TrainValSplit&, const TrainOptions&,       \
                                     const TrainCallbacks&);
-LORAFAST_INSTANTIATE(float)
-LORAFAST_INSTANTIATE(double)
+LORAFAST_INSTANTIATE(GptWeights<float>)
+LORAFAST_INSTANTIATE(GptWeights<double>)
+LORAFAST_INSTANTIATE(LlamaWeights<float>)
+LORAFAST_INSTANTIATE(LlamaWeights<double>)
 #undef LORAFAST_INSTANTIATE
+template PretrainState<float> init_pretrain_state<float>(const GptConfig&, std::uint64_t);
+template PretrainState<double> init_pretrain_state<double>(const GptConfig&, std::uint64_t);
 
 }  // namespace lorafast

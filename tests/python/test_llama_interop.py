@@ -11,7 +11,14 @@ save_pretrained (in a temporary directory, no hub access), then
 (d) `lorafast model-grad` LoRA gradients equal torch autograd through
     transformers + PEFT;
 and hostile model directories exit 3 (4 for a sliding window shorter than the
-sequence) with one `lorafast: error:` line naming the file.
+sequence) with one `lorafast: error:` line naming the file (and the tensor, for a
+missing one or one of the wrong shape).
+
+Also: a bf16 model (transformers' save_pretrained of model.to(bfloat16)) evaluates in
+f32 and f64 as transformers does on the same bf16 weights upcast to float64;
+`finetune --resume` on a Llama model gives the straight run's adapter bit for bit;
+`finetune --method fast` (certified) and `--method auto` run on a Llama model, the
+fast step-1 loss within eps of the exact one.
 
 Cases: Llama with GQA (tied, untied, llama3 rope scaling in transformers 5's
 rope_parameters, linear scaling in transformers 4's rope_scaling spelling, head_dim
@@ -32,6 +39,14 @@ Tolerance model (DESIGN.md rule 5):
   (~100 f32 ulps; the loss is a mean of log-sum-exps accumulated in double).
 - f64 LoRA gradients: relative Frobenius error <= 1e-10 per tensor, the model-grad
   bound of test_gpt_vs_torch.py (same function, different summation order).
+- bf16: every bf16 value is exactly an f32 (and f64) value, so lorafast computes on
+  the very weights the upcast oracle does; the f64 and f32 rules above apply as they
+  are.
+- fast vs exact step-1 loss: relative <= eps (1e-3). The certificate bounds each
+  layer's attention output and gradients by eps relative; the loss moves by
+  <d loss / d o, d o> per layer, which on these tiny models (loss ~ log 256, outputs
+  O(1)) is far below eps * loss (measured 1.6e-9 relative); a surrogate not run at all
+  fails the other half of the check (the fast loss must differ from the exact one).
 """
 
 import argparse
@@ -110,9 +125,9 @@ def build(kind, seed, **overrides):
     return model, cls
 
 
-def load_oracle(cls, directory):
+def load_oracle(cls, directory, attn="eager"):
     """The model in float64, its rotary frequencies recomputed by transformers in float64."""
-    model = cls.from_pretrained(directory, dtype=torch.float64, attn_implementation="eager").eval()
+    model = cls.from_pretrained(directory, dtype=torch.float64, attn_implementation=attn).eval()
     for module in model.modules():
         if hasattr(module, "inv_freq"):
             with float64_transformers():
@@ -263,9 +278,83 @@ def hostile(lf, tmp, model_dir, data_path):
     del tensors["model.layers.1.mlp.up_proj.weight"]
     save_file(tensors, path)
     expect_error(lf, ev(d), 3, "model.layers.1.mlp.up_proj.weight", "missing tensor")
+    d = copy("wrong-shape")
+    path = os.path.join(d, "model.safetensors")
+    tensors = load_file(path)
+    tensors["model.layers.0.self_attn.k_proj.weight"] = tensors["model.layers.0.self_attn.k_proj.weight"][:, 1:].contiguous()
+    save_file(tensors, path)
+    p = subprocess.run([lf, *map(str, ev(d))], capture_output=True, text=True)
+    expect_error(lf, ev(d), 3, path, "wrong-shape tensor names the file")
+    check("model.layers.0.self_attn.k_proj.weight" in p.stderr and "shape" in p.stderr,
+          "wrong-shape tensor names the tensor: %s" % p.stderr.strip())
     d = copy("window")
     edit_config(d, model_type="mistral", sliding_window=T - 1)
     expect_error(lf, ev(d), 4, "sliding window", "mistral sliding window < T")
+
+
+def bf16_model(lf, tmp):
+    name = "llama-bf16"
+    d = os.path.join(tmp, name)
+    model, cls = build("llama", seed=5)
+    model.to(torch.bfloat16).save_pretrained(d)
+    with open(os.path.join(d, "model.safetensors"), "rb") as f:
+        header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+    dtypes = {v["dtype"] for k, v in header.items() if k != "__metadata__"}
+    check(dtypes == {"BF16"}, "%s: model file dtypes %s" % (name, dtypes))
+    data = bytes(np.random.default_rng(5).integers(0, 256, WINDOWS * T + 1, dtype=np.uint8))
+    data_path = os.path.join(tmp, name + ".bin")
+    with open(data_path, "wb") as f:
+        f.write(data)
+    want = oracle_loss(load_oracle(cls, d), data)  # from_pretrained(dtype=float64) upcasts the bf16 values exactly
+    for dtype, bound in (("f64", F64_REL), ("f32", F32_REL)):
+        got = lf_eval(lf, d, data_path, dtype)
+        check(rel(got, want) <= bound, "%s eval %s: %.15g vs transformers on the upcast weights %.15g (rel %.1e)"
+              % (name, dtype, got, want, rel(got, want)))
+
+
+def finetune_resume_and_methods(lf, tmp, model_dir, data_path):
+    common = ["finetune", "--model", model_dir, "--data", data_path, "--steps", 4, "--seq-len", T, "--batch", 2,
+              "--rank", 4, "--lr", 1e-2, "--eval-every", 0, "--save-every", 1, "--targets", "q_proj", "down_proj",
+              "--threads", 2]
+    a, b = os.path.join(tmp, "resume-a"), os.path.join(tmp, "resume-b")
+    run(lf, *common, "--out", a)
+    run(lf, *common, "--out", b, "--stop-after", 2)
+    run(lf, "finetune", "--model", model_dir, "--data", data_path, "--out", b, "--resume", "--threads", 2)
+    ta = load_file(os.path.join(a, "adapter_model.safetensors"))
+    tb = load_file(os.path.join(b, "adapter_model.safetensors"))
+    check(sorted(ta) == sorted(tb) and all(torch.equal(ta[k], tb[k]) for k in ta),
+          "llama finetune: 4 steps == 2 + --resume 2, bit for bit")
+
+    # A model whose q and k are scaled down, so that attention scores are small and fast certifies.
+    import shutil
+    small = os.path.join(tmp, "llama-small-scores")
+    shutil.copytree(model_dir, small)
+    path = os.path.join(small, "model.safetensors")
+    tensors = load_file(path)
+    for k in tensors:
+        if "q_proj" in k or "k_proj" in k:
+            tensors[k] = 0.05 * tensors[k]
+    save_file(tensors, path, metadata={"format": "pt"})
+
+    def step1(method, out):
+        run(lf, "finetune", "--model", small, "--data", data_path, "--out", out, "--steps", 1, "--seq-len", T,
+            "--batch", 2, "--rank", 4, "--eval-every", 0, "--method", method, "--eps", 1e-3, "--threads", 2)
+        with open(os.path.join(out, "train_log.csv")) as f:
+            loss = float(f.read().splitlines()[1].split(",")[1])
+        with open(os.path.join(out, "attention_plan.csv")) as f:
+            rows = f.read().splitlines()
+        header = rows[0].split(",")
+        methods = {dict(zip(header, r.split(",")))["method"] for r in rows[1:]}
+        return loss, methods
+
+    exact, _ = step1("exact", os.path.join(tmp, "m-exact"))
+    fast, fast_methods = step1("fast", os.path.join(tmp, "m-fast"))
+    auto, auto_methods = step1("auto", os.path.join(tmp, "m-auto"))
+    check(fast_methods == {"fast"} and 0 < rel(fast, exact) <= 1e-3,
+          "llama finetune --method fast: step-1 loss %.12g vs exact %.12g (rel %.1e), methods %s"
+          % (fast, exact, rel(fast, exact), sorted(fast_methods)))
+    check(auto_methods <= {"exact", "fast", "chained"} and rel(auto, exact) <= 1e-3,
+          "llama finetune --method auto runs: step-1 loss rel %.1e, methods %s" % (rel(auto, exact), sorted(auto_methods)))
 
 
 def sharded_escape(lf, tmp, sharded_dir, data_path):
@@ -305,6 +394,8 @@ def main():
         one_model(lf, tmp, "mistral", "mistral", sliding_window=None)
         one_model(lf, tmp, "gpt2", "gpt2")
         hostile(lf, tmp, llama_dir, data)
+        bf16_model(lf, tmp)
+        finetune_resume_and_methods(lf, tmp, llama_dir, data)
         sharded_escape(lf, tmp, sharded, sharded_data)
     if failures:
         print("%d failure(s)" % len(failures))

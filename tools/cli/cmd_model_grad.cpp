@@ -2,7 +2,13 @@
 // of a GPT-2 or Llama-family model with a PEFT adapter on a batch of token windows. Writes `loss`
 // and, under each adapter tensor's own name, d loss / d that tensor. With --full
 // (the adapter is then optional) it also writes d loss / d every base weight under
-// its GPT-2 name, spelt with the "transformer." prefix exactly when the model file is.
+// its name in the model file: GPT-2's, spelt with the "transformer." prefix exactly
+// when the model file is; the Llama family's Hugging Face names in nn.Linear's
+// [out, in] layout.
+//
+// --method/--eps/--degree choose the attention per layer and head as in `finetune`
+// (the LoRA gradients are then those of the surrogate loss where fast runs); --full
+// computes with exact attention.
 //
 // The token file is text: one window of T + 1 token ids per line (whitespace
 // separated, every line the same length); each window predicts its last T tokens.
@@ -16,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
+#include "model_flags.hpp"
 #include "lorafast/gpt_loss.hpp"
 #include "lorafast/llama.hpp"
 #include "lorafast/safetensors.hpp"
@@ -27,7 +34,9 @@ constexpr auto bad = ErrorKind::bad_input;
 constexpr std::size_t max_token_file_bytes = 100'000'000;
 
 struct ModelGradFlags {
-  std::string model, adapter, tokens, out, dtype = "f32";
+  std::string model, adapter, tokens, out, dtype = "f32", method = "exact";
+  double eps = 1e-3;
+  std::optional<int> degree;
   bool json = false, full = false;
 };
 
@@ -86,10 +95,11 @@ void add_adapter_grads(const std::vector<LoraLayer>& d_lora, TensorMap& out) {
 template <class T>
 void run(const ModelGradFlags& f) {
   LF_CHECK(f.full || !f.adapter.empty(), ErrorKind::usage, "model-grad: --adapter is required without --full");
+  LF_CHECK(!f.full || f.method == "exact", ErrorKind::usage, "model-grad: --full computes with --method exact");
+  check_even_degree(f.degree);
+  const AttentionRequest attention = attention_request(f.method, f.eps, f.degree);
   const std::filesystem::path model_file = std::filesystem::path(f.model) / "model.safetensors";
   const GptConfig config = read_gpt_config(std::filesystem::path(f.model) / "config.json");
-  LF_CHECK(!f.full || !config.is_llama(), ErrorKind::usage, "model-grad: --full is not implemented for ",
-           model_family_name(config.family), " models");
   const TokenBatch batch = read_token_windows(f.tokens);
   try {
     validate_tokens(batch, config);
@@ -102,12 +112,21 @@ void run(const ModelGradFlags& f) {
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
   if (config.is_llama()) {
     const auto weights = load_llama_model<T>(f.model);
-    const auto lora = load_peft_adapter<T>(f.adapter, weights.config);
+    std::optional<GptLora<T>> lora;
+    if (!f.adapter.empty()) lora = load_peft_adapter<T>(f.adapter, weights.config);
     start = std::chrono::steady_clock::now();
-    const auto grads = llama_loss_and_grad(weights, lora, batch);
-    seconds = elapsed();
-    loss = grads.loss;
-    add_adapter_grads(grads.d_lora, out);
+    if (f.full) {
+      const auto grads = llama_loss_and_full_grad(weights, lora ? &*lora : nullptr, batch);
+      seconds = elapsed();
+      loss = grads.loss;
+      out = llama_hf_tensors(grads.d_weights);
+      add_adapter_grads(grads.d_lora, out);
+    } else {
+      const auto grads = llama_loss_and_grad(weights, *lora, batch, attention);
+      seconds = elapsed();
+      loss = grads.loss;
+      add_adapter_grads(grads.d_lora, out);
+    }
   } else {
     const TensorMap model_tensors = read_safetensors(model_file).tensors;
     const std::string prefix = gpt_tensor_prefix(model_tensors);
@@ -122,7 +141,7 @@ void run(const ModelGradFlags& f) {
       for (const auto& [name, tensor] : gpt_named_tensors(grads.d_weights)) out[prefix + name] = *tensor;
       add_adapter_grads(grads.d_lora, out);
     } else {
-      const auto grads = gpt_loss_and_grad(weights, *lora, batch);
+      const auto grads = gpt_loss_and_grad(weights, *lora, batch, attention);
       seconds = elapsed();
       loss = grads.loss;
       add_adapter_grads(grads.d_lora, out);
@@ -152,7 +171,13 @@ void add_model_grad_command(CLI::App& app) {
   cmd->add_option("--out", flags->out, "Output safetensors: loss and the gradient of every adapter (and with --full, base) tensor")->required();
   cmd->add_option("--dtype", flags->dtype, "Compute and output precision: f32 | f64")
       ->check(CLI::IsMember({"f32", "f64"}));
-  cmd->add_flag("--full", flags->full, "Also write the gradient of every base weight, under its GPT-2 name");
+  cmd->add_option("--method", flags->method, "Attention per layer and head: exact | fast | chained | auto (default exact)")
+      ->check(CLI::IsMember({"exact", "fast", "chained", "auto"}));
+  cmd->add_option("--eps", flags->eps, "Target relative error of each layer's attention gradients (default 1e-3)")
+      ->check(positive);
+  cmd->add_option("--degree", flags->degree, "Force the (even) Taylor degree of fast/chained (--eps then not enforced)")
+      ->check(non_negative);
+  cmd->add_flag("--full", flags->full, "Also write the gradient of every base weight, under its name in the model file");
   cmd->add_flag("--json", flags->json, "Print {\"loss\", \"tokens\", \"seconds\"} as JSON");
   add_threads_option(*cmd);
   cmd->callback([flags] { flags->dtype == "f64" ? run<double>(*flags) : run<float>(*flags); });

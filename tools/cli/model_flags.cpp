@@ -43,7 +43,9 @@ AttentionRequest attention_request(const std::string& method, double eps, std::o
   return r;
 }
 
-void ModelFlags::check_degree() const {
+void ModelFlags::check_degree() const { check_even_degree(degree); }
+
+void check_even_degree(std::optional<int> degree) {
   LF_CHECK(!degree || *degree % 2 == 0, ErrorKind::bad_input, "--degree ", *degree,
            " is odd: odd Taylor degrees can make the softmax normaliser negative; use an even degree");
 }

@@ -31,6 +31,9 @@ struct ModelFlags {
   void check_degree() const;
 };
 
+// An odd --degree is bad input (exit 3).
+void check_even_degree(std::optional<int> degree);
+
 // --method, --eps, --degree and the calibrated cost model, as one request.
 AttentionRequest attention_request(const std::string& method, double eps, std::optional<int> degree);
 

@@ -46,8 +46,51 @@ struct LlamaWeights {
   Tensor embed;    // [V, D]
   std::vector<LlamaBlockWeights> blocks;
   Tensor norm;     // [D]
-  Tensor lm_head;  // [V, D]; a copy of `embed` when tied
+  Tensor lm_head;  // [V, D]; empty when tied (the head is `embed`, not a copy)
+
+  const Tensor& head() const { return config.llama.tie_word_embeddings ? embed : lm_head; }  // [V, D]
 };
+
+// Every tensor of a LlamaWeights (of weights, or of a gradient or optimizer state of
+// the same layout) with its Hugging Face name, in a fixed order (two LlamaWeights of
+// one config list matching tensors at matching indices): model.embed_tokens.weight,
+// per layer input_layernorm,
+// self_attn.{q,k,v}_proj.weight (+ .bias with qkv_bias), o_proj.weight (+ .bias with
+// o_bias), post_attention_layernorm, mlp.{gate,up,down}_proj.weight, then
+// model.norm.weight and lm_head.weight unless tied. `transposed`: a projection,
+// kept [in, out], stored by transformers as nn.Linear's [out, in].
+template <class Tensor_>
+struct LlamaNamedTensor {
+  std::string name;
+  Tensor_* tensor;
+  bool transposed;
+};
+template <class T>
+std::vector<LlamaNamedTensor<Tensor>> llama_named_tensors(LlamaWeights<T>& weights);
+template <class T>
+std::vector<LlamaNamedTensor<const Tensor>> llama_named_tensors(const LlamaWeights<T>& weights);
+
+// All-zero weights of the shapes `config` (Llama family, validated) implies.
+template <class T>
+LlamaWeights<T> zero_llama_weights(const GptConfig& config);
+
+// The tensors under their Hugging Face names and in its layout ([out, in]
+// projections), dtype T: what model.safetensors holds.
+template <class T>
+TensorMap llama_hf_tensors(const LlamaWeights<T>& weights);
+
+// config.json text as transformers 5's LlamaConfig / Qwen2Config / MistralConfig
+// save_pretrained writes it for these sizes (its keys and defaults, bos/eos/pad
+// token ids at the class defaults, rope_parameters), with "architectures" and "dtype"
+// as a saved model has them; `dtype` is "float32" or "float64".
+std::string llama_config_json(const GptConfig& config, const std::string& dtype);
+
+// Writes a model directory that load_llama_model and transformers'
+// AutoModelForCausalLM.from_pretrained read: `dir` is created if missing, then
+// model.safetensors (llama_hf_tensors, metadata {"format": "pt"}) and config.json,
+// each atomically. Errors: Error(bad_input) naming the path.
+template <class T>
+void save_llama_model(const std::filesystem::path& dir, const LlamaWeights<T>& weights);
 
 // A model directory: config.json and model.safetensors, or the shards listed in
 // model.safetensors.index.json ("weight_map"; a shard must be a file inside the
@@ -73,6 +116,20 @@ template <class T>
 GptLossGrad<T> llama_loss_and_grad(const LlamaWeights<T>& weights, const GptLora<T>& lora, const TokenBatch& batch,
                                    const AttentionRequest& attention = {});
 
+template <class T>
+struct LlamaFullGrad {
+  double loss = 0.0;              // mean cross-entropy in nats
+  LlamaWeights<T> d_weights;      // d loss / d every base tensor, same layout and dtype T;
+                                  // when tied, d_weights.embed sums the embedding and the LM head
+  std::vector<LoraLayer> d_lora;  // as GptLossGrad::d_lora when `lora` is given, else empty
+};
+
+// As gpt_loss_and_full_grad (gpt_loss.hpp): forward and backward to every base
+// weight (and to the adapters, if `lora` is not nullptr), exact attention.
+template <class T>
+LlamaFullGrad<T> llama_loss_and_full_grad(const LlamaWeights<T>& weights, const GptLora<T>* lora,
+                                          const TokenBatch& batch);
+
 // The generic spellings the training loop and evaluation use, one overload per family.
 template <class T>
 double model_loss(const GptWeights<T>& w, const GptLora<T>* lora, const TokenBatch& b, const AttentionRequest& a = {}) {
@@ -91,6 +148,14 @@ template <class T>
 GptLossGrad<T> model_loss_and_grad(const LlamaWeights<T>& w, const GptLora<T>& lora, const TokenBatch& b,
                                    const AttentionRequest& a) {
   return llama_loss_and_grad(w, lora, b, a);
+}
+template <class T>
+GptFullGrad<T> model_loss_and_full_grad(const GptWeights<T>& w, const GptLora<T>* lora, const TokenBatch& b) {
+  return gpt_loss_and_full_grad(w, lora, b);
+}
+template <class T>
+LlamaFullGrad<T> model_loss_and_full_grad(const LlamaWeights<T>& w, const GptLora<T>* lora, const TokenBatch& b) {
+  return llama_loss_and_full_grad(w, lora, b);
 }
 template <class T>
 GptAttentionPlan model_attention_plan(const GptWeights<T>& w, const GptLora<T>* lora, const TokenBatch& b,

@@ -35,6 +35,7 @@ struct LlamaConfig {
   bool qkv_bias = false;               // q/k/v_proj biases (llama: attention_bias; qwen2: always)
   bool o_bias = false;                 // o_proj bias (llama: attention_bias)
   std::int64_t sliding_window = 0;     // keys further back than this are masked; 0: none
+  double initializer_range = 0.02;     // the deviation of transformers' _init_weights
   RopeConfig rope;
 };
 

@@ -1,0 +1,203 @@
+#!/usr/bin/env python3
+"""Llama LoRA fine-tuning throughput and peak memory: `lorafast finetune` vs
+transformers + PEFT (attn_implementation "sdpa" and "eager").
+
+A Llama-shaped model with random weights (transformers' own initialisation, written
+by its save_pretrained: 12 layers, hidden 768, 12 heads, 4 key/value heads,
+intermediate 2048, vocab 32000, tied embeddings, max_position_embeddings 1024;
+100.1M parameters) trains on random uint16 token ids at --seq-len 1024: LoRA rank 8
+(alpha 8) on q_proj and v_proj, AdamW on the adapters, clip 1, float32.
+bench/torch_llama_train.py runs the same model directory, token file and training
+windows in transformers + PEFT. The harness is gpt_train_vs_torch.py's (one process
+per side and round, peak RSS from GNU time, OMP_WAIT_POLICY=passive, untimed
+--warmup updates, tokens/s from the fastest round's median timed update, the load
+average sampled during each side); step 1's loss must agree between all sides (same
+model, same windows, B = 0 everywhere) before anything is reported.
+
+Writes bench/results/llama_train_vs_torch.{csv,json,png} and prints a markdown table.
+
+    python3 bench/llama_train_vs_torch.py              # the 100M Llama shape, seq-len 1024, 2 threads
+    python3 bench/llama_train_vs_torch.py --quick      # a tiny model (smoke test: step-1 losses only)
+    python3 bench/llama_train_vs_torch.py --replot     # redraw the PNG from the JSON
+"""
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import gpt_train_vs_torch as gptbench  # noqa: E402
+import lfbench  # noqa: E402
+
+NAME = "llama_train_vs_torch"
+COLUMNS = gptbench.COLUMNS[:4] + ["kv_heads", "intermediate"] + gptbench.COLUMNS[4:]
+SIDES = {"lorafast": None, "transformers sdpa": "sdpa", "transformers eager": "eager"}
+TARGETS = ["q_proj", "v_proj"]
+
+
+def make_inputs(args, work):
+    """The model directory (transformers' save_pretrained) and token file, generated once into `work`."""
+    import torch
+    import transformers
+
+    key = (f"L{args.layers}_H{args.heads}_K{args.kv_heads}_D{args.width}_F{args.intermediate}_V{args.vocab}"
+           f"_P{args.positions}_s{args.seed}")
+    model, data = work / key / "model", work / key / "ids.uint16"
+    if not (model / "model.safetensors").exists():
+        lfbench.progress(f"generating the random Llama model {key} in {work}")
+        torch.manual_seed(args.seed)
+        config = transformers.LlamaConfig(vocab_size=args.vocab, hidden_size=args.width,
+                                          intermediate_size=args.intermediate, num_hidden_layers=args.layers,
+                                          num_attention_heads=args.heads, num_key_value_heads=args.kv_heads,
+                                          max_position_embeddings=args.positions, tie_word_embeddings=True)
+        transformers.LlamaForCausalLM(config).save_pretrained(model)
+    if not data.exists():
+        rng = np.random.default_rng(args.seed + 1)
+        rng.integers(0, args.vocab, max(1 << 16, 4 * (args.seq_len + 1))).astype("<u2").tofile(data)
+    return model, data
+
+
+def run_side(args, side, model, data, lf):
+    if SIDES[side] is None:  # torch_llama_train.py's constant learning rate and alpha = rank
+        return gptbench.ours(args, model, data, lf.env, lf.tmp,
+                             extra=["--lr", 2e-4, "--warmup", 0, "--alpha", args.rank, "--targets", *TARGETS])
+    return gptbench.pytorch(args, model, data, lf.env, lf.tmp, script=HERE / "torch_llama_train.py",
+                            extra=["--attn", SIDES[side], "--targets", *TARGETS])
+
+
+def markdown(rows):
+    out = ["| | tokens/s | step (s) | peak RSS (GiB) | lorafast speedup | lorafast memory | load avg during |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        ratio = lambda k, f: "" if r.get(k) is None else f(r[k])  # noqa: E731
+        out.append(f"| {r['side']} | {r['tokens_per_s']:.0f} | {r['step_s']:.2f} | {r['peak_rss_mb'] / 1024:.2f} "
+                   f"| {ratio('speedup', lambda v: f'{v:.2f}×')} | {ratio('memory_ratio', lambda v: f'{v:.2f}×')} "
+                   f"| {r['loadavg_during']:.1f} |")
+    return "\n".join(out)
+
+
+def plot(path, record):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = record["rows"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
+    for ax, key, scale, label in ((axes[0], "tokens_per_s", 1, "training tokens/s (higher is better)"),
+                                  (axes[1], "peak_rss_mb", 1 / 1024, "peak RSS, GiB (lower is better)")):
+        vals = [float(r[key]) * scale for r in rows]
+        bars = ax.bar([r["side"] for r in rows], vals, color=["tab:blue", "tab:gray", "silver"][:len(rows)])
+        for b, v in zip(bars, vals):
+            ax.annotate(f"{v:.0f}" if scale == 1 else f"{v:.2f}", (b.get_x() + b.get_width() / 2, v),
+                        ha="center", va="bottom", fontsize=10)
+        ax.set_ylabel(label)
+        ax.set_ylim(0, max(vals) * 1.18)
+        ax.grid(True, axis="y", alpha=0.3)
+    o, m = rows[0], record["machine"]
+    fig.suptitle(f"Llama LoRA fine-tuning (r={record['settings']['rank']} on {', '.join(TARGETS)}, AdamW, f32): "
+                 f"{o['layers']} layers, hidden {o['width']}, {o['heads']}/{o['kv_heads']} heads, vocab {o['vocab']}, "
+                 f"T={o['seq_len']}, batch {o['batch']}, {o['threads']} threads", fontsize=9)
+    fig.text(0.5, 0.01, f"{m['cpu']}, OMP_WAIT_POLICY={m['OMP_WAIT_POLICY']}, PyTorch {m.get('torch')}, "
+                        f"transformers {m.get('transformers')}, {record['date']}, load avg during ≤ "
+                        f"{max(float(r['loadavg_during']) for r in rows):.1f}", ha="center", fontsize=7, color="dimgray")
+    fig.tight_layout(rect=(0, 0.04, 1, 0.95))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def parse_args():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--lorafast", default=str(lfbench.DEFAULT_BINARY), help="path to the lorafast binary")
+    ap.add_argument("--seq-len", type=int, default=1024)
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=4, help="timed updates per side (after --warmup)")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed first updates")
+    ap.add_argument("--rounds", type=int, default=1, help="run every side this many times, keep the best")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--layers", type=int, default=12)
+    ap.add_argument("--heads", type=int, default=12)
+    ap.add_argument("--kv-heads", type=int, default=4)
+    ap.add_argument("--width", type=int, default=768, help="hidden_size")
+    ap.add_argument("--intermediate", type=int, default=2048)
+    ap.add_argument("--vocab", type=int, default=32000)
+    ap.add_argument("--positions", type=int, default=1024)
+    ap.add_argument("--rank", type=int, default=8)
+    ap.add_argument("--method", default="exact", help="lorafast's attention method")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--quick", action="store_true",
+                    help="a tiny model (2 layers, hidden 64, 4/2 heads, vocab 512, T=64): checks the step-1 losses "
+                         "agree, writes and times nothing")
+    ap.add_argument("--replot", action="store_true", help="redraw the PNG from the JSON of the last run")
+    ap.add_argument("--work-dir", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "lorafast-llama-bench"),
+                    help="where the generated model and token file are cached")
+    ap.add_argument("--out-dir", default=str(HERE / "results"))
+    args = ap.parse_args()
+    if args.quick:
+        args.layers, args.heads, args.kv_heads, args.width, args.intermediate = 2, 4, 2, 64, 128
+        args.vocab, args.positions, args.seq_len, args.steps, args.warmup, args.rounds = 512, 64, 64, 1, 0, 1
+    return args
+
+
+def main():
+    args = parse_args()
+    out = Path(args.out_dir)
+    if args.replot:
+        record = json.loads((out / f"{NAME}.json").read_text())
+        plot(out / f"{NAME}.png", record)
+        print(markdown(record["rows"]))
+        return
+    if not os.access(args.lorafast, os.X_OK):
+        sys.exit(f"no lorafast binary at {args.lorafast} (build it, or pass --lorafast)")
+    if not os.access(gptbench.TIME, os.X_OK):
+        sys.exit(f"{gptbench.TIME} (GNU time, Debian package 'time') is needed for the peak RSS")
+    lf = lfbench.Lorafast(args.lorafast, args.threads, omp_wait_policy="passive")
+    prov = lfbench.Provenance(f"{NAME}.py", args, lf)
+    work = Path(args.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    model, data = make_inputs(args, work)
+
+    runs = {side: [] for side in SIDES}
+    for r in range(args.rounds):
+        for side in SIDES:
+            lfbench.progress(f"round {r + 1}/{args.rounds}: {side}")
+            runs[side].append(run_side(args, side, model, data, lf))
+    step1 = {side: rs[0]["losses"][0] for side, rs in runs.items()}
+    rels = {side: abs(step1["lorafast"] - v) / abs(v) for side, v in step1.items() if side != "lorafast"}
+    for side, rel in rels.items():
+        if rel > gptbench.LOSS_AGREEMENT:
+            sys.exit(f"step-1 losses differ: lorafast {step1['lorafast']!r}, {side} {step1[side]!r} (rel {rel:.1e} > "
+                     f"{gptbench.LOSS_AGREEMENT:g}): the sides are not training the same problem")
+    print("step-1 losses agree: " + ", ".join(f"{s} {v:.8f}" for s, v in step1.items())
+          + " (worst rel %.1e)" % max(rels.values()))
+    if args.quick:
+        return  # a smoke test: nothing timed on a tiny model is worth writing
+
+    rows = []
+    for side, rs in runs.items():
+        row = gptbench.summarise(args, side, rs)
+        row.update(kv_heads=args.kv_heads, intermediate=args.intermediate)
+        rows.append(row)
+    o = rows[0]
+    for r in rows[1:]:
+        r["speedup"] = o["tokens_per_s"] / r["tokens_per_s"]  # lorafast's, against this side
+        r["memory_ratio"] = r["peak_rss_mb"] / o["peak_rss_mb"]  # this side's memory over lorafast's
+        r["note"] = f"step-1 loss agrees with lorafast to {rels[r['side']]:.1e} relative"
+    import torch
+    import transformers
+    record = prov.finish(rows=rows, runs=runs, step1_loss_rel_diff=rels,
+                         timing="median step time of the timed updates (forward, backward, clip, AdamW), best round")
+    record["machine"].update(torch=torch.__version__, transformers=transformers.__version__)
+    out.mkdir(parents=True, exist_ok=True)
+    gptbench.write_csv(out / f"{NAME}.csv", rows, COLUMNS)
+    lfbench.write_json(out / f"{NAME}.json", record)
+    plot(out / f"{NAME}.png", record)
+    print(markdown(rows))
+    lfbench.progress(f"\nwrote {out / NAME}.csv, .json, .png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Times transformers + PEFT LoRA fine-tuning on the problem llama_train_vs_torch.py
+gives `lorafast finetune`: the same Llama model directory (read by
+AutoModelForCausalLM.from_pretrained, float32, attn_implementation --attn), token
+file and training windows (the counter-based sampler of train_data.hpp, restated in
+gptcase.py), PEFT LoRA on --targets (its init: A kaiming-uniform, B = 0, as
+lorafast's), AdamW on the adapters only, gradient-norm clip 1. The loss is
+F.cross_entropy of the logits, the mean lorafast computes. Prints one JSON object:
+per-step seconds and losses.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import peft
+import torch
+import torch.nn.functional as F
+import transformers
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "python"))
+import gptcase  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--data", required=True, help="uint16 token ids")
+    ap.add_argument("--seq-len", type=int, required=True)
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--steps", type=int, required=True, help="updates, the first ones included (warmup)")
+    ap.add_argument("--rank", type=int, default=8)
+    ap.add_argument("--targets", nargs="+", default=["q_proj", "v_proj"])
+    ap.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"])
+    ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    model = transformers.AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32,
+                                                              attn_implementation=args.attn)
+    model = peft.get_peft_model(model, peft.LoraConfig(r=args.rank, lora_alpha=args.rank, lora_dropout=0.0,
+                                                       target_modules=args.targets))
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
+    tokens = np.fromfile(args.data, dtype="<u2").astype(np.int64)
+    seconds, losses = [], []
+    for step in range(1, args.steps + 1):
+        batch = torch.from_numpy(gptcase.sample_windows(tokens, args.seq_len, args.batch, args.seed, step, 0))
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        logits = model(input_ids=batch[:, :-1], use_cache=False).logits
+        loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        seconds.append(time.perf_counter() - t0)
+        losses.append(float(loss))
+    print(json.dumps({"seconds": seconds, "losses": losses, "torch": torch.__version__,
+                      "transformers": transformers.__version__, "peft": peft.__version__,
+                      "torch_threads": torch.get_num_threads(), "tokens_per_step": args.batch * args.seq_len}))
+
+
+if __name__ == "__main__":
+    main()
