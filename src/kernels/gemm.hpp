@@ -35,6 +35,19 @@ void gemm(Op op_a, Op op_b, T alpha, std::type_identity_t<MatrixView<const T>> a
   const auto tb = op_b == Op::none ? CblasNoTrans : CblasTrans;
   // BLAS requires ld >= 1 even for empty inner dimensions.
   const auto lda = a.ld > 0 ? a.ld : 1, ldb = b.ld > 0 ? b.ld : 1;
+  if (m == 1 && k > 0) {
+    // One row (a decode step): a GEMV. OpenBLAS's GEMM packs all of B for a single
+    // row, which read the weights twice and spent 60% of a GPT-2-124M decode step
+    // copying them (perf). c^T = op(B)^T op(A)^T, B row-major [k, n] or [n, k].
+    const auto inc_a = op_a == Op::none ? 1 : lda;
+    const auto tb_v = op_b == Op::none ? CblasTrans : CblasNoTrans;
+    const auto rows_b = op_b == Op::none ? k : n, cols_b = op_b == Op::none ? n : k;
+    if constexpr (std::is_same_v<T, float>)
+      cblas_sgemv(CblasRowMajor, tb_v, rows_b, cols_b, alpha, b.data, ldb, a.data, inc_a, beta, c.data, 1);
+    else
+      cblas_dgemv(CblasRowMajor, tb_v, rows_b, cols_b, alpha, b.data, ldb, a.data, inc_a, beta, c.data, 1);
+    return;
+  }
   if constexpr (std::is_same_v<T, float>)
     cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a.data, lda, b.data, ldb, beta, c.data, c.ld);
   else
