@@ -78,6 +78,45 @@ struct GptActivations {
   std::vector<std::int32_t> targets;           // [M]
 };
 
+// out = a + b, elementwise (the residual connections).
+template <class T>
+void add(const T* a, const T* b, T* out, std::int64_t count) {
+#pragma omp parallel for schedule(static)
+  for (std::int64_t i = 0; i < count; ++i) out[i] = a[i] + b[i];
+}
+
+// Sets p's adapter to the one `lora` has for `target` in block `layer`, if any.
+template <class T>
+void attach_adapter(LoraLinearParams<T>& p, const GptLora<T>* lora, std::int64_t layer, LoraTarget target) {
+  if (lora == nullptr || !lora->at(layer, target)) return;
+  const auto& adapter = *lora->at(layer, target);
+  p.rank = adapter.rank();
+  p.scale = static_cast<T>(lora->config.scaling());
+  p.lora_a = adapter.a.template data<T>();
+  p.lora_b = adapter.b.template data<T>();
+}
+
+// Zeroed gradients laid out as the adapters of `lora`.
+template <class T>
+std::vector<LoraLayer> zero_grads(const GptLora<T>& lora) {
+  std::vector<LoraLayer> grads(lora.layers.size());
+  for (std::size_t i = 0; i < grads.size(); ++i)
+    for (std::size_t t = 0; t < lora_target_count; ++t)
+      if (const auto& a = lora.layers[i][t])
+        grads[i][t] = LoraAdapter{Tensor(dtype_of<T>(), a->a.shape()), Tensor(dtype_of<T>(), a->b.shape())};
+  return grads;
+}
+
+// What one backward pass writes: adapter gradients, base-weight gradients (W: the
+// family's weights, GptWeights<T> or LlamaWeights<T>), or both, and optionally the
+// attention plan it ran.
+template <class W>
+struct GradOutputs {
+  std::vector<LoraLayer>* d_lora = nullptr;  // laid out as the adapters (zeroed)
+  W* d_weights = nullptr;                    // laid out as the weights (zeroed)
+  GptAttentionPlan* plan = nullptr;
+};
+
 // The forward pass up to ln_f (the loss is lm_head_loss on lnf_out). With
 // `keep_all`, every block's activations are kept for gpt_backward; without it one
 // set of buffers is reused (forward-only evaluation). Each block's attention runs

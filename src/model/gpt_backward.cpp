@@ -52,29 +52,10 @@ T* slot(G* g, Tensor G::*member) {
   return g != nullptr ? (g->*member).template data<T>() : nullptr;
 }
 
-// What one backward pass writes: adapter gradients, base-weight gradients, or both,
-// and optionally the attention plan it ran.
-template <class T>
-struct GradOutputs {
-  std::vector<LoraLayer>* d_lora = nullptr;  // laid out as the adapters (zeroed)
-  GptWeights<T>* d_weights = nullptr;        // laid out as the weights (zeroed)
-  GptAttentionPlan* plan = nullptr;
-};
-
-template <class T>
-std::vector<LoraLayer> zero_grads(const GptLora<T>& lora) {
-  std::vector<LoraLayer> grads(lora.layers.size());
-  for (std::size_t i = 0; i < grads.size(); ++i)
-    for (std::size_t t = 0; t < lora_target_count; ++t)
-      if (const auto& a = lora.layers[i][t])
-        grads[i][t] = LoraAdapter{Tensor(dtype_of<T>(), a->a.shape()), Tensor(dtype_of<T>(), a->b.shape())};
-  return grads;
-}
-
 // The forward pass, then the backward pass into `out`; returns the loss.
 template <class T>
 double forward_backward(const GptWeights<T>& w, const GptLora<T>* lora, const TokenBatch& batch,
-                        const AttentionRequest& attention, const GradOutputs<T>& out) {
+                        const AttentionRequest& attention, const GradOutputs<GptWeights<T>>& out) {
   const GptConfig& cfg = w.config;
   const std::int64_t d = cfg.n_embd, layers = cfg.n_layer;
   GptWeights<T>* d_w = out.d_weights;
@@ -168,7 +149,8 @@ GptLossGrad<T> gpt_loss_and_grad(const GptWeights<T>& w, const GptLora<T>& lora,
   validate_gpt_lora(lora, w.config, "adapter");
   GptLossGrad<T> out;
   out.d_lora = zero_grads(lora);
-  out.loss = forward_backward(w, &lora, batch, attention, GradOutputs<T>{&out.d_lora, nullptr, &out.plan});
+  out.loss =
+      forward_backward(w, &lora, batch, attention, GradOutputs<GptWeights<T>>{&out.d_lora, nullptr, &out.plan});
   return out;
 }
 
@@ -182,7 +164,7 @@ GptFullGrad<T> gpt_loss_and_full_grad(const GptWeights<T>& w, const GptLora<T>* 
     out.d_lora = zero_grads(*lora);
   }
   out.loss = forward_backward(w, lora, batch, AttentionRequest{},
-                              GradOutputs<T>{lora != nullptr ? &out.d_lora : nullptr, &out.d_weights});
+                              GradOutputs<GptWeights<T>>{lora != nullptr ? &out.d_lora : nullptr, &out.d_weights});
   return out;
 }
 

@@ -35,12 +35,6 @@ void embed(const GptWeights<T>& w, const TokenBatch& batch, T* x) {
 }
 
 template <class T>
-void add(const T* a, const T* b, T* out, std::int64_t count) {
-#pragma omp parallel for schedule(static)
-  for (std::int64_t i = 0; i < count; ++i) out[i] = a[i] + b[i];
-}
-
-template <class T>
 void allocate(BlockActivations<T>& a, std::int64_t rows, std::int64_t d, std::int64_t lse_size) {
   for (auto* v : {&a.ln1_mean, &a.ln1_rstd, &a.ln2_mean, &a.ln2_rstd}) resize(*v, rows);
   for (auto* v : {&a.ln1_out, &a.attn, &a.x_mid, &a.ln2_out}) resize(*v, rows * d);
@@ -80,13 +74,7 @@ LoraLinearParams<T> module_params(const GptWeights<T>& weights, const GptLora<T>
     case LoraTarget::mlp_c_proj: p.w = ptr<T>(b.mlp_c_proj_weight), p.bias = ptr<T>(b.mlp_c_proj_bias); break;
     default: LF_ASSERT(!"a GPT-2 block has only GPT-2 modules");
   }
-  if (lora != nullptr && lora->at(layer, target)) {
-    const auto& adapter = *lora->at(layer, target);
-    p.rank = adapter.rank();
-    p.scale = static_cast<T>(lora->config.scaling());
-    p.lora_a = ptr<T>(adapter.a);
-    p.lora_b = ptr<T>(adapter.b);
-  }
+  attach_adapter(p, lora, layer, target);
   return p;
 }
 

@@ -24,16 +24,6 @@ void add_to(T* acc, const std::vector<T>& x) {
   for (std::int64_t i = 0; i < n; ++i) acc[i] += x[static_cast<std::size_t>(i)];
 }
 
-template <class T>
-std::vector<LoraLayer> zero_grads(const GptLora<T>& lora) {
-  std::vector<LoraLayer> grads(lora.layers.size());
-  for (std::size_t i = 0; i < grads.size(); ++i)
-    for (std::size_t t = 0; t < lora_target_count; ++t)
-      if (const auto& a = lora.layers[i][t])
-        grads[i][t] = LoraAdapter{Tensor(dtype_of<T>(), a->a.shape()), Tensor(dtype_of<T>(), a->b.shape())};
-  return grads;
-}
-
 // The gradient slot of `t` (a tensor of a gradient LlamaWeights), nullptr when no
 // base-weight gradient is wanted or the tensor is absent (a bias the model lacks).
 template <class T>
@@ -60,19 +50,10 @@ void bind_base_grads(LoraLinearParams<T>& p, LlamaBlockWeights& g, LoraTarget ta
   }
 }
 
-// What one backward pass writes: adapter gradients, base-weight gradients, or both,
-// and optionally the attention plan it ran.
-template <class T>
-struct GradOutputs {
-  std::vector<LoraLayer>* d_lora = nullptr;  // laid out as the adapters (zeroed)
-  LlamaWeights<T>* d_weights = nullptr;      // laid out as the weights (zeroed)
-  GptAttentionPlan* plan = nullptr;
-};
-
 // The forward pass, then the backward pass into `out`; returns the loss.
 template <class T>
 double forward_backward(const LlamaWeights<T>& w, const GptLora<T>* lora, const TokenBatch& batch,
-                        const AttentionRequest& attention, const GradOutputs<T>& out) {
+                        const AttentionRequest& attention, const GradOutputs<LlamaWeights<T>>& out) {
   const GptConfig& cfg = w.config;
   LlamaWeights<T>* d_w = out.d_weights;
   LlamaActivations<T> act;
@@ -154,7 +135,8 @@ GptLossGrad<T> llama_loss_and_grad(const LlamaWeights<T>& w, const GptLora<T>& l
   validate_gpt_lora(lora, w.config, "adapter");
   GptLossGrad<T> out;
   out.d_lora = zero_grads(lora);
-  out.loss = forward_backward(w, &lora, batch, attention, GradOutputs<T>{&out.d_lora, nullptr, &out.plan});
+  out.loss =
+      forward_backward(w, &lora, batch, attention, GradOutputs<LlamaWeights<T>>{&out.d_lora, nullptr, &out.plan});
   return out;
 }
 
@@ -168,7 +150,7 @@ LlamaFullGrad<T> llama_loss_and_full_grad(const LlamaWeights<T>& w, const GptLor
     out.d_lora = zero_grads(*lora);
   }
   out.loss = forward_backward(w, lora, batch, AttentionRequest{},
-                              GradOutputs<T>{lora != nullptr ? &out.d_lora : nullptr, &out.d_weights});
+                              GradOutputs<LlamaWeights<T>>{lora != nullptr ? &out.d_lora : nullptr, &out.d_weights});
   return out;
 }
 

@@ -23,12 +23,6 @@ void resize(Vector& v, std::int64_t n) {
 }
 
 template <class T>
-void add(const T* a, const T* b, T* out, std::int64_t count) {
-#pragma omp parallel for schedule(static)
-  for (std::int64_t i = 0; i < count; ++i) out[i] = a[i] + b[i];
-}
-
-template <class T>
 void allocate(LlamaBlockActivations<T>& a, const GptConfig& c, std::int64_t rows, std::int64_t lse_size) {
   const std::int64_t d = c.n_embd, q = c.n_head * c.head_dim(), kv = c.llama.n_kv_head * c.head_dim();
   resize(a.rstd1, rows);
@@ -83,13 +77,7 @@ LoraLinearParams<T> llama_module_params(const LlamaWeights<T>& weights, const Gp
     case LoraTarget::down_proj: p.w = ptr<T>(b.down_w); break;
     default: LF_ASSERT(false);
   }
-  if (lora != nullptr && lora->at(layer, target)) {
-    const auto& adapter = *lora->at(layer, target);
-    p.rank = adapter.rank();
-    p.scale = static_cast<T>(lora->config.scaling());
-    p.lora_a = adapter.a.template data<T>();
-    p.lora_b = adapter.b.template data<T>();
-  }
+  attach_adapter(p, lora, layer, target);
   return p;
 }
 
