@@ -14,30 +14,20 @@ import argparse
 import json
 import os
 import struct
-import subprocess
 import sys
 import tempfile
 
-import torch
-import transformers
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import torch  # noqa: E402
+import transformers  # noqa: E402
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # noqa: E402
+
+import test_llama_interop as interop  # noqa: E402
+from test_llama_interop import T, check, load_oracle, oracle_loss, run  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-T = 16
-failures = []
-
-
-def check(ok, what):
-    print(("ok   " if ok else "FAIL ") + what)
-    if not ok:
-        failures.append(what)
-
-
-def run(lf, *args):
-    p = subprocess.run([lf, *map(str, args)], capture_output=True, text=True)
-    if p.returncode != 0:
-        raise AssertionError("%s: exit %d\n%s%s" % (" ".join(map(str, args)), p.returncode, p.stdout, p.stderr))
-    return p
 
 
 def make_model_dir(d, text):
@@ -51,15 +41,6 @@ def make_model_dir(d, text):
     transformers.GPT2LMHeadModel(config).save_pretrained(d)
     tok.save(os.path.join(d, "tokenizer.json"))
     return tok
-
-
-def oracle_loss(model_dir, ids):
-    model = transformers.GPT2LMHeadModel.from_pretrained(model_dir, dtype=torch.float64).eval()
-    ids = torch.tensor(ids, dtype=torch.long)
-    x = torch.stack([ids[w * T: w * T + T + 1] for w in range((len(ids) - 1) // T)])
-    with torch.no_grad():
-        logits = model(input_ids=x[:, :-1]).logits
-    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1)).item()
 
 
 def cached_ids(path):
@@ -85,7 +66,9 @@ def main():
 
         got = json.loads(run(lf, "eval", "--model", model_dir, "--data", data, "--seq-len", T, "--dtype", "f64",
                              "--json").stdout)
-        want = oracle_loss(model_dir, ids)
+        model = load_oracle(transformers.GPT2LMHeadModel, model_dir)
+        with torch.no_grad():
+            want = oracle_loss(model, ids)
         check(got["tokens"] == (len(ids) - 1) // T * T, "eval counts the tokenizer's tokens: %d" % got["tokens"])
         check(abs(got["loss"] - want) <= 1e-10 * abs(want), "eval loss %.15g vs transformers %.15g" % (got["loss"], want))
 
@@ -117,7 +100,6 @@ def main():
         # Greedy generation in float64 (no argmax ties by rounding), from a text prompt
         # with a multi-byte character, so the output streams through held-back UTF-8.
         prompt, new = "naïve LoRA ", 40
-        model = transformers.GPT2LMHeadModel.from_pretrained(model_dir, dtype=torch.float64).eval()
         prompt_ids = tok.encode(prompt).ids
         with torch.no_grad():
             want_ids = model.generate(torch.tensor([prompt_ids]), do_sample=False, max_new_tokens=new,
@@ -126,8 +108,8 @@ def main():
                   "--dtype", "f64").stdout.encode("utf-8", "surrogateescape")
         want = tok.decode(want_ids, skip_special_tokens=False).encode("utf-8")
         check(out == want, "generate prints the decoded greedy ids:\n%r\n%r" % (out, want))
-    print("%d failed" % len(failures))
-    return 1 if failures else 0
+    print("%d failed" % len(interop.failures))
+    return 1 if interop.failures else 0
 
 
 if __name__ == "__main__":
