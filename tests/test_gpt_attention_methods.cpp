@@ -185,7 +185,7 @@ TEST(GptAttentionMethods, BackwardRunsTheForwardPlan) {
   const auto fast = request(Method::fast, 1e-3, 2);
 
   GptActivations<double> act;
-  gpt_forward(w, &lora, batch, fast, /*keep_all=*/true, act);
+  gpt_forward(w, &lora, batch, fast, Keep::all, act);
   const auto grads = gpt_loss_and_grad(w, lora, batch, fast);
   ASSERT_EQ(grads.plan.size(), act.plan.size());
   for (std::size_t i = 0; i < act.plan.size(); ++i)

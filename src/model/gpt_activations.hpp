@@ -37,6 +37,23 @@ struct UninitializedAllocator : std::allocator<T> {
   }
 };
 
+// What a forward pass keeps: one block's activations, reused (evaluation); every
+// block's input, with one block's activations that the backward pass refills per
+// block (Recompute::always); everything (Recompute::never); or, decided once the
+// first block's buffers exist, everything if it fits (Recompute::automatic).
+enum class Keep { last, inputs, all, all_if_fits };
+
+Keep keep_for_backward(Recompute recompute);
+// Keep::all or Keep::inputs for Keep::all_if_fits: all when `layers` blocks of
+// `block_bytes` take at most a quarter of physical memory.
+Keep resolve_keep(Keep keep, std::int64_t layers, std::size_t block_bytes);
+
+// The number of values `v`'s activations hold (the sum of their sizes).
+template <class... V>
+std::size_t values(const V&... v) {
+  return (v.size() + ...);
+}
+
 template <class T>
 using Activation = std::vector<T, UninitializedAllocator<T>>;
 
@@ -48,6 +65,10 @@ struct BlockActivations {
   Activation<T> x_mid;                        // [M, D]  residual after attention
   Activation<T> ln2_mean, ln2_rstd, ln2_out;  // [M], [M], [M, D]
   Activation<T> fc_pre;                       // [M, 4D] c_fc output, before GELU
+
+  std::size_t size() const {
+    return values(ln1_mean, ln1_rstd, ln1_out, qkv, attn, lse, x_mid, ln2_mean, ln2_rstd, ln2_out, fc_pre);
+  }
 };
 
 // The attention of a block reads q, k and v in place, as column blocks of the
@@ -70,9 +91,11 @@ AttentionParams<T> gpt_attention_params(const GptConfig& cfg, std::int64_t batch
 template <class T>
 struct GptActivations {
   std::int64_t batch = 0, seq_len = 0, rows = 0;  // N, T, M
-  // residual[i]: input of block i; residual[n_layer]: input of ln_f. Each [M, D].
+  Keep keep = Keep::all;
+  // With Keep::inputs or Keep::all, residual[i] is block i's input and
+  // residual[n_layer] ln_f's, each [M, D]; Keep::last alternates two.
   std::vector<Activation<T>> residual;
-  std::vector<BlockActivations<T>> blocks;
+  std::vector<BlockActivations<T>> blocks;  // one per block with Keep::all, else one
   GptAttentionPlan plan;                      // every layer's, rerun by the backward pass
   Activation<T> lnf_mean, lnf_rstd, lnf_out;  // [M], [M], [M, D]
   std::vector<std::int32_t> targets;           // [M]
@@ -117,13 +140,21 @@ struct GradOutputs {
   GptAttentionPlan* plan = nullptr;
 };
 
-// The forward pass up to ln_f (the loss is lm_head_loss on lnf_out). With
-// `keep_all`, every block's activations are kept for gpt_backward; without it one
-// set of buffers is reused (forward-only evaluation). Each block's attention runs
-// the plan `attention` gives for its q and k (act.plan).
+// The forward pass up to ln_f (the loss is lm_head_loss on lnf_out), keeping what
+// `keep` says (act.keep is the resolved choice). Each block's attention runs the
+// plan `attention` gives for its q and k (act.plan).
 template <class T>
 void gpt_forward(const GptWeights<T>& weights, const GptLora<T>* lora, const TokenBatch& batch,
-                 const AttentionRequest& attention, bool keep_all, GptActivations<T>& act);
+                 const AttentionRequest& attention, Keep keep, GptActivations<T>& act);
+
+// Block `layer` from its input x: its activations into `a`, the output into `out`.
+// With `request` it plans its attention into act.plan[layer]; without, it reruns
+// that plan and stops before GELU (`wide` and `out` unused): what the backward
+// pass recomputes. wide [M, 4D] and proj [M, D] are scratch.
+template <class T>
+void gpt_block_fwd(const GptWeights<T>& weights, const GptLora<T>* lora, std::int64_t layer,
+                   const AttentionRequest* request, GptActivations<T>& act, const T* x, BlockActivations<T>& a,
+                   T* wide, T* proj, T* out);
 
 // The Conv1D of `target` in block `layer`, with its adapter when `lora` adapts it.
 template <class T>

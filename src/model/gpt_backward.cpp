@@ -55,12 +55,13 @@ T* slot(G* g, Tensor G::*member) {
 // The forward pass, then the backward pass into `out`; returns the loss.
 template <class T>
 double forward_backward(const GptWeights<T>& w, const GptLora<T>* lora, const TokenBatch& batch,
-                        const AttentionRequest& attention, const GradOutputs<GptWeights<T>>& out) {
+                        const AttentionRequest& attention, Recompute recompute,
+                        const GradOutputs<GptWeights<T>>& out) {
   const GptConfig& cfg = w.config;
   const std::int64_t d = cfg.n_embd, layers = cfg.n_layer;
   GptWeights<T>* d_w = out.d_weights;
   GptActivations<T> act;
-  gpt_forward(w, lora, batch, attention, /*keep_all=*/true, act);
+  gpt_forward(w, lora, batch, attention, keep_for_backward(recompute), act);
   const std::int64_t rows = act.rows;
   auto buffer = [](std::int64_t n) { return std::vector<T>(static_cast<std::size_t>(n)); };
   std::vector<T> d_res = buffer(rows * d), d_ln = buffer(rows * d), d_attn = buffer(rows * d);
@@ -76,7 +77,11 @@ double forward_backward(const GptWeights<T>& w, const GptLora<T>* lora, const To
   AttentionParams<T> attn = gpt_attention_params<T>(cfg, batch.batch, batch.seq_len);
   for (std::int64_t i = layers - 1; i >= 0; --i) {
     const auto& b = w.blocks[static_cast<std::size_t>(i)];
-    auto& a = act.blocks[static_cast<std::size_t>(i)];
+    const bool kept = act.keep == Keep::all;
+    auto& a = act.blocks[static_cast<std::size_t>(kept ? i : 0)];
+    if (!kept)  // d_attn is free scratch here
+      gpt_block_fwd(w, lora, i, nullptr, act, act.residual[static_cast<std::size_t>(i)].data(), a,
+                    static_cast<T*>(nullptr), d_attn.data(), static_cast<T*>(nullptr));
     GptBlockWeights* gb = d_w != nullptr ? &d_w->blocks[static_cast<std::size_t>(i)] : nullptr;
     auto bind = [&](LoraLinearParams<T>& p, LoraTarget t) {
       if (out.d_lora != nullptr) bind_grads(p, (*out.d_lora)[static_cast<std::size_t>(i)][static_cast<std::size_t>(t)]);
@@ -144,18 +149,19 @@ double forward_backward(const GptWeights<T>& w, const GptLora<T>* lora, const To
 
 template <class T>
 GptLossGrad<T> gpt_loss_and_grad(const GptWeights<T>& w, const GptLora<T>& lora, const TokenBatch& batch,
-                                 const AttentionRequest& attention) {
+                                 const AttentionRequest& attention, Recompute recompute) {
   validate_tokens(batch, w.config);
   validate_gpt_lora(lora, w.config, "adapter");
   GptLossGrad<T> out;
   out.d_lora = zero_grads(lora);
   out.loss =
-      forward_backward(w, &lora, batch, attention, GradOutputs<GptWeights<T>>{&out.d_lora, nullptr, &out.plan});
+      forward_backward(w, &lora, batch, attention, recompute, GradOutputs<GptWeights<T>>{&out.d_lora, nullptr, &out.plan});
   return out;
 }
 
 template <class T>
-GptFullGrad<T> gpt_loss_and_full_grad(const GptWeights<T>& w, const GptLora<T>* lora, const TokenBatch& batch) {
+GptFullGrad<T> gpt_loss_and_full_grad(const GptWeights<T>& w, const GptLora<T>* lora, const TokenBatch& batch,
+                                       Recompute recompute) {
   validate_tokens(batch, w.config);
   GptFullGrad<T> out;
   out.d_weights = zero_gpt_weights<T>(w.config);
@@ -163,18 +169,18 @@ GptFullGrad<T> gpt_loss_and_full_grad(const GptWeights<T>& w, const GptLora<T>* 
     validate_gpt_lora(*lora, w.config, "adapter");
     out.d_lora = zero_grads(*lora);
   }
-  out.loss = forward_backward(w, lora, batch, AttentionRequest{},
+  out.loss = forward_backward(w, lora, batch, AttentionRequest{}, recompute,
                               GradOutputs<GptWeights<T>>{lora != nullptr ? &out.d_lora : nullptr, &out.d_weights});
   return out;
 }
 
-template GptFullGrad<float> gpt_loss_and_full_grad<float>(const GptWeights<float>&, const GptLora<float>*,
-                                                          const TokenBatch&);
-template GptFullGrad<double> gpt_loss_and_full_grad<double>(const GptWeights<double>&, const GptLora<double>*,
-                                                            const TokenBatch&);
-template GptLossGrad<float> gpt_loss_and_grad<float>(const GptWeights<float>&, const GptLora<float>&, const TokenBatch&,
-                                                     const AttentionRequest&);
-template GptLossGrad<double> gpt_loss_and_grad<double>(const GptWeights<double>&, const GptLora<double>&,
-                                                       const TokenBatch&, const AttentionRequest&);
+#define LORAFAST_INSTANTIATE(T)                                                                                  \
+  template GptFullGrad<T> gpt_loss_and_full_grad<T>(const GptWeights<T>&, const GptLora<T>*, const TokenBatch&,     \
+                                                    Recompute);                                                   \
+  template GptLossGrad<T> gpt_loss_and_grad<T>(const GptWeights<T>&, const GptLora<T>&, const TokenBatch&,          \
+                                               const AttentionRequest&, Recompute);
+LORAFAST_INSTANTIATE(float)
+LORAFAST_INSTANTIATE(double)
+#undef LORAFAST_INSTANTIATE
 
 }  // namespace lorafast

@@ -42,7 +42,7 @@ void decode_prefill(const GptWeights<T>& w, const GptLora<T>* lora, std::span<co
   batch.tokens.push_back(0);  // gpt_forward reads windows of T + 1 tokens (the last one only a target)
   validate_tokens(batch, c);
   GptActivations<T> act;
-  gpt_forward(w, lora, batch, AttentionRequest{}, /*keep_all=*/true, act);
+  gpt_forward(w, lora, batch, AttentionRequest{}, Keep::all, act);
   for (std::int64_t i = 0; i < c.n_layer; ++i) {
     const auto& a = act.blocks[static_cast<std::size_t>(i)];  // qkv: [T, 3D], k and v [T, H E] = [T, K, E] inside
     const std::int64_t d = c.n_embd;

@@ -80,66 +80,80 @@ LoraLinearParams<T> module_params(const GptWeights<T>& weights, const GptLora<T>
 
 
 template <class T>
+void gpt_block_fwd(const GptWeights<T>& w, const GptLora<T>* lora, std::int64_t i, const AttentionRequest* request,
+                   GptActivations<T>& act, const T* x, BlockActivations<T>& a, T* wide, T* proj, T* out) {
+  const GptConfig& cfg = w.config;
+  const std::int64_t d = cfg.n_embd, rows = act.rows;
+  const auto& b = w.blocks[static_cast<std::size_t>(i)];
+  layer_norm_fwd(LayerNormParams<T>{rows, d, cfg.layer_norm_epsilon, x, ptr<T>(b.ln_1_weight), ptr<T>(b.ln_1_bias),
+                                    a.ln1_out.data(), a.ln1_mean.data(), a.ln1_rstd.data(), nullptr, nullptr});
+  auto c_attn = module_params(w, lora, i, LoraTarget::attn_c_attn, rows);
+  c_attn.x = a.ln1_out.data();
+  c_attn.y = a.qkv.data();
+  lora_linear_fwd(c_attn);
+  AttentionParams<T> attn = gpt_attention_params<T>(cfg, act.batch, act.seq_len);
+  attn.q = a.qkv.data();
+  attn.k = a.qkv.data() + d;
+  attn.v = a.qkv.data() + 2 * d;
+  attn.o = a.attn.data();
+  attn.lse = a.lse.data();
+  auto& plan = act.plan[static_cast<std::size_t>(i)];
+  if (request != nullptr) {
+    try {
+      plan = plan_heads(attn, *request);
+    } catch (const Error& e) {
+      throw Error(e.kind(), cat("layer ", i, ", ", e.what()));  // decide() names the head
+    }
+  }
+  planned_attention_fwd(attn, plan);
+  auto c_proj = module_params(w, lora, i, LoraTarget::attn_c_proj, rows);
+  c_proj.x = a.attn.data();
+  c_proj.y = proj;
+  lora_linear_fwd(c_proj);
+  add(x, proj, a.x_mid.data(), rows * d);
+  layer_norm_fwd(LayerNormParams<T>{rows, d, cfg.layer_norm_epsilon, a.x_mid.data(), ptr<T>(b.ln_2_weight),
+                                    ptr<T>(b.ln_2_bias), a.ln2_out.data(), a.ln2_mean.data(), a.ln2_rstd.data(),
+                                    nullptr, nullptr});
+  auto c_fc = module_params(w, lora, i, LoraTarget::mlp_c_fc, rows);
+  c_fc.x = a.ln2_out.data();
+  c_fc.y = a.fc_pre.data();
+  lora_linear_fwd(c_fc);
+  if (request == nullptr) return;
+  gelu_fwd(GeluParams<T>{rows * 4 * d, a.fc_pre.data(), wide, nullptr, nullptr});
+  auto mlp_proj = module_params(w, lora, i, LoraTarget::mlp_c_proj, rows);
+  mlp_proj.x = wide;
+  mlp_proj.y = proj;
+  lora_linear_fwd(mlp_proj);
+  add(a.x_mid.data(), proj, out, rows * d);
+}
+
+template <class T>
 void gpt_forward(const GptWeights<T>& w, const GptLora<T>* lora, const TokenBatch& batch,
-                 const AttentionRequest& attention, bool keep_all, GptActivations<T>& act) {
+                 const AttentionRequest& attention, Keep keep, GptActivations<T>& act) {
   const GptConfig& cfg = w.config;
   const std::int64_t d = cfg.n_embd, rows = batch.predicted(), layers = cfg.n_layer;
+  const std::int64_t lse_size = batch.batch * cfg.n_head * batch.seq_len;
   act.batch = batch.batch;
   act.seq_len = batch.seq_len;
   act.rows = rows;
-  act.residual.resize(static_cast<std::size_t>(keep_all ? layers + 1 : 2));
+  act.blocks.resize(1);
+  allocate(act.blocks[0], rows, d, lse_size);
+  act.keep = keep = resolve_keep(keep, layers, act.blocks[0].size() * sizeof(T));
+  act.blocks.resize(static_cast<std::size_t>(keep == Keep::all ? layers : 1));
+  for (auto& b : act.blocks) allocate(b, rows, d, lse_size);
+  act.residual.resize(static_cast<std::size_t>(keep == Keep::last ? 2 : layers + 1));
   for (auto& r : act.residual) resize(r, rows * d);
-  act.blocks.resize(static_cast<std::size_t>(keep_all ? layers : 1));
-  for (auto& b : act.blocks) allocate(b, rows, d, batch.batch * cfg.n_head * batch.seq_len);
   auto residual = [&](std::int64_t i) -> Activation<T>& {
-    return act.residual[static_cast<std::size_t>(keep_all ? i : i % 2)];
+    return act.residual[static_cast<std::size_t>(keep == Keep::last ? i % 2 : i)];
   };
   embed(w, batch, residual(0).data());
 
   std::vector<T> wide(static_cast<std::size_t>(rows * 4 * d)), proj(static_cast<std::size_t>(rows * d));
-  AttentionParams<T> attn = gpt_attention_params<T>(cfg, batch.batch, batch.seq_len);
   act.plan.assign(static_cast<std::size_t>(layers), {});
-  for (std::int64_t i = 0; i < layers; ++i) {
-    const auto& b = w.blocks[static_cast<std::size_t>(i)];
-    auto& a = act.blocks[static_cast<std::size_t>(keep_all ? i : 0)];
-    const T* x = residual(i).data();
-    layer_norm_fwd(LayerNormParams<T>{rows, d, cfg.layer_norm_epsilon, x, ptr<T>(b.ln_1_weight), ptr<T>(b.ln_1_bias),
-                                      a.ln1_out.data(), a.ln1_mean.data(), a.ln1_rstd.data(), nullptr, nullptr});
-    auto c_attn = module_params(w, lora, i, LoraTarget::attn_c_attn, rows);
-    c_attn.x = a.ln1_out.data();
-    c_attn.y = a.qkv.data();
-    lora_linear_fwd(c_attn);
-    attn.q = a.qkv.data();
-    attn.k = a.qkv.data() + d;
-    attn.v = a.qkv.data() + 2 * d;
-    attn.o = a.attn.data();
-    attn.lse = a.lse.data();
-    auto& plan = act.plan[static_cast<std::size_t>(i)];
-    try {
-      plan = plan_heads(attn, attention);
-    } catch (const Error& e) {
-      throw Error(e.kind(), cat("layer ", i, ", ", e.what()));  // decide() names the head
-    }
-    planned_attention_fwd(attn, plan);
-    auto c_proj = module_params(w, lora, i, LoraTarget::attn_c_proj, rows);
-    c_proj.x = a.attn.data();
-    c_proj.y = proj.data();
-    lora_linear_fwd(c_proj);
-    add(x, proj.data(), a.x_mid.data(), rows * d);
-    layer_norm_fwd(LayerNormParams<T>{rows, d, cfg.layer_norm_epsilon, a.x_mid.data(), ptr<T>(b.ln_2_weight),
-                                      ptr<T>(b.ln_2_bias), a.ln2_out.data(), a.ln2_mean.data(), a.ln2_rstd.data(),
-                                      nullptr, nullptr});
-    auto c_fc = module_params(w, lora, i, LoraTarget::mlp_c_fc, rows);
-    c_fc.x = a.ln2_out.data();
-    c_fc.y = a.fc_pre.data();
-    lora_linear_fwd(c_fc);
-    gelu_fwd(GeluParams<T>{rows * 4 * d, a.fc_pre.data(), wide.data(), nullptr, nullptr});
-    auto mlp_proj = module_params(w, lora, i, LoraTarget::mlp_c_proj, rows);
-    mlp_proj.x = wide.data();
-    mlp_proj.y = proj.data();
-    lora_linear_fwd(mlp_proj);
-    add(a.x_mid.data(), proj.data(), residual(i + 1).data(), rows * d);
-  }
+  for (std::int64_t i = 0; i < layers; ++i)
+    gpt_block_fwd(w, lora, i, &attention, act, residual(i).data(),
+                  act.blocks[static_cast<std::size_t>(keep == Keep::all ? i : 0)], wide.data(), proj.data(),
+                  residual(i + 1).data());
   resize(act.lnf_mean, rows);
   resize(act.lnf_rstd, rows);
   resize(act.lnf_out, rows * d);
@@ -159,7 +173,7 @@ GptActivations<T> forward_only(const GptWeights<T>& weights, const GptLora<T>* l
   validate_tokens(batch, weights.config);
   if (lora != nullptr) validate_gpt_lora(*lora, weights.config, "adapter");
   GptActivations<T> act;
-  gpt_forward(weights, lora, batch, attention, /*keep_all=*/false, act);
+  gpt_forward(weights, lora, batch, attention, Keep::last, act);
   return act;
 }
 
@@ -181,7 +195,9 @@ GptAttentionPlan gpt_attention_plan(const GptWeights<T>& weights, const GptLora<
 
 #define LORAFAST_INSTANTIATE(T)                                                                              \
   template void gpt_forward<T>(const GptWeights<T>&, const GptLora<T>*, const TokenBatch&, const AttentionRequest&, \
-                               bool, GptActivations<T>&);                                                    \
+                               Keep, GptActivations<T>&);                                                    \
+  template void gpt_block_fwd<T>(const GptWeights<T>&, const GptLora<T>*, std::int64_t, const AttentionRequest*, \
+                                 GptActivations<T>&, const T*, BlockActivations<T>&, T*, T*, T*);            \
   template LoraLinearParams<T> module_params<T>(const GptWeights<T>&, const GptLora<T>*, std::int64_t,       \
                                                 LoraTarget, std::int64_t);                                   \
   template double gpt_loss<T>(const GptWeights<T>&, const GptLora<T>*, const TokenBatch&, const AttentionRequest&); \

@@ -18,7 +18,7 @@ std::vector<double> gpt_next_logits(const GptWeights<T>& weights, const GptLora<
   validate_tokens(batch, cfg);
   if (lora != nullptr) validate_gpt_lora(*lora, cfg, "adapter");
   GptActivations<T> act;
-  gpt_forward(weights, lora, batch, AttentionRequest{}, /*keep_all=*/false, act);
+  gpt_forward(weights, lora, batch, AttentionRequest{}, Keep::last, act);
   const T* h = act.lnf_out.data() + (length - 1) * cfg.n_embd;  // [D]
   const T* wte = weights.wte.template data<T>();                // [V, D]
   std::vector<double> logits(static_cast<std::size_t>(cfg.vocab_size));

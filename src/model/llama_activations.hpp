@@ -19,23 +19,38 @@ struct LlamaBlockActivations {
   Activation<T> x_mid;         // [M, D]
   Activation<T> rstd2, norm2;  // [M], [M, D]
   Activation<T> gate, up;      // [M, F] each
+
+  std::size_t size() const { return values(rstd1, norm1, q, k, v, attn, lse, x_mid, rstd2, norm2, gate, up); }
 };
 
 template <class T>
 struct LlamaActivations {
   std::int64_t batch = 0, seq_len = 0, rows = 0;  // N, T, M
-  std::vector<Activation<T>> residual;  // residual[i]: input of block i; [n_layer]: input of the final norm
-  std::vector<LlamaBlockActivations<T>> blocks;
+  Keep keep = Keep::all;
+  // With Keep::inputs or Keep::all, residual[i] is block i's input and residual[n_layer]
+  // the final norm's; Keep::last alternates two.
+  std::vector<Activation<T>> residual;
+  std::vector<LlamaBlockActivations<T>> blocks;  // one per block with Keep::all, else one
   GptAttentionPlan plan;
   RopeTable<T> rope;
   Activation<T> norm_rstd, norm_out;  // [M], [M, D]
   std::vector<std::int32_t> targets;  // [M]
 };
 
-// The forward pass up to the final norm; `keep_all` as gpt_forward.
+// The forward pass up to the final norm, keeping what `keep` says (act.keep is the
+// resolved choice).
 template <class T>
 void llama_forward(const LlamaWeights<T>& weights, const GptLora<T>* lora, const TokenBatch& batch,
-                   const AttentionRequest& attention, bool keep_all, LlamaActivations<T>& act);
+                   const AttentionRequest& attention, Keep keep, LlamaActivations<T>& act);
+
+// Block `layer` from its input x: its activations into `a`, the output into `out`.
+// With `request` it plans its attention into act.plan[layer]; without, it reruns
+// that plan and stops before the MLP's down projection (`out` unused): what the
+// backward pass recomputes. h [M, F] and proj [M, D] are scratch.
+template <class T>
+void llama_block_fwd(const LlamaWeights<T>& weights, const GptLora<T>* lora, std::int64_t layer,
+                     const AttentionRequest* request, LlamaActivations<T>& act, const T* x,
+                     LlamaBlockActivations<T>& a, T* h, T* proj, T* out);
 
 // The projection `target` (a Llama target) of block `layer`, with its adapter when `lora` adapts it.
 template <class T>

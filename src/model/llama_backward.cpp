@@ -53,11 +53,12 @@ void bind_base_grads(LoraLinearParams<T>& p, LlamaBlockWeights& g, LoraTarget ta
 // The forward pass, then the backward pass into `out`; returns the loss.
 template <class T>
 double forward_backward(const LlamaWeights<T>& w, const GptLora<T>* lora, const TokenBatch& batch,
-                        const AttentionRequest& attention, const GradOutputs<LlamaWeights<T>>& out) {
+                        const AttentionRequest& attention, Recompute recompute,
+                        const GradOutputs<LlamaWeights<T>>& out) {
   const GptConfig& cfg = w.config;
   LlamaWeights<T>* d_w = out.d_weights;
   LlamaActivations<T> act;
-  llama_forward(w, lora, batch, attention, /*keep_all=*/true, act);
+  llama_forward(w, lora, batch, attention, keep_for_backward(recompute), act);
   const std::int64_t d = cfg.n_embd, rows = act.rows, e = cfg.head_dim(), f = cfg.llama.intermediate_size;
   const std::int64_t q = cfg.n_head * e, kv = cfg.llama.n_kv_head * e;
   auto buffer = [](std::int64_t n) { return std::vector<T>(static_cast<std::size_t>(n)); };
@@ -74,7 +75,11 @@ double forward_backward(const LlamaWeights<T>& w, const GptLora<T>* lora, const 
                                 slot<T>(d_w ? &d_w->norm : nullptr)});
   for (std::int64_t i = cfg.n_layer - 1; i >= 0; --i) {
     const auto& b = w.blocks[static_cast<std::size_t>(i)];
-    auto& a = act.blocks[static_cast<std::size_t>(i)];
+    const bool kept = act.keep == Keep::all;
+    auto& a = act.blocks[static_cast<std::size_t>(kept ? i : 0)];
+    if (!kept)  // d_x is free scratch here
+      llama_block_fwd(w, lora, i, nullptr, act, act.residual[static_cast<std::size_t>(i)].data(), a, h.data(),
+                      d_x.data(), static_cast<T*>(nullptr));
     LlamaBlockWeights* gb = d_w != nullptr ? &d_w->blocks[static_cast<std::size_t>(i)] : nullptr;
     // Backward of one projection: x its input, d_y its output gradient, d_x nullptr or overwritten.
     auto linear_bwd = [&](LoraTarget t, const T* x, const T* d_y, T* d_x_out) {
@@ -130,18 +135,19 @@ double forward_backward(const LlamaWeights<T>& w, const GptLora<T>* lora, const 
 
 template <class T>
 GptLossGrad<T> llama_loss_and_grad(const LlamaWeights<T>& w, const GptLora<T>& lora, const TokenBatch& batch,
-                                   const AttentionRequest& attention) {
+                                   const AttentionRequest& attention, Recompute recompute) {
   validate_tokens(batch, w.config);
   validate_gpt_lora(lora, w.config, "adapter");
   GptLossGrad<T> out;
   out.d_lora = zero_grads(lora);
-  out.loss =
-      forward_backward(w, &lora, batch, attention, GradOutputs<LlamaWeights<T>>{&out.d_lora, nullptr, &out.plan});
+  out.loss = forward_backward(w, &lora, batch, attention, recompute,
+                              GradOutputs<LlamaWeights<T>>{&out.d_lora, nullptr, &out.plan});
   return out;
 }
 
 template <class T>
-LlamaFullGrad<T> llama_loss_and_full_grad(const LlamaWeights<T>& w, const GptLora<T>* lora, const TokenBatch& batch) {
+LlamaFullGrad<T> llama_loss_and_full_grad(const LlamaWeights<T>& w, const GptLora<T>* lora, const TokenBatch& batch,
+                                          Recompute recompute) {
   validate_tokens(batch, w.config);
   LlamaFullGrad<T> out;
   out.d_weights = zero_llama_weights<T>(w.config);
@@ -149,15 +155,16 @@ LlamaFullGrad<T> llama_loss_and_full_grad(const LlamaWeights<T>& w, const GptLor
     validate_gpt_lora(*lora, w.config, "adapter");
     out.d_lora = zero_grads(*lora);
   }
-  out.loss = forward_backward(w, lora, batch, AttentionRequest{},
+  out.loss = forward_backward(w, lora, batch, AttentionRequest{}, recompute,
                               GradOutputs<LlamaWeights<T>>{lora != nullptr ? &out.d_lora : nullptr, &out.d_weights});
   return out;
 }
 
 #define LORAFAST_INSTANTIATE(T)                                                                                 \
   template GptLossGrad<T> llama_loss_and_grad<T>(const LlamaWeights<T>&, const GptLora<T>&, const TokenBatch&, \
-                                                 const AttentionRequest&);                                     \
-  template LlamaFullGrad<T> llama_loss_and_full_grad<T>(const LlamaWeights<T>&, const GptLora<T>*, const TokenBatch&);
+                                                 const AttentionRequest&, Recompute);                          \
+  template LlamaFullGrad<T> llama_loss_and_full_grad<T>(const LlamaWeights<T>&, const GptLora<T>*, const TokenBatch&, \
+                                                        Recompute);
 LORAFAST_INSTANTIATE(float)
 LORAFAST_INSTANTIATE(double)
 #undef LORAFAST_INSTANTIATE

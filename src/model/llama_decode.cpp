@@ -44,7 +44,7 @@ void decode_prefill(const LlamaWeights<T>& w, const GptLora<T>* lora, std::span<
   batch.tokens.push_back(0);  // llama_forward reads windows of T + 1 tokens (the last one only a target)
   validate_tokens(batch, c);
   LlamaActivations<T> act;
-  llama_forward(w, lora, batch, AttentionRequest{}, /*keep_all=*/true, act);
+  llama_forward(w, lora, batch, AttentionRequest{}, Keep::all, act);
   for (std::int64_t i = 0; i < c.n_layer; ++i) {
     const auto& a = act.blocks[static_cast<std::size_t>(i)];  // k (rotated), v: [T, K E]
     std::copy(a.k.begin(), a.k.end(), s.cache.k[static_cast<std::size_t>(i)].begin());

@@ -52,7 +52,7 @@ LlamaActivations<T> forward_only(const LlamaWeights<T>& weights, const GptLora<T
   validate_tokens(batch, weights.config);
   if (lora != nullptr) validate_gpt_lora(*lora, weights.config, "adapter");
   LlamaActivations<T> act;
-  llama_forward(weights, lora, batch, attention, /*keep_all=*/false, act);
+  llama_forward(weights, lora, batch, attention, Keep::last, act);
   return act;
 }
 
@@ -82,8 +82,48 @@ LoraLinearParams<T> llama_module_params(const LlamaWeights<T>& weights, const Gp
 }
 
 template <class T>
+void llama_block_fwd(const LlamaWeights<T>& w, const GptLora<T>* lora, std::int64_t i, const AttentionRequest* request,
+                     LlamaActivations<T>& act, const T* x, LlamaBlockActivations<T>& a, T* h, T* proj, T* out) {
+  const GptConfig& cfg = w.config;
+  const std::int64_t d = cfg.n_embd, rows = act.rows, f = cfg.llama.intermediate_size;
+  const auto& b = w.blocks[static_cast<std::size_t>(i)];
+  rms_norm_fwd(RmsNormParams<T>{rows, d, cfg.layer_norm_epsilon, x, b.input_norm.template data<T>(), a.norm1.data(),
+                                a.rstd1.data(), nullptr, nullptr, nullptr});
+  linear(w, lora, i, LoraTarget::q_proj, rows, a.norm1.data(), a.q.data());
+  linear(w, lora, i, LoraTarget::k_proj, rows, a.norm1.data(), a.k.data());
+  linear(w, lora, i, LoraTarget::v_proj, rows, a.norm1.data(), a.v.data());
+  rope_fwd(RopeParams<T>{rows, cfg.n_head, &act.rope, a.q.data()});
+  rope_fwd(RopeParams<T>{rows, cfg.llama.n_kv_head, &act.rope, a.k.data()});
+  AttentionParams<T> attn = llama_attention_params<T>(cfg, act.batch, act.seq_len);
+  attn.q = a.q.data();
+  attn.k = a.k.data();
+  attn.v = a.v.data();
+  attn.o = a.attn.data();
+  attn.lse = a.lse.data();
+  auto& plan = act.plan[static_cast<std::size_t>(i)];
+  if (request != nullptr) {
+    try {
+      plan = plan_heads(attn, *request);
+    } catch (const Error& err) {
+      throw Error(err.kind(), cat("layer ", i, ", ", err.what()));  // decide() names the head
+    }
+  }
+  planned_attention_fwd(attn, plan);
+  linear(w, lora, i, LoraTarget::o_proj, rows, a.attn.data(), proj);
+  add(x, proj, a.x_mid.data(), rows * d);
+  rms_norm_fwd(RmsNormParams<T>{rows, d, cfg.layer_norm_epsilon, a.x_mid.data(), b.post_norm.template data<T>(),
+                                a.norm2.data(), a.rstd2.data(), nullptr, nullptr, nullptr});
+  linear(w, lora, i, LoraTarget::gate_proj, rows, a.norm2.data(), a.gate.data());
+  linear(w, lora, i, LoraTarget::up_proj, rows, a.norm2.data(), a.up.data());
+  if (request == nullptr) return;
+  swiglu_fwd(SwigluParams<T>{rows * f, a.gate.data(), a.up.data(), h, nullptr, nullptr, nullptr});
+  linear(w, lora, i, LoraTarget::down_proj, rows, h, proj);
+  add(a.x_mid.data(), proj, out, rows * d);
+}
+
+template <class T>
 void llama_forward(const LlamaWeights<T>& w, const GptLora<T>* lora, const TokenBatch& batch,
-                   const AttentionRequest& attention, bool keep_all, LlamaActivations<T>& act) {
+                   const AttentionRequest& attention, Keep keep, LlamaActivations<T>& act) {
   const GptConfig& cfg = w.config;
   const std::int64_t window = cfg.llama.sliding_window;
   LF_CHECK(window == 0 || batch.seq_len <= window, ErrorKind::cannot_meet, "sequence length ", batch.seq_len,
@@ -95,12 +135,15 @@ void llama_forward(const LlamaWeights<T>& w, const GptLora<T>* lora, const Token
   act.seq_len = batch.seq_len;
   act.rows = rows;
   act.rope = make_rope_table<T>(cfg.llama.rope, e, batch.seq_len);
-  act.residual.resize(static_cast<std::size_t>(keep_all ? layers + 1 : 2));
-  for (auto& r : act.residual) resize(r, rows * d);
-  act.blocks.resize(static_cast<std::size_t>(keep_all ? layers : 1));
+  act.blocks.resize(1);
+  allocate(act.blocks[0], cfg, rows, batch.batch * cfg.n_head * batch.seq_len);
+  act.keep = keep = resolve_keep(keep, layers, act.blocks[0].size() * sizeof(T));
+  act.blocks.resize(static_cast<std::size_t>(keep == Keep::all ? layers : 1));
   for (auto& b : act.blocks) allocate(b, cfg, rows, batch.batch * cfg.n_head * batch.seq_len);
+  act.residual.resize(static_cast<std::size_t>(keep == Keep::last ? 2 : layers + 1));
+  for (auto& r : act.residual) resize(r, rows * d);
   auto residual = [&](std::int64_t i) -> Activation<T>& {
-    return act.residual[static_cast<std::size_t>(keep_all ? i : i % 2)];
+    return act.residual[static_cast<std::size_t>(keep == Keep::last ? i % 2 : i)];
   };
   T* x0 = residual(0).data();
 #pragma omp parallel for schedule(static)
@@ -110,41 +153,11 @@ void llama_forward(const LlamaWeights<T>& w, const GptLora<T>* lora, const Token
   }
 
   std::vector<T> h(static_cast<std::size_t>(rows * f)), proj(static_cast<std::size_t>(rows * d));
-  AttentionParams<T> attn = llama_attention_params<T>(cfg, batch.batch, batch.seq_len);
   act.plan.assign(static_cast<std::size_t>(layers), {});
-  for (std::int64_t i = 0; i < layers; ++i) {
-    const auto& b = w.blocks[static_cast<std::size_t>(i)];
-    auto& a = act.blocks[static_cast<std::size_t>(keep_all ? i : 0)];
-    const T* x = residual(i).data();
-    rms_norm_fwd(RmsNormParams<T>{rows, d, cfg.layer_norm_epsilon, x, b.input_norm.template data<T>(), a.norm1.data(),
-                                  a.rstd1.data(), nullptr, nullptr, nullptr});
-    linear(w, lora, i, LoraTarget::q_proj, rows, a.norm1.data(), a.q.data());
-    linear(w, lora, i, LoraTarget::k_proj, rows, a.norm1.data(), a.k.data());
-    linear(w, lora, i, LoraTarget::v_proj, rows, a.norm1.data(), a.v.data());
-    rope_fwd(RopeParams<T>{rows, cfg.n_head, &act.rope, a.q.data()});
-    rope_fwd(RopeParams<T>{rows, cfg.llama.n_kv_head, &act.rope, a.k.data()});
-    attn.q = a.q.data();
-    attn.k = a.k.data();
-    attn.v = a.v.data();
-    attn.o = a.attn.data();
-    attn.lse = a.lse.data();
-    auto& plan = act.plan[static_cast<std::size_t>(i)];
-    try {
-      plan = plan_heads(attn, attention);
-    } catch (const Error& err) {
-      throw Error(err.kind(), cat("layer ", i, ", ", err.what()));  // decide() names the head
-    }
-    planned_attention_fwd(attn, plan);
-    linear(w, lora, i, LoraTarget::o_proj, rows, a.attn.data(), proj.data());
-    add(x, proj.data(), a.x_mid.data(), rows * d);
-    rms_norm_fwd(RmsNormParams<T>{rows, d, cfg.layer_norm_epsilon, a.x_mid.data(), b.post_norm.template data<T>(),
-                                  a.norm2.data(), a.rstd2.data(), nullptr, nullptr, nullptr});
-    linear(w, lora, i, LoraTarget::gate_proj, rows, a.norm2.data(), a.gate.data());
-    linear(w, lora, i, LoraTarget::up_proj, rows, a.norm2.data(), a.up.data());
-    swiglu_fwd(SwigluParams<T>{rows * f, a.gate.data(), a.up.data(), h.data(), nullptr, nullptr, nullptr});
-    linear(w, lora, i, LoraTarget::down_proj, rows, h.data(), proj.data());
-    add(a.x_mid.data(), proj.data(), residual(i + 1).data(), rows * d);
-  }
+  for (std::int64_t i = 0; i < layers; ++i)
+    llama_block_fwd(w, lora, i, &attention, act, residual(i).data(),
+                    act.blocks[static_cast<std::size_t>(keep == Keep::all ? i : 0)], h.data(), proj.data(),
+                    residual(i + 1).data());
   resize(act.norm_rstd, rows);
   resize(act.norm_out, rows * d);
   rms_norm_fwd(RmsNormParams<T>{rows, d, cfg.layer_norm_epsilon, residual(layers).data(), w.norm.template data<T>(),
@@ -172,7 +185,9 @@ GptAttentionPlan llama_attention_plan(const LlamaWeights<T>& weights, const GptL
 
 #define LORAFAST_INSTANTIATE(T)                                                                                  \
   template void llama_forward<T>(const LlamaWeights<T>&, const GptLora<T>*, const TokenBatch&,                   \
-                                 const AttentionRequest&, bool, LlamaActivations<T>&);                               \
+                                 const AttentionRequest&, Keep, LlamaActivations<T>&);                           \
+  template void llama_block_fwd<T>(const LlamaWeights<T>&, const GptLora<T>*, std::int64_t, const AttentionRequest*, \
+                                   LlamaActivations<T>&, const T*, LlamaBlockActivations<T>&, T*, T*, T*);       \
   template LoraLinearParams<T> llama_module_params<T>(const LlamaWeights<T>&, const GptLora<T>*, std::int64_t,   \
                                                       LoraTarget, std::int64_t);                                 \
   template double llama_loss<T>(const LlamaWeights<T>&, const GptLora<T>*, const TokenBatch&, const AttentionRequest&); \

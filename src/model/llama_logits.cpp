@@ -15,7 +15,7 @@ std::vector<double> llama_next_logits(const LlamaWeights<T>& weights, const GptL
   validate_tokens(batch, cfg);
   if (lora != nullptr) validate_gpt_lora(*lora, cfg, "adapter");
   LlamaActivations<T> act;
-  llama_forward(weights, lora, batch, AttentionRequest{}, /*keep_all=*/false, act);
+  llama_forward(weights, lora, batch, AttentionRequest{}, Keep::last, act);
   const T* h = act.norm_out.data() + (length - 1) * cfg.n_embd;  // [D]
   const T* head = weights.head().template data<T>();             // [V, D]
   std::vector<double> logits(static_cast<std::size_t>(cfg.vocab_size));

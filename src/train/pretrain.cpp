@@ -48,7 +48,8 @@ class FullRun {
   std::int64_t step() const { return state_.step; }
 
   double add_micro_batch(const TokenBatch& batch) {
-    auto result = model_loss_and_full_grad(state_.weights, static_cast<const GptLora<T>*>(nullptr), batch);
+    auto result = model_loss_and_full_grad(state_.weights, static_cast<const GptLora<T>*>(nullptr), batch,
+                                           options_.recompute);
     if (grads_)
       add_tensors(tensor_list(*grads_), tensor_list(std::as_const(result.d_weights)));
     else

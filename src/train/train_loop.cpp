@@ -82,7 +82,7 @@ class LoraRun {
   std::int64_t step() const { return state_.step(); }
 
   double add_micro_batch(const TokenBatch& batch) {
-    auto result = model_loss_and_grad(weights_, state_.lora, batch, options_.attention);
+    auto result = model_loss_and_grad(weights_, state_.lora, batch, options_.attention, options_.recompute);
     accumulate_grads(grads_, result.d_lora);
     if (plan_.empty()) plan_ = std::move(result.plan);
     return result.loss;

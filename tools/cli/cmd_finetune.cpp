@@ -198,11 +198,13 @@ void run_model(const FinetuneFlags& f, const W& weights, const LoraConfig& flag_
     ckpt.val_fraction = loaded.val_fraction;
     ckpt.options = loaded.options;
     // What may change between sessions: the horizon, validation cadence, attention
-    // method (the checkpoint records the last session's).
+    // method (the checkpoint records the last session's), recomputation (the same
+    // results either way; not saved).
     if (f.given("--steps")) ckpt.options.steps = f.train.steps;
     if (f.eval_every) ckpt.options.eval_every = *f.eval_every;
     if (f.given("--val-windows")) ckpt.options.val_windows = f.train.val_windows;
     ckpt.options.attention = f.train.attention;
+    ckpt.options.recompute = f.train.recompute;
   } else {
     ckpt.options.seq_len = f.seq_len.value_or(default_seq_len(config));
     ckpt.state = init_train_state<T>(config, flag_lora, f.train.seed);
@@ -419,6 +421,7 @@ void add_finetune_command(CLI::App& app) {
   cmd->add_option("--sample-tokens", f->sample_tokens, "Bytes per sample (default 200; at most n_positions after the prompt)")->check(non_negative);
   cmd->add_flag("--plot", f->plot, "Draw train_log.csv into loss_curve.png (python3 + matplotlib; on for the "
                                    "embedded default)");
+  add_recompute_option(*cmd, f->train.recompute);
   add_threads_option(*cmd);
   cmd->callback([f, cmd] {
     f->train.attention = attention_request(f->method, f->eps, f->degree);

@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
+#include "gpt_model_flags.hpp"
 #include "model_flags.hpp"
 #include "lorafast/gpt_loss.hpp"
 #include "lorafast/llama.hpp"
@@ -38,6 +39,7 @@ struct ModelGradFlags {
   double eps = 1e-3;
   std::optional<int> degree;
   bool json = false, full = false;
+  Recompute recompute = Recompute::automatic;
 };
 
 std::string read_all(const std::string& path) {
@@ -116,13 +118,13 @@ void run(const ModelGradFlags& f) {
     if (!f.adapter.empty()) lora = load_peft_adapter<T>(f.adapter, weights.config);
     start = std::chrono::steady_clock::now();
     if (f.full) {
-      const auto grads = llama_loss_and_full_grad(weights, lora ? &*lora : nullptr, batch);
+      const auto grads = llama_loss_and_full_grad(weights, lora ? &*lora : nullptr, batch, f.recompute);
       seconds = elapsed();
       loss = grads.loss;
       out = llama_hf_tensors(grads.d_weights);
       add_adapter_grads(grads.d_lora, out);
     } else {
-      const auto grads = llama_loss_and_grad(weights, *lora, batch, attention);
+      const auto grads = llama_loss_and_grad(weights, *lora, batch, attention, f.recompute);
       seconds = elapsed();
       loss = grads.loss;
       add_adapter_grads(grads.d_lora, out);
@@ -135,13 +137,13 @@ void run(const ModelGradFlags& f) {
     if (!f.adapter.empty()) lora = load_peft_adapter<T>(f.adapter, weights.config);
     start = std::chrono::steady_clock::now();
     if (f.full) {
-      const auto grads = gpt_loss_and_full_grad(weights, lora ? &*lora : nullptr, batch);
+      const auto grads = gpt_loss_and_full_grad(weights, lora ? &*lora : nullptr, batch, f.recompute);
       seconds = elapsed();
       loss = grads.loss;
       for (const auto& [name, tensor] : gpt_named_tensors(grads.d_weights)) out[prefix + name] = *tensor;
       add_adapter_grads(grads.d_lora, out);
     } else {
-      const auto grads = gpt_loss_and_grad(weights, *lora, batch, attention);
+      const auto grads = gpt_loss_and_grad(weights, *lora, batch, attention, f.recompute);
       seconds = elapsed();
       loss = grads.loss;
       add_adapter_grads(grads.d_lora, out);
@@ -179,6 +181,7 @@ void add_model_grad_command(CLI::App& app) {
       ->check(non_negative);
   cmd->add_flag("--full", flags->full, "Also write the gradient of every base weight, under its name in the model file");
   cmd->add_flag("--json", flags->json, "Print {\"loss\", \"tokens\", \"seconds\"} as JSON");
+  add_recompute_option(*cmd, flags->recompute);
   add_threads_option(*cmd);
   cmd->callback([flags] { flags->dtype == "f64" ? run<double>(*flags) : run<float>(*flags); });
 }

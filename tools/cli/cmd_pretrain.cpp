@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "commands.hpp"
+#include "gpt_model_flags.hpp"
 #include "lorafast/pretrain.hpp"
 #include "train_output.hpp"
 
@@ -206,6 +207,7 @@ void add_pretrain_command(CLI::App& app) {
       ->check(non_negative);
   cmd->add_option("--dtype", f->dtype, "Compute precision: f32 | f64 (the saved weights have it too)")
       ->check(CLI::IsMember({"f32", "f64"}));
+  add_recompute_option(*cmd, t.recompute);
   add_threads_option(*cmd);
   cmd->callback([f] {
     if (f->eval_every) f->train.eval_every = *f->eval_every;

@@ -25,6 +25,18 @@ void add_data_format_option(CLI::App& c, DataFormat& format) {
       ->check(CLI::IsMember({"text", "bytes", "uint16", "int32"}));
 }
 
+void add_recompute_option(CLI::App& c, Recompute& recompute) {
+  c.add_option_function<std::string>(
+       "--recompute",
+       [&recompute](const std::string& name) {
+         recompute = name == "always" ? Recompute::always : name == "never" ? Recompute::never : Recompute::automatic;
+       },
+       "Activations for the backward pass: never (keep every block's: fastest) | always (keep each block's input "
+       "and recompute the block: one more forward pass, memory for long sequences) | auto (always when keeping "
+       "every block would take over a quarter of physical memory; default). Results are identical")
+      ->check(CLI::IsMember({"auto", "always", "never"}));
+}
+
 bool model_has_tokenizer(const std::string& model_dir) {
   return std::filesystem::is_regular_file(std::filesystem::path(model_dir) / "tokenizer.json");
 }

@@ -27,6 +27,8 @@ struct GptModelFlags {
 
 // --data-format of `finetune` and `eval`, parsed into `format`.
 void add_data_format_option(CLI::App& command, DataFormat& format);
+// --recompute of `finetune`, `pretrain` and `model-grad`, parsed into `recompute`.
+void add_recompute_option(CLI::App& command, Recompute& recompute);
 // Whether the model directory holds a tokenizer.json (then text is tokenized with it).
 bool model_has_tokenizer(const std::string& model_dir);
 // After parsing: unless --data-format was given, text when the model directory has a

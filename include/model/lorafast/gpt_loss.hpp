@@ -38,6 +38,15 @@ void validate_tokens(const TokenBatch& batch, const GptConfig& config);
 // forward pass's plan, so a fast head's gradient is the exact gradient of the
 // surrogate loss.
 
+// Where the backward pass gets each block's activations: `never` keeps every
+// block's from the forward pass (fastest); `always` keeps only each block's input
+// (the residual stream) and reruns the block's forward pass, on the forward's
+// attention plan, just before its backward (one forward pass more per step, the
+// activation memory of one block, so long sequences fit); `automatic` recomputes
+// when keeping every block would take more than a quarter of physical memory. The
+// results are bit-identical either way.
+enum class Recompute { automatic, always, never };
+
 // Per layer, one HeadDecision per head: what each layer's attention ran.
 using GptAttentionPlan = std::vector<std::vector<HeadDecision>>;
 
@@ -63,7 +72,7 @@ GptAttentionPlan gpt_attention_plan(const GptWeights<T>& weights, const GptLora<
 // an attn.c_attn lora_B gradient outside lora.config.c_attn_qkv are zero (frozen).
 template <class T>
 GptLossGrad<T> gpt_loss_and_grad(const GptWeights<T>& weights, const GptLora<T>& lora, const TokenBatch& batch,
-                                 const AttentionRequest& attention = {});
+                                 const AttentionRequest& attention = {}, Recompute recompute = Recompute::automatic);
 
 template <class T>
 struct GptFullGrad {
@@ -80,6 +89,7 @@ struct GptFullGrad {
 // the N*T token rows; each thread owns whole output entries, except for the LM
 // head's share of d_wte (per-thread partials added in thread order).
 template <class T>
-GptFullGrad<T> gpt_loss_and_full_grad(const GptWeights<T>& weights, const GptLora<T>* lora, const TokenBatch& batch);
+GptFullGrad<T> gpt_loss_and_full_grad(const GptWeights<T>& weights, const GptLora<T>* lora, const TokenBatch& batch,
+                                       Recompute recompute = Recompute::automatic);
 
 }  // namespace lorafast

@@ -114,7 +114,7 @@ GptAttentionPlan llama_attention_plan(const LlamaWeights<T>& weights, const GptL
                                       const AttentionRequest& attention);
 template <class T>
 GptLossGrad<T> llama_loss_and_grad(const LlamaWeights<T>& weights, const GptLora<T>& lora, const TokenBatch& batch,
-                                   const AttentionRequest& attention = {});
+                                   const AttentionRequest& attention = {}, Recompute recompute = Recompute::automatic);
 
 template <class T>
 struct LlamaFullGrad {
@@ -128,7 +128,7 @@ struct LlamaFullGrad {
 // weight (and to the adapters, if `lora` is not nullptr), exact attention.
 template <class T>
 LlamaFullGrad<T> llama_loss_and_full_grad(const LlamaWeights<T>& weights, const GptLora<T>* lora,
-                                          const TokenBatch& batch);
+                                          const TokenBatch& batch, Recompute recompute = Recompute::automatic);
 
 // The generic spellings the training loop and evaluation use, one overload per family.
 template <class T>
@@ -141,21 +141,23 @@ double model_loss(const LlamaWeights<T>& w, const GptLora<T>* lora, const TokenB
 }
 template <class T>
 GptLossGrad<T> model_loss_and_grad(const GptWeights<T>& w, const GptLora<T>& lora, const TokenBatch& b,
-                                   const AttentionRequest& a) {
-  return gpt_loss_and_grad(w, lora, b, a);
+                                   const AttentionRequest& a, Recompute r) {
+  return gpt_loss_and_grad(w, lora, b, a, r);
 }
 template <class T>
 GptLossGrad<T> model_loss_and_grad(const LlamaWeights<T>& w, const GptLora<T>& lora, const TokenBatch& b,
-                                   const AttentionRequest& a) {
-  return llama_loss_and_grad(w, lora, b, a);
+                                   const AttentionRequest& a, Recompute r) {
+  return llama_loss_and_grad(w, lora, b, a, r);
 }
 template <class T>
-GptFullGrad<T> model_loss_and_full_grad(const GptWeights<T>& w, const GptLora<T>* lora, const TokenBatch& b) {
-  return gpt_loss_and_full_grad(w, lora, b);
+GptFullGrad<T> model_loss_and_full_grad(const GptWeights<T>& w, const GptLora<T>* lora, const TokenBatch& b,
+                                        Recompute r) {
+  return gpt_loss_and_full_grad(w, lora, b, r);
 }
 template <class T>
-LlamaFullGrad<T> model_loss_and_full_grad(const LlamaWeights<T>& w, const GptLora<T>* lora, const TokenBatch& b) {
-  return llama_loss_and_full_grad(w, lora, b);
+LlamaFullGrad<T> model_loss_and_full_grad(const LlamaWeights<T>& w, const GptLora<T>* lora, const TokenBatch& b,
+                                          Recompute r) {
+  return llama_loss_and_full_grad(w, lora, b, r);
 }
 template <class T>
 GptAttentionPlan model_attention_plan(const GptWeights<T>& w, const GptLora<T>* lora, const TokenBatch& b,

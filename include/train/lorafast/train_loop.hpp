@@ -35,6 +35,7 @@ struct TrainOptions {
   // The training forward and backward passes' attention; validation runs exact
   // attention, as `lorafast eval` does.
   AttentionRequest attention{.method = Method::automatic, .eps = 1e-3, .degree = std::nullopt, .cost = {}};
+  Recompute recompute = Recompute::automatic;  // of each micro-batch's backward pass (gpt_loss.hpp)
 
   LrSchedule schedule() const { return {lr, warmup, steps, min_lr_ratio}; }
   // Error(usage) naming the flag, Error(bad_input) for an odd --degree. Whether fast
