@@ -85,7 +85,7 @@ Candidate candidate(const HeadScores& head, const Dispatch& r, Method approx) {
 }
 
 std::string needs(const HeadScores& head, const Candidate& c) {
-  return cat("G=", number(head.score_bound), c.forced ? " with --degree " : " needs degree ", c.degree, " (",
+  return cat("G=", number(head.score_bound), c.forced ? " with forced degree " : " needs degree ", c.degree, " (",
              features_text(c.features), ")");
 }
 
@@ -104,11 +104,11 @@ void run(const Candidate& c, HeadDecision& d) {
 void decide_requested(std::int64_t h, const HeadScores& head, const Dispatch& r, const Candidate& c,
                       HeadDecision& d) {
   const std::string name = method_name(r.method);
-  LF_CHECK(c.degree >= 0, ErrorKind::cannot_meet, "head ", h, ": --method ", name, " cannot certify --eps ",
+  LF_CHECK(c.degree >= 0, ErrorKind::cannot_meet, "head ", h, ": method ", name, " cannot certify eps ",
            number(r.eps), ": score bound G=", number(head.score_bound), " needs a degree above ",
-           max_certified_degree, "; --method exact can");
-  LF_CHECK(c.features <= r.max_features, ErrorKind::cannot_meet, "head ", h, ": --method ", name, " ",
-           needs(head, c), ", above the memory cap of ", r.max_features, " features; --method exact can");
+           max_certified_degree, "; method exact can");
+  LF_CHECK(c.features <= r.max_features, ErrorKind::cannot_meet, "head ", h, ": method ", name, " ",
+           needs(head, c), ", above the memory cap of ", r.max_features, " features; method exact can");
   run(c, d);
   d.reason = c.forced ? cat(name, ": requested; ", needs(head, c), ", certified P error ", number(c.error),
                             ", gradient bound ", number(c.gradient_bound), " (--eps not enforced)")
@@ -193,7 +193,7 @@ std::vector<HeadDecision> decide(const std::vector<HeadScores>& heads, const Att
     d.cost_exact = r.cost.exact_seconds(r.batch, r.seq_len, r.head_dim, r.causal);
     d.cost_fast = c.seconds;
     switch (r.method) {
-      case Method::exact: d.reason = "exact: requested (--method exact)"; break;
+      case Method::exact: d.reason = "exact: requested (method exact)"; break;
       case Method::fast:
       case Method::chained: decide_requested(static_cast<std::int64_t>(h), head, r, c, d); break;
       case Method::automatic: decide_automatic(head, r, c, d); break;

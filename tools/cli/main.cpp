@@ -6,6 +6,7 @@
 #include <exception>
 
 #include "commands.hpp"
+#include "flag_terms.hpp"
 #include "lorafast/error.hpp"
 #include "lorafast/threads.hpp"
 #include "omp_wait_policy.hpp"
@@ -78,7 +79,7 @@ int run(int argc, char** argv) {
     std::fprintf(stderr, "lorafast: error: %s (see --help)\n", one_line(e.what()).c_str());
     return 2;
   } catch (const Error& e) {
-    std::fprintf(stderr, "lorafast: error: %s\n", e.what());
+    std::fprintf(stderr, "lorafast: error: %s\n", in_flag_terms(e.what()).c_str());
     return exit_code(e.kind());
   }
   return command_exit_status;
