@@ -10,6 +10,8 @@ byte-level GPT-2 model (2 layers, 2 heads, width 16, n_positions 64).
   run trains, and the adapter evaluates against the unmodified base model exactly as
   against the extended one (positions below n_positions are unchanged); eval needs
   the flag only beyond n_positions; --resume needs the same --positions;
+- --recompute always / never give byte-identical adapters and logged losses (the
+  flag reaches the backward pass; exact and fast heads);
 - memory stays linear in the sequence length: one update at T = 8192 (exact, and
   fast at degree 2) peaks at ~35 MB resident, where a single T x T float matrix
   would add 256 MiB; the bound 150 MB fails any such buffer.
@@ -130,6 +132,27 @@ def positions_extend_the_context(binary):
         expect_error(binary, ev + ["--seq-len", 100], 2, ["--positions 100"])
         longer = json.loads(run_ok(binary, ev + ["--seq-len", 100, "--positions", 100])[0])
         check(longer["tokens"] == 1700 and 0 < longer["loss"] < 10, "eval at T = 100: %s" % longer)
+
+
+@harness.test
+def recompute_gives_identical_adapters(binary):
+    with tempfile.TemporaryDirectory() as d:
+        model, data = make_model(d), write_text(d)
+        for method in (["--method", "exact"], ["--method", "fast", "--degree", 2]):
+            outputs = {}
+            for mode in ("always", "never"):
+                out = os.path.join(d, "out-" + mode)
+                run_ok(binary, ["finetune", "--model", model, "--data", data, "--out", out, "--steps", 3,
+                                "--batch", 2, "--seq-len", 40, "--eval-every", 0, "--threads", 2,
+                                "--targets", "all", "--recompute", mode] + method)
+                with open(os.path.join(out, "adapter_model.safetensors"), "rb") as f:
+                    adapter = f.read()
+                with open(os.path.join(out, "train_log.csv")) as f:
+                    losses = [row["loss"] for row in csv.DictReader(f)]
+                outputs[mode] = (adapter, losses)
+            check(outputs["always"] == outputs["never"], "%s: --recompute changed the run" % method)
+        expect_error(binary, ["finetune", "--model", model, "--data", data, "--recompute", "sometimes"], 2,
+                     ["--recompute"])
 
 
 TIME = "/usr/bin/time"  # GNU time: the peak RSS of its own child (a fork of this Python

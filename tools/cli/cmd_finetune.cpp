@@ -361,8 +361,8 @@ void dispatch(FinetuneFlags f) {
 
 void add_finetune_command(CLI::App& app) {
   auto f = std::make_shared<FinetuneFlags>();
-  auto* cmd = app.add_subcommand("finetune", "LoRA fine-tuning of a GPT-2 model on a text file (byte-level model) "
-                                             "or a token-id file");
+  auto* cmd = app.add_subcommand("finetune", "LoRA fine-tuning of a GPT-2 or Llama-family model on text (its tokenizer.json, or "
+                                             "bytes for a byte-level model) or a token-id file");
   f->command = cmd;
   f->model.add_to(*cmd, /*with_adapter=*/false, /*model_required=*/false);
   TrainOptions& t = f->train;
