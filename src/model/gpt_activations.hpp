@@ -11,6 +11,7 @@
 
 #include "lorafast/attention.hpp"
 #include "lorafast/gpt_loss.hpp"
+#include "lorafast/planned_attention.hpp"
 #include "model/lora_linear.hpp"
 
 namespace lorafast {
@@ -106,6 +107,22 @@ template <class T>
 void add(const T* a, const T* b, T* out, std::int64_t count) {
 #pragma omp parallel for schedule(static)
   for (std::int64_t i = 0; i < count; ++i) out[i] = a[i] + b[i];
+}
+
+// A block's attention forward: with `request` its heads are planned into `plan`
+// first (an error names the layer; decide() names the head), without it `plan`, the
+// forward's, is rerun (the backward pass's recomputation).
+template <class T>
+void block_attention_fwd(const AttentionParams<T>& attn, const AttentionRequest* request, std::int64_t layer,
+                         std::vector<HeadDecision>& plan) {
+  if (request != nullptr) {
+    try {
+      plan = plan_heads(attn, *request);
+    } catch (const Error& e) {
+      throw Error(e.kind(), cat("layer ", layer, ", ", e.what()));
+    }
+  }
+  planned_attention_fwd(attn, plan);
 }
 
 // Sets p's adapter to the one `lora` has for `target` in block `layer`, if any.

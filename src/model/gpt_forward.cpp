@@ -97,15 +97,7 @@ void gpt_block_fwd(const GptWeights<T>& w, const GptLora<T>* lora, std::int64_t 
   attn.v = a.qkv.data() + 2 * d;
   attn.o = a.attn.data();
   attn.lse = a.lse.data();
-  auto& plan = act.plan[static_cast<std::size_t>(i)];
-  if (request != nullptr) {
-    try {
-      plan = plan_heads(attn, *request);
-    } catch (const Error& e) {
-      throw Error(e.kind(), cat("layer ", i, ", ", e.what()));  // decide() names the head
-    }
-  }
-  planned_attention_fwd(attn, plan);
+  block_attention_fwd(attn, request, i, act.plan[static_cast<std::size_t>(i)]);
   auto c_proj = module_params(w, lora, i, LoraTarget::attn_c_proj, rows);
   c_proj.x = a.attn.data();
   c_proj.y = proj;

@@ -100,15 +100,7 @@ void llama_block_fwd(const LlamaWeights<T>& w, const GptLora<T>* lora, std::int6
   attn.v = a.v.data();
   attn.o = a.attn.data();
   attn.lse = a.lse.data();
-  auto& plan = act.plan[static_cast<std::size_t>(i)];
-  if (request != nullptr) {
-    try {
-      plan = plan_heads(attn, *request);
-    } catch (const Error& err) {
-      throw Error(err.kind(), cat("layer ", i, ", ", err.what()));  // decide() names the head
-    }
-  }
-  planned_attention_fwd(attn, plan);
+  block_attention_fwd(attn, request, i, act.plan[static_cast<std::size_t>(i)]);
   linear(w, lora, i, LoraTarget::o_proj, rows, a.attn.data(), proj);
   add(x, proj, a.x_mid.data(), rows * d);
   rms_norm_fwd(RmsNormParams<T>{rows, d, cfg.layer_norm_epsilon, a.x_mid.data(), b.post_norm.template data<T>(),
