@@ -89,14 +89,36 @@ AttentionParams<T> gpt_attention_params(const GptConfig& cfg, std::int64_t batch
   return attn;
 }
 
-template <class T>
-struct GptActivations {
-  std::int64_t batch = 0, seq_len = 0, rows = 0;  // N, T, M
-  Keep keep = Keep::all;
+// The residual stream and the block activations a forward pass keeps (Keep); the
+// GPT-2 and Llama activations are these plus their own final-norm state.
+template <class T, class Block>
+struct KeptBlocks {
+  Keep keep = Keep::all;  // resolved: last, inputs or all
   // With Keep::inputs or Keep::all, residual[i] is block i's input and
-  // residual[n_layer] ln_f's, each [M, D]; Keep::last alternates two.
+  // residual[n_layer] the final norm's, each [M, D]; Keep::last alternates two.
   std::vector<Activation<T>> residual;
-  std::vector<BlockActivations<T>> blocks;  // one per block with Keep::all, else one
+  std::vector<Block> blocks;  // one per block with Keep::all, else one
+
+  // Sizes both for `layers` blocks under `requested`: `allocate(block)` sizes one
+  // block, and Keep::all_if_fits is decided on the first block's size.
+  template <class Allocate>
+  void lay_out(Keep requested, std::int64_t layers, std::int64_t residual_size, Allocate allocate) {
+    blocks.resize(1);
+    allocate(blocks[0]);
+    keep = resolve_keep(requested, layers, blocks[0].size() * sizeof(T));
+    blocks.resize(static_cast<std::size_t>(keep == Keep::all ? layers : 1));
+    for (auto& b : blocks) allocate(b);
+    residual.resize(static_cast<std::size_t>(keep == Keep::last ? 2 : layers + 1));
+    for (auto& r : residual) r.resize(static_cast<std::size_t>(residual_size));
+  }
+  // Block i's input (input(n_layer): the final norm's) and activations.
+  Activation<T>& input(std::int64_t i) { return residual[static_cast<std::size_t>(keep == Keep::last ? i % 2 : i)]; }
+  Block& block(std::int64_t i) { return blocks[static_cast<std::size_t>(keep == Keep::all ? i : 0)]; }
+};
+
+template <class T>
+struct GptActivations : KeptBlocks<T, BlockActivations<T>> {
+  std::int64_t batch = 0, seq_len = 0, rows = 0;  // N, T, M
   GptAttentionPlan plan;                      // every layer's, rerun by the backward pass
   Activation<T> lnf_mean, lnf_rstd, lnf_out;  // [M], [M], [M, D]
   std::vector<std::int32_t> targets;           // [M]

@@ -77,11 +77,10 @@ double forward_backward(const GptWeights<T>& w, const GptLora<T>* lora, const To
   AttentionParams<T> attn = gpt_attention_params<T>(cfg, batch.batch, batch.seq_len);
   for (std::int64_t i = layers - 1; i >= 0; --i) {
     const auto& b = w.blocks[static_cast<std::size_t>(i)];
-    const bool kept = act.keep == Keep::all;
-    auto& a = act.blocks[static_cast<std::size_t>(kept ? i : 0)];
-    if (!kept)  // d_attn is free scratch here
-      gpt_block_fwd(w, lora, i, nullptr, act, act.residual[static_cast<std::size_t>(i)].data(), a,
-                    static_cast<T*>(nullptr), d_attn.data(), static_cast<T*>(nullptr));
+    auto& a = act.block(i);
+    if (act.keep != Keep::all)  // recompute it; d_attn is free scratch here
+      gpt_block_fwd(w, lora, i, nullptr, act, act.input(i).data(), a, static_cast<T*>(nullptr), d_attn.data(),
+                    static_cast<T*>(nullptr));
     GptBlockWeights* gb = d_w != nullptr ? &d_w->blocks[static_cast<std::size_t>(i)] : nullptr;
     auto bind = [&](LoraLinearParams<T>& p, LoraTarget t) {
       if (out.d_lora != nullptr) bind_grads(p, (*out.d_lora)[static_cast<std::size_t>(i)][static_cast<std::size_t>(t)]);
@@ -133,7 +132,7 @@ double forward_backward(const GptWeights<T>& w, const GptLora<T>* lora, const To
     bind(c_attn, LoraTarget::attn_c_attn);
     lora_linear_bwd(c_attn);
     if (!to_input) break;
-    layer_norm_bwd(LayerNormParams<T>{rows, d, cfg.layer_norm_epsilon, act.residual[static_cast<std::size_t>(i)].data(),
+    layer_norm_bwd(LayerNormParams<T>{rows, d, cfg.layer_norm_epsilon, act.input(i).data(),
                                       ptr<T>(b.ln_1_weight), ptr<T>(b.ln_1_bias), nullptr, a.ln1_mean.data(),
                                       a.ln1_rstd.data(), d_ln.data(), d_res.data(),
                                       slot<T>(gb, &GptBlockWeights::ln_1_weight),

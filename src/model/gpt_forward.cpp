@@ -128,28 +128,18 @@ void gpt_forward(const GptWeights<T>& w, const GptLora<T>* lora, const TokenBatc
   act.batch = batch.batch;
   act.seq_len = batch.seq_len;
   act.rows = rows;
-  act.blocks.resize(1);
-  allocate(act.blocks[0], rows, d, lse_size);
-  act.keep = keep = resolve_keep(keep, layers, act.blocks[0].size() * sizeof(T));
-  act.blocks.resize(static_cast<std::size_t>(keep == Keep::all ? layers : 1));
-  for (auto& b : act.blocks) allocate(b, rows, d, lse_size);
-  act.residual.resize(static_cast<std::size_t>(keep == Keep::last ? 2 : layers + 1));
-  for (auto& r : act.residual) resize(r, rows * d);
-  auto residual = [&](std::int64_t i) -> Activation<T>& {
-    return act.residual[static_cast<std::size_t>(keep == Keep::last ? i % 2 : i)];
-  };
-  embed(w, batch, residual(0).data());
+  act.lay_out(keep, layers, rows * d, [&](BlockActivations<T>& b) { allocate(b, rows, d, lse_size); });
+  embed(w, batch, act.input(0).data());
 
   std::vector<T> wide(static_cast<std::size_t>(rows * 4 * d)), proj(static_cast<std::size_t>(rows * d));
   act.plan.assign(static_cast<std::size_t>(layers), {});
   for (std::int64_t i = 0; i < layers; ++i)
-    gpt_block_fwd(w, lora, i, &attention, act, residual(i).data(),
-                  act.blocks[static_cast<std::size_t>(keep == Keep::all ? i : 0)], wide.data(), proj.data(),
-                  residual(i + 1).data());
+    gpt_block_fwd(w, lora, i, &attention, act, act.input(i).data(), act.block(i), wide.data(), proj.data(),
+                  act.input(i + 1).data());
   resize(act.lnf_mean, rows);
   resize(act.lnf_rstd, rows);
   resize(act.lnf_out, rows * d);
-  layer_norm_fwd(LayerNormParams<T>{rows, d, cfg.layer_norm_epsilon, residual(layers).data(), ptr<T>(w.ln_f_weight),
+  layer_norm_fwd(LayerNormParams<T>{rows, d, cfg.layer_norm_epsilon, act.input(layers).data(), ptr<T>(w.ln_f_weight),
                                     ptr<T>(w.ln_f_bias), act.lnf_out.data(), act.lnf_mean.data(),
                                     act.lnf_rstd.data(), nullptr, nullptr});
   resize(act.targets, rows);

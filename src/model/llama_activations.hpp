@@ -24,13 +24,8 @@ struct LlamaBlockActivations {
 };
 
 template <class T>
-struct LlamaActivations {
+struct LlamaActivations : KeptBlocks<T, LlamaBlockActivations<T>> {
   std::int64_t batch = 0, seq_len = 0, rows = 0;  // N, T, M
-  Keep keep = Keep::all;
-  // With Keep::inputs or Keep::all, residual[i] is block i's input and residual[n_layer]
-  // the final norm's; Keep::last alternates two.
-  std::vector<Activation<T>> residual;
-  std::vector<LlamaBlockActivations<T>> blocks;  // one per block with Keep::all, else one
   GptAttentionPlan plan;
   RopeTable<T> rope;
   Activation<T> norm_rstd, norm_out;  // [M], [M, D]

@@ -75,11 +75,9 @@ double forward_backward(const LlamaWeights<T>& w, const GptLora<T>* lora, const 
                                 slot<T>(d_w ? &d_w->norm : nullptr)});
   for (std::int64_t i = cfg.n_layer - 1; i >= 0; --i) {
     const auto& b = w.blocks[static_cast<std::size_t>(i)];
-    const bool kept = act.keep == Keep::all;
-    auto& a = act.blocks[static_cast<std::size_t>(kept ? i : 0)];
-    if (!kept)  // d_x is free scratch here
-      llama_block_fwd(w, lora, i, nullptr, act, act.residual[static_cast<std::size_t>(i)].data(), a, h.data(),
-                      d_x.data(), static_cast<T*>(nullptr));
+    auto& a = act.block(i);
+    if (act.keep != Keep::all)  // recompute it; d_x is free scratch here
+      llama_block_fwd(w, lora, i, nullptr, act, act.input(i).data(), a, h.data(), d_x.data(), static_cast<T*>(nullptr));
     LlamaBlockWeights* gb = d_w != nullptr ? &d_w->blocks[static_cast<std::size_t>(i)] : nullptr;
     // Backward of one projection: x its input, d_y its output gradient, d_x nullptr or overwritten.
     auto linear_bwd = [&](LoraTarget t, const T* x, const T* d_y, T* d_x_out) {
@@ -122,7 +120,7 @@ double forward_backward(const LlamaWeights<T>& w, const GptLora<T>* lora, const 
     linear_bwd(LoraTarget::v_proj, a.norm1.data(), d_v.data(), to_input ? d_x.data() : nullptr);
     if (!to_input) break;
     add_to(d_ln.data(), d_x);
-    rms_norm_bwd(RmsNormParams<T>{rows, d, cfg.layer_norm_epsilon, act.residual[static_cast<std::size_t>(i)].data(),
+    rms_norm_bwd(RmsNormParams<T>{rows, d, cfg.layer_norm_epsilon, act.input(i).data(),
                                   b.input_norm.template data<T>(), nullptr, a.rstd1.data(), d_ln.data(), d_res.data(),
                                   slot<T>(gb ? &gb->input_norm : nullptr)});  // d loss / d (block input)
   }

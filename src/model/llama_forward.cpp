@@ -127,17 +127,10 @@ void llama_forward(const LlamaWeights<T>& w, const GptLora<T>* lora, const Token
   act.seq_len = batch.seq_len;
   act.rows = rows;
   act.rope = make_rope_table<T>(cfg.llama.rope, e, batch.seq_len);
-  act.blocks.resize(1);
-  allocate(act.blocks[0], cfg, rows, batch.batch * cfg.n_head * batch.seq_len);
-  act.keep = keep = resolve_keep(keep, layers, act.blocks[0].size() * sizeof(T));
-  act.blocks.resize(static_cast<std::size_t>(keep == Keep::all ? layers : 1));
-  for (auto& b : act.blocks) allocate(b, cfg, rows, batch.batch * cfg.n_head * batch.seq_len);
-  act.residual.resize(static_cast<std::size_t>(keep == Keep::last ? 2 : layers + 1));
-  for (auto& r : act.residual) resize(r, rows * d);
-  auto residual = [&](std::int64_t i) -> Activation<T>& {
-    return act.residual[static_cast<std::size_t>(keep == Keep::last ? i % 2 : i)];
-  };
-  T* x0 = residual(0).data();
+  act.lay_out(keep, layers, rows * d, [&](LlamaBlockActivations<T>& b) {
+    allocate(b, cfg, rows, batch.batch * cfg.n_head * batch.seq_len);
+  });
+  T* x0 = act.input(0).data();
 #pragma omp parallel for schedule(static)
   for (std::int64_t row = 0; row < rows; ++row) {
     const T* tok = w.embed.template data<T>() + static_cast<std::int64_t>(batch.at(row / batch.seq_len, row % batch.seq_len)) * d;
@@ -147,12 +140,11 @@ void llama_forward(const LlamaWeights<T>& w, const GptLora<T>* lora, const Token
   std::vector<T> h(static_cast<std::size_t>(rows * f)), proj(static_cast<std::size_t>(rows * d));
   act.plan.assign(static_cast<std::size_t>(layers), {});
   for (std::int64_t i = 0; i < layers; ++i)
-    llama_block_fwd(w, lora, i, &attention, act, residual(i).data(),
-                    act.blocks[static_cast<std::size_t>(keep == Keep::all ? i : 0)], h.data(), proj.data(),
-                    residual(i + 1).data());
+    llama_block_fwd(w, lora, i, &attention, act, act.input(i).data(), act.block(i), h.data(), proj.data(),
+                    act.input(i + 1).data());
   resize(act.norm_rstd, rows);
   resize(act.norm_out, rows * d);
-  rms_norm_fwd(RmsNormParams<T>{rows, d, cfg.layer_norm_epsilon, residual(layers).data(), w.norm.template data<T>(),
+  rms_norm_fwd(RmsNormParams<T>{rows, d, cfg.layer_norm_epsilon, act.input(layers).data(), w.norm.template data<T>(),
                                 act.norm_out.data(), act.norm_rstd.data(), nullptr, nullptr, nullptr});
   resize(act.targets, rows);
   for (std::int64_t n = 0; n < batch.batch; ++n)
