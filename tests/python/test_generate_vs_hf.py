@@ -28,18 +28,11 @@ import torch
 import transformers
 import peft
 
-from test_llama_interop import build, float64_transformers, load_oracle, peft_targets
+from test_llama_interop import build, check, failures, float64_transformers, load_oracle, peft_targets
 
 torch.set_num_threads(1)
 NEW = 40          # tokens generated
 MIN_MARGIN = 1e-3
-failures = []
-
-
-def check(ok, what):
-    print(("ok   " if ok else "FAIL ") + what)
-    if not ok:
-        failures.append(what)
 
 
 def lf_generate(lf, model_dir, prompt, dtype, vocab, adapter=None, extra=()):
