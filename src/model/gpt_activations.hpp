@@ -72,17 +72,26 @@ struct BlockActivations {
   }
 };
 
-// The attention of a block reads q, k and v in place, as column blocks of the
-// c_attn output [M, 3D]; its gradients go to the same columns of d_qkv.
+// A decoder block's causal self-attention over N windows of T tokens: the model's
+// query heads and head dim, scale 1/sqrt(E) (GPT-2's, and transformers'
+// head_dim**-0.5 for the Llama family); the caller sets layouts and tensors.
 template <class T>
-AttentionParams<T> gpt_attention_params(const GptConfig& cfg, std::int64_t batch, std::int64_t seq_len) {
+AttentionParams<T> causal_attention_params(const GptConfig& cfg, std::int64_t batch, std::int64_t seq_len) {
   AttentionParams<T> attn;
   attn.batch = batch;
   attn.seq_len = seq_len;
   attn.heads = cfg.n_head;
   attn.head_dim = cfg.head_dim();
-  attn.scale = AttentionConfig{}.resolved_scale(attn.head_dim);  // 1/sqrt(E), as GPT-2
+  attn.scale = AttentionConfig{}.resolved_scale(attn.head_dim);
   attn.causal = true;
+  return attn;
+}
+
+// The attention of a block reads q, k and v in place, as column blocks of the
+// c_attn output [M, 3D]; its gradients go to the same columns of d_qkv.
+template <class T>
+AttentionParams<T> gpt_attention_params(const GptConfig& cfg, std::int64_t batch, std::int64_t seq_len) {
+  AttentionParams<T> attn = causal_attention_params<T>(cfg, batch, seq_len);
   const std::int64_t width = 3 * cfg.n_embd;
   attn.q_strides = attn.k_strides = attn.v_strides = attn.d_q_strides = attn.d_k_strides = attn.d_v_strides =
       HeadStrides{seq_len * width, width, attn.head_dim};

@@ -8,6 +8,7 @@
 
 #include "lorafast/attention.hpp"
 #include "lorafast/gpt.hpp"
+#include "model/gpt_activations.hpp"
 
 namespace lorafast {
 
@@ -15,14 +16,8 @@ namespace lorafast {
 // caller sets the tensors.
 template <class T>
 AttentionParams<T> llama_attention_params(const GptConfig& cfg, std::int64_t batch, std::int64_t seq_len) {
-  AttentionParams<T> a;
-  a.batch = batch;
-  a.seq_len = seq_len;
-  a.heads = cfg.n_head;
+  AttentionParams<T> a = causal_attention_params<T>(cfg, batch, seq_len);
   a.kv_heads = cfg.llama.n_kv_head;
-  a.head_dim = cfg.head_dim();
-  a.scale = AttentionConfig{}.resolved_scale(a.head_dim);  // 1/sqrt(E), as transformers' head_dim**-0.5
-  a.causal = true;
   return a;
 }
 
