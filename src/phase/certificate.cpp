@@ -30,51 +30,65 @@ constexpr double round_up = 1.0 + 1e-12;
 // A tail sum stops once a term no longer moves the sum in long double.
 constexpr Real negligible = 1e-24L;
 
-// log(G^j / j!)
-Real log_power_over_factorial(Real log_g, int j) { return j * log_g - std::lgamma(static_cast<Real>(j) + 1); }
+// The terms scale * G^j / j! for j = 0, 1, ..., by the recurrence t_j = t_{j-1} G / j:
+// one rounding per term (j ulps of long double after j terms, far inside 2e-14 for
+// the few hundred terms any sum here takes), where exp and lgamma per term made the
+// per-head planning cost ~0.2 ms. exp(±G) in long double is finite for G < 11356;
+// beyond, the first term is 0 or inf, as the sums' limits are.
+class PoissonTerms {
+ public:
+  PoissonTerms(Real g_bound, Real scale) : g_(g_bound), term_(scale) {}
+  int index() const { return j_; }
+  Real term() const { return term_; }
+  void next() { term_ *= g_ / static_cast<Real>(++j_); }
+
+ private:
+  Real g_;
+  Real term_;
+  int j_ = 0;
+};
 
 // r(G) = 1 - e^{-G} T_g(G).
 Real right_end_error(Real g_bound, int degree) {
-  const Real log_g = std::log(g_bound);
-  Real head = 0;  // e^{-G} T_g(G), a Poisson CDF in [0, 1]
-  for (int j = 0; j <= degree; ++j) head += std::exp(-g_bound + log_power_over_factorial(log_g, j));
+  PoissonTerms t(g_bound, std::exp(-g_bound));
+  Real head = t.term();  // e^{-G} T_g(G), a Poisson CDF in [0, 1]
+  while (t.index() < degree) t.next(), head += t.term();
   // While the CDF is below 1/2, 1 - head loses at most one bit.
   if (head < 0.5L) return 1 - head;
   // Otherwise the Poisson median (>= G - ln 2) is <= g, so G < g + 1 and the tail's
   // terms fall by G / (j + 1) < 1: sum them directly, all positive.
   Real tail = 0;
-  for (int j = degree + 1;; ++j) {
-    const Real term = std::exp(-g_bound + log_power_over_factorial(log_g, j));
-    tail += term;
-    if (term <= negligible * tail || j > degree + 100000) break;
-  }
+  do {
+    t.next();
+    tail += t.term();
+  } while (t.term() > negligible * tail && t.index() <= degree + 100000);
   return tail;
 }
 
 // r(-G) = |e^{G} T_g(-G) - 1| (the sign is that of (-1)^g).
 Real left_end_error(Real g_bound, int degree) {
-  const Real log_g = std::log(g_bound);
-  auto sign = [](int j) { return j % 2 == 0 ? Real(1) : Real(-1); };
+  PoissonTerms t(g_bound, std::exp(g_bound));  // e^{G} G^j / j!, signed (-1)^j below
+  auto signed_term = [&] { return t.index() % 2 == 0 ? t.term() : -t.term(); };
   if (g_bound < Real(degree + 2)) {
     // Alternating tail whose |terms| fall from the first on (ratio G / (j + 1) < 1):
     // partial sums bracket the limit, so stopping at a negligible term is safe, and
     // the sum keeps a fixed share of the first term (no catastrophic cancellation).
+    while (t.index() < degree) t.next();
     Real tail = 0;
-    for (int j = degree + 1;; ++j) {
-      const Real term = sign(j) * std::exp(g_bound + log_power_over_factorial(log_g, j));
-      tail += term;
-      if (!std::isfinite(tail) || std::abs(term) <= negligible * std::abs(tail)) break;
-    }
+    do {
+      t.next();
+      tail += signed_term();
+    } while (std::isfinite(tail) && t.term() > negligible * std::abs(tail));
     return std::abs(tail);
   }
   // G >= g + 2: the terms of T_g(-G) grow in size up to the last, t_g, so
   // |T_g(-G)| >= t_g (1 - g/G) >= t_g 2/(g+2) while sum |terms| <= t_g (g+2)/2:
   // cancellation loses at most a factor ((g+2)/2)^2. The result is well above 1 here.
   Real sum = 0;
-  for (int j = 0; j <= degree; ++j) {
-    const Real term = std::exp(g_bound + log_power_over_factorial(log_g, j));
-    if (!std::isfinite(term)) return term;  // overflow: the error is astronomically large
-    sum += sign(j) * term;
+  for (;; t.next()) {
+    if (!std::isfinite(t.term())) return t.term();  // overflow: the error is astronomically large
+    sum += signed_term();
+    if (t.index() == degree) break;
   }
   return std::abs(sum - 1);
 }
