@@ -24,8 +24,8 @@ using namespace exact;
 
 template <class T>
 struct Workspace {
-  std::vector<T> p, d_p, delta, q, d_o;
-  explicit Workspace(std::int64_t e)
+  Scratch<T> p, d_p, delta, q, d_o;
+  explicit Workspace(std::size_t e)
       : p(block_rows * block_cols), d_p(block_rows * block_cols), delta(block_rows), q(block_rows * e),
         d_o(block_rows * e) {}
 };
@@ -112,7 +112,8 @@ void backward_by_row_block(const AttentionParams<T>& p, const KvCopies<T>& kv) {
   const std::int64_t row_blocks = ceil_div(p.seq_len, block_rows), kv_heads = p.kv_head_count();
   const std::int64_t len = p.seq_len * p.head_dim, group = p.group_size();
   const int threads = omp_get_max_threads();
-  std::vector<std::vector<T>> k_acc(threads, std::vector<T>(len)), v_acc(threads, std::vector<T>(len));
+  std::vector<Scratch<T>> k_acc, v_acc;
+  for (int t = 0; t < threads; ++t) k_acc.emplace_back(len), v_acc.emplace_back(len);
   for (std::int64_t pair = 0; pair < p.batch * kv_heads; ++pair) {
     const std::int64_t n = pair / kv_heads, g = pair % kv_heads;
     if (!p.runs_kv(g)) continue;

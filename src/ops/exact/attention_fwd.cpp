@@ -5,7 +5,6 @@
 
 #include <cmath>
 #include <limits>
-#include <vector>
 
 #include "kernels/tile_gemm.hpp"
 #include "lorafast/error.hpp"
@@ -30,8 +29,8 @@ void attention_fwd(const AttentionParams<T>& params) {
   const HeadCopies<T> v_copy(p.v, p.v_strides, p, HeadLayout::rows);
 #pragma omp parallel
   {
-    std::vector<T> s(block_rows * block_cols), acc(block_rows * p.head_dim), m(block_rows), l(block_rows),
-        q_buf(block_rows * p.head_dim);
+    const std::size_t tile = block_rows * block_cols, rows_e = block_rows * p.head_dim;
+    const Scratch<T> s(tile), acc(rows_e), m(block_rows), l(block_rows), q_buf(rows_e);
     // Static schedule: deterministic; back-and-forth order balances causal row blocks.
 #pragma omp for schedule(static, 1)
     for (std::int64_t i = 0; i < items; ++i) {

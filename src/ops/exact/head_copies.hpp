@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "core/scratch.hpp"
 #include "ops/exact/head_views.hpp"
 
 namespace lorafast::exact {
@@ -33,7 +34,7 @@ class HeadCopies {
     const bool transposed = layout == HeadLayout::transposed;
     ld_ = transposed ? padded(p.seq_len) : p.head_dim;
     const std::int64_t per_head = transposed ? e_ * ld_ : len_ * e_;
-    data_.resize(p.batch * heads_ * per_head);
+    data_ = Scratch<T>(static_cast<std::size_t>(p.batch * heads_ * per_head));
     src_ = data_.data();
     constexpr std::int64_t chunk = 64;  // source rows per step: read in L1, written in runs
     const std::int64_t chunks = ceil_div(p.seq_len, chunk);
@@ -78,13 +79,13 @@ class HeadCopies {
   std::int64_t e_, heads_, len_, ld_ = 0;
   HeadStrides strides_;  // of src_ when it is the input itself
   const T* src_ = nullptr;
-  std::vector<T> data_;
+  Scratch<T> data_;
 };
 
 // The rows of m (a query block of one head), contiguous in buf when they are not
 // already: same reason as HeadLayout::rows, the GEMMs re-read them for every six keys.
 template <class T>
-MatrixView<const T> packed(MatrixView<const T> m, std::vector<T>& buf) {
+MatrixView<const T> packed(MatrixView<const T> m, const Scratch<T>& buf) {
   if (m.ld == m.cols) return m;
   for (std::int64_t r = 0; r < m.rows; ++r) std::copy(m.row(r), m.row(r) + m.cols, buf.data() + r * m.cols);
   return {buf.data(), m.rows, m.cols, m.cols};
