@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "core/scratch.hpp"
 
@@ -47,14 +48,44 @@ TEST(Scratch, LineAlignedAndEmptyWhenZero) {
 
 TEST(Scratch, KeepsAtMostTheCap) {
   const std::size_t before = scratch_pool::kept_bytes();
-  { const Scratch<float> huge(scratch_pool::retained_bytes / sizeof(float) + 1); }
+  { const Scratch<float> huge(scratch_pool::retained_bytes() / sizeof(float) + 1); }
   EXPECT_EQ(scratch_pool::kept_bytes(), before);  // above the cap: freed, not kept
   {
-    const Scratch<char> half(scratch_pool::retained_bytes / 2), more(scratch_pool::retained_bytes / 2),
-        third(scratch_pool::retained_bytes / 2);
+    const Scratch<char> half(scratch_pool::retained_bytes() / 2), more(scratch_pool::retained_bytes() / 2),
+        third(scratch_pool::retained_bytes() / 2);
   }
-  EXPECT_LE(scratch_pool::kept_bytes(), scratch_pool::retained_bytes);  // the oldest went
-  EXPECT_GE(scratch_pool::kept_bytes(), scratch_pool::retained_bytes / 2);
+  EXPECT_LE(scratch_pool::kept_bytes(), scratch_pool::retained_bytes());  // the oldest went
+  EXPECT_GE(scratch_pool::kept_bytes(), scratch_pool::retained_bytes() / 2);
+}
+
+TEST(Scratch, RetainRaisesTheCapUntilItEnds) {
+  const std::size_t normal = scratch_pool::retained_bytes(), big = normal + (std::size_t{1} << 20);
+  {
+    const scratch_pool::Retain retain(2 * normal);
+    EXPECT_EQ(scratch_pool::retained_bytes(), 2 * normal);
+    const char* first = nullptr;
+    {
+      const Scratch<char> step(big);  // a training step's buffer above the normal cap
+      first = step.data();
+    }
+    EXPECT_GE(scratch_pool::kept_bytes(), big);
+    const Scratch<char> next_step(big);
+    EXPECT_EQ(next_step.data(), first);  // reused
+  }
+  EXPECT_EQ(scratch_pool::retained_bytes(), normal);
+  EXPECT_LE(scratch_pool::kept_bytes(), normal);  // trimmed back
+}
+
+TEST(ScratchAllocator, VectorsReuseAndLeaveValuesUninitialised) {
+  const float* first = nullptr;
+  {
+    std::vector<float, ScratchAllocator<float>> v(1000, 2.5f);
+    first = v.data();
+    EXPECT_EQ(v[999], 2.5f);
+  }
+  std::vector<float, ScratchAllocator<float>> w;
+  w.resize(800);  // default-initialised: no zero fill (the values are not checked)
+  EXPECT_EQ(w.data(), first);
 }
 
 TEST(Scratch, MovesOwnershipAndCrossesThreads) {

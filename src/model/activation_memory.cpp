@@ -1,6 +1,5 @@
 // Whether the backward pass keeps every block's activations (gpt_activations.hpp).
-#include <unistd.h>
-
+#include "core/machine.hpp"
 #include "model/gpt_activations.hpp"
 
 namespace lorafast {
@@ -17,11 +16,11 @@ Keep keep_for_backward(Recompute recompute) {
 
 Keep resolve_keep(Keep keep, std::int64_t layers, std::size_t block_bytes) {
   if (keep != Keep::all_if_fits) return keep;
-  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
-  if (pages <= 0 || page <= 0) return Keep::all;  // unknown: as before recomputation existed
+  const std::size_t memory = physical_memory_bytes();
+  if (memory == 0) return Keep::all;  // unknown: as before recomputation existed
   // A quarter leaves room for the backward pass's own buffers, the weights, the
   // optimizer state and whatever else the machine runs.
-  const double budget = 0.25 * static_cast<double>(pages) * static_cast<double>(page);
+  const double budget = 0.25 * static_cast<double>(memory);
   return static_cast<double>(layers) * static_cast<double>(block_bytes) <= budget ? Keep::all : Keep::inputs;
 }
 

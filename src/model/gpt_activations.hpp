@@ -12,31 +12,10 @@
 #include "lorafast/attention.hpp"
 #include "lorafast/gpt_loss.hpp"
 #include "lorafast/planned_attention.hpp"
+#include "core/scratch.hpp"
 #include "model/lora_linear.hpp"
 
 namespace lorafast {
-
-// An allocator that leaves resized-in values uninitialised: every activation is
-// written before it is read, and zero-filling them (~0.5 GB per step for GPT-2 at
-// T = 1024) ran on one thread while the others waited.
-template <class T>
-struct UninitializedAllocator : std::allocator<T> {
-  template <class U>
-  struct rebind {
-    using other = UninitializedAllocator<U>;
-  };
-  UninitializedAllocator() = default;
-  template <class U>
-  UninitializedAllocator(const UninitializedAllocator<U>&) noexcept {}
-  template <class U>
-  void construct(U* p) noexcept {
-    ::new (static_cast<void*>(p)) U;
-  }
-  template <class U, class... Args>
-  void construct(U* p, Args&&... args) {
-    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
-  }
-};
 
 // What a forward pass keeps: one block's activations, reused (evaluation); every
 // block's input, with one block's activations that the backward pass refills per
@@ -55,8 +34,10 @@ std::size_t values(const V&... v) {
   return (v.size() + ...);
 }
 
+// Uninitialised on resize (every activation is written before it is read), from the
+// scratch pool: the next step reuses this step's memory.
 template <class T>
-using Activation = std::vector<T, UninitializedAllocator<T>>;
+using Activation = ScratchVector<T>;
 
 template <class T>
 struct BlockActivations {

@@ -63,9 +63,9 @@ double forward_backward(const GptWeights<T>& w, const GptLora<T>* lora, const To
   GptActivations<T> act;
   gpt_forward(w, lora, batch, attention, keep_for_backward(recompute), act);
   const std::int64_t rows = act.rows;
-  auto buffer = [](std::int64_t n) { return std::vector<T>(static_cast<std::size_t>(n)); };
-  std::vector<T> d_res = buffer(rows * d), d_ln = buffer(rows * d), d_attn = buffer(rows * d);
-  std::vector<T> gelu_out = buffer(rows * 4 * d), d_wide = buffer(rows * 4 * d);
+  auto buffer = [](std::int64_t n) { return Activation<T>(static_cast<std::size_t>(n), T(0)); };
+  Activation<T> d_res = buffer(rows * d), d_ln = buffer(rows * d), d_attn = buffer(rows * d);
+  Activation<T> gelu_out = buffer(rows * 4 * d), d_wide = buffer(rows * 4 * d);
 
   const double loss = lm_head_loss(LmHeadLossParams<T>{rows, d, cfg.vocab_size, act.lnf_out.data(), ptr<T>(w.wte),
                                                        act.targets.data(), d_ln.data(), slot<T>(d_w, &GptWeights<T>::wte)});

@@ -131,7 +131,7 @@ void gpt_forward(const GptWeights<T>& w, const GptLora<T>* lora, const TokenBatc
   act.lay_out(keep, layers, rows * d, [&](BlockActivations<T>& b) { allocate(b, rows, d, lse_size); });
   embed(w, batch, act.input(0).data());
 
-  std::vector<T> wide(static_cast<std::size_t>(rows * 4 * d)), proj(static_cast<std::size_t>(rows * d));
+  Activation<T> wide(static_cast<std::size_t>(rows * 4 * d), T(0)), proj(static_cast<std::size_t>(rows * d), T(0));
   act.plan.assign(static_cast<std::size_t>(layers), {});
   for (std::int64_t i = 0; i < layers; ++i)
     gpt_block_fwd(w, lora, i, &attention, act, act.input(i).data(), act.block(i), wide.data(), proj.data(),

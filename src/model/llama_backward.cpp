@@ -18,7 +18,7 @@ namespace lorafast {
 namespace {
 
 template <class T>
-void add_to(T* acc, const std::vector<T>& x) {
+void add_to(T* acc, const Activation<T>& x) {
   const auto n = static_cast<std::int64_t>(x.size());
 #pragma omp parallel for schedule(static)
   for (std::int64_t i = 0; i < n; ++i) acc[i] += x[static_cast<std::size_t>(i)];
@@ -61,10 +61,10 @@ double forward_backward(const LlamaWeights<T>& w, const GptLora<T>* lora, const 
   llama_forward(w, lora, batch, attention, keep_for_backward(recompute), act);
   const std::int64_t d = cfg.n_embd, rows = act.rows, e = cfg.head_dim(), f = cfg.llama.intermediate_size;
   const std::int64_t q = cfg.n_head * e, kv = cfg.llama.n_kv_head * e;
-  auto buffer = [](std::int64_t n) { return std::vector<T>(static_cast<std::size_t>(n)); };
-  std::vector<T> d_res = buffer(rows * d), d_ln = buffer(rows * d), d_x = buffer(rows * d), d_attn = buffer(rows * q);
-  std::vector<T> d_q = buffer(rows * q), d_k = buffer(rows * kv), d_v = buffer(rows * kv);
-  std::vector<T> h = buffer(rows * f), d_h = buffer(rows * f), d_gate = buffer(rows * f);
+  auto buffer = [](std::int64_t n) { return Activation<T>(static_cast<std::size_t>(n), T(0)); };
+  Activation<T> d_res = buffer(rows * d), d_ln = buffer(rows * d), d_x = buffer(rows * d), d_attn = buffer(rows * q);
+  Activation<T> d_q = buffer(rows * q), d_k = buffer(rows * kv), d_v = buffer(rows * kv);
+  Activation<T> h = buffer(rows * f), d_h = buffer(rows * f), d_gate = buffer(rows * f);
 
   Tensor* d_head = d_w == nullptr ? nullptr : cfg.llama.tie_word_embeddings ? &d_w->embed : &d_w->lm_head;
   const double loss = lm_head_loss(LmHeadLossParams<T>{rows, d, cfg.vocab_size, act.norm_out.data(),

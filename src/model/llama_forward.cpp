@@ -137,7 +137,7 @@ void llama_forward(const LlamaWeights<T>& w, const GptLora<T>* lora, const Token
     std::copy(tok, tok + d, x0 + row * d);
   }
 
-  std::vector<T> h(static_cast<std::size_t>(rows * f)), proj(static_cast<std::size_t>(rows * d));
+  Activation<T> h(static_cast<std::size_t>(rows * f), T(0)), proj(static_cast<std::size_t>(rows * d), T(0));
   act.plan.assign(static_cast<std::size_t>(layers), {});
   for (std::int64_t i = 0; i < layers; ++i)
     llama_block_fwd(w, lora, i, &attention, act, act.input(i).data(), act.block(i), h.data(), proj.data(),

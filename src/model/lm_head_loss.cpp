@@ -15,6 +15,7 @@
 #include <limits>
 #include <vector>
 
+#include "core/scratch.hpp"
 #include "kernels/exp.hpp"
 #include "kernels/gemm.hpp"
 
@@ -56,8 +57,9 @@ double lm_head_loss(const LmHeadLossParams<T>& p) {
   const auto nt = static_cast<std::size_t>(threads);
   const std::int64_t rc_max = std::min(chunk_rows, p.rows), dim = p.dim, vocab = p.vocab;
   const double inv_rows = 1.0 / static_cast<double>(p.rows);
-  std::vector<T> logits(static_cast<std::size_t>(rc_max * vocab));
-  std::vector<T> d_h_partial(p.d_h != nullptr ? nt * static_cast<std::size_t>(rc_max * dim) : 0);
+  // The [512, V] logits chunk (100 MB for GPT-2) from the scratch pool: reused by the next step.
+  ScratchVector<T> logits(static_cast<std::size_t>(rc_max * vocab), T(0));
+  ScratchVector<T> d_h_partial(p.d_h != nullptr ? nt * static_cast<std::size_t>(rc_max * dim) : 0, T(0));
   std::vector<double> slice_max(nt * static_cast<std::size_t>(rc_max)), slice_sum(slice_max.size());
   std::vector<double> target_logit(static_cast<std::size_t>(rc_max)), lse(target_logit.size());
   std::vector<double> row_loss(static_cast<std::size_t>(p.rows));

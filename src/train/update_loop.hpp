@@ -16,9 +16,12 @@
 //                                         micro-batch (for StepReport::plan)
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 
+#include "core/machine.hpp"
+#include "core/scratch.hpp"
 #include "lorafast/train_loop.hpp"
 
 namespace lorafast::detail {
@@ -26,6 +29,9 @@ namespace lorafast::detail {
 template <class Run>
 TrainOutcome run_updates(Run& run, const Tokens& train, const TrainOptions& options, const TrainCallbacks& callbacks) {
   const LrSchedule schedule = options.schedule();
+  // Every step allocates the same activations and buffers: keep them for the next
+  // (up to the quarter of memory that activation keeping may use, Keep::all_if_fits).
+  const scratch_pool::Retain reuse_steps(std::max(scratch_pool::retained_bytes(), physical_memory_bytes() / 4));
   while (run.step() < options.steps) {
     const auto start = std::chrono::steady_clock::now();
     const std::int64_t step = run.step() + 1;

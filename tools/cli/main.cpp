@@ -1,7 +1,5 @@
 // lorafast command-line entry point: maps errors to the exit codes of INTERFACE.md.
-#include <malloc.h>
 
-#include <climits>
 #include <cstdio>
 #include <exception>
 
@@ -90,12 +88,6 @@ int run(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   lorafast::cli::reexec_with_short_spin(argv);
-  // Each training step allocates its activations afresh (~1 GB for GPT-2 at T = 1024).
-  // By default glibc maps blocks over 32 MB directly and returns freed memory at the
-  // top of the heap to the kernel, so every step page-faulted and re-zeroed its
-  // memory (~5% of the step); keep freed memory for the next step instead.
-  mallopt(M_MMAP_THRESHOLD, 1 << 30);
-  mallopt(M_TRIM_THRESHOLD, INT_MAX);
   try {
     return lorafast::cli::run(argc, argv);
   } catch (const std::exception& e) {  // not a lorafast::Error (e.g. std::bad_alloc): no file to blame
