@@ -213,7 +213,7 @@ TEST(Decide, ForcedOddDegreeIsBadInput) {
     r.degree = 5;
     std::string message;
     EXPECT_EQ(error_kind_of([&] { decide({head_with(0.1)}, r); }, &message), ErrorKind::bad_input);
-    EXPECT_TRUE(contains(message, "--degree 5")) << message;
+    EXPECT_TRUE(contains(message, "`degree` 5")) << message;
   }
 }
 
@@ -221,12 +221,12 @@ TEST(Decide, ImpossibleFastIsCannotMeetNamingExact) {
   std::string message;
   EXPECT_EQ(error_kind_of([&] { decide({head_with(0.1), head_with(40.0)}, request(Method::fast, 4096)); }, &message),
             ErrorKind::cannot_meet);
-  EXPECT_TRUE(contains(message, "head 1") && contains(message, "method exact can")) << message;
+  EXPECT_TRUE(contains(message, "head 1") && contains(message, "`method` exact can")) << message;
 
   auto r = request(Method::chained, 4096, 64);
   r.max_features = 1000;
   EXPECT_EQ(error_kind_of([&] { decide({head_with(1.0)}, r); }, &message), ErrorKind::cannot_meet);
-  EXPECT_TRUE(contains(message, "head 0") && contains(message, "memory cap") && contains(message, "method exact can"))
+  EXPECT_TRUE(contains(message, "head 0") && contains(message, "memory cap") && contains(message, "`method` exact can"))
       << message;
 }
 

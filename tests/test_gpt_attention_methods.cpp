@@ -240,7 +240,7 @@ TEST(GptAttentionMethods, UncertifiableFastNamesExact) {
     FAIL() << "no error";
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::cannot_meet);
-    EXPECT_NE(std::string(e.what()).find("method exact can"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("`method` exact can"), std::string::npos) << e.what();
   }
 }
 

@@ -42,7 +42,7 @@ TEST(GptPositions, OnlyExtends) {
       ADD_FAILURE() << "accepted " << bad;
     } catch (const Error& e) {
       EXPECT_EQ(e.kind(), ErrorKind::usage);
-      EXPECT_NE(std::string(e.what()).find("--positions"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("`positions`"), std::string::npos) << e.what();
     }
   }
   extend_positions(w, spec.positions);  // a no-op

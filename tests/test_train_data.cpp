@@ -111,7 +111,7 @@ TEST(TokenFile, ByteDataNeedsTheByteVocabulary) {
   c.vocab_size = 50257;
   const auto [kind, what] = error_of([&] { require_data_vocab(c, DataFormat::bytes); });
   EXPECT_EQ(kind, ErrorKind::cannot_meet);
-  EXPECT_NE(what.find("--data-format uint16 or int32"), std::string::npos) << what;
+  EXPECT_NE(what.find("`data_format` uint16 or int32"), std::string::npos) << what;
   EXPECT_NO_THROW(require_data_vocab(c, DataFormat::uint16));
   EXPECT_NO_THROW(require_data_vocab(c, DataFormat::int32));
   c.vocab_size = 256;

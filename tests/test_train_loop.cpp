@@ -193,10 +193,10 @@ TEST(TrainOptions, AttentionFlagsAreChecked) {
     }
   };
   o.attention.eps = 0;
-  expect_kind(ErrorKind::usage, "--eps");
+  expect_kind(ErrorKind::usage, "`eps`");
   o.attention.eps = 1e-3;
   o.attention.degree = 3;
-  expect_kind(ErrorKind::bad_input, "--degree");
+  expect_kind(ErrorKind::bad_input, "`degree`");
   o.attention.degree = 4;
   EXPECT_NO_THROW(o.validate());
 }

@@ -45,12 +45,12 @@ void validate(const LoraAttentionInputs& in, const LoraAttentionOptions& opt) {
     check_finite(in.lora[i]->b, "lora_b_" + name);
   }
   const auto& att = opt.attention;
-  LF_CHECK(att.heads >= 1 && d % att.heads == 0, ErrorKind::usage, "--heads ", att.heads,
+  LF_CHECK(att.heads >= 1 && d % att.heads == 0, ErrorKind::usage, "`heads` ", att.heads,
            " must divide the model width D = ", d);
-  LF_CHECK(std::isfinite(att.scale) && att.scale >= 0.0, ErrorKind::usage, "--scale must be positive, got ",
+  LF_CHECK(std::isfinite(att.scale) && att.scale >= 0.0, ErrorKind::usage, "`scale` must be positive, got ",
            att.scale);
   LF_CHECK(!opt.scaling.alpha || std::isfinite(*opt.scaling.alpha), ErrorKind::usage,
-           "--alpha must be finite");
+           "`alpha` must be finite");
 }
 
 }  // namespace lorafast

@@ -13,7 +13,7 @@ template <class T>
 void extend_positions(GptWeights<T>& weights, std::int64_t positions) {
   GptConfig config = weights.config;
   const std::int64_t trained = config.n_positions, d = config.n_embd;
-  LF_CHECK(positions >= trained && positions <= max_positions, ErrorKind::usage, "--positions must be in [",
+  LF_CHECK(positions >= trained && positions <= max_positions, ErrorKind::usage, "`positions` must be in [",
            trained, " (the model's n_positions), ", max_positions, "], got ", positions);
   config.n_positions = positions;
   Tensor wpe(dtype_of<T>(), {positions, d});

@@ -136,7 +136,7 @@ double gradient_error_bound(double score_bound, int degree, GradientRoute route)
 }
 
 int degree_for(double score_bound, double eps, GradientRoute route) {
-  LF_CHECK(eps > 0, ErrorKind::usage, "eps must be positive, got ", eps);
+  LF_CHECK(eps > 0, ErrorKind::usage, "`eps` must be positive, got ", eps);
   for (int g = 2; g <= max_certified_degree; g += 2)
     if (gradient_error_bound(score_bound, g, route) <= eps) return g;
   return -1;

@@ -104,14 +104,14 @@ void run(const Candidate& c, HeadDecision& d) {
 void decide_requested(std::int64_t h, const HeadScores& head, const Dispatch& r, const Candidate& c,
                       HeadDecision& d) {
   const std::string name = method_name(r.method);
-  LF_CHECK(c.degree >= 0, ErrorKind::cannot_meet, "head ", h, ": method ", name, " cannot certify eps ",
+  LF_CHECK(c.degree >= 0, ErrorKind::cannot_meet, "head ", h, ": `method` ", name, " cannot certify `eps` ",
            number(r.eps), ": score bound G=", number(head.score_bound), " needs a degree above ",
-           max_certified_degree, "; method exact can");
-  LF_CHECK(c.features <= r.max_features, ErrorKind::cannot_meet, "head ", h, ": method ", name, " ",
-           needs(head, c), ", above the memory cap of ", r.max_features, " features; method exact can");
+           max_certified_degree, "; `method` exact can");
+  LF_CHECK(c.features <= r.max_features, ErrorKind::cannot_meet, "head ", h, ": `method` ", name, " ",
+           needs(head, c), ", above the memory cap of ", r.max_features, " features; `method` exact can");
   run(c, d);
   d.reason = c.forced ? cat(name, ": requested; ", needs(head, c), ", certified P error ", number(c.error),
-                            ", gradient bound ", number(c.gradient_bound), " (--eps not enforced)")
+                            ", gradient bound ", number(c.gradient_bound), " (eps not enforced)")
                       : cat(name, ": requested; ", needs(head, c), ", ", certified_text(c, r.eps));
 }
 
@@ -168,15 +168,15 @@ std::optional<Method> find_method(std::string_view name) {
 
 Method parse_method(const std::string& name) {
   const auto method = find_method(name);
-  LF_CHECK(method, ErrorKind::usage, "--method ", quote(name), " is not one of exact, fast, chained, auto");
+  LF_CHECK(method, ErrorKind::usage, "`method` ", quote(name), " is not one of exact, fast, chained, auto");
   return *method;
 }
 
 std::vector<HeadDecision> decide(const std::vector<HeadScores>& heads, const AttentionRequest& request,
                                  const AttentionShape& shape) {
   const Dispatch r{request, shape};
-  LF_CHECK(r.eps > 0, ErrorKind::usage, "--eps must be positive, got ", r.eps);
-  LF_CHECK(!r.degree || (*r.degree >= 0 && *r.degree % 2 == 0), ErrorKind::bad_input, "--degree ", *r.degree,
+  LF_CHECK(r.eps > 0, ErrorKind::usage, "`eps` must be positive, got ", r.eps);
+  LF_CHECK(!r.degree || (*r.degree >= 0 && *r.degree % 2 == 0), ErrorKind::bad_input, "`degree` ", *r.degree,
            " is odd or negative: odd Taylor degrees can make the softmax normaliser negative; use an even degree");
   LF_ASSERT(r.seq_len >= 1 && r.head_dim >= 1 && r.batch >= 1);
   std::vector<HeadDecision> out;

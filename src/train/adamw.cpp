@@ -45,9 +45,9 @@ void AdamWOptions::validate() const {
   LF_CHECK(finite_in(beta1, 0, 1) && beta1 < 1, usage, "AdamW beta1 must be in [0, 1), got ", beta1);
   LF_CHECK(finite_in(beta2, 0, 1) && beta2 < 1, usage, "AdamW beta2 must be in [0, 1), got ", beta2);
   LF_CHECK(std::isfinite(eps) && eps > 0, usage, "AdamW eps must be positive, got ", eps);
-  LF_CHECK(finite_in(weight_decay, 0, 1e6), usage, "--weight-decay must be a non-negative number, got ", weight_decay);
+  LF_CHECK(finite_in(weight_decay, 0, 1e6), usage, "`weight_decay` must be a non-negative number, got ", weight_decay);
   LF_CHECK(std::isfinite(lora_plus_ratio) && lora_plus_ratio > 0, usage,
-           "--lora-plus-ratio must be a positive number, got ", lora_plus_ratio);
+           "`lora_plus_ratio` must be a positive number, got ", lora_plus_ratio);
 }
 
 std::vector<Tensor*> lora_tensor_list(std::vector<LoraLayer>& layers) {

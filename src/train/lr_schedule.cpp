@@ -18,11 +18,11 @@ double LrSchedule::at(std::int64_t step) const {
 
 void LrSchedule::validate() const {
   constexpr auto usage = ErrorKind::usage;
-  LF_CHECK(std::isfinite(peak) && peak > 0, usage, "--lr must be a positive number, got ", peak);
-  LF_CHECK(warmup >= 0, usage, "--warmup must be >= 0, got ", warmup);
-  LF_CHECK(total >= 0, usage, "--steps must be >= 0, got ", total);
+  LF_CHECK(std::isfinite(peak) && peak > 0, usage, "`lr` must be a positive number, got ", peak);
+  LF_CHECK(warmup >= 0, usage, "`warmup` must be >= 0, got ", warmup);
+  LF_CHECK(total >= 0, usage, "`steps` must be >= 0, got ", total);
   LF_CHECK(std::isfinite(floor_ratio) && floor_ratio >= 0 && floor_ratio <= 1, usage,
-           "--min-lr-ratio must be in [0, 1], got ", floor_ratio);
+           "`min_lr_ratio` must be in [0, 1], got ", floor_ratio);
 }
 
 }  // namespace lorafast

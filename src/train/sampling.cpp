@@ -18,9 +18,9 @@ double SplitMix64Rng::uniform() { return static_cast<double>(next() >> 11) * 0x1
 
 void SamplingOptions::validate() const {
   LF_CHECK(std::isfinite(temperature) && temperature >= 0, ErrorKind::usage,
-           "--temperature must be a finite number >= 0, got ", temperature);
-  LF_CHECK(top_k >= 0, ErrorKind::usage, "--top-k must be >= 0, got ", top_k);
-  LF_CHECK(top_p > 0 && top_p <= 1, ErrorKind::usage, "--top-p must be in (0, 1], got ", top_p);
+           "`temperature` must be a finite number >= 0, got ", temperature);
+  LF_CHECK(top_k >= 0, ErrorKind::usage, "`top_k` must be >= 0, got ", top_k);
+  LF_CHECK(top_p > 0 && top_p <= 1, ErrorKind::usage, "`top_p` must be in (0, 1], got ", top_p);
 }
 
 std::int32_t sample_token(std::span<const double> logits, const SamplingOptions& options, SplitMix64Rng& rng) {

@@ -41,7 +41,7 @@ void require_data_vocab(const GptConfig& config, DataFormat format) {
   LF_CHECK(format != DataFormat::bytes || config.vocab_size == byte_vocab_size, ErrorKind::cannot_meet,
            "the model's vocab_size is ", config.vocab_size, ": byte data (one token per byte) needs vocab_size ",
            byte_vocab_size, "; put the model's tokenizer.json in its directory (text data is then tokenized "
-           "with it), or give token ids with --data-format uint16 or int32");
+           "with it), or give token ids with `data_format` uint16 or int32");
 }
 
 namespace {
@@ -67,7 +67,7 @@ Tokens parse_token_ids(std::string_view bytes, DataFormat format, std::int64_t v
   if (format == DataFormat::bytes) return byte_tokens(bytes);
   const std::size_t width = format == DataFormat::uint16 ? 2 : 4;
   LF_CHECK(bytes.size() % width == 0, bad, origin, ": ", bytes.size(), " bytes, not a whole number of ", width,
-           "-byte token ids (--data-format ", format == DataFormat::uint16 ? "uint16" : "int32", ")");
+           "-byte token ids (`data_format` ", format == DataFormat::uint16 ? "uint16" : "int32", ")");
   const Tokens tokens = format == DataFormat::uint16 ? decode_ids<std::uint16_t>(bytes) : decode_ids<std::int32_t>(bytes);
   const auto outside = std::find_if(tokens.begin(), tokens.end(), [&](std::int32_t t) { return t < 0 || t >= vocab_size; });
   LF_CHECK(outside == tokens.end(), bad, origin, ": token ", outside - tokens.begin(), " is ", *outside,
@@ -91,7 +91,7 @@ DataFingerprint fingerprint(const Tokens& tokens) {
 
 TrainValSplit split_train_val(const Tokens& tokens, double val_fraction) {
   LF_CHECK(std::isfinite(val_fraction) && val_fraction >= 0 && val_fraction < 1, ErrorKind::usage,
-           "--val-fraction must be in [0, 1), got ", val_fraction);
+           "`val_fraction` must be in [0, 1), got ", val_fraction);
   const auto cut = static_cast<std::size_t>(std::floor(static_cast<double>(tokens.size()) * (1.0 - val_fraction)));
   return {Tokens(tokens.begin(), tokens.begin() + static_cast<std::ptrdiff_t>(cut)),
           Tokens(tokens.begin() + static_cast<std::ptrdiff_t>(cut), tokens.end())};
@@ -108,7 +108,7 @@ TokenBatch sample_windows(const Tokens& tokens, std::int64_t seq_len, std::int64
                           std::int64_t step, std::int64_t micro) {
   const auto n = static_cast<std::int64_t>(tokens.size());
   LF_CHECK(seq_len >= 1 && n >= seq_len + 1, bad, "the training data has ", n,
-           " tokens, fewer than one window of --seq-len + 1 = ", seq_len + 1);
+           " tokens, fewer than one window of `seq_len` + 1 = ", seq_len + 1);
   const auto starts = static_cast<std::uint64_t>(n - seq_len);
   const std::uint64_t key = splitmix64(splitmix64(splitmix64(seed) ^ static_cast<std::uint64_t>(step)) ^
                                        static_cast<std::uint64_t>(micro));
@@ -142,10 +142,10 @@ namespace {
 template <class W, class T>
 EvalResult evaluate_any(const W& weights, const GptLora<T>* lora, const Tokens& tokens, std::int64_t seq_len,
                         std::int64_t max_windows, std::int64_t batch) {
-  LF_CHECK(seq_len >= 1 && seq_len <= weights.config.n_positions, ErrorKind::usage, "--seq-len must be in [1, ",
+  LF_CHECK(seq_len >= 1 && seq_len <= weights.config.n_positions, ErrorKind::usage, "`seq_len` must be in [1, ",
            weights.config.n_positions, "] (the model's n_positions), got ", seq_len);
   std::int64_t windows = eval_window_count(static_cast<std::int64_t>(tokens.size()), seq_len);
-  LF_CHECK(windows > 0, bad, tokens.size(), " tokens hold no complete window of --seq-len + 1 = ", seq_len + 1,
+  LF_CHECK(windows > 0, bad, tokens.size(), " tokens hold no complete window of `seq_len` + 1 = ", seq_len + 1,
            " tokens");
   if (max_windows > 0) windows = std::min(windows, max_windows);
   double sum = 0;

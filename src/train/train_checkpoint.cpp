@@ -120,7 +120,7 @@ void check_same_model(const json& written, const GptConfig& model, const std::st
     const json* theirs = find_field(written, key);
     LF_CHECK(theirs && *theirs == value, bad, where, ": written for a model with ", key, ' ',
              theirs ? describe(*theirs) : "missing", ", this one has ", value.dump(),
-             key == "n_positions" ? " (resume with the same --positions)" : "");
+             key == "n_positions" ? " (resume with the same `positions`)" : "");
   }
   LF_CHECK(written.size() == ours.size(), bad, where, ": 'model' has fields this version does not know");
 }
@@ -183,7 +183,7 @@ Checkpoint<T> checkpoint_from_contents(SafetensorsContents contents, const GptCo
   LF_CHECK(format == checkpoint_format, bad, where, ": format ", describe(format), " is not ", checkpoint_format);
   const std::string& dtype = json_string(require_field(meta, "dtype", where), where + ": 'dtype'");
   LF_CHECK(dtype == dtype_name(dtype_of<T>()), bad, where, ": written in ", quote(dtype), ", resumed in ",
-           dtype_name(dtype_of<T>()), " (pass the same --dtype)");
+           dtype_name(dtype_of<T>()), " (pass the same `dtype`)");
   Checkpoint<T> c;
   c.options = options_from(require_field(meta, "options", where), where);
   c.state.lora.config = lora_from(require_field(meta, "lora", where), where);

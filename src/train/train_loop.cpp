@@ -11,19 +11,19 @@ constexpr auto usage = ErrorKind::usage;
 }
 
 void TrainOptions::validate() const {
-  LF_CHECK(steps >= 0, usage, "--steps must be >= 0, got ", steps);
-  LF_CHECK(seq_len >= 1, usage, "--seq-len must be >= 1, got ", seq_len);
-  LF_CHECK(batch >= 1 && batch <= 1 << 20, usage, "--batch must be in [1, 1048576], got ", batch);
-  LF_CHECK(grad_accum >= 1 && grad_accum <= 1 << 20, usage, "--grad-accum must be in [1, 1048576], got ", grad_accum);
-  LF_CHECK(std::isfinite(clip), usage, "--clip must be finite, got ", clip);
-  LF_CHECK(eval_every >= 0, usage, "--eval-every must be >= 0, got ", eval_every);
-  LF_CHECK(val_windows >= 0, usage, "--val-windows must be >= 0, got ", val_windows);
+  LF_CHECK(steps >= 0, usage, "`steps` must be >= 0, got ", steps);
+  LF_CHECK(seq_len >= 1, usage, "`seq_len` must be >= 1, got ", seq_len);
+  LF_CHECK(batch >= 1 && batch <= 1 << 20, usage, "`batch` must be in [1, 1048576], got ", batch);
+  LF_CHECK(grad_accum >= 1 && grad_accum <= 1 << 20, usage, "`grad_accum` must be in [1, 1048576], got ", grad_accum);
+  LF_CHECK(std::isfinite(clip), usage, "`clip` must be finite, got ", clip);
+  LF_CHECK(eval_every >= 0, usage, "`eval_every` must be >= 0, got ", eval_every);
+  LF_CHECK(val_windows >= 0, usage, "`val_windows` must be >= 0, got ", val_windows);
   schedule().validate();
   adamw.validate();
-  LF_CHECK(attention.eps > 0 && std::isfinite(attention.eps), usage, "--eps must be positive and finite, got ",
+  LF_CHECK(attention.eps > 0 && std::isfinite(attention.eps), usage, "`eps` must be positive and finite, got ",
            attention.eps);
   LF_CHECK(!attention.degree || (*attention.degree >= 0 && *attention.degree % 2 == 0), ErrorKind::bad_input,
-           "--degree ", attention.degree.value_or(0),
+           "`degree` ", attention.degree.value_or(0),
            " is odd or negative: odd Taylor degrees can make the softmax normaliser negative; use an even degree");
 }
 
@@ -49,17 +49,17 @@ double validation_loss(const LlamaWeights<T>& weights, const GptLora<T>& lora, c
 
 void validate_training_run(const GptConfig& model, const TrainValSplit& data, const TrainOptions& options) {
   options.validate();
-  LF_CHECK(options.seq_len <= model.n_positions, usage, "--seq-len ", options.seq_len,
-           " exceeds the model's n_positions ", model.n_positions, " (--positions ", options.seq_len,
+  LF_CHECK(options.seq_len <= model.n_positions, usage, "`seq_len` ", options.seq_len,
+           " exceeds the model's n_positions ", model.n_positions, " (`positions` ", options.seq_len,
            " extends its position table)");
   const auto train_tokens = static_cast<std::int64_t>(data.train.size());
   LF_CHECK(train_tokens >= options.seq_len + 1, ErrorKind::bad_input, "the training split has ", train_tokens,
-           " tokens, fewer than one window of --seq-len + 1 = ", options.seq_len + 1);
+           " tokens, fewer than one window of `seq_len` + 1 = ", options.seq_len + 1);
   if (options.eval_every > 0)
     LF_CHECK(eval_window_count(static_cast<std::int64_t>(data.val.size()), options.seq_len) > 0,
              ErrorKind::bad_input, "the validation split has ", data.val.size(),
-             " tokens, fewer than one window of --seq-len + 1 = ", options.seq_len + 1,
-             " (raise --val-fraction, lower --seq-len, or pass --eval-every 0)");
+             " tokens, fewer than one window of `seq_len` + 1 = ", options.seq_len + 1,
+             " (raise `val_fraction`, lower `seq_len`, or pass `eval_every` 0)");
 }
 
 namespace {

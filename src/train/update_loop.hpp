@@ -40,7 +40,7 @@ TrainOutcome run_updates(Run& run, const Tokens& train, const TrainOptions& opti
       loss += run.add_micro_batch(sample_windows(train, options.seq_len, options.batch, options.seed, step, micro));
     loss /= static_cast<double>(options.grad_accum);
     LF_CHECK(std::isfinite(loss), ErrorKind::cannot_meet, "the training loss became ", loss, " at step ", step,
-             " (lower --lr or set --clip)");
+             " (lower `lr` or set `clip`)");
     StepReport report;
     report.step = step;
     report.steps = options.steps;

@@ -192,6 +192,6 @@ def test_bad_arguments_raise_naming_the_argument(case):
 
 def test_fast_that_cannot_certify_says_so():
     q, k, v = inputs(1, 1, 1, 64, 8, torch.float64, seed=8, gain=4.0)  # large scores: no degree certifies
-    with pytest.raises(RuntimeError, match="method fast cannot certify eps 1e-06.*; method exact can") as err:
+    with pytest.raises(RuntimeError, match="`method` fast cannot certify `eps` 1e-06.*; `method` exact can") as err:
         lorafast.attention(q, k, v, method="fast", eps=1e-6)
     assert "--" not in str(err.value), "library messages name arguments, not command-line flags"

@@ -287,6 +287,7 @@ def expect_error(binary, args, code, needle, absent=None):
     rc, stdout, stderr = lfcase.run_lorafast(binary, args)
     check(rc == code, "exit %d (want %d) for %s: %s" % (rc, code, " ".join(map(str, args[:1])), stderr.strip()[-300:]))
     check(stderr.startswith("lorafast: error:") and stderr.count("\n") == 1, "stderr %r" % stderr)
+    check("`" not in stderr, "stderr %r names a library parameter, not its flag" % stderr)
     check(needle in stderr, "stderr %r lacks %r" % (stderr, needle))
     if absent is not None:
         check(not os.path.exists(absent), "%s was created" % absent)

@@ -1,27 +1,30 @@
 #include "flag_terms.hpp"
 
-#include <utility>
+#include <algorithm>
 
 namespace lorafast::cli {
 
-std::string in_flag_terms(std::string message) {
-  // The phrases the attention layer's messages use (src/phase/dispatch.cpp,
-  // certificate.cpp), each with its flag spelling.
-  static const std::pair<const char*, const char*> phrases[] = {
-      {"method exact can", "--method exact can"},
-      {": method fast ", ": --method fast "},
-      {": method chained ", ": --method chained "},
-      {"cannot certify eps ", "cannot certify --eps "},
-      {"with forced degree ", "with --degree "},
-      {"eps must be positive", "--eps must be positive"},
-  };
-  for (const auto& [library, flag] : phrases)
-    for (auto at = message.find(library); at != std::string::npos; at = message.find(library, at + 1)) {
-      if (at >= 2 && message.compare(at - 2, 2, "--") == 0) continue;  // already a flag
-      message.replace(at, std::char_traits<char>::length(library), flag);
-      at += std::char_traits<char>::length(flag) - 1;
+std::string in_flag_terms(const std::string& message, const std::function<bool(const std::string&)>& has_flag) {
+  std::string out;
+  std::size_t at = 0;
+  while (at < message.size()) {
+    const std::size_t open = message.find('`', at), close = open == std::string::npos ? open : message.find('`', open + 1);
+    if (close == std::string::npos) break;
+    std::string name = message.substr(open + 1, close - open - 1);
+    const bool identifier = !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+      return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+    });
+    out.append(message, at, open - at);
+    if (!identifier) {  // not a parameter name: keep the text as it is
+      out.append(message, open, close + 1 - open);
+    } else {
+      std::string flag = "--" + name;
+      std::replace(flag.begin(), flag.end(), '_', '-');
+      out += has_flag(flag) ? flag : name;
     }
-  return message;
+    at = close + 1;
+  }
+  return out + message.substr(std::min(at, message.size()));
 }
 
 }  // namespace lorafast::cli

@@ -77,7 +77,12 @@ int run(int argc, char** argv) {
     std::fprintf(stderr, "lorafast: error: %s (see --help)\n", one_line(e.what()).c_str());
     return 2;
   } catch (const Error& e) {
-    std::fprintf(stderr, "lorafast: error: %s\n", in_flag_terms(e.what()).c_str());
+    const auto has_flag = [&app](const std::string& flag) {
+      for (const CLI::App* command : app.get_subcommands())
+        if (command->get_option_no_throw(flag) != nullptr) return true;
+      return false;
+    };
+    std::fprintf(stderr, "lorafast: error: %s\n", in_flag_terms(e.what(), has_flag).c_str());
     return exit_code(e.kind());
   }
   return command_exit_status;
