@@ -7,7 +7,9 @@ RSS is per process), one after the other on the same thread count:
   python  lorafast.attention on torch tensors (bench/torch_attention.py --impl lorafast)
   sdpa    torch's scaled_dot_product_attention, its flash CPU kernel
   math    SDPA's math backend (the bmm/softmax/bmm composite; skipped above --torch-max-gib)
-Writes bench/results/attention_vs_torch.{csv,json,png} and prints a markdown table.
+Writes bench/results/attention_vs_torch.{csv,json,png} and prints a markdown table;
+"ceiling vs SDPA" is the speedup that running every nominal FLOP at the same-run sgemm
+rate would give (sgemm GFLOP/s over SDPA's): what any kernel of this shape could reach.
 
     .venv/bin/python bench/attention_vs_torch.py           # H = 1, 12; L = 512 ... 16384
     .venv/bin/python bench/attention_vs_torch.py --quick   # H = 1; L = 512 ... 2048 (smoke test)
@@ -30,7 +32,7 @@ ROOT = HERE.parent
 SIDES = ["ours", "python", "sdpa", "math"]
 COLUMNS = (["heads", "L", "E", "causal", "threads"] + [f"{s}_ms" for s in SIDES]
            + ["python_overhead_pct", "speedup_vs_sdpa", "speedup_vs_math"] + [f"{s}_gflops" for s in SIDES]
-           + ["sgemm_gflops", "ours_pct_sgemm"] + [f"{s}_rss_mb" for s in SIDES] + ["note"])
+           + ["sgemm_gflops", "ours_pct_sgemm", "sdpa_pct_sgemm", "ceiling_vs_sdpa"] + [f"{s}_rss_mb" for s in SIDES] + ["note"])
 
 
 def math_estimate_gib(L, H, causal):
@@ -77,6 +79,10 @@ def measure(args, env, L, heads, causal):
         row[f"{side}_rss_mb"] = max(r["peak_rss_mb"] for r in runs[side]) if best else None
     row["sgemm_gflops"] = max(r["sgemm_gflops"] for r in runs["ours"])
     row["ours_pct_sgemm"] = 100.0 * row["ours_gflops"] / row["sgemm_gflops"]
+    row["sdpa_pct_sgemm"] = 100.0 * row["sdpa_gflops"] / row["sgemm_gflops"]
+    # The speedup over SDPA that running every nominal FLOP at the same-run sgemm rate
+    # would give: a roofline for this kernel shape on this machine.
+    row["ceiling_vs_sdpa"] = row["sgemm_gflops"] / row["sdpa_gflops"]
     row["python_overhead_pct"] = 100.0 * (row["python_ms"] / row["ours_ms"] - 1)
     row["speedup_vs_sdpa"] = row["sdpa_ms"] / row["ours_ms"]
     row["speedup_vs_math"] = row["math_ms"] / row["ours_ms"] if row["math_ms"] else None
@@ -88,7 +94,7 @@ def fmt(x, spec):
 
 
 def write_csv(path, rows):
-    specs = {c: ".3f" if c.endswith("_ms") else ".2f" if c.endswith("gflops") or c.startswith("speedup") else ".1f"
+    specs = {c: ".3f" if c.endswith("_ms") else ".2f" if c.endswith("gflops") or c.startswith(("speedup", "ceiling")) else ".1f"
              for c in COLUMNS if c not in ("heads", "L", "E", "causal", "threads", "note")}
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
@@ -99,15 +105,16 @@ def write_csv(path, rows):
 
 def markdown(rows):
     out = ["| N·H | L | causal | C++ ms | Python ms | SDPA (flash) ms | math ms | vs SDPA | vs math "
-           "| Python overhead | ours GFLOP/s | % sgemm | RSS MiB ours / SDPA |",
-           "|---:|---:|:---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "| Python overhead | ours GFLOP/s | % sgemm ours / SDPA | ceiling vs SDPA | RSS MiB ours / SDPA |",
+           "|---:|---:|:---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         out.append("| " + " | ".join([
             str(r["heads"]), str(r["L"]), "yes" if r["causal"] else "no", fmt(r["ours_ms"], ".1f"),
             fmt(r["python_ms"], ".1f"), fmt(r["sdpa_ms"], ".1f"), fmt(r["math_ms"], ".1f") or "skipped",
             fmt(r["speedup_vs_sdpa"], ".2f") + "×", (fmt(r["speedup_vs_math"], ".2f") + "×") if r["math_ms"] else "-",
             fmt(r["python_overhead_pct"], "+.1f") + "%", fmt(r["ours_gflops"], ".1f"),
-            fmt(r["ours_pct_sgemm"], ".0f") + "%",
+            fmt(r["ours_pct_sgemm"], ".0f") + "% / " + fmt(r["sdpa_pct_sgemm"], ".0f") + "%",
+            fmt(r["ceiling_vs_sdpa"], ".2f") + "×",
             fmt(r["ours_rss_mb"], ".0f") + " / " + fmt(r["sdpa_rss_mb"], ".0f")]) + " |")
     return "\n".join(out)
 
