@@ -14,7 +14,11 @@ per side and round, peak RSS from GNU time, OMP_WAIT_POLICY=passive, untimed
 average sampled during each side); step 1's loss must agree between all sides (same
 model, same windows, B = 0 everywhere) before anything is reported.
 
-Writes bench/results/llama_train_vs_torch.{csv,json,png} and prints a markdown table.
+Writes bench/results/llama_train_vs_torch.{csv,json,png} and prints a markdown table,
+and a roofline: the step's nominal FLOPs (nominal_gflop_per_step) at the rate of a
+large sgemm measured in the same run (`lorafast bench`), i.e. the fastest any f32
+implementation of this step could be on this machine, and the ceiling that puts on
+the speedup over each transformers side.
 
     python3 bench/llama_train_vs_torch.py              # the 100M Llama shape, seq-len 1024, 2 threads
     python3 bench/llama_train_vs_torch.py --quick      # a tiny model (smoke test: step-1 losses only)
@@ -69,6 +73,25 @@ def run_side(args, side, model, data, lf):
                             extra=["--attn", SIDES[side], "--targets", *TARGETS])
 
 
+def nominal_gflop_per_step(args):
+    """GFLOP of one update: every frozen linear layer and the LM head forward (2 FLOP per
+    weight per token) and back to its input (the same again; the first block's q/k/v
+    input gradient is not needed), plus exact attention at 14 T^2 E per head (half:
+    causal). LoRA's rank-8 products and the elementwise work are left out."""
+    tokens, d, f, e = args.batch * args.seq_len, args.width, args.intermediate, args.width // args.heads
+    qkv = d * (args.heads + 2 * args.kv_heads) * e
+    block = qkv + args.heads * e * d + 3 * d * f
+    head = args.vocab * d
+    linear = 2 * tokens * (2 * (args.layers * block + head) - qkv)
+    attention = args.layers * args.batch * args.heads * 14 * args.seq_len ** 2 * e / 2
+    return (linear + attention) / 1e9
+
+
+def sgemm_gflops(lf):
+    """The same-run sgemm rate (2048^3 on the run's threads) that `lorafast bench` measures."""
+    return max(lf.run(["bench", "--json", "--seq-len", 128, "--min-time", 0.3])["gemm"]["gflops"] for _ in range(2))
+
+
 def markdown(rows):
     out = ["| | tokens/s | step (s) | peak RSS (GiB) | lorafast speedup | lorafast memory | load avg during |",
            "|---|---:|---:|---:|---:|---:|---:|"]
@@ -78,6 +101,14 @@ def markdown(rows):
                    f"| {ratio('speedup', lambda v: f'{v:.2f}×')} | {ratio('memory_ratio', lambda v: f'{v:.2f}×')} "
                    f"| {r['loadavg_during']:.1f} |")
     return "\n".join(out)
+
+
+def roofline_text(roofline):
+    r = roofline
+    return (f"Roofline: {r['gflop_per_step']:.0f} nominal GFLOP per step; at the same-run sgemm rate "
+            f"({r['sgemm_gflops']:.0f} GFLOP/s) a step would take {r['floor_step_s']:.2f} s. lorafast runs at "
+            f"{r['lorafast_pct_sgemm']:.0f}% of it; the ceiling on any f32 speedup over "
+            + ", ".join(f"{side} is {c:.2f}×" for side, c in r["ceiling"].items()) + ".")
 
 
 def plot(path, record):
@@ -149,6 +180,8 @@ def main():
         record = json.loads((out / f"{NAME}.json").read_text())
         plot(out / f"{NAME}.png", record)
         print(markdown(record["rows"]))
+        if "roofline" in record:
+            print("\n" + roofline_text(record["roofline"]))
         return
     if not os.access(args.lorafast, os.X_OK):
         sys.exit(f"no lorafast binary at {args.lorafast} (build it, or pass --lorafast)")
@@ -186,9 +219,15 @@ def main():
         r["speedup"] = o["tokens_per_s"] / r["tokens_per_s"]  # lorafast's, against this side
         r["memory_ratio"] = r["peak_rss_mb"] / o["peak_rss_mb"]  # this side's memory over lorafast's
         r["note"] = f"step-1 loss agrees with lorafast to {rels[r['side']]:.1e} relative"
+    gflop, sgemm = nominal_gflop_per_step(args), sgemm_gflops(lf)
+    floor = gflop / sgemm
+    roofline = {"gflop_per_step": gflop, "sgemm_gflops": sgemm, "floor_step_s": floor,
+                "lorafast_pct_sgemm": 100 * floor / o["step_s"],
+                "ceiling": {r["side"]: r["step_s"] / floor for r in rows[1:]},
+                "flop_count": nominal_gflop_per_step.__doc__.split("\n")[0]}
     import torch
     import transformers
-    record = prov.finish(rows=rows, runs=runs, step1_loss_rel_diff=rels,
+    record = prov.finish(rows=rows, runs=runs, step1_loss_rel_diff=rels, roofline=roofline,
                          timing="median step time of the timed updates (forward, backward, clip, AdamW), best round")
     record["machine"].update(torch=torch.__version__, transformers=transformers.__version__)
     out.mkdir(parents=True, exist_ok=True)
@@ -196,6 +235,7 @@ def main():
     lfbench.write_json(out / f"{NAME}.json", record)
     plot(out / f"{NAME}.png", record)
     print(markdown(rows))
+    print("\n" + roofline_text(roofline))
     lfbench.progress(f"\nwrote {out / NAME}.csv, .json, .png")
 
 

@@ -10,7 +10,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <vector>
 
 #include "core/scratch.hpp"
 #include "ops/exact/head_views.hpp"
