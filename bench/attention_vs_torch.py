@@ -3,7 +3,8 @@
 
 For each heads count (N·H), L and causal / not, one process per size and side (peak
 RSS is per process), one after the other on the same thread count:
-  ours    `lorafast bench --json`: the C++ call (it also measures sgemm in-process)
+  ours    `lorafast bench --json --layout nhle`: the C++ call on SDPA's [N, H, L, E]
+          layout (it also measures sgemm in-process)
   python  lorafast.attention on torch tensors (bench/torch_attention.py --impl lorafast)
   sdpa    torch's scaled_dot_product_attention, its flash CPU kernel
   math    SDPA's math backend (the bmm/softmax/bmm composite; skipped above --torch-max-gib)
@@ -53,7 +54,7 @@ def side_command(args, side, L, heads, causal):
     common = ["--seq-len", str(L), "--head-dim", str(args.head_dim), "--heads", str(heads),
               "--threads", str(args.threads), "--min-time", str(args.min_time)] + (["--causal"] if causal else [])
     if side == "ours":
-        return [args.lorafast, "bench", "--json"] + common
+        return [args.lorafast, "bench", "--json", "--layout", "nhle"] + common  # SDPA's [N, H, L, E], as the others
     return [sys.executable, str(HERE / "torch_attention.py"), "--impl", {"python": "lorafast"}.get(side, side)] + common
 
 

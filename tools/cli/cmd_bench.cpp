@@ -35,6 +35,7 @@ struct BenchFlags {
   std::int64_t head_dim = 64, heads = 1, batch = 1;
   bool causal = false;
   std::string dtype = "f32";
+  std::string layout = "nlhe";  // nlhe: [N, L, H*E] (the models' projections); nhle: [N, H, L, E] (SDPA's)
   int reps = 0;           // 0: adaptive
   double min_time = 1.0;  // seconds per size when adaptive
   std::int64_t gemm_size = 2048;
@@ -143,7 +144,7 @@ double gemm_gflops(std::int64_t n, double min_time) {
 }
 
 // Sanity gate before timing: a few rows of O and dQ of the last head of the first
-// sequence (packed [N, L, D] params), recomputed in double directly from SPEC.md §2 (O(L*E) per row). It catches
+// sequence (every tensor in the bench's one layout), recomputed in double directly from SPEC.md §2 (O(L*E) per row). It catches
 // a broken kernel (wrong tile, mask or head offset), not rounding: the bound (1e-3 in
 // f32, 1e-9 in f64, relative to the size of the summed terms) is far above the
 // kernels' rounding error, which the test suite bounds tightly.
@@ -151,7 +152,8 @@ template <class T>
 void validate(const AttentionParams<T>& p) {
   const std::int64_t L = p.seq_len, E = p.head_dim, D = p.heads * p.head_dim, h = p.heads - 1;
   const double tol = std::is_same_v<T, float> ? 1e-3 : 1e-9;
-  const auto at = [&](const T* m, std::int64_t row, std::int64_t e) { return double(m[row * D + h * E + e]); };
+  const HeadStrides s = p.q_strides.unset() ? HeadStrides{L * D, D, E} : p.q_strides;
+  const auto at = [&](const T* m, std::int64_t row, std::int64_t e) { return double(m[row * s.row + h * s.head + e]); };
   for (const std::int64_t i : {std::int64_t{0}, L / 3, L / 2, L - 1}) {
     const std::int64_t keys = p.causal ? i + 1 : L;
     std::vector<double> s(keys), o(E, 0.0), dq(E, 0.0);
@@ -214,6 +216,12 @@ SizeResult run_size(const BenchFlags& f, std::int64_t L, bool& rss_per_size) {
   p.causal = f.causal;
   p.q = q.data(), p.k = k.data(), p.v = v.data(), p.o = o.data(), p.lse = lse.data();
   p.d_o = d_o.data(), p.d_q = d_q.data(), p.d_k = d_k.data(), p.d_v = d_v.data();
+  if (f.layout == "nhle") {
+    const HeadStrides head_major{f.heads * L * f.head_dim, f.head_dim, L * f.head_dim};
+    for (HeadStrides* s : {&p.q_strides, &p.k_strides, &p.v_strides, &p.o_strides, &p.d_o_strides, &p.d_q_strides,
+                           &p.d_k_strides, &p.d_v_strides})
+      *s = head_major;
+  }
   bool validated = false;
   if (reset_peak_rss()) rss_per_size = true;
   const auto ms = time_reps(f.reps, f.min_time, [&] {
@@ -314,6 +322,8 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--batch", f->batch, "Batch N")->check(CLI::PositiveNumber);
   cmd->add_flag("--causal", f->causal, "Causal mask");
   cmd->add_option("--dtype", f->dtype, "f32 | f64")->check(CLI::IsMember({"f32", "f64"}));
+  cmd->add_option("--layout", f->layout, "nlhe: [N, L, H*E], heads side by side (default); nhle: [N, H, L, E], SDPA's")
+      ->check(CLI::IsMember({"nlhe", "nhle"}));
   cmd->add_option("--reps", f->reps, "Timed repetitions (default: at least 3 and --min-time)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--min-time", f->min_time, "Seconds per size when --reps is not given")
