@@ -1,0 +1,40 @@
+"""`lorafast bench` on both layouts: [N, L, H*E] (nlhe, the models' projections) and
+[N, H, L, E] (nhle, SDPA's). bench checks rows of O and dQ against a double-precision
+recomputation read through the same layout before it times anything and exits 4 when
+they disagree, so a layout the kernels or the check misread fails here."""
+
+import json
+import os
+import sys
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import lfcase  # noqa: E402
+from lfcase import check  # noqa: E402
+
+harness = lfcase.Harness(__doc__)
+
+
+def bench(binary, *extra):
+    return lfcase.run_lorafast(binary, ["bench", "--seq-len", "150", "--head-dim", "8", "--heads", "3", "--batch", "2",
+                                        "--reps", "1", "--gemm-size", "32", "--json", *extra])
+
+
+@harness.test
+def both_layouts_pass_the_double_check(binary):
+    for layout in ("nlhe", "nhle"):
+        for causal in ([], ["--causal"]):
+            rc, stdout, stderr = bench(binary, "--layout", layout, *causal)
+            check(rc == 0, "--layout %s %s: exit %d: %s" % (layout, causal, rc, stderr[-300:]))
+            check(json.loads(stdout)["results"][0]["seq_len"] == 150, "results %s" % stdout[:200])
+
+
+@harness.test
+def unknown_layout_is_a_usage_error(binary):
+    rc, _, stderr = bench(binary, "--layout", "nhel")
+    check(rc == 2 and "--layout" in stderr, "exit %d: %s" % (rc, stderr[-300:]))
+
+
+if __name__ == "__main__":
+    sys.exit(harness.main())
