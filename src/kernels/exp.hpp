@@ -33,4 +33,9 @@ inline float exp_approx(float x) {
 // Double precision keeps libm: f64 is the accuracy path, not the speed path.
 inline double exp_approx(double x) { return std::exp(x); }
 
+// 1 / (1 + e^{-x}) on exp_approx (GELU's and SwiGLU's gates). In float, below
+// x = -88 the result is 0: exp_approx saturates there rather than overflow to inf.
+inline float sigmoid(float x) { return x < -88.0f ? 0.0f : 1.0f / (1.0f + exp_approx(-x)); }
+inline double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+
 }  // namespace lorafast::kernels

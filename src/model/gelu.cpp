@@ -5,9 +5,6 @@
 // not, and made GELU cost as much as all the GEMMs of a block); double keeps libm.
 #include "model/gelu.hpp"
 
-#include <cmath>
-#include <type_traits>
-
 #include "kernels/exp.hpp"
 
 namespace lorafast {
@@ -20,11 +17,7 @@ constexpr T gelu_k = static_cast<T>(0.044715);
 
 template <class T>
 T sigmoid_2u(T x) {
-  const T minus_2u = T(-2) * gelu_c<T> * (x + gelu_k<T> * x * x * x);
-  if constexpr (std::is_same_v<T, float>)  // exp_approx saturates rather than overflow: s < 1e-38 is 0
-    return minus_2u > 88.0f ? 0.0f : 1.0f / (1.0f + kernels::exp_approx(minus_2u));
-  else
-    return T(1) / (T(1) + std::exp(minus_2u));  // overflows to inf, giving s = 0
+  return kernels::sigmoid(T(2) * gelu_c<T> * (x + gelu_k<T> * x * x * x));
 }
 
 }  // namespace
