@@ -261,6 +261,28 @@ TEST(AttentionViews, PlanMeasuresEachQueryHeadAgainstItsKvHead) {
   }
 }
 
+// The unmeasured exact plan runs every head as plan_heads' exact plan does.
+TEST(AttentionViews, ExactPlanRunsLikeTheMeasuredOne) {
+  const Problem pr(2, 33, 4, 2, 8, true);
+  AttentionParams<double> p = pr.params();
+  p.q = pr.q.data(), p.k = pr.k.data(), p.v = pr.v.data();
+  AttentionRequest request;
+  request.method = Method::exact;
+  const auto unmeasured = exact_plan(p.heads), measured = plan_heads(p, request);
+  ASSERT_EQ(unmeasured.size(), measured.size());
+  Buffer o_unmeasured(pr.q.size()), o_measured(pr.q.size()), lse(2 * 4 * 33);
+  for (auto [plan, o] : {std::pair{&unmeasured, &o_unmeasured}, std::pair{&measured, &o_measured}}) {
+    p.o = o->data(), p.lse = lse.data();
+    planned_attention_fwd(p, *plan);
+  }
+  for (std::size_t h = 0; h < measured.size(); ++h) {
+    EXPECT_EQ(unmeasured[h].method, Method::exact) << h;
+    EXPECT_EQ(unmeasured[h].raw_score_bound, 0.0) << "not measured";
+    EXPECT_GT(measured[h].raw_score_bound, 0.0) << h;
+  }
+  EXPECT_EQ(o_unmeasured, o_measured);  // the same kernels on the same inputs
+}
+
 // The message of the Error(usage) that `fn` must raise.
 std::string usage_message(const std::function<void()>& fn) {
   try {

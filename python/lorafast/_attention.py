@@ -1,10 +1,11 @@
 """lorafast.attention and lorafast.attention_plan (INTERFACE.md "Python").
 
 Tensors arrive in the layout of torch.nn.functional.scaled_dot_product_attention,
-[N, H, L, E], with k and v allowed fewer heads (H % H_kv == 0). The C++ core reads
-them in place, through their strides, and serves each K/V head to its group of query
-heads itself; only an array whose last dimension is not contiguous (or whose strides
-are negative or overlap rows) is copied first.
+[N, H, L, E], with k and v allowed fewer heads (H % H_kv == 0). Here the options are
+checked and torch tensors viewed as NumPy arrays; the C++ core (python/src/module.cpp)
+checks the arrays, reads them in place through their strides (an array whose last
+dimension is not contiguous is copied first) and serves each K/V head to its group
+of query heads itself.
 """
 
 import math
@@ -15,7 +16,6 @@ import numpy as np
 from . import _core
 
 METHODS = ("exact", "fast", "chained", "auto")
-_DTYPES = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 
 
 def _is_torch(x):
@@ -45,62 +45,29 @@ def check_options(causal, scale, method, eps, degree, threads):
             raise ValueError("threads must be a positive integer or None, got %r" % (threads,))
 
 
-def _check_array(name, x):
-    """x as a NumPy array [N, H, L, E] of float32/float64 (torch: CPU tensors)."""
+def _as_array(name, x):
+    """x's memory as a NumPy array (torch: a CPU float32/float64 tensor); the core checks the rest."""
+    if isinstance(x, np.ndarray):
+        return x
     if _is_torch(x):
         import torch
-        if not isinstance(x, torch.Tensor):
-            raise TypeError("%s must be a tensor or an array, got %s" % (name, type(x).__name__))
-        if x.device.type != "cpu":
-            raise TypeError("%s is on %s: lorafast computes on the CPU; move it with .cpu()" % (name, x.device))
-        if x.dtype not in (torch.float32, torch.float64):
-            raise TypeError("%s must be float32 or float64, got %s" % (name, x.dtype))
-        array = x.detach().numpy()
-    elif isinstance(x, np.ndarray):
-        array = x
-    else:
-        raise TypeError("%s must be a torch tensor or a numpy array, got %s" % (name, type(x).__name__))
-    if array.dtype not in _DTYPES:
-        raise TypeError("%s must be float32 or float64, got %s" % (name, array.dtype))
-    if array.ndim != 4:
-        raise ValueError("%s must have 4 dimensions [N, H, L, E], got shape %s" % (name, tuple(array.shape)))
-    if 0 in array.shape:
-        raise ValueError("%s has an empty dimension: shape %s" % (name, tuple(array.shape)))
-    if not np.isfinite(array).all():
-        raise ValueError("%s holds NaN or Inf values" % name)
-    return array
+        if isinstance(x, torch.Tensor):
+            if x.device.type != "cpu":
+                raise TypeError("%s is on %s: lorafast computes on the CPU; move it with .cpu()" % (name, x.device))
+            if x.dtype not in (torch.float32, torch.float64):
+                raise TypeError("%s must be float32 or float64, got %s" % (name, x.dtype))
+            return x.detach().numpy()
+        raise TypeError("%s must be a tensor or an array, got %s" % (name, type(x).__name__))
+    raise TypeError("%s must be a torch tensor or a numpy array, got %s" % (name, type(x).__name__))
 
 
-def _check_inputs(q, k, v=None):
-    """NumPy views of q, k(, v), checked."""
-    names = ("q", "k", "v") if v is not None else ("q", "k")
-    arrays = [_check_array(n, x) for n, x in zip(names, (q, k, v))]
-    kinds = {_is_torch(x) for x in (q, k, v) if x is not None}
-    if len(kinds) > 1:
+def _as_arrays(q, k, v=None):
+    if len({_is_torch(x) for x in (q, k, v) if x is not None}) > 1:
         raise TypeError("q, k and v must all be torch tensors or all numpy arrays")
-    if len({a.dtype for a in arrays}) > 1:
-        raise TypeError("q, k and v must have one dtype, got %s" % ", ".join(str(a.dtype) for a in arrays))
-    n, h, l, e = arrays[0].shape
-    for name, a in zip(names[1:], arrays[1:]):
-        if a.shape[0] != n or a.shape[2] != l or a.shape[3] != e:
-            raise ValueError("%s must have shape [N, H_kv, L, E] = [%d, H_kv, %d, %d] like q, got %s"
-                             % (name, n, l, e, tuple(a.shape)))
-    h_kv = arrays[1].shape[1]
-    if v is not None and arrays[2].shape[1] != h_kv:
-        raise ValueError("k and v must have the same number of heads, got %d and %d" % (h_kv, arrays[2].shape[1]))
-    if h % h_kv:
-        raise ValueError("the query heads (%d) must be a multiple of the key/value heads (%d)" % (h, h_kv))
+    arrays = [_as_array("q", q), _as_array("k", k)]
+    if v is not None:
+        arrays.append(_as_array("v", v))
     return arrays
-
-
-def _to_core(x):
-    """x itself when the core can read it in place, else a C-contiguous copy."""
-    itemsize = x.itemsize
-    n, h, l, e = x.shape
-    strides = [st // itemsize if st % itemsize == 0 else -1 for st in x.strides]
-    readable = ((e == 1 or strides[3] == 1) and (l == 1 or strides[2] >= e)
-                and all(st >= 0 for size, st in zip(x.shape, strides) if size > 1))
-    return x if readable else np.ascontiguousarray(x)
 
 
 def _scale(scale):
@@ -111,17 +78,11 @@ def _threads(threads):
     return 0 if threads is None else int(threads)
 
 
-def _core_fn(kind, dtype):
-    return getattr(_core, "%s_%s" % (kind, _DTYPES[dtype]))
-
-
 def attention_plan(q, k, causal=False, scale=None, method="auto", eps=1e-3, degree=None, threads=None):
     """One dict per query head: how lorafast.attention would compute it and why."""
     check_options(causal, scale, method, eps, degree, threads)
-    qa, ka = _check_inputs(q, k)
-    heads = _core_fn("plan", qa.dtype)(_to_core(qa), _to_core(ka), bool(causal), _scale(scale), method,
-                                       float(eps), degree, _threads(threads))
-    return [_decision(d) for d in heads]
+    plan = _core.plan(*_as_arrays(q, k), bool(causal), _scale(scale), method, float(eps), degree, _threads(threads))
+    return [_decision(d) for d in plan.heads]
 
 
 def _decision(d):
@@ -132,8 +93,8 @@ def _decision(d):
 class Forward:
     """What attention_forward computed, for attention_backward."""
 
-    def __init__(self, arrays, o, lse, plan, options):
-        self.arrays, self.o, self.lse, self.plan, self.options = arrays, o, lse, plan, options
+    def __init__(self, arrays, o, lse, plan, options, request):
+        self.arrays, self.o, self.lse, self.plan, self.options, self.request = arrays, o, lse, plan, options, request
 
     @property
     def output(self):
@@ -141,30 +102,32 @@ class Forward:
         return self.o
 
     def decisions(self):
-        return [_decision(d) for d in self.plan]
+        """attention_plan's dicts for the plan this forward ran (an exact forward
+        skipped measuring the scores: they are measured now)."""
+        plan = self.plan
+        if not plan.measured:
+            causal, scale, threads = self.options
+            plan = _core.plan(self.arrays[0], self.arrays[1], causal, scale, *self.request, threads)
+        return [_decision(d) for d in plan.heads]
 
 
 def attention_forward(q, k, v, causal=False, scale=None, method="auto", eps=1e-3, degree=None, threads=None):
     """NumPy (or torch, without autograd) forward: a Forward whose .output is o [N, H, L, E]."""
     check_options(causal, scale, method, eps, degree, threads)
-    qa, ka, va = _check_inputs(q, k, v)
-    arrays = (_to_core(qa), _to_core(ka), _to_core(va))
-    o, lse, plan = _core_fn("forward", qa.dtype)(*arrays, bool(causal), _scale(scale), method, float(eps), degree,
-                                                 _threads(threads))
-    return Forward(arrays, o, lse, plan, (bool(causal), _scale(scale), _threads(threads)))
+    arrays = _as_arrays(q, k, v)
+    options = (bool(causal), _scale(scale), _threads(threads))
+    request = (method, float(eps), degree)
+    o, lse, plan = _core.forward(*arrays, *options[:2], *request, options[2])
+    return Forward(arrays, o, lse, plan, options, request)
 
 
 def attention_backward(forward, grad_output):
     """(d_q, d_k, d_v) as NumPy arrays [N, H(_kv), L, E], for a Forward and dL/do [N, H, L, E]."""
     if not isinstance(forward, Forward):
         raise TypeError("forward must be what attention_forward returned, got %s" % type(forward).__name__)
-    go = _check_array("grad_output", grad_output)
-    if go.shape != forward.output.shape or go.dtype != forward.o.dtype:
-        raise ValueError("grad_output must have the shape %s and dtype %s of the output, got %s %s"
-                         % (tuple(forward.output.shape), forward.o.dtype, tuple(go.shape), go.dtype))
     causal, scale, threads = forward.options
-    return _core_fn("backward", forward.o.dtype)(*forward.arrays, forward.o, forward.lse, _to_core(go), causal, scale,
-                                                 forward.plan, threads)
+    return _core.backward(*forward.arrays, forward.o, forward.lse, _as_array("grad_output", grad_output), causal,
+                          scale, forward.plan, threads)
 
 
 def attention(q, k, v, causal=False, scale=None, method="auto", eps=1e-3, degree=None, threads=None):

@@ -55,6 +55,12 @@ std::vector<HeadDecision> plan_heads(const AttentionParams<T>& params, const Att
   return decide(measure_heads(p, causal_chunk), request, {p.batch, p.seq_len, p.head_dim, p.causal});
 }
 
+std::vector<HeadDecision> exact_plan(std::int64_t heads) {
+  HeadDecision d;
+  d.reason = "exact: requested (method exact; scores not measured)";
+  return std::vector<HeadDecision>(static_cast<std::size_t>(heads), d);
+}
+
 template <class T>
 void planned_attention_fwd(const AttentionParams<T>& params, const std::vector<HeadDecision>& plan) {
   const AttentionParams<T> p = checked(params, AttentionUse::forward);

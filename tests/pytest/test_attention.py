@@ -97,7 +97,7 @@ def test_fused_projection_views_with_gqa(causal):
     for view in views:
         assert not view.is_contiguous()
         array = view.detach().numpy()
-        assert lorafast._attention._to_core(array) is array  # read in place
+        assert lorafast._core.reads_in_place(array)  # no copy
     d_o = torch.randn(n, h, l, e, dtype=torch.float64)
     ours = forward_and_grads(lambda *a: lorafast.attention(*a, causal=causal, method="exact"), *views, d_o)
     ref = forward_and_grads(lambda *a: sdpa(*a, causal), *views, d_o)
@@ -195,3 +195,50 @@ def test_fast_that_cannot_certify_says_so():
     with pytest.raises(RuntimeError, match="`method` fast cannot certify `eps` 1e-06.*; `method` exact can") as err:
         lorafast.attention(q, k, v, method="fast", eps=1e-6)
     assert "--" not in str(err.value), "library messages name arguments, not command-line flags"
+
+
+def test_numpy_arrays_of_any_strides():
+    # A non-contiguous last dimension and negative strides: the core copies these
+    # (reads_in_place is False) and must give what the contiguous arrays give.
+    q, k, v = (x.numpy() for x in inputs(1, 2, 2, 19, 4, torch.float64, seed=11))
+    wide = [np.repeat(x, 2, axis=3)[..., ::2] for x in (q, k, v)]
+    flipped = [np.ascontiguousarray(x[:, :, ::-1])[:, :, ::-1] for x in (q, k, v)]
+    for arrays in (wide, flipped):
+        assert not any(lorafast._core.reads_in_place(a) for a in arrays)
+        assert rel(lorafast.attention(*arrays, method="exact"), lorafast.attention(q, k, v, method="exact")) == 0
+
+
+def test_non_finite_values_found_through_strides():
+    # NaN in a view whose rows are not contiguous with each other (the row-by-row scan).
+    q, k, v = inputs(1, 2, 2, 9, 4, torch.float32, seed=12)
+    d_o = torch.randn(1, 9, 2, 4).transpose(1, 2)
+    fwd = lorafast.attention_forward(q, k, v)
+    d_o[0, 1, 8, 3] = float("inf")
+    with pytest.raises(ValueError, match="grad_output holds NaN or Inf"):
+        lorafast.attention_backward(fwd, d_o)
+    v_view = torch.randn(1, 9, 2, 4).transpose(1, 2)
+    v_view[0, 0, 5, 0] = float("nan")
+    with pytest.raises(ValueError, match="v holds NaN or Inf"):
+        lorafast.attention(q, k, v_view)
+
+
+@pytest.mark.parametrize("change, error, needle", [
+    (lambda a: a.astype(np.int32), TypeError, "q must be float32 or float64, got int32"),
+    (lambda a: a[0], ValueError, r"q must have 4 dimensions \[N, H, L, E\], got shape \(2, 4, 3\)"),
+    (lambda a: a[:, :, :0], ValueError, "q has an empty dimension"),
+])
+def test_bad_numpy_arrays(change, error, needle):
+    q, k, v = (x.numpy() for x in good())
+    with pytest.raises(error, match=needle):
+        lorafast.attention(change(q), k, v)
+
+
+def test_exact_forward_reports_the_measured_plan():
+    # An exact forward runs without measuring the scores; asked for its decisions it
+    # measures them: attention_plan's for method exact, score bounds included.
+    q, k, v = inputs(1, 3, 1, 40, 8, torch.float64, seed=13)
+    fwd = lorafast.attention_forward(q, k, v, causal=True, method="exact")
+    assert not fwd.plan.measured
+    got, want = fwd.decisions(), lorafast.attention_plan(q, k, causal=True, method="exact")
+    assert got == want and all(d["method"] == "exact" and d["score_bound"] > 0 for d in got)
+    assert lorafast.attention_forward(q, k, v, causal=True, method="auto").plan.measured
