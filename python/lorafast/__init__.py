@@ -10,13 +10,14 @@ import os
 
 # The short OpenMP spin the command line runs with (tools/cli/omp_wait_policy.cpp):
 # libgomp's default busy-wait makes 2-thread runs several times slower when the
-# cores are shared with other work. libgomp reads it when it loads, which for the
-# system libgomp our extension links is the import just below; the user's own
-# OMP_WAIT_POLICY or GOMP_SPINCOUNT wins. PyTorch's own (bundled) OpenMP runtime has
-# read its settings already when torch was imported first: under load, set
+# cores are shared with other work. libgomp reads it when it loads. A process holds
+# one libgomp.so.1, the first loaded: the system's, which our extension links (the
+# import just below), or PyTorch's bundled copy when torch was imported first, which
+# then runs our kernels too with the settings it read at that import: under load, set
 # OMP_WAIT_POLICY=passive before starting Python (bench/attention_vs_torch.py
 # --omp-wait-policy; on a loaded 2-core machine an L = 512 forward + backward through
-# lorafast.attention took 40 ms under the defaults and 3.3 ms with it passive).
+# lorafast.attention took 40 ms under the defaults and 3.3 ms with it passive). The
+# user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
 if "OMP_WAIT_POLICY" not in os.environ:
     os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
