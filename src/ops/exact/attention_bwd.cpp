@@ -26,12 +26,12 @@ template <class T>
 struct Workspace {
   Scratch<T> p, d_p, delta, q, d_o;
   explicit Workspace(std::size_t e)
-      : p(block_rows * block_cols), d_p(block_rows * block_cols), delta(block_rows), q(block_rows * e),
-        d_o(block_rows * e) {}
+      : p(block_rows * block_cols), d_p(block_rows * block_cols), delta(block_rows),
+        q(packed_size<T>(block_rows, e)), d_o(packed_size<T>(block_rows, e)) {}
 };
 
-// K and V copied once per call: transposed for the score GEMMs, K as contiguous rows
-// for dQ += dS K.
+// K and V copied once per call: transposed for the score GEMMs, K as rows for
+// dQ += dS K.
 template <class T>
 struct KvCopies {
   HeadCopies<T> k_t, v_t, k_rows;

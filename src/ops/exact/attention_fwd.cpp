@@ -30,7 +30,7 @@ void attention_fwd(const AttentionParams<T>& params) {
 #pragma omp parallel
   {
     const std::size_t tile = block_rows * block_cols, rows_e = block_rows * p.head_dim;
-    const Scratch<T> s(tile), acc(rows_e), m(block_rows), l(block_rows), q_buf(rows_e);
+    const Scratch<T> s(tile), acc(rows_e), m(block_rows), l(block_rows), q_buf(packed_size<T>(block_rows, p.head_dim));
     // Static schedule: deterministic; back-and-forth order balances causal row blocks.
 #pragma omp for schedule(static, 1)
     for (std::int64_t i = 0; i < items; ++i) {

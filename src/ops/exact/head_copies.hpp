@@ -1,10 +1,14 @@
 // Per-(sequence, head) copies of K or V in the layouts the tile GEMMs read fastest,
 // made once per call (O(L E) per head, against O(L^2 E) of GEMMs):
 //  - transposed, [E, L]: the right operand of S = Q K^T and dP = dO V^T;
-//  - rows, [L, E] contiguous: the right operand of P V and dS K. Only copied when
-//    the input's rows are not contiguous (several heads share the [N, L, D] input:
-//    there the rows of one head lie D apart, all in the same few L1 sets, and those
-//    GEMMs re-read them for every six rows).
+//  - rows, [L, E]: the right operand of P V and dS K.
+// Both have a row stride of an odd number of cache lines (padded_ld): the tile GEMMs
+// walk a 16- or 64-column panel of the right operand down all its rows for every six
+// rows of the result, and rows an even number of lines apart (E = 64 is four; the
+// [N, L, D] input puts one head's rows D apart; L = 4096 puts the transposed rows
+// 16 KiB apart) fall in a few L1 sets and are read from L2 again each time. On a
+// Zen 3 core with AVX2 the three tile shapes of bench/tile_gemm.cpp ran at 85, 84
+// and 85 GFLOP/s with unpadded rows and at 93, 88 and 88 padded (OpenBLAS: 84-87).
 #pragma once
 
 #include <omp.h>
@@ -25,16 +29,10 @@ class HeadCopies {
   // the K/V heads some running query head reads are copied.
   HeadCopies(const T* src, const HeadStrides& s, const AttentionParams<T>& p, HeadLayout layout)
       : layout_(layout), e_(p.head_dim), heads_(p.kv_head_count()), len_(p.seq_len) {
-    if (layout == HeadLayout::rows && s.row == p.head_dim) {  // already contiguous
-      src_ = src;
-      strides_ = s;
-      return;
-    }
     const bool transposed = layout == HeadLayout::transposed;
-    ld_ = transposed ? padded(p.seq_len) : p.head_dim;
-    const std::int64_t per_head = transposed ? e_ * ld_ : len_ * e_;
+    ld_ = padded_ld<T>(transposed ? p.seq_len : p.head_dim);
+    const std::int64_t per_head = transposed ? e_ * ld_ : len_ * ld_;
     data_ = Scratch<T>(static_cast<std::size_t>(p.batch * heads_ * per_head));
-    src_ = data_.data();
     constexpr std::int64_t chunk = 64;  // source rows per step: read in L1, written in runs
     const std::int64_t chunks = ceil_div(p.seq_len, chunk);
     // Threads only for copies big enough to matter (a millisecond or more): every
@@ -47,47 +45,43 @@ class HeadCopies {
       if (!p.runs_kv(pair % heads_)) continue;
       const std::int64_t rows = std::min(chunk, p.seq_len - j0);
       const auto in = head_rows(src, s, e_, pair / heads_, pair % heads_, j0, rows);
-      T* out = data_.data() + pair * per_head + (transposed ? j0 : j0 * e_);
+      T* out = data_.data() + pair * per_head + (transposed ? j0 : j0 * ld_);
       if (transposed) {
         for (std::int64_t c = 0; c < e_; ++c)
           for (std::int64_t r = 0; r < rows; ++r) out[c * ld_ + r] = in(r, c);
       } else {
-        for (std::int64_t r = 0; r < rows; ++r) std::copy(in.row(r), in.row(r) + e_, out + r * e_);
+        for (std::int64_t r = 0; r < rows; ++r) std::copy(in.row(r), in.row(r) + e_, out + r * ld_);
       }
     }
   }
 
   // Keys [j0, j0 + cols) of K/V head g of sequence n: [E, cols] transposed, [cols, E] rows.
   MatrixView<const T> view(std::int64_t n, std::int64_t g, std::int64_t j0, std::int64_t cols) const {
-    if (layout_ == HeadLayout::transposed) return {src_ + (n * heads_ + g) * e_ * ld_ + j0, e_, cols, ld_};
-    if (!data_.empty()) return {src_ + ((n * heads_ + g) * len_ + j0) * e_, cols, e_, e_};
-    return head_rows(src_, strides_, e_, n, g, j0, cols);  // contiguous rows: the input itself
+    const T* head = data_.data() + (n * heads_ + g) * (layout_ == HeadLayout::transposed ? e_ : len_) * ld_;
+    if (layout_ == HeadLayout::transposed) return {head + j0, e_, cols, ld_};
+    return {head + j0 * ld_, cols, e_, ld_};
   }
 
  private:
-  // Transposed row stride: a multiple of 64 bytes that is an odd number of cache
-  // lines, so the E rows a GEMM walks down fall in different L1 sets instead of a few
-  // (L = 4096 would otherwise put every row 16 KiB apart, all in the same sets).
-  static std::int64_t padded(std::int64_t len) {
-    const std::int64_t per_line = 64 / static_cast<std::int64_t>(sizeof(T));
-    const std::int64_t lines = ceil_div(std::max<std::int64_t>(len, 1), per_line);
-    return (lines | 1) * per_line;
-  }
-
   HeadLayout layout_;
   std::int64_t e_, heads_, len_, ld_ = 0;
-  HeadStrides strides_;  // of src_ when it is the input itself
-  const T* src_ = nullptr;
   Scratch<T> data_;
 };
 
-// The rows of m (a query block of one head), contiguous in buf when they are not
-// already: same reason as HeadLayout::rows, the GEMMs re-read them for every six keys.
+// Floats in buf for packed() of `rows` rows of width e.
+template <class T>
+std::size_t packed_size(std::int64_t rows, std::int64_t e) {
+  return static_cast<std::size_t>(rows * padded_ld<T>(e));
+}
+
+// The rows of m (a query block of one head, or its dO) copied into buf at the
+// padded_ld stride: the right operand of dV += P^T dO and dK += dS^T Q, walked
+// down like HeadLayout::rows.
 template <class T>
 MatrixView<const T> packed(MatrixView<const T> m, const Scratch<T>& buf) {
-  if (m.ld == m.cols) return m;
-  for (std::int64_t r = 0; r < m.rows; ++r) std::copy(m.row(r), m.row(r) + m.cols, buf.data() + r * m.cols);
-  return {buf.data(), m.rows, m.cols, m.cols};
+  const std::int64_t ld = padded_ld<T>(m.cols);
+  for (std::int64_t r = 0; r < m.rows; ++r) std::copy(m.row(r), m.row(r) + m.cols, buf.data() + r * ld);
+  return {buf.data(), m.rows, m.cols, ld};
 }
 
 }  // namespace lorafast::exact

@@ -70,6 +70,15 @@ inline bool tile_needs_mask(bool causal, std::int64_t i0, std::int64_t j0, std::
 
 inline std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
 
+// A row stride of at least n elements that is an odd number of 64-byte cache lines,
+// so that successive rows fall in different L1 sets (see head_copies.hpp).
+template <class T>
+std::int64_t padded_ld(std::int64_t n) {
+  constexpr std::int64_t per_line = 64 / static_cast<std::int64_t>(sizeof(T));
+  const std::int64_t lines = ceil_div(std::max<std::int64_t>(n, 1), per_line);
+  return (lines | 1) * per_line;
+}
+
 // The work item that iteration i of a schedule(static, 1) loop over n items should
 // run: items in back-and-forth order, so thread t of T gets t, 2T-1-t, 2T+t, ...
 // Causal row blocks grow in cost with their index; plain round-robin gives the last
