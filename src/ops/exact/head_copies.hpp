@@ -8,7 +8,7 @@
 // [N, L, D] input puts one head's rows D apart; L = 4096 puts the transposed rows
 // 16 KiB apart) fall in a few L1 sets and are read from L2 again each time. On a
 // Zen 3 core with AVX2 the three tile shapes of bench/tile_gemm.cpp ran at 85, 84
-// and 85 GFLOP/s with unpadded rows and at 93, 88 and 88 padded (OpenBLAS: 84-87).
+// and 85 GFLOP/s with unpadded rows and at 93, 88 and 88 padded (OpenBLAS: 83-88).
 #pragma once
 
 #include <omp.h>
@@ -31,8 +31,7 @@ class HeadCopies {
       : layout_(layout), e_(p.head_dim), heads_(p.kv_head_count()), len_(p.seq_len) {
     const bool transposed = layout == HeadLayout::transposed;
     ld_ = padded_ld<T>(transposed ? p.seq_len : p.head_dim);
-    const std::int64_t per_head = transposed ? e_ * ld_ : len_ * ld_;
-    data_ = Scratch<T>(static_cast<std::size_t>(p.batch * heads_ * per_head));
+    data_ = Scratch<T>(static_cast<std::size_t>(p.batch * heads_ * per_head()));
     constexpr std::int64_t chunk = 64;  // source rows per step: read in L1, written in runs
     const std::int64_t chunks = ceil_div(p.seq_len, chunk);
     // Threads only for copies big enough to matter (a millisecond or more): every
@@ -45,7 +44,7 @@ class HeadCopies {
       if (!p.runs_kv(pair % heads_)) continue;
       const std::int64_t rows = std::min(chunk, p.seq_len - j0);
       const auto in = head_rows(src, s, e_, pair / heads_, pair % heads_, j0, rows);
-      T* out = data_.data() + pair * per_head + (transposed ? j0 : j0 * ld_);
+      T* out = data_.data() + pair * per_head() + (transposed ? j0 : j0 * ld_);
       if (transposed) {
         for (std::int64_t c = 0; c < e_; ++c)
           for (std::int64_t r = 0; r < rows; ++r) out[c * ld_ + r] = in(r, c);
@@ -57,18 +56,21 @@ class HeadCopies {
 
   // Keys [j0, j0 + cols) of K/V head g of sequence n: [E, cols] transposed, [cols, E] rows.
   MatrixView<const T> view(std::int64_t n, std::int64_t g, std::int64_t j0, std::int64_t cols) const {
-    const T* head = data_.data() + (n * heads_ + g) * (layout_ == HeadLayout::transposed ? e_ : len_) * ld_;
+    const T* head = data_.data() + (n * heads_ + g) * per_head();
     if (layout_ == HeadLayout::transposed) return {head + j0, e_, cols, ld_};
     return {head + j0 * ld_, cols, e_, ld_};
   }
 
  private:
+  // Elements of one head's copy: E rows of L (transposed) or L rows of E, ld_ apart.
+  std::int64_t per_head() const { return (layout_ == HeadLayout::transposed ? e_ : len_) * ld_; }
+
   HeadLayout layout_;
   std::int64_t e_, heads_, len_, ld_ = 0;
   Scratch<T> data_;
 };
 
-// Floats in buf for packed() of `rows` rows of width e.
+// Elements of buf for packed() of `rows` rows of width e.
 template <class T>
 std::size_t packed_size(std::int64_t rows, std::int64_t e) {
   return static_cast<std::size_t>(rows * padded_ld<T>(e));
