@@ -31,6 +31,23 @@ def both_layouts_pass_the_double_check(binary):
 
 
 @harness.test
+def f32_runs_report_the_multiply_add_peak(binary):
+    """The peak is measured in f32 only; each size's percentage is of that peak, and a
+    kernel can never beat it (5% slack: the two are timed minutes apart on a shared host)."""
+    rc, stdout, stderr = bench(binary, "--min-time", "0.05")
+    check(rc == 0, "exit %d: %s" % (rc, stderr[-300:]))
+    out = json.loads(stdout)
+    peak, row = out["fma_peak"], out["results"][0]
+    check(peak["gflops"] > 0 and peak["vector_bits"] in (0, 256, 512), "fma_peak %s" % peak)
+    check(abs(row["pct_fma_peak"] - 100 * row["gflops"] / peak["gflops"]) < 1e-9 * row["pct_fma_peak"], "row %s" % row)
+    check(out["gemm"]["gflops"] <= 1.05 * peak["gflops"], "sgemm %s above the peak %s" % (out["gemm"], peak))
+    rc, stdout, stderr = bench(binary, "--dtype", "f64")
+    check(rc == 0, "f64: exit %d: %s" % (rc, stderr[-300:]))
+    out = json.loads(stdout)
+    check(out["fma_peak"] is None and "pct_fma_peak" not in out["results"][0], "f64 %s" % stdout[:300])
+
+
+@harness.test
 def unknown_layout_is_a_usage_error(binary):
     rc, _, stderr = bench(binary, "--layout", "nhel")
     check(rc == 2 and "--layout" in stderr, "exit %d: %s" % (rc, stderr[-300:]))

@@ -1,6 +1,7 @@
 // `lorafast bench`: times the exact attention forward + backward (one iteration =
 // attention_fwd then attention_bwd) on random inputs, and a same-run GEMM on the
-// same thread count as the machine-independent yardstick (DESIGN.md item 8).
+// same thread count as the machine-independent yardstick (DESIGN.md item 8), and the
+// machine's f32 multiply-add peak, the bound no kernel exceeds.
 #include <malloc.h>
 #include <sys/resource.h>
 
@@ -11,6 +12,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -23,6 +25,7 @@
 #include "commands.hpp"
 #include "lorafast/attention.hpp"
 #include "lorafast/error.hpp"
+#include "lorafast/fma_peak.hpp"
 #include "lorafast/threads.hpp"
 
 namespace lorafast::cli {
@@ -241,38 +244,57 @@ SizeResult run_size(const BenchFlags& f, std::int64_t L, bool& rss_per_size) {
   return r;
 }
 
+// Percent of the multiply-add peak, or nothing when the run measured none (f64).
+std::optional<double> percent_of_peak(double gflops, const FmaPeak& peak) {
+  if (peak.gflops <= 0) return std::nullopt;
+  return 100.0 * gflops / peak.gflops;
+}
+
 std::string case_name(const BenchFlags& f, std::int64_t L) {
   return cat("attn/", f.causal ? "causal" : "bidir", "/N", f.batch, "/L", L, "/E", f.head_dim, "/H", f.heads);
 }
 
-void print_results(const BenchFlags& f, const std::vector<SizeResult>& results, double gemm, bool rss_per_size) {
+void print_results(const BenchFlags& f, const std::vector<SizeResult>& results, double gemm, const FmaPeak& peak,
+                   bool rss_per_size) {
   const char* routine = f.dtype == "f32" ? "sgemm" : "dgemm";
   const auto machine = machine_info();
   if (f.json) {
     nlohmann::json rows = nlohmann::json::array();
-    for (const auto& r : results)
-      rows.push_back({{"case", case_name(f, r.seq_len)}, {"seq_len", r.seq_len}, {"head_dim", f.head_dim},
-                      {"heads", f.heads}, {"batch", f.batch}, {"causal", f.causal}, {"reps", r.reps},
-                      {"ms_median", r.ms_median}, {"ms_min", r.ms_min}, {"gflops", r.gflops},
-                      {"gemm_gflops", gemm}, {"pct_gemm", 100.0 * r.gflops / gemm},
-                      {"peak_rss_mb", r.peak_rss_mb}});
+    for (const auto& r : results) {
+      nlohmann::json row{{"case", case_name(f, r.seq_len)}, {"seq_len", r.seq_len}, {"head_dim", f.head_dim},
+                         {"heads", f.heads}, {"batch", f.batch}, {"causal", f.causal}, {"reps", r.reps},
+                         {"ms_median", r.ms_median}, {"ms_min", r.ms_min}, {"gflops", r.gflops},
+                         {"gemm_gflops", gemm}, {"pct_gemm", 100.0 * r.gflops / gemm},
+                         {"peak_rss_mb", r.peak_rss_mb}};
+      if (const auto pct = percent_of_peak(r.gflops, peak)) row["pct_fma_peak"] = *pct;
+      rows.push_back(row);
+    }
     const nlohmann::json gemm_info{{"routine", routine}, {"size", f.gemm_size}, {"gflops", gemm},
                                    {"method", "rows split across OpenMP threads, single-threaded OpenBLAS, best rep of runs before and after"}};
+    const nlohmann::json peak_info =
+        peak.gflops > 0 ? nlohmann::json{{"gflops", peak.gflops}, {"vector_bits", peak.vector_bits},
+                                         {"method", "f32 independent multiply-add chains on every thread, best of runs "
+                                                    "before and after"}}
+                        : nlohmann::json(nullptr);
     const nlohmann::json out{{"machine", machine}, {"dtype", f.dtype},
                              {"flop_count", "14*L^2*E per head per sequence, half when causal"},
-                             {"gemm", gemm_info}, {"peak_rss", rss_per_size ? "per size" : "per process"},
+                             {"gemm", gemm_info}, {"fma_peak", peak_info},
+                             {"peak_rss", rss_per_size ? "per size" : "per process"},
                              {"results", rows}};
     std::printf("%s\n", out.dump(2).c_str());
     return;
   }
   if (f.csv) {
-    std::printf("case,L,E,H,N,causal,dtype,threads,reps,ms_median,ms_min,gflops,gemm_gflops,pct_gemm,peak_rss_mb\n");
+    std::printf("case,L,E,H,N,causal,dtype,threads,reps,ms_median,ms_min,gflops,gemm_gflops,pct_gemm,peak_rss_mb,"
+                "fma_peak_gflops,pct_fma_peak\n");
     for (const auto& r : results)
-      std::printf("%s,%lld,%lld,%lld,%lld,%d,%s,%d,%d,%.4f,%.4f,%.3f,%.3f,%.2f,%.1f\n", case_name(f, r.seq_len).c_str(),
-                  static_cast<long long>(r.seq_len), static_cast<long long>(f.head_dim),
-                  static_cast<long long>(f.heads), static_cast<long long>(f.batch), f.causal ? 1 : 0,
-                  f.dtype.c_str(), num_threads(), r.reps, r.ms_median, r.ms_min, r.gflops, gemm,
-                  100.0 * r.gflops / gemm, r.peak_rss_mb);
+      std::printf("%s,%lld,%lld,%lld,%lld,%d,%s,%d,%d,%.4f,%.4f,%.3f,%.3f,%.2f,%.1f,%s,%s\n",
+                  case_name(f, r.seq_len).c_str(), static_cast<long long>(r.seq_len),
+                  static_cast<long long>(f.head_dim), static_cast<long long>(f.heads),
+                  static_cast<long long>(f.batch), f.causal ? 1 : 0, f.dtype.c_str(), num_threads(), r.reps,
+                  r.ms_median, r.ms_min, r.gflops, gemm, 100.0 * r.gflops / gemm, r.peak_rss_mb,
+                  peak.gflops > 0 ? cat(peak.gflops).c_str() : "",
+                  peak.gflops > 0 ? cat(*percent_of_peak(r.gflops, peak)).c_str() : "");
     return;
   }
   const auto coretype = machine["openblas_coretype"];
@@ -287,28 +309,38 @@ void print_results(const BenchFlags& f, const std::vector<SizeResult>& results, 
               machine["cpu"].get<std::string>().c_str(), num_threads(), text(coretype).c_str(),
               machine["openblas_corename"].get<std::string>().c_str(), text(machine["omp_wait_policy"]).c_str(),
               text(machine["gomp_spincount"]).c_str());
-  std::printf("%s %lld^3 on %d threads: %.1f GFLOP/s\n\n", routine, static_cast<long long>(f.gemm_size),
-              num_threads(), gemm);
-  std::printf("%8s %6s %12s %10s %9s %13s\n", "L", "reps", "ms (median)", "GFLOP/s", "% gemm",
+  std::printf("%s %lld^3 on %d threads: %.1f GFLOP/s", routine, static_cast<long long>(f.gemm_size), num_threads(),
+              gemm);
+  if (peak.gflops > 0) std::printf(" | f32 multiply-add peak: %.1f GFLOP/s", peak.gflops);
+  std::printf("\n\n");
+  std::printf("%8s %6s %12s %10s %9s %9s %13s\n", "L", "reps", "ms (median)", "GFLOP/s", "% gemm", "% peak",
               rss_per_size ? "peak RSS MiB" : "proc RSS MiB");
-  for (const auto& r : results)
-    std::printf("%8lld %6d %12.3f %10.1f %8.1f%% %13.1f\n", static_cast<long long>(r.seq_len), r.reps, r.ms_median,
-                r.gflops, 100.0 * r.gflops / gemm, r.peak_rss_mb);
+  for (const auto& r : results) {
+    char pct[32] = "-";
+    if (const auto p = percent_of_peak(r.gflops, peak)) std::snprintf(pct, sizeof pct, "%.1f%%", *p);
+    std::printf("%8lld %6d %12.3f %10.1f %8.1f%% %9s %13.1f\n", static_cast<long long>(r.seq_len), r.reps,
+                r.ms_median, r.gflops, 100.0 * r.gflops / gemm, pct, r.peak_rss_mb);
+  }
 }
 
-// The GEMM runs before and after the sizes and the faster run counts, so a burst of
-// other load on the machine during one of them does not inflate the ratio. If the peak
-// RSS cannot be reset per size, the first GEMM is skipped to keep its buffers out of it.
+// The GEMM and the peak run before and after the sizes and the faster run counts, so
+// a burst of other load on the machine during one of them does not inflate the ratio.
+// If the peak RSS cannot be reset per size, the first GEMM is skipped to keep its
+// buffers out of it.
+// The multiply-add peak is measured in f32 only: f64 runs report no percentage of it.
 template <class T>
 void run_bench(const BenchFlags& f) {
+  constexpr bool f32 = std::is_same_v<T, float>;
   const double gemm_time = std::min(f.min_time, 0.5);
   const bool can_reset = reset_peak_rss();
   double gemm = can_reset ? gemm_gflops<T>(f.gemm_size, gemm_time) : 0.0;
+  FmaPeak peak = f32 ? measure_fma_peak(gemm_time) : FmaPeak{};
   std::vector<SizeResult> results;
   bool rss_per_size = false;
   for (const auto L : f.seq_lens) results.push_back(run_size<T>(f, L, rss_per_size));
   gemm = std::max(gemm, gemm_gflops<T>(f.gemm_size, gemm_time));
-  print_results(f, results, gemm, rss_per_size);
+  if (f32) peak.gflops = std::max(peak.gflops, measure_fma_peak(gemm_time).gflops);
+  print_results(f, results, gemm, peak, rss_per_size);
 }
 
 }  // namespace

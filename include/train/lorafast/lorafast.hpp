@@ -11,6 +11,7 @@
 #include "lorafast/error.hpp"
 #include "lorafast/fast_attention.hpp"
 #include "lorafast/features.hpp"
+#include "lorafast/fma_peak.hpp"
 #include "lorafast/planned_attention.hpp"
 #include "lorafast/tensor.hpp"
 #include "lorafast/threads.hpp"
