@@ -33,7 +33,8 @@ def both_layouts_pass_the_double_check(binary):
 @harness.test
 def f32_runs_report_the_multiply_add_peak(binary):
     """The peak is measured in f32 only; each size's percentage is of that peak, and a
-    kernel can never beat it (5% slack: the two are timed minutes apart on a shared host)."""
+    kernel can never beat it (5% slack: the sgemm and the peak are timed in turn, not at
+    once, on a host whose speed drifts)."""
     rc, stdout, stderr = bench(binary, "--min-time", "0.05")
     check(rc == 0, "exit %d: %s" % (rc, stderr[-300:]))
     out = json.loads(stdout)

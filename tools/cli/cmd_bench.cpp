@@ -245,17 +245,17 @@ SizeResult run_size(const BenchFlags& f, std::int64_t L, bool& rss_per_size) {
 }
 
 // Percent of the multiply-add peak, or nothing when the run measured none (f64).
-std::optional<double> percent_of_peak(double gflops, const FmaPeak& peak) {
-  if (peak.gflops <= 0) return std::nullopt;
-  return 100.0 * gflops / peak.gflops;
+std::optional<double> percent_of_peak(double gflops, const std::optional<FmaPeak>& peak) {
+  if (!peak) return std::nullopt;
+  return 100.0 * gflops / peak->gflops;
 }
 
 std::string case_name(const BenchFlags& f, std::int64_t L) {
   return cat("attn/", f.causal ? "causal" : "bidir", "/N", f.batch, "/L", L, "/E", f.head_dim, "/H", f.heads);
 }
 
-void print_results(const BenchFlags& f, const std::vector<SizeResult>& results, double gemm, const FmaPeak& peak,
-                   bool rss_per_size) {
+void print_results(const BenchFlags& f, const std::vector<SizeResult>& results, double gemm,
+                   const std::optional<FmaPeak>& peak, bool rss_per_size) {
   const char* routine = f.dtype == "f32" ? "sgemm" : "dgemm";
   const auto machine = machine_info();
   if (f.json) {
@@ -272,10 +272,10 @@ void print_results(const BenchFlags& f, const std::vector<SizeResult>& results, 
     const nlohmann::json gemm_info{{"routine", routine}, {"size", f.gemm_size}, {"gflops", gemm},
                                    {"method", "rows split across OpenMP threads, single-threaded OpenBLAS, best rep of runs before and after"}};
     const nlohmann::json peak_info =
-        peak.gflops > 0 ? nlohmann::json{{"gflops", peak.gflops}, {"vector_bits", peak.vector_bits},
-                                         {"method", "f32 independent multiply-add chains on every thread, best of runs "
-                                                    "before and after"}}
-                        : nlohmann::json(nullptr);
+        peak ? nlohmann::json{{"gflops", peak->gflops}, {"vector_bits", peak->vector_bits},
+                              {"method", "f32 independent multiply-add chains on every thread, best of runs before "
+                                         "and after"}}
+             : nlohmann::json(nullptr);
     const nlohmann::json out{{"machine", machine}, {"dtype", f.dtype},
                              {"flop_count", "14*L^2*E per head per sequence, half when causal"},
                              {"gemm", gemm_info}, {"fma_peak", peak_info},
@@ -293,8 +293,7 @@ void print_results(const BenchFlags& f, const std::vector<SizeResult>& results, 
                   static_cast<long long>(f.head_dim), static_cast<long long>(f.heads),
                   static_cast<long long>(f.batch), f.causal ? 1 : 0, f.dtype.c_str(), num_threads(), r.reps,
                   r.ms_median, r.ms_min, r.gflops, gemm, 100.0 * r.gflops / gemm, r.peak_rss_mb,
-                  peak.gflops > 0 ? cat(peak.gflops).c_str() : "",
-                  peak.gflops > 0 ? cat(*percent_of_peak(r.gflops, peak)).c_str() : "");
+                  peak ? cat(peak->gflops).c_str() : "", peak ? cat(*percent_of_peak(r.gflops, peak)).c_str() : "");
     return;
   }
   const auto coretype = machine["openblas_coretype"];
@@ -311,7 +310,7 @@ void print_results(const BenchFlags& f, const std::vector<SizeResult>& results, 
               text(machine["gomp_spincount"]).c_str());
   std::printf("%s %lld^3 on %d threads: %.1f GFLOP/s", routine, static_cast<long long>(f.gemm_size), num_threads(),
               gemm);
-  if (peak.gflops > 0) std::printf(" | f32 multiply-add peak: %.1f GFLOP/s", peak.gflops);
+  if (peak) std::printf(" | f32 multiply-add peak: %.1f GFLOP/s", peak->gflops);
   std::printf("\n\n");
   std::printf("%8s %6s %12s %10s %9s %9s %13s\n", "L", "reps", "ms (median)", "GFLOP/s", "% gemm", "% peak",
               rss_per_size ? "peak RSS MiB" : "proc RSS MiB");
@@ -330,16 +329,16 @@ void print_results(const BenchFlags& f, const std::vector<SizeResult>& results, 
 // The multiply-add peak is measured in f32 only: f64 runs report no percentage of it.
 template <class T>
 void run_bench(const BenchFlags& f) {
-  constexpr bool f32 = std::is_same_v<T, float>;
   const double gemm_time = std::min(f.min_time, 0.5);
   const bool can_reset = reset_peak_rss();
   double gemm = can_reset ? gemm_gflops<T>(f.gemm_size, gemm_time) : 0.0;
-  FmaPeak peak = f32 ? measure_fma_peak(gemm_time) : FmaPeak{};
+  std::optional<FmaPeak> peak;
+  if constexpr (std::is_same_v<T, float>) peak = measure_fma_peak(gemm_time);
   std::vector<SizeResult> results;
   bool rss_per_size = false;
   for (const auto L : f.seq_lens) results.push_back(run_size<T>(f, L, rss_per_size));
   gemm = std::max(gemm, gemm_gflops<T>(f.gemm_size, gemm_time));
-  if (f32) peak.gflops = std::max(peak.gflops, measure_fma_peak(gemm_time).gflops);
+  if (peak) peak->gflops = std::max(peak->gflops, measure_fma_peak(gemm_time).gflops);
   print_results(f, results, gemm, peak, rss_per_size);
 }
 
