@@ -1,4 +1,4 @@
-// IEEE 754 binary16 (F16) and bfloat16 (BF16) to binary32, exact for every input:
+// IEEE 754 binary16 (F16) to binary32, exact for every input:
 // zeros, subnormals, normals, infinities and NaNs (payload kept, shifted into place).
 #pragma once
 
@@ -18,10 +18,6 @@ inline float f16_to_f32(std::uint16_t h) {
   }
   if (exponent == 0x1f) return std::bit_cast<float>(sign | 0x7f800000u | (mantissa << 13));
   return std::bit_cast<float>(sign | ((exponent - 15 + 127) << 23) | (mantissa << 13));
-}
-
-inline float bf16_to_f32(std::uint16_t b) {
-  return std::bit_cast<float>(static_cast<std::uint32_t>(b) << 16);
 }
 
 }  // namespace lorafast

@@ -13,6 +13,7 @@
 
 #include "core/json_read.hpp"
 #include "io/half_float.hpp"
+#include "lorafast/bf16.hpp"
 #include "lorafast/safetensors.hpp"
 
 #include "core/text_file.hpp"
@@ -245,7 +246,7 @@ Tensor decode(const Entry& entry, const std::byte* data) {
     float* dst = tensor.data<float>();
     for (std::size_t i = 0; i < n; ++i) {
       const std::uint16_t bits = read_u16_le(src + 2 * i);
-      dst[i] = is_f16 ? f16_to_f32(bits) : bf16_to_f32(bits);
+      dst[i] = is_f16 ? f16_to_f32(bits) : to_f32(BFloat16{bits});
     }
   } else if (tensor.nbytes() > 0) {
     static_assert(std::endian::native == std::endian::little, "safetensors data is little-endian");

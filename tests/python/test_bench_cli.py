@@ -49,6 +49,22 @@ def f32_runs_report_the_multiply_add_peak(binary):
 
 
 @harness.test
+def the_bf16_peak_is_reported_where_the_cpu_has_bf16_dot_products(binary):
+    """The bf16 ceiling sits beside the f32 one in every run, f64 included, and is
+    absent exactly on CPUs without AVX512-BF16 (the flag Linux lists in /proc/cpuinfo)."""
+    with open("/proc/cpuinfo") as f:
+        has_bf16 = any(line.startswith("flags") and " avx512_bf16" in line for line in f)
+    for dtype in ("f32", "f64"):
+        rc, stdout, stderr = bench(binary, "--dtype", dtype, "--min-time", "0.05")
+        check(rc == 0, "%s: exit %d: %s" % (dtype, rc, stderr[-300:]))
+        peak = json.loads(stdout)["bf16_peak"]
+        if has_bf16:
+            check(peak is not None and peak["gflops"] > 0 and peak["vector_bits"] == 512, "bf16_peak %s" % peak)
+        else:
+            check(peak is None, "bf16_peak %s on a CPU without avx512_bf16" % peak)
+
+
+@harness.test
 def unknown_layout_is_a_usage_error(binary):
     rc, _, stderr = bench(binary, "--layout", "nhel")
     check(rc == 2 and "--layout" in stderr, "exit %d: %s" % (rc, stderr[-300:]))

@@ -1,7 +1,8 @@
 // `lorafast bench`: times the exact attention forward + backward (one iteration =
 // attention_fwd then attention_bwd) on random inputs, and a same-run GEMM on the
 // same thread count as the machine-independent yardstick (DESIGN.md item 8), and the
-// machine's f32 multiply-add peak, the bound no kernel exceeds.
+// machine's f32 multiply-add peak, the bound no kernel exceeds (and its bf16
+// dot-product peak beside it, where the CPU has one).
 #include <malloc.h>
 #include <sys/resource.h>
 
@@ -254,8 +255,20 @@ std::string case_name(const BenchFlags& f, std::int64_t L) {
   return cat("attn/", f.causal ? "causal" : "bidir", "/N", f.batch, "/L", L, "/E", f.head_dim, "/H", f.heads);
 }
 
-void print_results(const BenchFlags& f, const std::vector<SizeResult>& results, double gemm,
-                   const std::optional<FmaPeak>& peak, bool rss_per_size) {
+// The machine's peaks in one run: f32 multiply-adds (measured in f32 runs only) and
+// bf16 pair dot products (where the CPU has them).
+struct Peaks {
+  std::optional<FmaPeak> f32, bf16;
+};
+
+nlohmann::json peak_json(const std::optional<FmaPeak>& peak, const char* method) {
+  if (!peak) return nullptr;
+  return {{"gflops", peak->gflops}, {"vector_bits", peak->vector_bits}, {"method", method}};
+}
+
+void print_results(const BenchFlags& f, const std::vector<SizeResult>& results, double gemm, const Peaks& peaks,
+                   bool rss_per_size) {
+  const auto& peak = peaks.f32;
   const char* routine = f.dtype == "f32" ? "sgemm" : "dgemm";
   const auto machine = machine_info();
   if (f.json) {
@@ -271,14 +284,13 @@ void print_results(const BenchFlags& f, const std::vector<SizeResult>& results, 
     }
     const nlohmann::json gemm_info{{"routine", routine}, {"size", f.gemm_size}, {"gflops", gemm},
                                    {"method", "rows split across OpenMP threads, single-threaded OpenBLAS, best rep of runs before and after"}};
-    const nlohmann::json peak_info =
-        peak ? nlohmann::json{{"gflops", peak->gflops}, {"vector_bits", peak->vector_bits},
-                              {"method", "f32 independent multiply-add chains on every thread, best of runs before "
-                                         "and after"}}
-             : nlohmann::json(nullptr);
-    const nlohmann::json out{{"machine", machine}, {"dtype", f.dtype},
-                             {"flop_count", "14*L^2*E per head per sequence, half when causal"},
-                             {"gemm", gemm_info}, {"fma_peak", peak_info},
+    const nlohmann::json out{
+        {"machine", machine}, {"dtype", f.dtype},
+        {"flop_count", "14*L^2*E per head per sequence, half when causal"}, {"gemm", gemm_info},
+        {"fma_peak", peak_json(peak, "f32 independent multiply-add chains on every thread, best of runs before and "
+                                     "after")},
+        {"bf16_peak", peak_json(peaks.bf16, "bf16 pair dot products (vdpbf16ps, 4 flops per f32 lane) in independent "
+                                            "chains on every thread, best of runs before and after")},
                              {"peak_rss", rss_per_size ? "per size" : "per process"},
                              {"results", rows}};
     std::printf("%s\n", out.dump(2).c_str());
@@ -286,14 +298,15 @@ void print_results(const BenchFlags& f, const std::vector<SizeResult>& results, 
   }
   if (f.csv) {
     std::printf("case,L,E,H,N,causal,dtype,threads,reps,ms_median,ms_min,gflops,gemm_gflops,pct_gemm,peak_rss_mb,"
-                "fma_peak_gflops,pct_fma_peak\n");
+                "fma_peak_gflops,pct_fma_peak,bf16_peak_gflops\n");
     for (const auto& r : results)
-      std::printf("%s,%lld,%lld,%lld,%lld,%d,%s,%d,%d,%.4f,%.4f,%.3f,%.3f,%.2f,%.1f,%s,%s\n",
+      std::printf("%s,%lld,%lld,%lld,%lld,%d,%s,%d,%d,%.4f,%.4f,%.3f,%.3f,%.2f,%.1f,%s,%s,%s\n",
                   case_name(f, r.seq_len).c_str(), static_cast<long long>(r.seq_len),
                   static_cast<long long>(f.head_dim), static_cast<long long>(f.heads),
                   static_cast<long long>(f.batch), f.causal ? 1 : 0, f.dtype.c_str(), num_threads(), r.reps,
                   r.ms_median, r.ms_min, r.gflops, gemm, 100.0 * r.gflops / gemm, r.peak_rss_mb,
-                  peak ? cat(peak->gflops).c_str() : "", peak ? cat(*percent_of_peak(r.gflops, peak)).c_str() : "");
+                  peak ? cat(peak->gflops).c_str() : "", peak ? cat(*percent_of_peak(r.gflops, peak)).c_str() : "",
+                  peaks.bf16 ? cat(peaks.bf16->gflops).c_str() : "");
     return;
   }
   const auto coretype = machine["openblas_coretype"];
@@ -311,6 +324,7 @@ void print_results(const BenchFlags& f, const std::vector<SizeResult>& results, 
   std::printf("%s %lld^3 on %d threads: %.1f GFLOP/s", routine, static_cast<long long>(f.gemm_size), num_threads(),
               gemm);
   if (peak) std::printf(" | f32 multiply-add peak: %.1f GFLOP/s", peak->gflops);
+  if (peaks.bf16) std::printf(" | bf16 dot-product peak: %.1f GFLOP/s", peaks.bf16->gflops);
   std::printf("\n\n");
   std::printf("%8s %6s %12s %10s %9s %9s %13s\n", "L", "reps", "ms (median)", "GFLOP/s", "% gemm", "% peak",
               rss_per_size ? "peak RSS MiB" : "proc RSS MiB");
@@ -332,14 +346,17 @@ void run_bench(const BenchFlags& f) {
   const double gemm_time = std::min(f.min_time, 0.5);
   const bool can_reset = reset_peak_rss();
   double gemm = can_reset ? gemm_gflops<T>(f.gemm_size, gemm_time) : 0.0;
-  std::optional<FmaPeak> peak;
+  Peaks peaks;
+  auto& peak = peaks.f32;
   if constexpr (std::is_same_v<T, float>) peak = measure_fma_peak(gemm_time);
+  peaks.bf16 = measure_bf16_peak(gemm_time);
   std::vector<SizeResult> results;
   bool rss_per_size = false;
   for (const auto L : f.seq_lens) results.push_back(run_size<T>(f, L, rss_per_size));
   gemm = std::max(gemm, gemm_gflops<T>(f.gemm_size, gemm_time));
   if (peak) peak->gflops = std::max(peak->gflops, measure_fma_peak(gemm_time).gflops);
-  print_results(f, results, gemm, peak, rss_per_size);
+  if (peaks.bf16) peaks.bf16->gflops = std::max(peaks.bf16->gflops, measure_bf16_peak(gemm_time)->gflops);
+  print_results(f, results, gemm, peaks, rss_per_size);
 }
 
 }  // namespace
