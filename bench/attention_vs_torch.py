@@ -12,7 +12,10 @@ Writes bench/results/attention_vs_torch.{csv,json,png} and prints a markdown tab
 "ceiling vs SDPA" is the speedup that running every nominal FLOP at the same-run sgemm
 rate would give (sgemm GFLOP/s over SDPA's), and at the machine's f32 multiply-add
 peak that `lorafast bench` measures beside it: a speedup above the second is out of
-reach of any f32 kernel doing this arithmetic.
+reach of any f32 kernel doing this arithmetic. --dtype bf16 runs every side on
+bfloat16 tensors (lorafast: `bench --dtype bf16`, bf16 tile products) and measures
+the peak columns against the same-run bf16 dot-product peak instead; its files are
+attention_vs_torch_bf16.*.
 
     .venv/bin/python bench/attention_vs_torch.py           # H = 1, 12; L = 512 ... 16384
     .venv/bin/python bench/attention_vs_torch.py --quick   # H = 1; L = 512 ... 2048 (smoke test)
@@ -33,7 +36,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SIDES = ["ours", "python", "sdpa", "math"]
-COLUMNS = (["heads", "L", "E", "causal", "threads"] + [f"{s}_ms" for s in SIDES]
+COLUMNS = (["heads", "L", "E", "causal", "threads", "dtype"] + [f"{s}_ms" for s in SIDES]
            + ["python_overhead_pct", "speedup_vs_sdpa", "speedup_vs_math"] + [f"{s}_gflops" for s in SIDES]
            + ["sgemm_gflops", "ours_pct_sgemm", "sdpa_pct_sgemm", "ceiling_vs_sdpa"]
            + ["fma_peak_gflops", "ours_pct_peak", "sdpa_pct_peak", "peak_ceiling_vs_sdpa"]
@@ -55,7 +58,7 @@ def run_json(cmd, env):
 
 
 def side_command(args, side, L, heads, causal):
-    common = ["--seq-len", str(L), "--head-dim", str(args.head_dim), "--heads", str(heads),
+    common = ["--seq-len", str(L), "--head-dim", str(args.head_dim), "--heads", str(heads), "--dtype", args.dtype,
               "--threads", str(args.threads), "--min-time", str(args.min_time)] + (["--causal"] if causal else [])
     if side == "ours":
         return [args.lorafast, "bench", "--json", "--layout", "nhle"] + common  # SDPA's [N, H, L, E], as the others
@@ -73,11 +76,15 @@ def measure(args, env, L, heads, causal):
         for side in sides:
             out = run_json(side_command(args, side, L, heads, causal), env)
             if side == "ours":
+                # The peak of the run's own precision: f32 multiply-adds, or bf16 pair dot products.
+                peak = out["bf16_peak"] if args.dtype == "bf16" else out["fma_peak"]
+                if peak is None:
+                    sys.exit("--dtype bf16: this CPU has no bf16 dot-product peak to measure against (no AVX512-BF16)")
                 out = dict(out["results"][0], sgemm_gflops=out["gemm"]["gflops"], sgemm=out["gemm"].get("method"),
-                           fma_peak_gflops=out["fma_peak"]["gflops"], fma_peak=out["fma_peak"]["method"],
-                           machine=out["machine"])
+                           fma_peak_gflops=peak["gflops"], fma_peak=peak["method"], machine=out["machine"])
             runs[side].append(out)
     row = {"heads": heads, "L": L, "E": args.head_dim, "causal": int(causal), "threads": args.threads,
+           "dtype": args.dtype,
            "note": "" if "math" in sides else f"math skipped: est. {est:.2f} GiB > --torch-max-gib {args.torch_max_gib:g}"}
     for side in SIDES:
         best = min(runs[side], key=lambda r: r["ms_median"]) if runs.get(side) else None
@@ -107,7 +114,7 @@ def fmt(x, spec):
 
 def write_csv(path, rows):
     specs = {c: ".3f" if c.endswith("_ms") else ".2f" if c.endswith("gflops") or c.startswith(("speedup", "ceiling")) else ".1f"
-             for c in COLUMNS if c not in ("heads", "L", "E", "causal", "threads", "note")}
+             for c in COLUMNS if c not in ("heads", "L", "E", "causal", "threads", "dtype", "note")}
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
         w.writeheader()
@@ -131,7 +138,7 @@ def markdown(rows):
     return "\n".join(out)
 
 
-def plot(path, rows, machine):
+def plot(path, rows, machine, dtype):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -155,7 +162,7 @@ def plot(path, rows, machine):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
     e, t = rows[0]["E"], rows[0]["threads"]
-    fig.suptitle(f"exact attention, f32, E={e}, {t} threads, PyTorch {machine['torch_version']} — {machine['cpu']}",
+    fig.suptitle(f"exact attention, {dtype}, E={e}, {t} threads, PyTorch {machine['torch_version']} — {machine['cpu']}",
                  fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -181,6 +188,8 @@ def main():
     ap.add_argument("--omp-wait-policy", choices=["unset", "passive", "active"], default="unset",
                     help="OMP_WAIT_POLICY for every side (recorded in the JSON)")
     ap.add_argument("--out-dir", default=str(HERE / "results"))
+    ap.add_argument("--dtype", choices=["f32", "bf16"], default="f32",
+                    help="tensors of every side; bf16: peak columns against the bf16 dot-product peak")
     args = ap.parse_args()
     if args.quick:
         args.seq_len = [L for L in args.seq_len if L <= 2048] or [512, 1024, 2048]
@@ -214,7 +223,8 @@ def main():
                    omp_wait_policy=args.omp_wait_policy)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    write_csv(out / "attention_vs_torch.csv", rows)
+    stem = "attention_vs_torch" + ("_bf16" if args.dtype == "bf16" else "")
+    write_csv(out / f"{stem}.csv", rows)
     sidecar = {"machine": machine,
                "command": " ".join([".venv/bin/python", "bench/attention_vs_torch.py"] + sys.argv[1:]),
                "date": datetime.datetime.now().isoformat(timespec="seconds"),
@@ -222,15 +232,15 @@ def main():
                "flop_count": "14*L^2*E per head, half when causal (nominal, every side)",
                "rounds": args.rounds, "sgemm": raw[0]["ours"][0]["sgemm"], "fma_peak": raw[0]["ours"][0]["fma_peak"],
                "rows": rows, "raw": raw}
-    (out / "attention_vs_torch.json").write_text(json.dumps(sidecar, indent=2) + "\n")
-    plot(out / "attention_vs_torch.png", rows, machine)
+    (out / f"{stem}.json").write_text(json.dumps(sidecar, indent=2) + "\n")
+    plot(out / f"{stem}.png", rows, machine, args.dtype)
 
     coretype = machine.get("openblas_coretype") or "unset"
     print(f"CPU: {machine['cpu']}, {args.threads} threads, OpenBLAS core {machine['openblas_corename']} "
           f"(OPENBLAS_CORETYPE {coretype}), PyTorch {machine['torch_version']}, "
-          f"OMP_WAIT_POLICY {args.omp_wait_policy}\n")
+          f"OMP_WAIT_POLICY {args.omp_wait_policy}, {args.dtype}\n")
     print(markdown(rows))
-    print(f"\nwrote {out / 'attention_vs_torch.csv'}, .json, .png", file=sys.stderr)
+    print(f"\nwrote {out / (stem + '.csv')}, .json, .png", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Times one attention forward + backward in PyTorch on the problem `lorafast bench`
-times: q, k, v [1, H, L, E] float32, random dO, scale 1/sqrt(E), causal or not.
+times: q, k, v [1, H, L, E] float32 (or bfloat16 with --dtype bf16), random dO, scale
+1/sqrt(E), causal or not.
 
 --impl sdpa     torch.nn.functional.scaled_dot_product_attention as PyTorch picks its
                 CPU backend (the flash kernel for these inputs; its backward splits
@@ -51,6 +52,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=0, help="timed reps (default: >= 3 and --min-time)")
     ap.add_argument("--min-time", type=float, default=1.0)
+    ap.add_argument("--dtype", choices=["f32", "bf16"], default="f32")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -58,8 +60,9 @@ def main():
     L, E, H = args.seq_len, args.head_dim, args.heads
     fn = attention_fn(args.impl, args.causal, args.threads)
     baseline_rss = peak_rss_mb()
-    q, k, v = (torch.randn(1, H, L, E, requires_grad=True) for _ in range(3))
-    d_o = torch.randn(1, H, L, E)
+    dtype = {"f32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
+    q, k, v = (torch.randn(1, H, L, E, dtype=dtype, requires_grad=True) for _ in range(3))
+    d_o = torch.randn(1, H, L, E, dtype=dtype)
 
     def step():
         for t in (q, k, v):
@@ -80,7 +83,7 @@ def main():
     ms = statistics.median(times)
     flops = 14.0 * L * L * E * H * (0.5 if args.causal else 1.0)  # nominal, as lorafast bench
     json.dump({
-        "impl": args.impl, "torch_version": torch.__version__, "threads": torch.get_num_threads(),
+        "impl": args.impl, "dtype": args.dtype, "torch_version": torch.__version__, "threads": torch.get_num_threads(),
         "seq_len": L, "head_dim": E, "heads": H, "causal": args.causal, "reps": len(times),
         "ms_median": ms, "ms_min": min(times), "gflops": flops / (ms * 1e6),
         "peak_rss_mb": peak_rss_mb(), "baseline_rss_mb": baseline_rss,

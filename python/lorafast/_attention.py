@@ -93,8 +93,9 @@ def _decision(d):
 class Forward:
     """What attention_forward computed, for attention_backward."""
 
-    def __init__(self, arrays, o, lse, plan, options, request):
+    def __init__(self, arrays, o, lse, plan, options, request, bf16_products=False):
         self.arrays, self.o, self.lse, self.plan, self.options, self.request = arrays, o, lse, plan, options, request
+        self.bf16_products = bf16_products
 
     @property
     def output(self):
@@ -111,14 +112,16 @@ class Forward:
         return [_decision(d) for d in plan.heads]
 
 
-def attention_forward(q, k, v, causal=False, scale=None, method="auto", eps=1e-3, degree=None, threads=None):
-    """NumPy (or torch, without autograd) forward: a Forward whose .output is o [N, H, L, E]."""
+def attention_forward(q, k, v, causal=False, scale=None, method="auto", eps=1e-3, degree=None, threads=None,
+                      bf16_products=False):
+    """NumPy (or torch, without autograd) forward: a Forward whose .output is o [N, H, L, E].
+    bf16_products (float32 inputs): the exact heads multiply in bf16, summing in f32."""
     check_options(causal, scale, method, eps, degree, threads)
     arrays = _as_arrays(q, k, v)
     options = (bool(causal), _scale(scale), _threads(threads))
     request = (method, float(eps), degree)
-    o, lse, plan = _core.forward(*arrays, *options[:2], *request, options[2])
-    return Forward(arrays, o, lse, plan, options, request)
+    o, lse, plan = _core.forward(*arrays, *options[:2], *request, options[2], bool(bf16_products))
+    return Forward(arrays, o, lse, plan, options, request, bool(bf16_products))
 
 
 def attention_backward(forward, grad_output):
@@ -127,13 +130,16 @@ def attention_backward(forward, grad_output):
         raise TypeError("forward must be what attention_forward returned, got %s" % type(forward).__name__)
     causal, scale, threads = forward.options
     return _core.backward(*forward.arrays, forward.o, forward.lse, _as_array("grad_output", grad_output), causal,
-                          scale, forward.plan, threads)
+                          scale, forward.plan, threads, forward.bf16_products)
 
 
 def attention(q, k, v, causal=False, scale=None, method="auto", eps=1e-3, degree=None, threads=None):
     """Multi-head attention like torch.nn.functional.scaled_dot_product_attention.
 
-    q: [N, H, L, E]; k, v: [N, H_kv, L, E] with H % H_kv == 0; float32 or float64.
+    q: [N, H, L, E]; k, v: [N, H_kv, L, E] with H % H_kv == 0; float32 or float64,
+    or (torch) bfloat16: then o and the gradients are bfloat16, computed in f32 with
+    the exact heads' matrix products in bf16 (PyTorch's bf16 SDPA rounds the same
+    operands) where the CPU has bf16 arithmetic.
     Torch tensors give a differentiable torch tensor (the backward runs lorafast's,
     with the forward's plan); numpy arrays give a numpy array.
     method: "exact", "fast" or "chained" (the certified polynomial surrogate, error

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "core/scratch.hpp"
+#include "lorafast/bf16.hpp"
 #include "lorafast/cost_model.hpp"
 #include "lorafast/error.hpp"
 #include "lorafast/planned_attention.hpp"
@@ -228,8 +229,9 @@ Plan plan(const py::array& q, const py::array& k, bool causal, double scale, con
 // (o [N, H, L, E], lse [N, H, L], the plan it ran).
 template <class T>
 py::tuple forward_t(const std::vector<py::array>& qkv, bool causal, double scale, const AttentionRequest& request,
-                    int threads) {
+                    int threads, bool bf16_products) {
   AttentionParams<T> p = params_of<T>(qkv[0], qkv[1], causal, scale);
+  p.bf16_products = bf16_products;
   const Shape4 s = shape_of(qkv[0]);
   p.v = static_cast<const T*>(qkv[2].data());
   p.v_strides = strides_of<T>(qkv[2]);
@@ -249,19 +251,21 @@ py::tuple forward_t(const std::vector<py::array>& qkv, bool causal, double scale
 }
 
 py::tuple forward(const py::array& q, const py::array& k, const py::array& v, bool causal, double scale,
-                  const std::string& method, double eps, std::optional<int> degree, int threads) {
+                  const std::string& method, double eps, std::optional<int> degree, int threads, bool bf16_products) {
   const std::vector<py::array> qkv = qkv_operands({q, k, v});
   const AttentionRequest request = request_of(method, eps, degree);
-  return is_f32(qkv[0]) ? forward_t<float>(qkv, causal, scale, request, threads)
-                        : forward_t<double>(qkv, causal, scale, request, threads);
+  return is_f32(qkv[0]) ? forward_t<float>(qkv, causal, scale, request, threads, bf16_products)
+                        : forward_t<double>(qkv, causal, scale, request, threads, bf16_products);
 }
 
 // (d_q, d_k, d_v) of a forward that returned o, lse with `plan`; q, k, v are what
 // that forward read (checked there).
 template <class T>
 py::tuple backward_t(const std::vector<py::array>& qkv, const py::array& o, const py::array& lse,
-                     const py::array& d_o, bool causal, double scale, const Plan& plan, int threads) {
+                     const py::array& d_o, bool causal, double scale, const Plan& plan, int threads,
+                     bool bf16_products) {
   AttentionParams<T> p = params_of<T>(qkv[0], qkv[1], causal, scale);
+  p.bf16_products = bf16_products;
   const Shape4 s = shape_of(qkv[0]);
   p.v = static_cast<const T*>(qkv[2].data());
   p.v_strides = strides_of<T>(qkv[2]);
@@ -286,7 +290,7 @@ py::tuple backward_t(const std::vector<py::array>& qkv, const py::array& o, cons
 
 py::tuple backward(const py::array& q, const py::array& k, const py::array& v, const py::array& o,
                    const py::array& lse, const py::array& grad_output, bool causal, double scale, const Plan& plan,
-                   int threads) {
+                   int threads, bool bf16_products) {
   const std::vector<py::array> qkv = qkv_operands({q, k, v});
   const Shape4 s = shape_of(qkv[0]);
   LF_CHECK(o.ndim() == 4 && o.dtype().is(qkv[0].dtype()) && shape_of(o).n == s.n && o.shape(1) == s.h &&
@@ -301,8 +305,8 @@ py::tuple backward(const py::array& q, const py::array& k, const py::array& v, c
     throw py::value_error(cat("grad_output must have the shape ", shape_text(o), " and dtype ",
                               std::string(py::str(o.dtype())), " of the output, got ", shape_text(d_o), " ",
                               std::string(py::str(d_o.dtype()))));
-  return is_f32(qkv[0]) ? backward_t<float>(qkv, o, lse, d_o, causal, scale, plan, threads)
-                        : backward_t<double>(qkv, o, lse, d_o, causal, scale, plan, threads);
+  return is_f32(qkv[0]) ? backward_t<float>(qkv, o, lse, d_o, causal, scale, plan, threads, bf16_products)
+                        : backward_t<double>(qkv, o, lse, d_o, causal, scale, plan, threads, bf16_products);
 }
 
 }  // namespace
@@ -338,8 +342,12 @@ PYBIND11_MODULE(_core, m) {
   m.def("reads_in_place", &reads_in_place, "array"_a,
         "Whether the kernels read this [N, H, L, E] array without copying it");
   m.def("plan", &plan, "q"_a, "k"_a, "causal"_a, "scale"_a, "method"_a, "eps"_a, "degree"_a, "threads"_a);
+  // bf16_products (float32 arrays only): the exact heads multiply in bf16 (AttentionParams).
   m.def("forward", &forward, "q"_a, "k"_a, "v"_a, "causal"_a, "scale"_a, "method"_a, "eps"_a, "degree"_a,
-        "threads"_a);
+        "threads"_a, "bf16_products"_a = false);
   m.def("backward", &backward, "q"_a, "k"_a, "v"_a, "o"_a, "lse"_a, "grad_output"_a, "causal"_a, "scale"_a,
-        "plan"_a, "threads"_a);
+        "plan"_a, "threads"_a, "bf16_products"_a = false);
+  m.def("bf16_arithmetic", &bf16_arithmetic, "Whether this CPU multiplies bf16 in bf16 (AVX512-BF16)");
+  m.def("set_bf16_arithmetic", &set_bf16_arithmetic, "on"_a,
+        "Off: bf16 products run in f32, as on CPUs without AVX512-BF16 (for tests)");
 }

@@ -4,6 +4,7 @@
 #include <array>
 #include <cmath>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "lorafast/attention.hpp"
@@ -66,6 +67,8 @@ AttentionParams<T> checked(const AttentionParams<T>& in, AttentionUse use) {
            " does not divide heads ", p.heads);
   LF_CHECK(std::isfinite(p.scale) && p.scale > 0, ErrorKind::usage, "attention: scale must be positive and finite, got ",
            p.scale);
+  LF_CHECK((!p.bf16_products || std::is_same_v<T, float>), ErrorKind::usage,
+           "attention: bf16_products needs f32 tensors");
   const std::int64_t h = p.heads, g = p.kv_heads;
   std::vector<Operand> operands{{"q", p.q, h, &p.q_strides, false}, {"k", p.k, g, &p.k_strides, false}};
   if (use != AttentionUse::scores) {

@@ -9,6 +9,9 @@ Tolerance model (DESIGN.md rule 5):
 - float32, exact: against float64 SDPA, our error <= 4x SDPA-float32's own error on
   the same inputs plus 3e-7 (a few float32 ulps, for when SDPA's is tiny by luck):
   FlashAttention's rule for tiled kernels.
+- bfloat16 (INTERFACE.md "Precision"): against float64 SDPA on the same bf16 values,
+  our error <= 2x SDPA-bfloat16's own error on the same inputs (the issue's rule for
+  every bf16 path), with the bf16 products and with their f32 fallback forced.
 - gradcheck (float64, finite differences, torch's default atol 1e-5 / rtol 1e-3):
   exact against attention itself; fast and chained at a forced degree against their
   own surrogate, which is what their forward computes, so the backward must be its
@@ -21,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 import lorafast
+from lorafast import _core
 
 
 def rel(got, ref):
@@ -75,6 +79,31 @@ def test_exact_float32_within_the_flash_rule(size, causal):
     for name, a, t, r in zip(("o", "d_q", "d_k", "d_v"), ours, torch32, ref):
         assert a.dtype == torch.float32
         assert rel(a, r) <= 4 * rel(t, r) + 3e-7, (name, rel(a, r), rel(t, r))
+
+
+@pytest.mark.parametrize("bf16_arithmetic", [True, False], ids=["bf16_products", "f32_fallback"])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("size", SIZES[1:], ids=lambda s: "N%dH%dHkv%dL%dE%d" % s)
+def test_exact_bfloat16_within_twice_sdpas_bf16_error(size, causal, bf16_arithmetic):
+    n, h, h_kv, l, e = size
+    q, k, v = inputs(n, h, h_kv, l, e, torch.bfloat16, seed=l + 2)
+    d_o = torch.randn(n, h, l, e, dtype=torch.float64).to(torch.bfloat16)
+    ref = forward_and_grads(lambda *a: sdpa(*a, causal), *(x.double() for x in (q, k, v, d_o)))
+    torch_bf16 = forward_and_grads(lambda *a: sdpa(*a, causal), q, k, v, d_o)
+    _core.set_bf16_arithmetic(bf16_arithmetic)
+    try:
+        ours = forward_and_grads(lambda *a: lorafast.attention(*a, causal=causal, method="exact"), q, k, v, d_o)
+    finally:
+        _core.set_bf16_arithmetic(True)
+    for name, a, t, r in zip(("o", "d_q", "d_k", "d_v"), ours, torch_bf16, ref):
+        assert a.dtype == torch.bfloat16
+        assert rel(a, r) <= 2 * rel(t, r), (name, rel(a, r), rel(t, r))
+
+
+def test_bfloat16_needs_one_dtype():
+    q, k, v = inputs(1, 2, 2, 8, 4, torch.bfloat16)
+    with pytest.raises(TypeError, match="k must be bfloat16 like q"):
+        lorafast.attention(q, k.float(), v)
 
 
 def test_scale_and_strided_inputs():

@@ -24,6 +24,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
+#include "precision.hpp"
 #include "lorafast/attention.hpp"
 #include "lorafast/error.hpp"
 #include "lorafast/fma_peak.hpp"
@@ -150,12 +151,13 @@ double gemm_gflops(std::int64_t n, double min_time) {
 // Sanity gate before timing: a few rows of O and dQ of the last head of the first
 // sequence (every tensor in the bench's one layout), recomputed in double directly from SPEC.md §2 (O(L*E) per row). It catches
 // a broken kernel (wrong tile, mask or head offset), not rounding: the bound (1e-3 in
-// f32, 1e-9 in f64, relative to the size of the summed terms) is far above the
-// kernels' rounding error, which the test suite bounds tightly.
+// f32, 1e-2 with bf16 products, 1e-9 in f64, relative to the size of the summed terms)
+// is far above the kernels' rounding error (bf16: P and dS rounded to 8 bits, at most
+// 2^-8 of that size), which the test suite bounds tightly.
 template <class T>
 void validate(const AttentionParams<T>& p) {
   const std::int64_t L = p.seq_len, E = p.head_dim, D = p.heads * p.head_dim, h = p.heads - 1;
-  const double tol = std::is_same_v<T, float> ? 1e-3 : 1e-9;
+  const double tol = p.bf16_products ? 1e-2 : std::is_same_v<T, float> ? 1e-3 : 1e-9;
   const HeadStrides s = p.q_strides.unset() ? HeadStrides{L * D, D, E} : p.q_strides;
   const auto at = [&](const T* m, std::int64_t row, std::int64_t e) { return double(m[row * s.row + h * s.head + e]); };
   for (const std::int64_t i : {std::int64_t{0}, L / 3, L / 2, L - 1}) {
@@ -218,6 +220,7 @@ SizeResult run_size(const BenchFlags& f, std::int64_t L, bool& rss_per_size) {
   p.head_dim = f.head_dim;
   p.scale = 1.0 / std::sqrt(static_cast<double>(f.head_dim));
   p.causal = f.causal;
+  p.bf16_products = f.dtype == "bf16";
   p.q = q.data(), p.k = k.data(), p.v = v.data(), p.o = o.data(), p.lse = lse.data();
   p.d_o = d_o.data(), p.d_q = d_q.data(), p.d_k = d_k.data(), p.d_v = d_v.data();
   if (f.layout == "nhle") {
@@ -269,7 +272,10 @@ nlohmann::json peak_json(const std::optional<FmaPeak>& peak, const char* method)
 void print_results(const BenchFlags& f, const std::vector<SizeResult>& results, double gemm, const Peaks& peaks,
                    bool rss_per_size) {
   const auto& peak = peaks.f32;
-  const char* routine = f.dtype == "f32" ? "sgemm" : "dgemm";
+  const char* routine = f.dtype == "f64" ? "dgemm" : "sgemm";
+  // Each run's share of the peak of its own precision: bf16 products against the bf16 one.
+  const bool bf16 = f.dtype == "bf16";
+  const auto& own_peak = bf16 ? peaks.bf16 : peak;
   const auto machine = machine_info();
   if (f.json) {
     nlohmann::json rows = nlohmann::json::array();
@@ -280,6 +286,8 @@ void print_results(const BenchFlags& f, const std::vector<SizeResult>& results, 
                          {"gemm_gflops", gemm}, {"pct_gemm", 100.0 * r.gflops / gemm},
                          {"peak_rss_mb", r.peak_rss_mb}};
       if (const auto pct = percent_of_peak(r.gflops, peak)) row["pct_fma_peak"] = *pct;
+      if (bf16)
+        if (const auto pct = percent_of_peak(r.gflops, peaks.bf16)) row["pct_bf16_peak"] = *pct;
       rows.push_back(row);
     }
     const nlohmann::json gemm_info{{"routine", routine}, {"size", f.gemm_size}, {"gflops", gemm},
@@ -298,15 +306,16 @@ void print_results(const BenchFlags& f, const std::vector<SizeResult>& results, 
   }
   if (f.csv) {
     std::printf("case,L,E,H,N,causal,dtype,threads,reps,ms_median,ms_min,gflops,gemm_gflops,pct_gemm,peak_rss_mb,"
-                "fma_peak_gflops,pct_fma_peak,bf16_peak_gflops\n");
+                "fma_peak_gflops,pct_fma_peak,bf16_peak_gflops,pct_bf16_peak\n");
     for (const auto& r : results)
-      std::printf("%s,%lld,%lld,%lld,%lld,%d,%s,%d,%d,%.4f,%.4f,%.3f,%.3f,%.2f,%.1f,%s,%s,%s\n",
+      std::printf("%s,%lld,%lld,%lld,%lld,%d,%s,%d,%d,%.4f,%.4f,%.3f,%.3f,%.2f,%.1f,%s,%s,%s,%s\n",
                   case_name(f, r.seq_len).c_str(), static_cast<long long>(r.seq_len),
                   static_cast<long long>(f.head_dim), static_cast<long long>(f.heads),
                   static_cast<long long>(f.batch), f.causal ? 1 : 0, f.dtype.c_str(), num_threads(), r.reps,
                   r.ms_median, r.ms_min, r.gflops, gemm, 100.0 * r.gflops / gemm, r.peak_rss_mb,
                   peak ? cat(peak->gflops).c_str() : "", peak ? cat(*percent_of_peak(r.gflops, peak)).c_str() : "",
-                  peaks.bf16 ? cat(peaks.bf16->gflops).c_str() : "");
+                  peaks.bf16 ? cat(peaks.bf16->gflops).c_str() : "",
+                  bf16 && peaks.bf16 ? cat(*percent_of_peak(r.gflops, peaks.bf16)).c_str() : "");
     return;
   }
   const auto coretype = machine["openblas_coretype"];
@@ -326,11 +335,12 @@ void print_results(const BenchFlags& f, const std::vector<SizeResult>& results, 
   if (peak) std::printf(" | f32 multiply-add peak: %.1f GFLOP/s", peak->gflops);
   if (peaks.bf16) std::printf(" | bf16 dot-product peak: %.1f GFLOP/s", peaks.bf16->gflops);
   std::printf("\n\n");
-  std::printf("%8s %6s %12s %10s %9s %9s %13s\n", "L", "reps", "ms (median)", "GFLOP/s", "% gemm", "% peak",
+  std::printf("%8s %6s %12s %10s %9s %9s %13s\n", "L", "reps", "ms (median)", "GFLOP/s", "% gemm",
+              bf16 ? "% bf16 pk" : "% peak",
               rss_per_size ? "peak RSS MiB" : "proc RSS MiB");
   for (const auto& r : results) {
     char pct[32] = "-";
-    if (const auto p = percent_of_peak(r.gflops, peak)) std::snprintf(pct, sizeof pct, "%.1f%%", *p);
+    if (const auto p = percent_of_peak(r.gflops, own_peak)) std::snprintf(pct, sizeof pct, "%.1f%%", *p);
     std::printf("%8lld %6d %12.3f %10.1f %8.1f%% %9s %13.1f\n", static_cast<long long>(r.seq_len), r.reps,
                 r.ms_median, r.gflops, 100.0 * r.gflops / gemm, pct, r.peak_rss_mb);
   }
@@ -369,7 +379,8 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--heads", f->heads, "Heads H")->check(CLI::PositiveNumber);
   cmd->add_option("--batch", f->batch, "Batch N")->check(CLI::PositiveNumber);
   cmd->add_flag("--causal", f->causal, "Causal mask");
-  cmd->add_option("--dtype", f->dtype, "f32 | f64")->check(CLI::IsMember({"f32", "f64"}));
+  cmd->add_option("--dtype", f->dtype, "f32 | f64 | bf16 (f32 tensors, bf16 tile products)")
+      ->check(CLI::IsMember({"f32", "f64", "bf16"}));
   cmd->add_option("--layout", f->layout, "nlhe: [N, L, H*E], heads side by side (default); nhle: [N, H, L, E], SDPA's")
       ->check(CLI::IsMember({"nlhe", "nhle"}));
   cmd->add_option("--reps", f->reps, "Timed repetitions (default: at least 3 and --min-time)")
@@ -380,7 +391,10 @@ void add_bench_command(CLI::App& app) {
   auto* json = cmd->add_flag("--json", f->json, "JSON output");
   cmd->add_flag("--csv", f->csv, "CSV output")->excludes(json);
   add_threads_option(*cmd);
-  cmd->callback([f] { f->dtype == "f64" ? run_bench<double>(*f) : run_bench<float>(*f); });
+  cmd->callback([f] {
+    note_bf16_fallback(f->dtype);
+    f->dtype == "f64" ? run_bench<double>(*f) : run_bench<float>(*f);
+  });
 }
 
 }  // namespace lorafast::cli

@@ -53,6 +53,12 @@ struct AttentionParams {
   // bwd: add into d_k, d_v instead of overwriting them, so that query heads sharing
   // a K/V head can be computed by separate calls (different methods).
   bool add_kv_grads = false;
+  // f32 only, exact kernels: multiply in bf16 (PyTorch's bf16 flash attention): q, k,
+  // v, d_o and the probability tiles P and dS are rounded to bf16 for the matrix
+  // products, which sum in f32; scores, softmax statistics, lse, O and the dQ, dK, dV
+  // accumulators stay f32. Where the CPU has no bf16 arithmetic (bf16_arithmetic()
+  // false), the f32 products run instead: same inputs, more accurate.
+  bool bf16_products = false;
 
   std::int64_t kv_head_count() const { return kv_heads == 0 ? heads : kv_heads; }
   std::int64_t group_size() const { return heads / kv_head_count(); }

@@ -1,7 +1,10 @@
 // Tile geometry and per-(sequence, head) matrix views shared by the exact kernels.
 #pragma once
 
+#include <omp.h>
+
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 #include "lorafast/attention.hpp"
@@ -89,6 +92,41 @@ inline std::int64_t back_and_forth(std::int64_t i, std::int64_t threads, std::in
   const std::int64_t round = i / threads;
   if (round % 2 == 0 || (round + 1) * threads > n) return i;
   return round * threads + threads - 1 - i % threads;
+}
+
+// Runs block(ws, n, h, i0, rows) for every query block of every running head, shared
+// across the threads in a static back-and-forth schedule (deterministic; balances
+// causal row blocks), with one workspace ws = make_workspace() per thread.
+template <class T, class MakeWorkspace, class Block>
+void for_each_query_block(const AttentionParams<T>& p, MakeWorkspace make_workspace, Block block) {
+  const std::int64_t row_blocks = ceil_div(p.seq_len, block_rows);
+  const std::int64_t items = p.batch * p.heads * row_blocks;
+#pragma omp parallel
+  {
+    auto ws = make_workspace();
+#pragma omp for schedule(static, 1)
+    for (std::int64_t i = 0; i < items; ++i) {
+      const std::int64_t item = back_and_forth(i, omp_get_num_threads(), items);
+      const std::int64_t n = item / (p.heads * row_blocks), h = item / row_blocks % p.heads;
+      if (!p.runs(h)) continue;
+      const std::int64_t i0 = item % row_blocks * block_rows;
+      block(ws, n, h, i0, std::min(block_rows, p.seq_len - i0));
+    }
+  }
+}
+
+// The end of a forward query block: O = acc / l ([rows, E], acc contiguous) and the
+// row log-sum-exp m + log l.
+template <class T>
+void write_output(const AttentionParams<T>& p, std::int64_t n, std::int64_t h, std::int64_t i0, std::int64_t rows,
+                  const T* acc, const T* m, const T* l) {
+  const auto o = o_rows(p, n, h, i0, rows);
+  T* lse = p.lse + (n * p.heads + h) * p.seq_len + i0;
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const T inv = T(1) / l[r];
+    for (std::int64_t c = 0; c < p.head_dim; ++c) o(r, c) = acc[r * p.head_dim + c] * inv;
+    lse[r] = m[r] + std::log(l[r]);
+  }
 }
 
 }  // namespace lorafast::exact

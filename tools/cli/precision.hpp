@@ -1,0 +1,13 @@
+// --dtype bf16 on the command line: what a command says when the CPU cannot multiply
+// in bf16 (INTERFACE.md "Precision").
+#pragma once
+
+#include <string>
+
+namespace lorafast::cli {
+
+// For dtype "bf16" on a CPU without bf16 arithmetic: one note on stderr (once per
+// process) that the bf16 products run in f32 here.
+void note_bf16_fallback(const std::string& dtype);
+
+}  // namespace lorafast::cli
