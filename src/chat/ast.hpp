@@ -37,6 +37,7 @@ enum class ExprKind {
 };
 
 struct Expr {
+  Expr(ExprKind kind, int line) : kind(kind), line(line) {}
   ExprKind kind;
   int line;
   Value value;
@@ -66,6 +67,7 @@ enum class StmtKind {
 };
 
 struct Stmt {
+  Stmt(StmtKind kind, int line) : kind(kind), line(line) {}
   StmtKind kind;
   int line;
   std::string text;

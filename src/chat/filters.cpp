@@ -72,10 +72,6 @@ Value length(const Value& v) {
   throw TemplateError("object of type '" + type_name(v) + "' has no len()");
 }
 
-std::string sort_key(const Value& v, bool case_sensitive) {
-  return v.is_string() && !case_sensitive ? py::lower(v.str()) : std::string();
-}
-
 Value dictsort(const Value& value, Arguments& args) {
   check_arguments(args, "dictsort", 3, {"case_sensitive", "by", "reverse"});
   if (!value.is_object()) throw TemplateError("dictsort: a dict is required, got " + type_name(value));
@@ -87,7 +83,7 @@ Value dictsort(const Value& value, Arguments& args) {
   if (by != nullptr && !(by->is_string() && (by->str() == "key" || by->str() == "value")))
     throw TemplateError("dictsort: 'by' must be 'key' or 'value'");
   Array items;
-  for (const auto& [k, v] : value.object().entries) items.emplace_back(Array{Value(k), v});
+  for (const auto& [k, v] : value.object().entries) items.push_back(make_tuple(Array{Value(k), v}));
   const auto key = [&](const Value& item) {
     const Value& v = item.array()[by_value ? 1 : 0];
     return v.is_string() && !case_sensitive ? Value(py::lower(v.str())) : v;
@@ -193,7 +189,7 @@ Value apply_filter(const std::string& name, const Value& value, Arguments& args,
     if (value.is_undefined()) return Value(Array{});
     if (!value.is_object()) throw TemplateError("items: can only get item pairs from a mapping");
     Array out;
-    for (const auto& [k, v] : value.object().entries) out.emplace_back(Array{Value(k), v});
+    for (const auto& [k, v] : value.object().entries) out.push_back(make_tuple(Array{Value(k), v}));
     return Value(std::move(out));
   }
   if (name == "list") return no_args(), Value(iterate(value, budget));
@@ -314,7 +310,7 @@ bool apply_test(const std::string& name, const Value& value, Arguments& args) {
   if (name == "boolean") return value.is_bool();
   if (name == "true") return value.is_bool() && value.boolean();
   if (name == "false") return value.is_bool() && !value.boolean();
-  if (name == "callable") return value.is_callable();
+  if (name == "callable") return value.is_callable() || value.is_undefined();  // Jinja's Undefined has __call__
   if (name == "eq" || name == "equalto" || name == "==") return equal(value, other());
   if (name == "ne" || name == "!=") return !equal(value, other());
   if (name == "lt" || name == "lessthan" || name == "<") return less(value, other());

@@ -168,7 +168,7 @@ Value dict_method(const Value& self, const std::string& name) {
       check_arguments(a, name, 0, {});
       Array out;
       for (const auto& [k, v] : d.object().entries) {
-        if (name == "items") out.emplace_back(Array{Value(k), v});
+        if (name == "items") out.push_back(make_tuple(Array{Value(k), v}));
         else if (name == "keys") out.emplace_back(k);
         else out.push_back(v);
       }

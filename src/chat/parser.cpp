@@ -78,13 +78,13 @@ class Parser {
         return body;
       }
       if (t.kind == TokenKind::text) {
-        auto s = std::make_unique<Stmt>(Stmt{StmtKind::text, t.line});
+        auto s = std::make_unique<Stmt>(StmtKind::text, t.line);
         s->text = t.text;
         body.push_back(std::move(s));
         ++i_;
       } else if (t.kind == TokenKind::variable_begin) {
         ++i_;
-        auto s = std::make_unique<Stmt>(Stmt{StmtKind::output, t.line});
+        auto s = std::make_unique<Stmt>(StmtKind::output, t.line);
         s->expr = parse_tuple(true);
         if (cur().kind != TokenKind::variable_end) fail("expected the end of the expression }}, got " + describe_current());
         ++i_;
@@ -103,7 +103,7 @@ class Parser {
   StmtPtr parse_statement() {
     const int line = cur().line;
     const std::string tag = t_[i_++].text;
-    auto s = std::make_unique<Stmt>(Stmt{StmtKind::text, line});
+    auto s = std::make_unique<Stmt>(StmtKind::text, line);
     if (tag == "if") {
       s->kind = StmtKind::if_;
       while (true) {
@@ -200,7 +200,7 @@ class Parser {
     if (parens) expect_op(")");
   }
 
-  ExprPtr node(ExprKind kind, int line) { return std::make_unique<Expr>(Expr{kind, line}); }
+  ExprPtr node(ExprKind kind, int line) { return std::make_unique<Expr>(kind, line); }
 
   ExprPtr parse_tuple(bool allow_empty_paren, bool with_condition = true) {
     (void)allow_empty_paren;

@@ -230,7 +230,7 @@ class Renderer {
         Array a;
         for (const ExprPtr& item : e.args) a.push_back(eval(*item, scope));
         budget_.iterations(a.size());
-        return Value(std::move(a));
+        return e.kind == ExprKind::tuple ? make_tuple(std::move(a)) : Value(std::move(a));
       }
       case ExprKind::dict: {
         auto o = std::make_shared<Object>();
@@ -312,10 +312,14 @@ class Renderer {
 
   Value binary(const std::string& op, const Value& a, const Value& b) {
     if (op == "~") {
+      if (a.is_string() && b.is_string()) {
+        budget_.string(a.str().size() + b.str().size());
+        return Value(a.str() + b.str());
+      }
       std::string s = to_str(a);
-      std::string t = to_str(b);
+      const std::string t = to_str(b);
       budget_.string(s.size() + t.size());
-      return Value(s + t);
+      return Value(std::move(s += t));
     }
     if (a.is_undefined() || b.is_undefined())
       throw TemplateError("'" + std::get<Undefined>((a.is_undefined() ? a : b).v).name + "' is undefined");

@@ -29,6 +29,12 @@ void Object::set(const std::string& key, Value value) {
 
 Value make_object() { return Value(std::make_shared<Object>()); }
 
+Value make_tuple(Array items) {
+  Value v(std::move(items));
+  v.tuple = true;
+  return v;
+}
+
 Value from_json(const nlohmann::ordered_json& json) {
   switch (json.type()) {
     case nlohmann::ordered_json::value_t::null: return Value(nullptr);
@@ -289,10 +295,11 @@ std::string repr(const Value& v) {
     case 0: return "Undefined";
     case 5: return string_repr(v.str());
     case 6: {
-      std::string out = "[";
+      std::string out = v.tuple ? "(" : "[";
       const Array& a = v.array();
       for (std::size_t i = 0; i < a.size(); ++i) out += (i ? ", " : "") + repr(a[i]);
-      return out + "]";
+      if (v.tuple && a.size() == 1) out += ",";
+      return out + (v.tuple ? ")" : "]");
     }
     case 7: {
       if (v.is_namespace()) return "<Namespace>";

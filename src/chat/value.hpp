@@ -50,6 +50,7 @@ struct Value {
   std::variant<Undefined, std::nullptr_t, bool, std::int64_t, double, std::string, std::shared_ptr<Array>,
                std::shared_ptr<Object>, std::shared_ptr<Callable>>
       v;
+  bool tuple = false;  // an array that Python holds as a tuple (printed in parentheses)
 
   Value() = default;
   Value(Undefined u) : v(std::move(u)) {}
@@ -92,6 +93,7 @@ struct Arguments {
 };
 
 Value make_object();
+Value make_tuple(Array items);
 Value from_json(const nlohmann::ordered_json& json);
 
 bool truthy(const Value& v);

@@ -27,8 +27,8 @@ struct Program;
 }
 
 struct ChatTemplateLimits {
-  std::size_t max_output_bytes = 256u << 20;     // any string the template builds, and the output
-  std::uint64_t max_loop_iterations = 10'000'000;  // loop iterations and list items, in all
+  std::size_t max_output_bytes = 64u << 20;      // any string the template builds, and the output
+  std::uint64_t max_loop_iterations = 1'000'000;  // loop iterations and list items, in all
   int max_call_depth = 100;                       // nested macro calls
 };
 
