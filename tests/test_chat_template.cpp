@@ -211,6 +211,10 @@ TEST(ChatTemplate, Limits) {
   EXPECT_EQ(error_of("{% for i in range(2000) %}x{% endfor %}", small),
             "test.jinja:1: the output exceeds the template's size limit");
   EXPECT_EQ(error_of("{{ 'ab' * 100000 }}", small), "test.jinja:1: a string exceeds the template's size limit");
+  EXPECT_EQ(error_of("{% set ns = namespace(x=[]) %}{% for i in range(1000) %}{% set ns.x = [ns.x] %}{% endfor %}"),
+            "test.jinja:1: values nest deeper than 256 levels");
+  // A namespace holding itself renders and is freed (no cycle left behind).
+  EXPECT_EQ(render("{% set ns = namespace(n=1) %}{% set ns.self = ns %}{{ ns.self.self.n }}{{ [ns] | length }}"), "11");
   EXPECT_EQ(error_of("{{ " + std::string(300, '(') + "1" + std::string(300, ')') + " }}"),
             "test.jinja:1: the template nests deeper than 200 levels");
 }

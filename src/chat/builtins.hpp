@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <string>
+#include <memory>
 #include <string_view>
 #include <vector>
 
@@ -19,6 +20,10 @@ namespace lorafast::chat {
 struct Budget {
   std::size_t max_string_bytes;
   std::uint64_t iterations_left;
+  // Every namespace() made, emptied when the render ends: attributes can make
+  // cycles (ns.self = ns) or deep chains that shared pointers alone would leak or
+  // free recursively.
+  std::vector<std::shared_ptr<Object>> namespaces;
   void string(std::size_t bytes) const {
     if (bytes > max_string_bytes) throw TemplateError("a string exceeds the template's size limit");
   }

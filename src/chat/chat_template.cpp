@@ -112,11 +112,11 @@ nlohmann::ordered_json chat_variables(const nlohmann::ordered_json& messages, co
   return variables;
 }
 
-nlohmann::ordered_json read_chat_variables(const std::filesystem::path& conversation,
-                                           const std::filesystem::path& tokenizer_dir, bool add_generation_prompt) {
+nlohmann::ordered_json conversation_variables(std::string_view conversation_json, const std::string& origin,
+                                              const nlohmann::ordered_json& tokenizer_config,
+                                              bool add_generation_prompt) {
   using ojson = nlohmann::ordered_json;
-  const std::string origin = conversation.string();
-  const ojson doc = parse_ordered_json(read_text_file(conversation, max_conversation_bytes), origin);
+  const ojson doc = parse_ordered_json(conversation_json, origin);
   ojson messages = doc, tools = nullptr, documents = nullptr;
   if (doc.is_object()) {
     for (const auto& [k, v] : doc.items())
@@ -129,11 +129,17 @@ nlohmann::ordered_json read_chat_variables(const std::filesystem::path& conversa
   }
   LF_CHECK(tools.is_null() || tools.is_array(), ErrorKind::bad_input, origin, ": 'tools' must be a list");
   LF_CHECK(documents.is_null() || documents.is_array(), ErrorKind::bad_input, origin, ": 'documents' must be a list");
+  return chat_variables(messages, tools, documents, add_generation_prompt, tokenizer_config, origin);
+}
+
+nlohmann::ordered_json read_chat_variables(const std::filesystem::path& conversation,
+                                           const std::filesystem::path& tokenizer_dir, bool add_generation_prompt) {
   const auto config_path = tokenizer_dir / "tokenizer_config.json";
-  ojson config = ojson::object();
+  nlohmann::ordered_json config = nlohmann::ordered_json::object();
   if (std::filesystem::exists(config_path))
     config = parse_ordered_json(read_text_file(config_path, max_template_bytes * 4), config_path.string());
-  return chat_variables(messages, tools, documents, add_generation_prompt, config, origin);
+  return conversation_variables(read_text_file(conversation, max_conversation_bytes), conversation.string(), config,
+                                add_generation_prompt);
 }
 
 ChatTemplate chat_template_of_model(const std::filesystem::path& dir, ChatTemplateLimits limits) {

@@ -320,7 +320,7 @@ Value function(const std::string& name, std::function<Value(Arguments&)> body) {
   return Value(std::move(c));
 }
 
-Value keyword_object(Arguments& a, const std::string& name, bool is_namespace) {
+Value keyword_object(Arguments& a, const std::string& name, bool is_namespace, Budget* budget) {
   auto o = std::make_shared<Object>();
   o->is_namespace = is_namespace;
   if (a.positional.size() > 1) throw TemplateError(name + "() takes at most one positional argument");
@@ -333,14 +333,15 @@ Value keyword_object(Arguments& a, const std::string& name, bool is_namespace) {
       throw TemplateError("namespace attributes cannot start with an underscore");
     o->set(k, v);
   }
+  if (is_namespace) budget->namespaces.push_back(o);
   return Value(std::move(o));
 }
 
 }  // namespace
 
 Value global(const std::string& name, Budget& budget) {
+  Budget* b = &budget;
   if (name == "range") {
-    Budget* b = &budget;
     return function(name, [b](Arguments& a) {
       check_arguments(a, "range", 3, {});
       if (a.positional.empty()) throw TemplateError("range expected at least 1 argument");
@@ -358,8 +359,8 @@ Value global(const std::string& name, Budget& budget) {
       return Value(std::move(out));
     });
   }
-  if (name == "namespace") return function(name, [](Arguments& a) { return keyword_object(a, "namespace", true); });
-  if (name == "dict") return function(name, [](Arguments& a) { return keyword_object(a, "dict", false); });
+  if (name == "namespace") return function(name, [b](Arguments& a) { return keyword_object(a, "namespace", true, b); });
+  if (name == "dict") return function(name, [b](Arguments& a) { return keyword_object(a, "dict", false, b); });
   if (name == "raise_exception") {
     return function(name, [](Arguments& a) -> Value {
       check_arguments(a, "raise_exception", 1, {"message"});

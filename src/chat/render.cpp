@@ -27,13 +27,19 @@ std::string operands(const char* op, const Value& a, const Value& b) {
 class Renderer {
  public:
   Renderer(const Program& program)
-      : p_(program), budget_{program.limits.max_output_bytes, program.limits.max_loop_iterations} {}
+      : p_(program), budget_{program.limits.max_output_bytes, program.limits.max_loop_iterations, {}} {}
 
   RenderedChat run(const nlohmann::ordered_json& variables) {
     auto base = std::make_shared<Scope>();
     for (const char* name : {"range", "namespace", "dict", "raise_exception", "strftime_now"})
       base->vars[name] = global(name, budget_);
     auto top = std::make_shared<Scope>(Scope{{}, base});
+    struct EmptyNamespaces {  // before the scopes holding them are freed
+      ~EmptyNamespaces() {
+        for (const auto& ns : budget.namespaces) ns->entries.clear();
+      }
+      Budget& budget;
+    } empty_namespaces{budget_};
     for (const auto& [k, v] : variables.items()) top->vars[k] = from_json(v);
     out_ = &result_.text;
     if (exec(p_.body, top) != Flow::normal) throw TemplateError("break or continue outside a loop", 1);

@@ -27,6 +27,28 @@ void Object::set(const std::string& key, Value value) {
   entries.emplace_back(key, std::move(value));
 }
 
+namespace {
+void check_depth(std::uint32_t depth) {
+  if (depth > max_value_depth) throw TemplateError("values nest deeper than 256 levels");
+}
+}  // namespace
+
+Value::Value(Array a) {
+  std::uint32_t deepest = 0;
+  for (const Value& item : a) deepest = std::max(deepest, item.depth);
+  depth = deepest + 1;
+  check_depth(depth);
+  v = std::make_shared<Array>(std::move(a));
+}
+
+Value::Value(std::shared_ptr<Object> o) {
+  std::uint32_t deepest = 0;
+  for (const auto& [k, item] : o->entries) deepest = std::max(deepest, item.depth);
+  depth = deepest + 1;
+  check_depth(depth);
+  v = std::move(o);
+}
+
 Value make_object() { return Value(std::make_shared<Object>()); }
 
 Value make_tuple(Array items) {

@@ -28,6 +28,8 @@ struct TemplateError : std::runtime_error {
 struct Value;
 using Array = std::vector<Value>;
 
+constexpr std::uint32_t max_value_depth = 256;
+
 // A dict (keys in insertion order, as Python's) or a namespace() (mutable attributes).
 struct Object {
   std::vector<std::pair<std::string, Value>> entries;
@@ -50,7 +52,8 @@ struct Value {
   std::variant<Undefined, std::nullptr_t, bool, std::int64_t, double, std::string, std::shared_ptr<Array>,
                std::shared_ptr<Object>, std::shared_ptr<Callable>>
       v;
-  bool tuple = false;  // an array that Python holds as a tuple (printed in parentheses)
+  bool tuple = false;       // an array that Python holds as a tuple (printed in parentheses)
+  std::uint32_t depth = 0;  // containers nested in this value, capped at max_value_depth
 
   Value() = default;
   Value(Undefined u) : v(std::move(u)) {}
@@ -61,8 +64,10 @@ struct Value {
   Value(double d) : v(d) {}
   Value(std::string s) : v(std::move(s)) {}
   Value(const char* s) : v(std::string(s)) {}
-  Value(Array a) : v(std::make_shared<Array>(std::move(a))) {}
-  Value(std::shared_ptr<Object> o) : v(std::move(o)) {}
+  // Containers deeper than max_value_depth throw TemplateError, so that printing,
+  // comparing and freeing a value never recurse without bound.
+  Value(Array a);
+  Value(std::shared_ptr<Object> o);
   Value(std::shared_ptr<Callable> c) : v(std::move(c)) {}
 
   bool is_undefined() const { return v.index() == 0; }

@@ -84,8 +84,13 @@ std::vector<std::int8_t> assistant_masks(const Tokenizer& tokenizer, const std::
                                          std::span<const std::int32_t> ids,
                                          const std::vector<std::pair<std::size_t, std::size_t>>& generation);
 
-// chat_variables of a conversation file (a list of messages, or {"messages": [...],
-// "tools": [...], "documents": [...]}) and the tokenizer_config.json in
+// chat_variables of the text of a conversation file: a list of messages, or
+// {"messages": [...], "tools": [...], "documents": [...]}.
+nlohmann::ordered_json conversation_variables(std::string_view conversation_json, const std::string& origin,
+                                              const nlohmann::ordered_json& tokenizer_config,
+                                              bool add_generation_prompt);
+
+// conversation_variables of a conversation file and the tokenizer_config.json in
 // `tokenizer_dir` (when there is one). Error(bad_input) naming the file at fault.
 nlohmann::ordered_json read_chat_variables(const std::filesystem::path& conversation,
                                            const std::filesystem::path& tokenizer_dir, bool add_generation_prompt);
