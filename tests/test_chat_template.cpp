@@ -213,6 +213,16 @@ TEST(ChatTemplate, Limits) {
   EXPECT_EQ(error_of("{{ 'ab' * 100000 }}", small), "test.jinja:1: a string exceeds the template's size limit");
   EXPECT_EQ(error_of("{% set ns = namespace(x=[]) %}{% for i in range(1000) %}{% set ns.x = [ns.x] %}{% endfor %}"),
             "test.jinja:1: values nest deeper than 256 levels");
+  // Extreme operands end quickly, without overflow.
+  EXPECT_EQ(render("{{ ('' * 1000000000000) | length }}{{ ([] * 1000000000000) | length }}"
+                   "{{ 'abc'[::9223372036854775807] }}{{ 'abc'[-9223372036854775807:] }}"),
+            "00aabc");
+  EXPECT_EQ(error_of("{{ range(-9223372036854775807, 9223372036854775807) }}"),
+            "test.jinja:1: range too big, maximum size for range is 100000");
+  EXPECT_EQ(error_of("{{ ['x'] * 100000000000 }}"), "test.jinja:1: the template exceeds its limit of loop iterations");
+  EXPECT_EQ(error_of("{% set ns = namespace(s='x' * 1000000) %}{% for i in range(100000) %}"
+                     "{% if 'y' in ns.s %}{% endif %}{% endfor %}"),
+            "test.jinja:1: the template processes more text than its limit");
   // A namespace holding itself renders and is freed (no cycle left behind).
   EXPECT_EQ(render("{% set ns = namespace(n=1) %}{% set ns.self = ns %}{{ ns.self.self.n }}{{ [ns] | length }}"), "11");
   EXPECT_EQ(error_of("{{ " + std::string(300, '(') + "1" + std::string(300, ')') + " }}"),

@@ -20,12 +20,23 @@ namespace lorafast::chat {
 struct Budget {
   std::size_t max_string_bytes;
   std::uint64_t iterations_left;
+  std::uint64_t string_bytes_left;  // text built or searched: 16 x max_string_bytes
   // Every namespace() made, emptied when the render ends: attributes can make
   // cycles (ns.self = ns) or deep chains that shared pointers alone would leak or
   // free recursively.
   std::vector<std::shared_ptr<Object>> namespaces;
-  void string(std::size_t bytes) const {
+  // A string of `bytes` is about to be built: within the size limit, and charged.
+  void string(std::size_t bytes) {
+    check(bytes);
+    text_work(bytes);
+  }
+  void check(std::size_t bytes) const {
     if (bytes > max_string_bytes) throw TemplateError("a string exceeds the template's size limit");
+  }
+  // Bytes of text built or searched, in all.
+  void text_work(std::uint64_t bytes) {
+    if (bytes > string_bytes_left) throw TemplateError("the template processes more text than its limit");
+    string_bytes_left -= bytes;
   }
   void iterations(std::uint64_t n) {
     if (n > iterations_left) throw TemplateError("the template exceeds its limit of loop iterations");

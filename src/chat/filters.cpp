@@ -1,6 +1,8 @@
 // Jinja2's filters and tests that chat templates use, with Jinja's semantics
 // (jinja2/filters.py, jinja2/tests.py) and transformers' tojson.
 #include <algorithm>
+#include <charconv>
+#include <cerrno>
 #include <cmath>
 
 #include "chat/builtins.hpp"
@@ -32,8 +34,10 @@ Value attribute_path(const Value& item, const std::string& path, Budget& budget)
   while (true) {
     const std::size_t dot = path.find('.', pos);
     const std::string part = path.substr(pos, dot == std::string::npos ? std::string::npos : dot - pos);
-    const bool digits = !part.empty() && std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; });
-    v = digits ? get_item(v, Value(static_cast<std::int64_t>(std::stoll(part))), budget) : get_item(v, Value(part), budget);
+    std::int64_t index = 0;
+    const auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), index);
+    const bool digits = !part.empty() && part[0] != '-' && ec == std::errc() && end == part.data() + part.size();
+    v = digits ? get_item(v, Value(index), budget) : get_item(v, Value(part), budget);
     if (dot == std::string::npos) return v;
     pos = dot + 1;
   }
@@ -134,8 +138,10 @@ Value apply_filter(const std::string& name, const Value& value, Arguments& args,
     return Value(py::strip(to_str(value), set, true, true));
   }
   if (name == "tojson") {
-    std::string out = to_json(value, json_style(args));
-    budget.string(out.size());
+    JsonStyle style = json_style(args);
+    style.max_bytes = budget.max_string_bytes;
+    std::string out = to_json(value, style);
+    budget.check(out.size());
     return Value(std::move(out));
   }
   if (name == "length" || name == "count") return no_args(), length(value);
@@ -167,8 +173,9 @@ Value apply_filter(const std::string& name, const Value& value, Arguments& args,
       out += to_str(attribute != nullptr && !attribute->is_none()
                         ? attribute_path(item, name_arg(attribute, "join attribute"), budget)
                         : item);
-      budget.string(out.size());
+      budget.check(out.size());
     }
+    budget.text_work(out.size());
     return Value(std::move(out));
   }
   if (name == "first" || name == "last") {
@@ -222,13 +229,21 @@ Value apply_filter(const std::string& name, const Value& value, Arguments& args,
   if (name == "int" || name == "float") {
     check_arguments(args, name, 1, {"default"});
     const Value* fallback = argument(args, 0, "default");
-    if (value.is_number()) return name == "int" ? Value(static_cast<std::int64_t>(value.number())) : Value(value.number());
+    const auto truncated = [&](double d) -> Value {
+      if (!(std::fabs(d) < 9.2e18)) return fallback != nullptr ? *fallback : Value(std::int64_t{0});
+      return Value(static_cast<std::int64_t>(d));
+    };
+    if (value.is_number()) return name == "int" ? (value.is_float() ? truncated(value.number()) : Value(value.integer()))
+                                                : Value(value.number());
     if (value.is_string()) {
       const std::string s = py::strip(value.str(), std::nullopt, true, true);
       char* end = nullptr;
-      if (name == "int") {
+      if (name == "int") {  // Jinja: int(s), else int(float(s))
+        errno = 0;
         const long long i = std::strtoll(s.c_str(), &end, 10);
-        if (!s.empty() && *end == '\0') return Value(static_cast<std::int64_t>(i));
+        if (!s.empty() && *end == '\0' && errno == 0) return Value(static_cast<std::int64_t>(i));
+        const double d = std::strtod(s.c_str(), &end);
+        if (!s.empty() && *end == '\0') return truncated(d);
       } else {
         const double d = std::strtod(s.c_str(), &end);
         if (!s.empty() && *end == '\0') return Value(d);
@@ -240,7 +255,10 @@ Value apply_filter(const std::string& name, const Value& value, Arguments& args,
   if (name == "abs") {
     no_args();
     if (value.is_float()) return Value(std::fabs(value.number()));
-    if (value.is_number()) return Value(value.integer() < 0 ? -value.integer() : value.integer());
+    if (value.is_number()) {
+      if (value.integer() == INT64_MIN) throw TemplateError("integer overflow");
+      return Value(value.integer() < 0 ? -value.integer() : value.integer());
+    }
     throw TemplateError("bad operand type for abs(): '" + type_name(value) + "'");
   }
   if (name == "reverse") {

@@ -198,6 +198,16 @@ Value get_attr(const Value& object, const std::string& name, Budget& budget) {
 }
 
 namespace {
+
+// "[key]", naming a missing item (built by appends: GCC 12 warns, wrongly, on the
+// chained operator+ here).
+std::string index_name(const Value& key) {
+  std::string name = "[";
+  name += to_str(key);
+  name += ']';
+  return name;
+}
+
 std::int64_t normalized_index(std::int64_t i, std::size_t size) { return i < 0 ? i + static_cast<std::int64_t>(size) : i; }
 }  // namespace
 
@@ -214,16 +224,16 @@ Value get_item(const Value& object, const Value& key, Budget& budget) {
       const Array& a = object.array();
       const std::int64_t i = normalized_index(key.integer(), a.size());
       if (i >= 0 && i < static_cast<std::int64_t>(a.size())) return a[static_cast<std::size_t>(i)];
-      return Undefined{"[" + to_str(key) + "]"};
+      return Undefined{index_name(key)};
     }
     const std::vector<char32_t> cps = py::code_points(object.str());
     const std::int64_t i = normalized_index(key.integer(), cps.size());
     if (i >= 0 && i < static_cast<std::int64_t>(cps.size()))
       return py::from_code_points(cps, static_cast<std::size_t>(i), static_cast<std::size_t>(i) + 1);
-    return Undefined{"[" + to_str(key) + "]"};
+    return Undefined{index_name(key)};
   }
   if (key.is_string()) return get_attr(object, key.str(), budget);
-  return Undefined{"[" + to_str(key) + "]"};
+  return Undefined{index_name(key)};
 }
 
 Value slice(const Value& object, const Value& start, const Value& stop, const Value& step) {
@@ -249,7 +259,12 @@ Value slice(const Value& object, const Value& start, const Value& stop, const Va
   const std::int64_t b = clamp(bound(start, "start"), st > 0 ? 0 : len - 1);
   const std::int64_t e = clamp(bound(stop, "stop"), st > 0 ? len : -1);
   std::vector<std::size_t> picks;
-  for (std::int64_t i = b; st > 0 ? i < e : i > e; i += st) picks.push_back(static_cast<std::size_t>(i));
+  const std::uint64_t stride = st > 0 ? static_cast<std::uint64_t>(st) : 0 - static_cast<std::uint64_t>(st);
+  for (std::int64_t i = b; st > 0 ? i < e : i > e;) {  // |i|, |e| <= len + 1: no overflow
+    picks.push_back(static_cast<std::size_t>(i));
+    if (static_cast<std::uint64_t>(st > 0 ? e - i : i - e) <= stride) break;
+    i += st;
+  }
   if (object.is_array()) {
     Array out;
     for (std::size_t i : picks) out.push_back(object.array()[i]);
@@ -350,9 +365,14 @@ Value global(const std::string& name, Budget& budget) {
       else start = int_arg(&a.positional[0], 0, "range argument"), stop = int_arg(&a.positional[1], 0, "range argument");
       if (a.positional.size() == 3) step = int_arg(&a.positional[2], 1, "range step");
       if (step == 0) throw TemplateError("range() arg 3 must not be zero");
-      const std::int64_t n = step > 0 ? (stop > start ? (stop - start + step - 1) / step : 0)
-                                      : (start > stop ? (start - stop - step - 1) / -step : 0);
-      if (n > 100000) throw TemplateError("range too big, maximum size for range is 100000");
+      // Counted in unsigned arithmetic: stop - start may exceed the int64 range.
+      const bool empty = step > 0 ? stop <= start : start <= stop;
+      const std::uint64_t span = step > 0 ? static_cast<std::uint64_t>(stop) - static_cast<std::uint64_t>(start)
+                                          : static_cast<std::uint64_t>(start) - static_cast<std::uint64_t>(stop);
+      const std::uint64_t stride = step > 0 ? static_cast<std::uint64_t>(step) : 0 - static_cast<std::uint64_t>(step);
+      const std::uint64_t count = empty ? 0 : (span - 1) / stride + 1;
+      if (count > 100000) throw TemplateError("range too big, maximum size for range is 100000");
+      const auto n = static_cast<std::int64_t>(count);
       b->iterations(static_cast<std::uint64_t>(n));
       Array out;
       for (std::int64_t i = 0; i < n; ++i) out.emplace_back(start + i * step);

@@ -27,7 +27,8 @@ std::string operands(const char* op, const Value& a, const Value& b) {
 class Renderer {
  public:
   Renderer(const Program& program)
-      : p_(program), budget_{program.limits.max_output_bytes, program.limits.max_loop_iterations, {}} {}
+      : p_(program), budget_{program.limits.max_output_bytes, program.limits.max_loop_iterations,
+               16 * static_cast<std::uint64_t>(program.limits.max_output_bytes), {}} {}
 
   RenderedChat run(const nlohmann::ordered_json& variables) {
     auto base = std::make_shared<Scope>();
@@ -259,12 +260,12 @@ class Renderer {
         Arguments args = eval_arguments(e, scope, 1);
         if (callee.is_undefined()) throw TemplateError("'" + std::get<Undefined>(callee.v).name + "' is undefined");
         if (!callee.is_callable()) throw TemplateError("'" + type_name(callee) + "' object is not callable");
-        return callee.callable().call(args);
+        return charged(callee.callable().call(args));
       }
       case ExprKind::filter: {
         const Value value = eval(*e.args[0], scope);
         Arguments args = eval_arguments(e, scope, 1);
-        return apply_filter(e.name, value, args, budget_);
+        return charged(apply_filter(e.name, value, args, budget_));
       }
       case ExprKind::test: {
         const Value value = eval(*e.args[0], scope);
@@ -302,8 +303,10 @@ class Renderer {
           else if (op == ">") ok = less(right, left);
           else if (op == "<=") ok = less(left, right) || equal(left, right);
           else if (op == ">=") ok = less(right, left) || equal(left, right);
-          else if (op == "in") ok = contains(right, left);
-          else ok = !contains(right, left);
+          else {
+            if (right.is_string()) budget_.text_work(right.str().size());
+            ok = contains(right, left) == (op == "in");
+          }
           if (!ok) return Value(false);
           left = std::move(right);
         }
@@ -314,6 +317,21 @@ class Renderer {
         return e.args[2] ? eval(*e.args[2], scope) : Value(Undefined{"the condition's else"});
     }
     return Value();
+  }
+
+  // A call's or filter's result charged to the budget: the text it built (a
+  // string, or the strings of a list) and a list's items.
+  Value charged(Value v) {
+    if (v.is_string()) {
+      budget_.text_work(v.str().size());
+    } else if (v.is_array()) {
+      budget_.iterations(v.array().size());
+      std::uint64_t bytes = 0;
+      for (const Value& item : v.array())
+        if (item.is_string()) bytes += item.str().size();
+      budget_.text_work(bytes);
+    }
+    return v;
   }
 
   Value binary(const std::string& op, const Value& a, const Value& b) {
@@ -343,8 +361,8 @@ class Renderer {
         return Value(a.str() + b.str());
       }
       if (a.is_array() && b.is_array()) {
+        budget_.iterations(a.array().size() + b.array().size());
         Array out = a.array();
-        budget_.iterations(b.array().size());
         out.insert(out.end(), b.array().begin(), b.array().end());
         return Value(std::move(out));
       }
@@ -369,13 +387,18 @@ class Renderer {
       if ((count.is_int() || count.is_bool()) && (seq.is_string() || seq.is_array())) {
         const std::int64_t n = std::max<std::int64_t>(0, count.integer());
         if (seq.is_string()) {
-          if (!seq.str().empty() && static_cast<std::uint64_t>(n) > budget_.max_string_bytes / seq.str().size())
+          if (seq.str().empty() || n == 0) return Value(std::string());
+          if (static_cast<std::uint64_t>(n) > budget_.max_string_bytes / seq.str().size())
             throw TemplateError("a string exceeds the template's size limit");
+          budget_.string(static_cast<std::size_t>(n) * seq.str().size());
           std::string out;
           for (std::int64_t i = 0; i < n; ++i) out += seq.str();
           return Value(std::move(out));
         }
-        if (!seq.array().empty()) budget_.iterations(static_cast<std::uint64_t>(n) * seq.array().size());
+        if (seq.array().empty() || n == 0) return Value(Array{});
+        if (static_cast<std::uint64_t>(n) > budget_.iterations_left / seq.array().size())
+          throw TemplateError("the template exceeds its limit of loop iterations");
+        budget_.iterations(static_cast<std::uint64_t>(n) * seq.array().size());
         Array out;
         for (std::int64_t i = 0; i < n; ++i) out.insert(out.end(), seq.array().begin(), seq.array().end());
         return Value(std::move(out));

@@ -252,6 +252,7 @@ void json_string(std::string& out, const std::string& s, bool ensure_ascii) {
 
 void json_value(std::string& out, const Value& v, const JsonStyle& style, int depth) {
   if (depth > 200) throw TemplateError("tojson: value nested too deeply");
+  if (out.size() > style.max_bytes) throw TemplateError("a string exceeds the template's size limit");
   const auto newline = [&](int level) {
     if (style.indent < 0) return;
     out += '\n';

@@ -49,8 +49,10 @@ struct Undefined {
 };
 
 struct Value {
-  std::variant<Undefined, std::nullptr_t, bool, std::int64_t, double, std::string, std::shared_ptr<Array>,
-               std::shared_ptr<Object>, std::shared_ptr<Callable>>
+  // Strings, lists and dicts are shared: copying a value (a lookup, a loop item)
+  // never copies a message's text.
+  std::variant<Undefined, std::nullptr_t, bool, std::int64_t, double, std::shared_ptr<const std::string>,
+               std::shared_ptr<Array>, std::shared_ptr<Object>, std::shared_ptr<Callable>>
       v;
   bool tuple = false;       // an array that Python holds as a tuple (printed in parentheses)
   std::uint32_t depth = 0;  // containers nested in this value, capped at max_value_depth
@@ -62,8 +64,8 @@ struct Value {
   Value(std::int64_t i) : v(i) {}
   Value(int i) : v(std::int64_t{i}) {}
   Value(double d) : v(d) {}
-  Value(std::string s) : v(std::move(s)) {}
-  Value(const char* s) : v(std::string(s)) {}
+  Value(std::string s) : v(std::make_shared<const std::string>(std::move(s))) {}
+  Value(const char* s) : v(std::make_shared<const std::string>(s)) {}
   // Containers deeper than max_value_depth throw TemplateError, so that printing,
   // comparing and freeing a value never recurse without bound.
   Value(Array a);
@@ -82,7 +84,7 @@ struct Value {
   bool is_namespace() const { return v.index() == 7 && object().is_namespace; }
   bool is_callable() const { return v.index() == 8; }
 
-  const std::string& str() const { return std::get<std::string>(v); }
+  const std::string& str() const { return *std::get<std::shared_ptr<const std::string>>(v); }
   const Array& array() const { return *std::get<std::shared_ptr<Array>>(v); }
   Object& object() const { return *std::get<std::shared_ptr<Object>>(v); }
   const Callable& callable() const { return *std::get<std::shared_ptr<Callable>>(v); }
@@ -118,6 +120,7 @@ struct JsonStyle {
   int indent = -1;
   std::string item_separator = ", ", key_separator = ": ";
   bool sort_keys = false, ensure_ascii = false;
+  std::size_t max_bytes = SIZE_MAX;  // TemplateError beyond
 };
 std::string to_json(const Value& v, const JsonStyle& style);
 

@@ -11,6 +11,7 @@ under a byte-level BPE tokenizer built here. Where the library raises (a templat
 that refuses a conversation), lorafast must exit 3 with one line naming the template.
 """
 
+import concurrent.futures
 import json
 import os
 import subprocess
@@ -96,6 +97,7 @@ def build_tokenizer():
 
 
 MODEL, HF = build_tokenizer()
+POOL = concurrent.futures.ThreadPoolExecutor(max_workers=2)
 
 
 def oracle(template, conversation, add_generation_prompt, generation):
@@ -123,43 +125,48 @@ def compare_template(binary, name):
         template = f.read()
     generation = "generation" in template and "{%" in template and "endgeneration" in template
     problems, rendered, refused, marked = [], 0, 0, 0
+    cases = []
     for conv_name, conversation in CONVERSATIONS.items():
         conv_path = os.path.join(WORK, conv_name + ".json")
         if not os.path.exists(conv_path):
             with open(conv_path, "w", encoding="utf-8") as f:
                 json.dump(conversation, f, ensure_ascii=False)
         for agp in (False, True):
-            case = "%s/%s%s" % (name, conv_name, "/gen" if agp else "")
-            try:
-                want = oracle(template, conversation, agp, generation)
-            except Exception as e:  # noqa: BLE001 - the template refuses this conversation
-                want = e
-            proc = run_template(binary, path, conv_path, agp)
-            err = proc.stderr.decode("utf-8", "replace")
-            if isinstance(want, Exception):
-                if proc.returncode != 3 or not err.startswith("lorafast: error:") or err.count("\n") != 1 \
-                        or name not in err:
-                    problems.append("%s: library raised %r; lorafast exit %d: %r" % (
-                        case, str(want)[:80], proc.returncode, err[:200]))
-                refused += 1
-                continue
-            if proc.returncode != 0:
-                problems.append("%s: lorafast exit %d: %s" % (case, proc.returncode, err.strip()[:300]))
-                continue
-            got = json.loads(proc.stdout)
-            text, ids, masks = want
-            if got["text"] != text:
-                i = next((k for k in range(min(len(text), len(got["text"])))
-                          if text[k] != got["text"][k]), min(len(text), len(got["text"])))
-                problems.append("%s: text differs at char %d: lorafast %r, library %r" % (
-                    case, i, got["text"][max(0, i - 20):i + 40], text[max(0, i - 20):i + 40]))
-            elif got["input_ids"] != ids:
-                problems.append("%s: input_ids differ" % case)
-            elif got["assistant_masks"] != masks:
-                problems.append("%s: assistant_masks differ (lorafast %d ones, library %d)" % (
-                    case, sum(got["assistant_masks"]), sum(masks)))
-            rendered += 1
-            marked += sum(masks)
+            cases.append((conv_name, conversation, conv_path, agp))
+    # lorafast's runs go on in the background while the library renders the same cases.
+    runs = [POOL.submit(run_template, binary, path, c[2], c[3]) for c in cases]
+    for (conv_name, conversation, conv_path, agp), run in zip(cases, runs):
+        case = "%s/%s%s" % (name, conv_name, "/gen" if agp else "")
+        try:
+            want = oracle(template, conversation, agp, generation)
+        except Exception as e:  # noqa: BLE001 - the template refuses this conversation
+            want = e
+        proc = run.result()
+        err = proc.stderr.decode("utf-8", "replace")
+        if isinstance(want, Exception):
+            if proc.returncode != 3 or not err.startswith("lorafast: error:") or err.count("\n") != 1 \
+                    or name not in err:
+                problems.append("%s: library raised %r; lorafast exit %d: %r" % (
+                    case, str(want)[:80], proc.returncode, err[:200]))
+            refused += 1
+            continue
+        if proc.returncode != 0:
+            problems.append("%s: lorafast exit %d: %s" % (case, proc.returncode, err.strip()[:300]))
+            continue
+        got = json.loads(proc.stdout)
+        text, ids, masks = want
+        if got["text"] != text:
+            i = next((k for k in range(min(len(text), len(got["text"])))
+                      if text[k] != got["text"][k]), min(len(text), len(got["text"])))
+            problems.append("%s: text differs at char %d: lorafast %r, library %r" % (
+                case, i, got["text"][max(0, i - 20):i + 40], text[max(0, i - 20):i + 40]))
+        elif got["input_ids"] != ids:
+            problems.append("%s: input_ids differ" % case)
+        elif got["assistant_masks"] != masks:
+            problems.append("%s: assistant_masks differ (lorafast %d ones, library %d)" % (
+                case, sum(got["assistant_masks"]), sum(masks)))
+        rendered += 1
+        marked += sum(masks)
     check(not problems, "%d mismatches:\n  %s" % (len(problems), "\n  ".join(problems[:6])))
     check(not generation or marked > 0, "a generation template marked no assistant token")
     return "%d rendered identically, %d refused by both%s" % (
