@@ -3,7 +3,9 @@
 Every chat template TRL ships (trl/chat_templates/*.jinja: model families' templates
 and their training variants with {% generation %}) renders a set of conversations:
 system prompt, multi-turn, no system, one user message, empty and non-ASCII content,
-content as a list of parts, tool calls with tools, reasoning; each with and without
+content as a list of parts (with an image), tool calls with tools, a tool call
+without content or tools, reasoning (as a field and in <think>), a null content,
+numbers of every JSON kind; each with and without
 add_generation_prompt. For each, lorafast's text must equal the library's byte for
 byte, and its input_ids and assistant_masks (--json) must equal
 apply_chat_template(tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
@@ -63,7 +65,7 @@ CONVERSATIONS = {
         {"role": "assistant", "content": "Ça va — très bien. ½"}],
     "content_parts": [
         {"role": "system", "content": [{"type": "text", "text": "Answer briefly."}]},
-        {"role": "user", "content": [{"type": "text", "text": "Name a colour."}]},
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Name a colour."}]},
         {"role": "assistant", "content": [{"type": "text", "text": "Blue."}]}],
     "tools": {"messages": [
         {"role": "user", "content": "Weather in Paris?"},
@@ -71,9 +73,18 @@ CONVERSATIONS = {
         {"role": "tool", "name": "get_weather", "content": "{\"temp\": 21.5}"},
         {"role": "assistant", "content": "It is 21.5 degrees."}], "tools": TOOLS},
     "reasoning": [
-        {"role": "user", "content": "Think: 7*6?"},
+        {"role": "user", "content": "Think: 7*6?", "meta": {"n": 1.5, "big": 12345678901234567890, "e": 1e-07}},
         {"role": "assistant", "reasoning_content": "7*6 is 42.", "content": "42"},
-        {"role": "user", "content": "Thanks"}],
+        {"role": "user", "content": "Thanks"},
+        {"role": "assistant", "content": "<think>\nhmm\n</think>\n\nDone."}],
+    "systems_tool_only_none": [
+        {"role": "system", "content": "A"},
+        {"role": "user", "content": "B", "name": "bob"},
+        {"role": "assistant", "tool_calls": [{"type": "function", "function": {
+            "name": "get_weather", "arguments": "{\"city\": \"Oslo\"}"}}]},
+        {"role": "tool", "content": "sunny"},
+        {"role": "assistant", "content": None},
+        {"role": "user", "content": "ok"}],
 }
 
 
