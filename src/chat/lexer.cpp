@@ -58,7 +58,7 @@ class Lexer {
   explicit Lexer(std::string_view source) : src_(normalize_newlines(source)) {}
 
   std::vector<Token> run() {
-    LF_CHECK_UTF8();
+    check_utf8();
     bool line_starting = true;
     while (pos_ < src_.size()) {
       std::size_t open = src_.size();
@@ -87,7 +87,7 @@ class Lexer {
   }
 
  private:
-  void LF_CHECK_UTF8() {
+  void check_utf8() {
     if (!text::is_valid_utf8(src_)) throw TemplateError("the template is not valid UTF-8", 1);
   }
 

@@ -85,7 +85,7 @@ class Parser {
       } else if (t.kind == TokenKind::variable_begin) {
         ++i_;
         auto s = std::make_unique<Stmt>(StmtKind::output, t.line);
-        s->expr = parse_tuple(true);
+        s->expr = parse_tuple();
         if (cur().kind != TokenKind::variable_end) fail("expected the end of the expression }}, got " + describe_current());
         ++i_;
         body.push_back(std::move(s));
@@ -107,7 +107,7 @@ class Parser {
     if (tag == "if") {
       s->kind = StmtKind::if_;
       while (true) {
-        ExprPtr condition = parse_tuple(false, false);
+        ExprPtr condition = parse_tuple(false);
         expect_block_end();
         Body body = parse_body({"elif", "else", "endif"});
         s->branches.emplace_back(std::move(condition), std::move(body));
@@ -124,7 +124,7 @@ class Parser {
       s->kind = StmtKind::for_;
       parse_targets(s->targets);
       if (!skip_name("in")) fail("expected 'in' in the for tag, got " + describe_current());
-      s->expr = parse_tuple(false, false);
+      s->expr = parse_tuple(false);
       if (skip_name("if")) s->filter = parse_expression(true);
       if (is_name("recursive")) fail("recursive for loops are not supported");
       expect_block_end();
@@ -141,12 +141,12 @@ class Parser {
         ++i_;
         s->targets.push_back(expect_name());
         expect_op("=");
-        s->expr = parse_tuple(false);
+        s->expr = parse_tuple();
       } else {
         parse_targets(s->targets);
         if (skip_op("=")) {
           s->kind = StmtKind::set;
-          s->expr = parse_tuple(false);
+          s->expr = parse_tuple();
         } else {
           if (s->targets.size() != 1) fail("a {% set %} block assigns one name");
           if (is_op("|")) fail("filters on {% set %} blocks are not supported");
@@ -202,8 +202,9 @@ class Parser {
 
   ExprPtr node(ExprKind kind, int line) { return std::make_unique<Expr>(kind, line); }
 
-  ExprPtr parse_tuple(bool allow_empty_paren, bool with_condition = true) {
-    (void)allow_empty_paren;
+  // Expressions separated by commas (a tuple when there is a comma); Jinja parses
+  // the conditions of if and for without `x if y else z`.
+  ExprPtr parse_tuple(bool with_condition = true) {
     const int line = cur().line;
     std::vector<ExprPtr> items;
     bool comma = false;
@@ -362,7 +363,7 @@ class Parser {
     }
     if (skip_op("(")) {
       if (skip_op(")")) return node(ExprKind::tuple, line);
-      ExprPtr e = parse_tuple(true);
+      ExprPtr e = parse_tuple();
       expect_op(")");
       return e;
     }

@@ -49,8 +49,6 @@ Value::Value(std::shared_ptr<Object> o) {
   v = std::move(o);
 }
 
-Value make_object() { return Value(std::make_shared<Object>()); }
-
 Value make_tuple(Array items) {
   Value v(std::move(items));
   v.tuple = true;

@@ -99,7 +99,6 @@ struct Arguments {
   std::vector<std::pair<std::string, Value>> named;
 };
 
-Value make_object();
 Value make_tuple(Array items);
 Value from_json(const nlohmann::ordered_json& json);
 
