@@ -12,6 +12,7 @@
 
 #include "harness.hpp"
 #include "lorafast/case_spec.hpp"
+#include "lorafast/chat_template.hpp"
 #include "lorafast/cost_model.hpp"
 #include "lorafast/grad_case.hpp"
 #include "lorafast/pretrain.hpp"
@@ -153,6 +154,39 @@ void write_token_seeds(const fs::path& dir) {
   write_file(dir / "int32", std::string(1, '\2') + std::string("\x05\x00\x00\x00\xff\xff\xff\xff", 8));
 }
 
+// Templates in the style of real chat templates (loops, namespace, macros, filters,
+// generation blocks), each with a conversation after a NUL.
+void write_chat_template_seeds(const fs::path& dir) {
+  const std::string conversation =
+      R"({"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi é"},)"
+      R"( {"role": "assistant", "content": "<think>x</think>Hello", "tool_calls": [{"type": "function",)"
+      R"( "function": {"name": "f", "arguments": {"a": 1}}}]}], "tools": [{"type": "function", "function":)"
+      R"( {"name": "f", "parameters": {"type": "object", "properties": {"a": {"type": "integer"}}}}}]})";
+  const std::pair<const char*, std::string> seeds[] = {
+      {"chatml", "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] | trim "
+                 "+ '<|im_end|>\n' }}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"},
+      {"namespace", "{%- set ns = namespace(last=-1, sys='') -%}\n{%- for m in messages -%}\n  {%- if m.role == "
+                    "'system' -%}{%- set ns.sys = m.content -%}{%- elif m.role == 'user' -%}{%- set ns.last = "
+                    "loop.index0 -%}{%- endif -%}\n{%- endfor -%}\n{{ ns.sys ~ ns.last }}{{ messages[1:] | length }}"},
+      {"generation", "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'assistant' %}{% generation %}"
+                     "{{ m['content'].split('</think>')[-1].lstrip() }}{{ eos_token }}{% endgeneration %}{% else %}"
+                     "{{ m['content'] }}{% endif %}{% endfor %}"},
+      {"tools", "{% macro render(p) %}{% for k, v in p.properties | dictsort %}{{ k }}:{{ v.type | upper }}"
+                "{% if not loop.last %},{% endif %}{% endfor %}{% endmacro %}{% if tools is defined and tools %}"
+                "{% for t in tools %}{{ t.function.name }}({{ render(t.function.parameters) }}){{ t | tojson }}"
+                "{% endfor %}{% endif %}{% for m in messages if m.tool_calls is defined %}{{ m.tool_calls | "
+                "map(attribute='function') | map(attribute='name') | join(',') }}{% endfor %}"},
+      {"raises", "{% if messages[0]['role'] != 'system' %}{{ raise_exception('system first') }}{% endif %}"
+                 "{{ messages | selectattr('role', 'equalto', 'user') | list | length }}{{ strftime_now('%Y') }}"},
+  };
+  for (const auto& [name, source] : seeds) {
+    require_accepted(name, [&, name = name, &source = source] {
+      ChatTemplate::parse(source, name).render(conversation_variables(conversation, name, {{"bos_token", "<s>"}}, true));
+    });
+    write_file(dir / name, source + std::string(1, '\0') + conversation);
+  }
+}
+
 }  // namespace
 }  // namespace lorafast::fuzz
 
@@ -176,6 +210,7 @@ int main(int argc, char** argv) {
   write_checkpoint_seeds(out / "checkpoint", scratch);
   write_cost_model_seeds(out / "cost_model", scratch);
   write_token_seeds(out / "token_ids");
+  write_chat_template_seeds(out / "chat_template");
   fs::remove_all(scratch);
   return 0;
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian (12 or 13) packages lorafast builds, tests and benchmarks with,
 # then the virtual environment <repo>/.venv the Python tests and benchmarks run in:
-# PyTorch 2.13 (CPU build), transformers, PEFT, numpy, matplotlib, pytest. Run as root;
+# PyTorch 2.13 (CPU build), transformers, PEFT, TRL (its chat templates are the
+# oracle of the template engine), numpy, matplotlib, pytest. Run as root;
 # a second run checks the venv and returns in a few seconds.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -10,7 +11,7 @@ VENV="$ROOT/.venv"
 # The local label keeps pip to CPU builds: PyPI's plain torch==2.13.0 for Linux is the
 # multi-GB CUDA build, and it would come in through any unpinned torch requirement.
 TORCH_PIN="torch==2.13.0+cpu"
-PY_PACKAGES=(numpy matplotlib pytest pybind11 transformers peft safetensors tokenizers)
+PY_PACKAGES=(numpy matplotlib pytest pybind11 transformers peft safetensors tokenizers trl jinja2)
 
 apt-get update -q
 # python3 + python3-matplotlib: `lorafast finetune` draws loss_curve.png with

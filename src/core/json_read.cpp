@@ -14,20 +14,23 @@ constexpr auto bad = ErrorKind::bad_input;
 
 }  // namespace
 
-json parse_json(std::string_view text, const std::string& origin) {
+namespace {
+
+template <class Json>
+Json parse_checked(std::string_view text, const std::string& origin) {
   // nlohmann's parser is iterative; the callback sees each container open before
   // it is built, so depth is capped before any recursion (destruction, dump) runs.
   std::vector<std::set<std::string>> keys;  // the keys seen in each open object
-  const json::parser_callback_t check = [&](int depth, json::parse_event_t event, json& parsed) {
+  const typename Json::parser_callback_t check = [&](int depth, typename Json::parse_event_t event, Json& parsed) {
     switch (event) {
-      case json::parse_event_t::object_start:
-      case json::parse_event_t::array_start:
+      case Json::parse_event_t::object_start:
+      case Json::parse_event_t::array_start:
         LF_CHECK(depth < max_json_depth, bad, origin, ": JSON nested deeper than ", max_json_depth, " levels");
-        if (event == json::parse_event_t::object_start) keys.emplace_back();
+        if (event == Json::parse_event_t::object_start) keys.emplace_back();
         break;
-      case json::parse_event_t::object_end: keys.pop_back(); break;
-      case json::parse_event_t::key: {
-        const auto& key = parsed.get_ref<const std::string&>();
+      case Json::parse_event_t::object_end: keys.pop_back(); break;
+      case Json::parse_event_t::key: {
+        const auto& key = parsed.template get_ref<const std::string&>();
         LF_CHECK(keys.back().insert(key).second, bad, origin, ": duplicate key ", quote(key));
         break;
       }
@@ -36,13 +39,21 @@ json parse_json(std::string_view text, const std::string& origin) {
     return true;
   };
   try {
-    return json::parse(text.begin(), text.end(), check);
-  } catch (const json::parse_error& e) {
+    return Json::parse(text.begin(), text.end(), check);
+  } catch (const typename Json::parse_error& e) {
     // The parser quotes the offending token, which may be huge.
     throw Error(bad, cat(origin, ": not valid JSON (byte ", e.byte, "): ", one_line(e.what(), 200)));
-  } catch (const json::exception& e) {  // e.g. out_of_range 406: a number too large for a double
+  } catch (const typename Json::exception& e) {  // e.g. out_of_range 406: a number too large for a double
     throw Error(bad, cat(origin, ": not valid JSON: ", one_line(e.what(), 200)));
   }
+}
+
+}  // namespace
+
+json parse_json(std::string_view text, const std::string& origin) { return parse_checked<json>(text, origin); }
+
+nlohmann::ordered_json parse_ordered_json(std::string_view text, const std::string& origin) {
+  return parse_checked<nlohmann::ordered_json>(text, origin);
 }
 
 std::string describe(const json& value) {

@@ -20,6 +20,8 @@ constexpr int max_json_depth = 64;
 // The document in `text`; Error(bad_input) "<origin>: ..." when it is not JSON, nests
 // deeper than max_json_depth or repeats a key within an object.
 nlohmann::json parse_json(std::string_view text, const std::string& origin);
+// The same, keeping each object's keys in the file's order (as Python's json does).
+nlohmann::ordered_json parse_ordered_json(std::string_view text, const std::string& origin);
 
 // A value for a message: "an array", "an object", or a short quoted scalar.
 std::string describe(const nlohmann::json& value);
