@@ -38,6 +38,7 @@ CachedDecoder<W>::CachedDecoder(const W& weights, const GptLora<T>* lora, std::i
   s.proj.resize(n(c.n_embd));
   s.qkv.resize(n(spec.q_width() + 2 * spec.kv_width()));
   s.attn.resize(n(spec.q_width()));
+  s.head_rstd.resize(n(spec.qk_norm ? spec.heads : 0));
   s.wide.resize(n(f));
   s.mlp_in.resize(n(f * spec.mlp_in_parts()));
   s.logits_t.resize(n(c.vocab_size));

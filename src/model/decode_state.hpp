@@ -20,6 +20,7 @@ struct DecodeState {
   std::vector<T> norm;    // [D] normalised x
   std::vector<T> qkv;     // [Q + 2 C] (fused: the projection's output; else q only)
   std::vector<T> attn;    // [Q]
+  std::vector<T> head_rstd;  // [H] with qk_norm: the per-head norms' statistics
   std::vector<T> proj;    // [D]
   std::vector<T> wide;    // [F] the MLP activation's output
   std::vector<T> mlp_in;  // [F] per MLP input projection

@@ -48,13 +48,14 @@ template <class T>
 struct BlockActivations {
   Activation<T> mean1, rstd1, norm1;  // [M] (LayerNorm only, else empty), [M], [M, D]
   Activation<T> qkv;                  // q | k | v as qkv_view lays them out; with RoPE q and k rotated
+  Activation<T> qk_pre, qk_rstd;      // with qk_norm: q [M, Q] then k [M, C] before their norm; [M H] then [M K]
   Activation<T> attn, lse;            // [M, Q], [N, H, T]
   Activation<T> x_mid;                // [M, D]  residual after attention
   Activation<T> mean2, rstd2, norm2;  // as mean1, rstd1, norm1
   Activation<T> mlp_in;               // the MLP's input projections, [M, F] each, one after the other
 
   std::size_t size() const {
-    return values(mean1, rstd1, norm1, qkv, attn, lse, x_mid, mean2, rstd2, norm2, mlp_in);
+    return values(mean1, rstd1, norm1, qkv, qk_pre, qk_rstd, attn, lse, x_mid, mean2, rstd2, norm2, mlp_in);
   }
 };
 
@@ -76,6 +77,27 @@ QkvView<P> qkv_view(const DecoderSpec& s, std::int64_t rows, P* base) {
   const std::int64_t q = s.q_width(), c = s.kv_width();
   if (s.fused_qkv) return {base, base + q, base + q + c, q + 2 * c, q + 2 * c};
   return {base, base + rows * q, base + rows * (q + c), q, c};
+}
+
+// Where q/k/v projection j writes: with qk_norm, q and k go to `pre` (q [M, Q]
+// then k [M, C]) and their per-head norms to qkv; otherwise straight to qkv.
+template <class P>
+P* projection_out(const DecoderSpec& s, const QkvView<P>& qkv, P* pre, std::int64_t rows, int j) {
+  if (s.qk_norm && j < 2) return j == 0 ? pre : pre + rows * s.q_width();
+  return qkv.part(j);
+}
+
+// The RMSNorm of every head of q (j = 0) or k (j = 1) of `rows` token rows: rows
+// H (or K) rows of E; the caller sets the tensors.
+template <class T>
+NormParams<T> head_norm_params(const DecoderSpec& s, const NormTensors<const Tensor>& n, std::int64_t rows, int j) {
+  NormParams<T> p;
+  p.kind = NormKind::rms_norm;
+  p.rows = rows * (j == 0 ? s.heads : s.kv_heads);
+  p.dim = s.head_dim;
+  p.eps = s.eps;
+  p.weight = data<T>(n.weight);
+  return p;
 }
 
 // A causal self-attention over N windows of T tokens, H query heads reading K

@@ -37,6 +37,7 @@ double forward_backward(const DecoderView<T>& m, const GptLora<T>* lora, const T
   Activation<T> d_attn = buffer(rows * s.q_width()), h = buffer(rows * f);
   // The gradient of the MLP's input projections, then of q | k | v (laid out as the activations).
   Activation<T> d_wide = buffer(std::max(qkv_size, mlp_size));
+  Activation<T> d_pre = buffer(s.qk_norm ? rows * (s.q_width() + s.kv_width()) : 0);  // of q and k before their norms
 
   const double loss = lm_head_loss(LmHeadLossParams<T>{rows, d, s.vocab, act.final_out.data(), data<T>(m.tensors.head),
                                                        act.targets.data(), d_ln.data(),
@@ -107,9 +108,21 @@ double forward_backward(const DecoderView<T>& m, const GptLora<T>* lora, const T
       rope_bwd(RopeParams<T>{rows, s.heads, &act.rope, d_qkv.q});
       rope_bwd(RopeParams<T>{rows, s.kv_heads, &act.rope, d_qkv.k});
     }
+    if (s.qk_norm) {
+      std::fill(d_pre.begin(), d_pre.end(), T(0));  // norm_bwd accumulates
+      for (int j = 0; j < 2; ++j) {
+        auto p = head_norm_params<T>(s, b.qk_norm[static_cast<std::size_t>(j)], rows, j);
+        p.x = projection_out(s, qkv, static_cast<const T*>(a.qk_pre.data()), rows, j);
+        p.rstd = a.qk_rstd.data() + j * rows * s.heads;
+        p.d_y = d_qkv.part(j);
+        p.d_x = projection_out(s, d_qkv, d_pre.data(), rows, j);
+        if (gb != nullptr) p.d_weight = data<T>(gb->qk_norm[static_cast<std::size_t>(j)].weight);
+        norm_bwd(p);
+      }
+    }
     const bool to_input = i > 0 || d_w != nullptr;  // the embeddings are frozen unless d_w is wanted
-    inputs_bwd(b.qkv, gb ? &gb->qkv : nullptr, s.qkv_parts(), a.norm1.data(), [&](int j) { return d_qkv.part(j); },
-               to_input ? d_ln.data() : nullptr);
+    inputs_bwd(b.qkv, gb ? &gb->qkv : nullptr, s.qkv_parts(), a.norm1.data(),
+               [&](int j) { return projection_out(s, d_qkv, d_pre.data(), rows, j); }, to_input ? d_ln.data() : nullptr);
     if (!to_input) break;
     auto norm1 = norm_params<T>(s, b.attn_norm, rows);
     norm1.x = act.input(i).data(), norm1.mean = a.mean1.data(), norm1.rstd = a.rstd1.data();

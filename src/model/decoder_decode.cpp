@@ -1,6 +1,7 @@
 // Decoding with the KV cache, one for every family: the prefill runs the forward
 // pass over the prompt and keeps its keys (rotated, with RoPE) and values; a step
-// runs each block on the one new row, rotating q and k by the angles of its position.
+// runs each block on the one new row, rotating q and k (after their per-head norms,
+// with qk_norm) by the angles of its position.
 #include <algorithm>
 
 #include "kernels/column_split.hpp"
@@ -92,6 +93,12 @@ void decode_step(const DecoderView<T>& m, const GptLora<T>* lora, std::int32_t t
     } else {
       linear_fwd(b.qkv[1], lora, i, 1, s.norm.data(), k);  // straight into the cache
       linear_fwd(b.qkv[2], lora, i, 1, s.norm.data(), v);
+    }
+    for (int j = 0; spec.qk_norm && j < 2; ++j) {  // in place, head by head
+      auto p = head_norm_params<T>(spec, b.qk_norm[static_cast<std::size_t>(j)], 1, j);
+      p.x = p.y = j == 0 ? s.qkv.data() : k;
+      p.rstd = s.head_rstd.data();
+      norm_fwd(p);
     }
     if (!spec.learned_positions) {
       rope_fwd(RopeParams<T>{1, spec.heads, &s.rope_row, s.qkv.data()});

@@ -47,6 +47,8 @@ void allocate(BlockActivations<T>& a, const DecoderSpec& s, std::int64_t rows, s
   resize(a.rstd2, rows);
   for (auto* v : {&a.norm1, &a.x_mid, &a.norm2}) resize(*v, rows * d);
   resize(a.qkv, rows * (s.q_width() + 2 * s.kv_width()));
+  resize(a.qk_pre, s.qk_norm ? rows * (s.q_width() + s.kv_width()) : 0);
+  resize(a.qk_rstd, s.qk_norm ? rows * (s.heads + s.kv_heads) : 0);
   resize(a.attn, rows * s.q_width());
   resize(a.lse, lse_size);
   resize(a.mlp_in, rows * s.ffn * s.mlp_in_parts());
@@ -96,7 +98,16 @@ void decoder_block_fwd(const DecoderView<T>& m, const GptLora<T>* lora, std::int
   norm1.x = x, norm1.y = a.norm1.data(), norm1.mean = a.mean1.data(), norm1.rstd = a.rstd1.data();
   norm_fwd(norm1);
   const auto qkv = qkv_view(s, rows, a.qkv.data());
-  for (int j = 0; j < s.qkv_parts(); ++j) linear_fwd(b.qkv[static_cast<std::size_t>(j)], lora, i, rows, a.norm1.data(), qkv.part(j));
+  for (int j = 0; j < s.qkv_parts(); ++j)
+    linear_fwd(b.qkv[static_cast<std::size_t>(j)], lora, i, rows, a.norm1.data(),
+               projection_out(s, qkv, a.qk_pre.data(), rows, j));
+  for (int j = 0; s.qk_norm && j < 2; ++j) {
+    auto p = head_norm_params<T>(s, b.qk_norm[static_cast<std::size_t>(j)], rows, j);
+    p.x = projection_out(s, qkv, a.qk_pre.data(), rows, j);
+    p.y = qkv.part(j);
+    p.rstd = a.qk_rstd.data() + j * rows * s.heads;
+    norm_fwd(p);
+  }
   if (!s.learned_positions) {
     rope_fwd(RopeParams<T>{rows, s.heads, &act.rope, qkv.q});
     rope_fwd(RopeParams<T>{rows, s.kv_heads, &act.rope, qkv.k});

@@ -22,6 +22,7 @@ DecoderSpec decoder_spec(const GptConfig& config) {
   s.learned_positions = false;
   s.rope = config.llama.rope;
   s.fused_qkv = false;
+  s.qk_norm = config.llama.qk_norm;
   s.mlp = MlpKind::swiglu;
   s.sliding_window = config.llama.sliding_window;
   return s;

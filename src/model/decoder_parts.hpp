@@ -30,6 +30,7 @@ struct DecoderSpec {
   bool learned_positions = true;  // a position table added to the token embedding; false: RoPE on q and k
   RopeConfig rope;
   bool fused_qkv = true;  // one projection writes the q | k | v columns (GPT-2's c_attn); false: three
+  bool qk_norm = false;   // an RMSNorm over each head of q and of k, before RoPE (Qwen3); needs !fused_qkv
   MlpKind mlp = MlpKind::gelu;
   std::int64_t sliding_window = 0;  // 0: none
 
@@ -40,7 +41,8 @@ struct DecoderSpec {
 };
 
 // The parts a validated config chooses: GPT-2 is LayerNorm, a learned position
-// table, fused c_attn and GELU; the Llama family RMSNorm, RoPE, q/k/v_proj and SwiGLU.
+// table, fused c_attn and GELU; the Llama family RMSNorm, RoPE, q/k/v_proj and SwiGLU
+// (Qwen3: and the per-head q/k norms).
 DecoderSpec decoder_spec(const GptConfig& config);
 
 // Tn: const Tensor (weights) or Tensor (a gradient). nullptr: the part has no such tensor.
@@ -61,6 +63,7 @@ template <class Tn>
 struct BlockTensors {
   NormTensors<Tn> attn_norm, mlp_norm;
   std::array<LinearTensors<Tn>, 3> qkv;     // fused: c_attn alone; else q, k, v
+  std::array<NormTensors<Tn>, 2> qk_norm;   // [E] each, with qk_norm: of q, of k
   LinearTensors<Tn> o;
   std::array<LinearTensors<Tn>, 2> mlp_in;  // GELU: c_fc alone; SwiGLU: gate, up
   LinearTensors<Tn> mlp_out;
@@ -108,6 +111,7 @@ DecoderTensors<Tn> llama_tensors(W& w) {
     t.qkv = {{{LoraTarget::q_proj, &b.q_w, present(b.q_b)},
               {LoraTarget::k_proj, &b.k_w, present(b.k_b)},
               {LoraTarget::v_proj, &b.v_w, present(b.v_b)}}};
+    t.qk_norm = {{{present(b.q_norm), nullptr}, {present(b.k_norm), nullptr}}};
     t.o = {LoraTarget::o_proj, &b.o_w, present(b.o_b)};
     t.mlp_norm = {&b.post_norm, nullptr};
     t.mlp_in = {{{LoraTarget::gate_proj, &b.gate_w, nullptr}, {LoraTarget::up_proj, &b.up_w, nullptr}}};
