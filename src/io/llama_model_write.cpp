@@ -38,14 +38,14 @@ std::string llama_config_json(const GptConfig& c, const std::string& dtype) {
                      : c.family == ModelFamily::qwen3 ? "Qwen3ForCausalLM"
                                                       : "MistralForCausalLM";
   const bool qwen2 = c.family == ModelFamily::qwen2;
-  const bool qwen = qwen2 || c.family == ModelFamily::qwen3;  // the window keys of Qwen2Config and Qwen3Config
+  const bool qwen = qwen2 || c.family == ModelFamily::qwen3;  // the token ids and window keys of Qwen2/Qwen3Config
   nlohmann::ordered_json j;  // transformers writes the keys sorted
   j["architectures"] = {arch};
   if (c.family == ModelFamily::llama || c.family == ModelFamily::qwen3) j["attention_bias"] = l.qkv_bias;
   j["attention_dropout"] = 0.0;
-  j["bos_token_id"] = qwen2 ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(1);
+  j["bos_token_id"] = qwen ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(1);
   j["dtype"] = dtype;
-  j["eos_token_id"] = qwen2 ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(2);
+  j["eos_token_id"] = qwen ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(2);
   if (!qwen2 || l.head_dim != c.n_embd / c.n_head) j["head_dim"] = l.head_dim;
   j["hidden_act"] = "silu";
   j["hidden_size"] = c.n_embd;

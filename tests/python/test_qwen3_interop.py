@@ -11,6 +11,10 @@ save_pretrained:
     and without an adapter;
 (f) `lorafast model-grad --full` gradients of every base weight (q_norm and k_norm
     included) and of an adapter equal autograd (test_llama_pretrain.py's check);
+(g) `lorafast pretrain --model-type qwen3` writes the config.json Qwen3Config
+    writes (head_dim = width / heads, which Qwen3Config must be told: its default is
+    128) and a model transformers loads with the same loss, the loss falling
+    (test_llama_pretrain.py's check);
 and a q_norm / k_norm weight of the wrong shape, or a missing one, exits 3 naming
 the file and the tensor.
 
@@ -95,6 +99,12 @@ def main():
         generate.one_model(lf, tmp, "qwen3-generate-bias", "qwen3", attention_bias=True, tie_word_embeddings=True)
         for with_adapter in (False, True):
             pretrain.full_grads(lf, tmp, d, "qwen3", with_adapter)
+        text = os.path.join(tmp, "text.txt")
+        with open(text, "wb") as f:
+            f.write(pretrain.TEXT)
+        pretrain.SIZES["head_dim"] = 32 // 4  # pretrain_args' --width / --heads
+        for tied in (False, True):
+            pretrain.full_grads(lf, tmp, pretrain.pretrained_model(lf, tmp, text, "qwen3", tied, "f64"), "qwen3", False)
         hostile_norms(lf, tmp, d, data)
     failures = interop.failures  # the other scripts' check is interop's (one list)
     if failures:
