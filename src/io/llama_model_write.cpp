@@ -33,27 +33,29 @@ std::string llama_config_json(const GptConfig& c, const std::string& dtype) {
   LF_ASSERT(c.is_llama());
   const LlamaConfig& l = c.llama;
   const std::string type = model_family_name(c.family);
-  const char* arch = c.family == ModelFamily::llama ? "LlamaForCausalLM"
+  const char* arch = c.family == ModelFamily::llama   ? "LlamaForCausalLM"
                      : c.family == ModelFamily::qwen2 ? "Qwen2ForCausalLM"
+                     : c.family == ModelFamily::qwen3 ? "Qwen3ForCausalLM"
                                                       : "MistralForCausalLM";
   const bool qwen2 = c.family == ModelFamily::qwen2;
+  const bool qwen = qwen2 || c.family == ModelFamily::qwen3;  // the token ids and window keys of Qwen2/Qwen3Config
   nlohmann::ordered_json j;  // transformers writes the keys sorted
   j["architectures"] = {arch};
-  if (c.family == ModelFamily::llama) j["attention_bias"] = l.qkv_bias;
+  if (c.family == ModelFamily::llama || c.family == ModelFamily::qwen3) j["attention_bias"] = l.qkv_bias;
   j["attention_dropout"] = 0.0;
-  j["bos_token_id"] = qwen2 ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(1);
+  j["bos_token_id"] = qwen ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(1);
   j["dtype"] = dtype;
-  j["eos_token_id"] = qwen2 ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(2);
+  j["eos_token_id"] = qwen ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(2);
   if (!qwen2 || l.head_dim != c.n_embd / c.n_head) j["head_dim"] = l.head_dim;
   j["hidden_act"] = "silu";
   j["hidden_size"] = c.n_embd;
   j["initializer_range"] = l.initializer_range;
   j["intermediate_size"] = l.intermediate_size;
-  if (qwen2)  // a window is read back from the layer types (llama_config.cpp)
+  if (qwen)  // a window is read back from the layer types (llama_config.cpp)
     j["layer_types"] = std::vector<std::string>(static_cast<std::size_t>(c.n_layer),
                                                 l.sliding_window > 0 ? "sliding_attention" : "full_attention");
   j["max_position_embeddings"] = c.n_positions;
-  if (qwen2) j["max_window_layers"] = 28;  // Qwen2Config's default; layer_types decides
+  if (qwen) j["max_window_layers"] = 28;  // Qwen2Config's default; layer_types decides
   if (c.family == ModelFamily::llama) j["mlp_bias"] = false;
   j["model_type"] = type;
   j["num_attention_heads"] = c.n_head;
@@ -67,7 +69,7 @@ std::string llama_config_json(const GptConfig& c, const std::string& dtype) {
     j["sliding_window"] = l.sliding_window > 0 ? nlohmann::ordered_json(l.sliding_window) : nlohmann::ordered_json(nullptr);
   j["tie_word_embeddings"] = l.tie_word_embeddings;
   j["use_cache"] = true;
-  if (qwen2) j["use_sliding_window"] = l.sliding_window > 0;
+  if (qwen) j["use_sliding_window"] = l.sliding_window > 0;
   j["vocab_size"] = c.vocab_size;
   return j.dump(2) + "\n";
 }

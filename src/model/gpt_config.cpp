@@ -67,10 +67,10 @@ GptConfig parse_gpt_config(const std::string& json_text, const std::string& orig
   const auto j = parse_json(json_text, origin);
   LF_CHECK(j.is_object(), bad, origin, ": not a JSON object");
   if (const auto* type = find_field(j, "model_type"); type && *type != "gpt2") {
-    for (auto family : {ModelFamily::llama, ModelFamily::qwen2, ModelFamily::mistral})
+    for (auto family : {ModelFamily::llama, ModelFamily::qwen2, ModelFamily::mistral, ModelFamily::qwen3})
       if (*type == model_family_name(family)) return parse_llama_config(j, family, origin);
     throw Error(bad, cat(origin, ": 'model_type' ", describe(*type),
-                         " is not supported (gpt2, llama, qwen2, mistral)"));
+                         " is not supported (gpt2, llama, qwen2, mistral, qwen3)"));
   }
   GptConfig c;
   c.n_layer = size_field(j, "n_layer", origin);

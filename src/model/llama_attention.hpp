@@ -6,9 +6,8 @@
 
 #include <cstdint>
 
-#include "lorafast/attention.hpp"
 #include "lorafast/gpt.hpp"
-#include "model/gpt_activations.hpp"
+#include "model/decoder_activations.hpp"
 
 namespace lorafast {
 
@@ -16,9 +15,7 @@ namespace lorafast {
 // caller sets the tensors.
 template <class T>
 AttentionParams<T> llama_attention_params(const GptConfig& cfg, std::int64_t batch, std::int64_t seq_len) {
-  AttentionParams<T> a = causal_attention_params<T>(cfg, batch, seq_len);
-  a.kv_heads = cfg.llama.n_kv_head;
-  return a;
+  return causal_attention_params<T>(batch, seq_len, cfg.n_head, cfg.llama.n_kv_head, cfg.head_dim());
 }
 
 }  // namespace lorafast

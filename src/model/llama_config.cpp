@@ -1,4 +1,4 @@
-// config.json of a Llama-family model directory (llama, qwen2, mistral), read with
+// config.json of a Llama-family model directory (llama, qwen2, mistral, qwen3), read with
 // transformers 5's defaults and both spellings of the rotary settings: rope_theta +
 // rope_scaling (transformers 4, "type" or "rope_type") and rope_parameters.
 #include <cmath>
@@ -94,7 +94,7 @@ RopeConfig parse_rope(const Reader& r, std::int64_t max_positions) {
   return rope;
 }
 
-// qwen2: the window applies when use_sliding_window is set and some layer is a
+// qwen2 and qwen3: the window applies when use_sliding_window is set and some layer is a
 // sliding one (layer_types, else the layers from max_window_layers on); mistral:
 // whenever sliding_window is set.
 std::int64_t sliding_window(const Reader& r, ModelFamily family, std::int64_t layers) {
@@ -119,6 +119,7 @@ std::string model_family_name(ModelFamily family) {
     case ModelFamily::llama: return "llama";
     case ModelFamily::qwen2: return "qwen2";
     case ModelFamily::mistral: return "mistral";
+    case ModelFamily::qwen3: return "qwen3";
   }
   LF_ASSERT(false);
 }
@@ -137,11 +138,14 @@ GptConfig parse_llama_config(const nlohmann::json& j, ModelFamily family, const 
   LlamaConfig& l = c.llama;
   l.intermediate_size = r.size("intermediate_size");
   l.n_kv_head = r.size_or("num_key_value_heads", c.n_head);
-  l.head_dim = r.size_or("head_dim", c.n_head > 0 ? c.n_embd / c.n_head : 0);
+  // Qwen3Config's head_dim defaults to 128, the others' to hidden / heads.
+  l.head_dim = r.size_or("head_dim", family == ModelFamily::qwen3 ? 128 : c.n_head > 0 ? c.n_embd / c.n_head : 0);
   l.tie_word_embeddings = r.flag_or("tie_word_embeddings", false);
   const bool attention_bias = r.flag_or("attention_bias", false);
-  l.qkv_bias = family == ModelFamily::qwen2 || (family == ModelFamily::llama && attention_bias);
-  l.o_bias = family == ModelFamily::llama && attention_bias;
+  const bool bias_option = family == ModelFamily::llama || family == ModelFamily::qwen3;
+  l.qkv_bias = family == ModelFamily::qwen2 || (bias_option && attention_bias);
+  l.o_bias = bias_option && attention_bias;
+  l.qk_norm = family == ModelFamily::qwen3;
   LF_CHECK(!r.flag_or("mlp_bias", false), bad, origin, ": 'mlp_bias' true is not supported");
   if (const json* act = r.present("hidden_act"))
     LF_CHECK(*act == "silu", bad, origin, ": 'hidden_act' ", describe(*act), " is not supported (only \"silu\")");

@@ -49,6 +49,10 @@ std::vector<Wanted> wanted(LlamaWeights<T>& w) {
       out.push_back({p + "self_attn.v_proj.bias", &b.v_b, {kv}, false});
     }
     if (c.llama.o_bias) out.push_back({p + "self_attn.o_proj.bias", &b.o_b, {d}, false});
+    if (c.llama.qk_norm) {
+      out.push_back({p + "self_attn.q_norm.weight", &b.q_norm, {c.head_dim()}, false});
+      out.push_back({p + "self_attn.k_norm.weight", &b.k_norm, {c.head_dim()}, false});
+    }
     out.push_back({p + "post_attention_layernorm.weight", &b.post_norm, {d}, false});
     out.push_back({p + "mlp.gate_proj.weight", &b.gate_w, {f, d}, true});
     out.push_back({p + "mlp.up_proj.weight", &b.up_w, {f, d}, true});

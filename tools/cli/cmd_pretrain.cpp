@@ -32,7 +32,7 @@ struct PretrainFlags {
 };
 
 ModelFamily family_of(const std::string& model_type) {
-  for (auto family : {ModelFamily::gpt2, ModelFamily::llama, ModelFamily::qwen2, ModelFamily::mistral})
+  for (auto family : {ModelFamily::gpt2, ModelFamily::llama, ModelFamily::qwen2, ModelFamily::mistral, ModelFamily::qwen3})
     if (model_family_name(family) == model_type) return family;
   LF_ASSERT(false);  // CLI::IsMember
 }
@@ -57,6 +57,7 @@ GptConfig model_config(const PretrainFlags& f) {
     c.llama.intermediate_size = f.intermediate.value_or(4 * f.width);
     c.llama.tie_word_embeddings = f.tie_embeddings;
     c.llama.qkv_bias = c.family == ModelFamily::qwen2;
+    c.llama.qk_norm = c.family == ModelFamily::qwen3;
     c.llama.rope.theta = f.rope_theta.value_or(c.llama.rope.theta);
   }
   try {
@@ -165,8 +166,8 @@ void add_pretrain_command(CLI::App& app) {
   cmd->add_option("--out", f->out, "Output model directory (config.json, model.safetensors, train_log.csv)")
       ->required();
   cmd->add_option("--model-type", f->model_type,
-                  "Architecture of a new model: gpt2 | llama | qwen2 | mistral (default gpt2)")
-      ->check(CLI::IsMember({"gpt2", "llama", "qwen2", "mistral"}));
+                  "Architecture of a new model: gpt2 | llama | qwen2 | mistral | qwen3 (default gpt2)")
+      ->check(CLI::IsMember({"gpt2", "llama", "qwen2", "mistral", "qwen3"}));
   auto* init = cmd->add_option("--init", f->init,
                                "Start from this model directory (its config.json and weights) instead of a new "
                                "model; the size flags do not apply");

@@ -1,8 +1,8 @@
-// What a Llama-family config.json (model_type llama, qwen2, mistral) adds to the
+// What a Llama-family config.json (model_type llama, qwen2, mistral, qwen3) adds to the
 // sizes every decoder-only model has (GptConfig in gpt.hpp): grouped-query
 // attention, the SwiGLU width, RMSNorm, rotary position embeddings and which
 // projections carry a bias. Names and defaults follow Hugging Face transformers 5
-// (LlamaConfig, Qwen2Config, MistralConfig); INTERFACE.md "Llama-family models".
+// (LlamaConfig, Qwen2Config, MistralConfig, Qwen3Config); INTERFACE.md "Llama-family models".
 #pragma once
 
 #include <cstdint>
@@ -11,7 +11,7 @@
 
 namespace lorafast {
 
-enum class ModelFamily { gpt2, llama, qwen2, mistral };
+enum class ModelFamily { gpt2, llama, qwen2, mistral, qwen3 };
 std::string model_family_name(ModelFamily family);  // the config.json model_type
 
 // Rotary embedding: angle of position t and frequency i (0 <= i < E/2) is t * inv_freq[i],
@@ -33,7 +33,8 @@ struct LlamaConfig {
   std::int64_t intermediate_size = 0;  // F, the SwiGLU width
   bool tie_word_embeddings = false;    // the LM head is embed_tokens
   bool qkv_bias = false;               // q/k/v_proj biases (llama: attention_bias; qwen2: always)
-  bool o_bias = false;                 // o_proj bias (llama: attention_bias)
+  bool o_bias = false;                 // o_proj bias (llama, qwen3: attention_bias)
+  bool qk_norm = false;                // per-head RMSNorm of q and k before RoPE (qwen3: q_norm, k_norm)
   std::int64_t sliding_window = 0;     // keys further back than this are masked; 0: none
   double initializer_range = 0.02;     // the deviation of transformers' _init_weights
   RopeConfig rope;

@@ -1,0 +1,31 @@
+// The one place a configuration's family becomes a choice of parts.
+#include "model/decoder_parts.hpp"
+
+namespace lorafast {
+
+DecoderSpec decoder_spec(const GptConfig& config) {
+  DecoderSpec s;
+  s.layers = config.n_layer;
+  s.dim = config.n_embd;
+  s.heads = config.n_head;
+  s.head_dim = config.head_dim();
+  s.vocab = config.vocab_size;
+  s.eps = config.layer_norm_epsilon;
+  if (!config.is_llama()) {  // GPT-2
+    s.kv_heads = config.n_head;
+    s.ffn = 4 * config.n_embd;
+    return s;
+  }
+  s.kv_heads = config.llama.n_kv_head;
+  s.ffn = config.llama.intermediate_size;
+  s.norm = NormKind::rms_norm;
+  s.learned_positions = false;
+  s.rope = config.llama.rope;
+  s.fused_qkv = false;
+  s.qk_norm = config.llama.qk_norm;
+  s.mlp = MlpKind::swiglu;
+  s.sliding_window = config.llama.sliding_window;
+  return s;
+}
+
+}  // namespace lorafast

@@ -1,0 +1,159 @@
+// The decoder as parts (DESIGN.md "One decoder from parts"): what a configuration
+// chooses (DecoderSpec: the norm, the positions, the q/k/v projections, the MLP)
+// and the tensors each part reads (DecoderTensors), bound to a family's weights or
+// to a gradient of the same layout, whose tensors the parts' backward passes write.
+// One pipeline runs the parts (decoder_forward.cpp, decoder_backward.cpp,
+// decoder_decode.cpp); a family is a spec (decoder_spec) plus a binding of its
+// tensors (decoder_tensors).
+//
+// Shape legend: V vocabulary, P positions, D width, H query heads, K key/value
+// heads, E head dim, Q = H E, C = K E, F the MLP width.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "lorafast/gpt_lora.hpp"
+#include "lorafast/llama.hpp"
+
+namespace lorafast {
+
+enum class NormKind { layer_norm, rms_norm };  // LayerNorm with bias | RMSNorm
+enum class MlpKind { gelu, swiglu };           // c_fc, GELU (tanh), c_proj | silu(gate) * up, down
+
+struct DecoderSpec {
+  std::int64_t layers = 0, dim = 0, heads = 0, kv_heads = 0, head_dim = 0;  // n_layer, D, H, K, E
+  std::int64_t ffn = 0, vocab = 0;                                          // F, V
+  double eps = 1e-5;
+  NormKind norm = NormKind::layer_norm;
+  bool learned_positions = true;  // a position table added to the token embedding; false: RoPE on q and k
+  RopeConfig rope;
+  bool fused_qkv = true;  // one projection writes the q | k | v columns (GPT-2's c_attn); false: three
+  bool qk_norm = false;   // an RMSNorm over each head of q and of k, before RoPE (Qwen3); needs !fused_qkv
+  MlpKind mlp = MlpKind::gelu;
+  std::int64_t sliding_window = 0;  // 0: none
+
+  std::int64_t q_width() const { return heads * head_dim; }      // Q
+  std::int64_t kv_width() const { return kv_heads * head_dim; }  // C
+  int qkv_parts() const { return fused_qkv ? 1 : 3; }           // projections that write q, k, v
+  int mlp_in_parts() const { return mlp == MlpKind::swiglu ? 2 : 1; }  // projections before the activation
+};
+
+// The parts a validated config chooses: GPT-2 is LayerNorm, a learned position
+// table, fused c_attn and GELU; the Llama family RMSNorm, RoPE, q/k/v_proj and SwiGLU
+// (Qwen3: and the per-head q/k norms).
+DecoderSpec decoder_spec(const GptConfig& config);
+
+// Tn: const Tensor (weights) or Tensor (a gradient). nullptr: the part has no such tensor.
+template <class Tn>
+struct NormTensors {
+  Tn* weight = nullptr;  // [D]
+  Tn* bias = nullptr;    // [D]; nullptr for RMSNorm
+};
+
+template <class Tn>
+struct LinearTensors {
+  LoraTarget target{};   // the module an adapter on it names
+  Tn* w = nullptr;       // [in, out]
+  Tn* bias = nullptr;    // [out]
+};
+
+template <class Tn>
+struct BlockTensors {
+  NormTensors<Tn> attn_norm, mlp_norm;
+  std::array<LinearTensors<Tn>, 3> qkv;     // fused: c_attn alone; else q, k, v
+  std::array<NormTensors<Tn>, 2> qk_norm;   // [E] each, with qk_norm: of q, of k
+  LinearTensors<Tn> o;
+  std::array<LinearTensors<Tn>, 2> mlp_in;  // GELU: c_fc alone; SwiGLU: gate, up
+  LinearTensors<Tn> mlp_out;
+};
+
+template <class Tn>
+struct DecoderTensors {
+  Tn* embed = nullptr;      // [V, D]
+  Tn* positions = nullptr;  // [P, D] with learned positions, else nullptr
+  std::vector<BlockTensors<Tn>> blocks;
+  NormTensors<Tn> final_norm;
+  Tn* head = nullptr;       // [V, D]: `embed` when tied
+};
+
+namespace detail {
+
+template <class Tn>
+Tn* present(Tn& t) {
+  return t.empty() ? nullptr : &t;
+}
+
+template <class Tn, class W>
+DecoderTensors<Tn> gpt_tensors(W& w) {
+  DecoderTensors<Tn> d{&w.wte, &w.wpe, {}, {&w.ln_f_weight, &w.ln_f_bias}, &w.wte};
+  for (auto& b : w.blocks) {
+    BlockTensors<Tn> t;
+    t.attn_norm = {&b.ln_1_weight, &b.ln_1_bias};
+    t.qkv[0] = {LoraTarget::attn_c_attn, &b.attn_c_attn_weight, &b.attn_c_attn_bias};
+    t.o = {LoraTarget::attn_c_proj, &b.attn_c_proj_weight, &b.attn_c_proj_bias};
+    t.mlp_norm = {&b.ln_2_weight, &b.ln_2_bias};
+    t.mlp_in[0] = {LoraTarget::mlp_c_fc, &b.mlp_c_fc_weight, &b.mlp_c_fc_bias};
+    t.mlp_out = {LoraTarget::mlp_c_proj, &b.mlp_c_proj_weight, &b.mlp_c_proj_bias};
+    d.blocks.push_back(t);
+  }
+  return d;
+}
+
+template <class Tn, class W>
+DecoderTensors<Tn> llama_tensors(W& w) {
+  DecoderTensors<Tn> d{&w.embed, nullptr, {}, {&w.norm, nullptr},
+                       w.config.llama.tie_word_embeddings ? &w.embed : &w.lm_head};
+  for (auto& b : w.blocks) {
+    BlockTensors<Tn> t;
+    t.attn_norm = {&b.input_norm, nullptr};
+    t.qkv = {{{LoraTarget::q_proj, &b.q_w, present(b.q_b)},
+              {LoraTarget::k_proj, &b.k_w, present(b.k_b)},
+              {LoraTarget::v_proj, &b.v_w, present(b.v_b)}}};
+    t.qk_norm = {{{present(b.q_norm), nullptr}, {present(b.k_norm), nullptr}}};
+    t.o = {LoraTarget::o_proj, &b.o_w, present(b.o_b)};
+    t.mlp_norm = {&b.post_norm, nullptr};
+    t.mlp_in = {{{LoraTarget::gate_proj, &b.gate_w, nullptr}, {LoraTarget::up_proj, &b.up_w, nullptr}}};
+    t.mlp_out = {LoraTarget::down_proj, &b.down_w, nullptr};
+    d.blocks.push_back(t);
+  }
+  return d;
+}
+
+}  // namespace detail
+
+template <class T>
+DecoderTensors<const Tensor> decoder_tensors(const GptWeights<T>& w) { return detail::gpt_tensors<const Tensor>(w); }
+template <class T>
+DecoderTensors<Tensor> decoder_tensors(GptWeights<T>& w) { return detail::gpt_tensors<Tensor>(w); }
+template <class T>
+DecoderTensors<const Tensor> decoder_tensors(const LlamaWeights<T>& w) { return detail::llama_tensors<const Tensor>(w); }
+template <class T>
+DecoderTensors<Tensor> decoder_tensors(LlamaWeights<T>& w) { return detail::llama_tensors<Tensor>(w); }
+
+// A model's weights as the pipeline reads them; `config` and the tensors belong to
+// the weights the view was made from, which must outlive it.
+template <class T>
+struct DecoderView {
+  const GptConfig* config = nullptr;
+  DecoderSpec spec;
+  DecoderTensors<const Tensor> tensors;
+};
+
+template <class W>
+DecoderView<typename W::value_type> decoder_view(const W& weights) {
+  return {&weights.config, decoder_spec(weights.config), decoder_tensors(weights)};
+}
+
+// A tensor's values, nullptr for an absent tensor.
+template <class T>
+const T* data(const Tensor* t) {
+  return t == nullptr ? nullptr : t->data<T>();
+}
+template <class T>
+T* data(Tensor* t) {
+  return t == nullptr ? nullptr : t->data<T>();
+}
+
+}  // namespace lorafast
