@@ -232,12 +232,8 @@ void pair_gemm(const PairTile& t, float alpha, float beta) {
 
 void gemm_bf16(Op op_a, Op op_b, float alpha, MatrixView<const BFloat16> a, MatrixView<const BFloat16> b, float beta,
                MatrixView<float> c) {
-  const auto m = c.rows, n = c.cols;
-  const auto k = op_a == Op::none ? a.cols : a.rows;
-  LF_ASSERT((op_a == Op::none ? a.rows : a.cols) == m);
-  LF_ASSERT((op_b == Op::none ? b.rows : b.cols) == k);
-  LF_ASSERT((op_b == Op::none ? b.cols : b.rows) == n);
-  if (m == 0 || n == 0) return;
+  const auto k = inner_length(op_a, a, op_b, b, c);
+  if (c.rows == 0 || c.cols == 0) return;
 #ifdef LORAFAST_BF16_KERNEL
   if (k > 0 && bf16_arithmetic()) return gemm_dot_pairs(op_a, op_b, alpha, a, b, beta, c, k);
 #endif

@@ -21,14 +21,20 @@ inline void single_threaded_blas() {
   (void)done;
 }
 
+// The summed length k of C = op(A) op(B), the three shapes checked against each other.
+template <class A, class B, class C>
+std::int64_t inner_length(Op op_a, const A& a, Op op_b, const B& b, const C& c) {
+  const std::int64_t k = op_a == Op::none ? a.cols : a.rows;
+  LF_ASSERT((op_a == Op::none ? a.rows : a.cols) == c.rows);
+  LF_ASSERT((op_b == Op::none ? b.rows : b.cols) == k);
+  LF_ASSERT((op_b == Op::none ? b.cols : b.rows) == c.cols);
+  return k;
+}
+
 template <class T>
 void gemm(Op op_a, Op op_b, T alpha, std::type_identity_t<MatrixView<const T>> a,
           std::type_identity_t<MatrixView<const T>> b, T beta, MatrixView<T> c) {
-  const auto m = c.rows, n = c.cols;
-  const auto k = op_a == Op::none ? a.cols : a.rows;
-  LF_ASSERT((op_a == Op::none ? a.rows : a.cols) == m);
-  LF_ASSERT((op_b == Op::none ? b.rows : b.cols) == k);
-  LF_ASSERT((op_b == Op::none ? b.cols : b.rows) == n);
+  const auto m = c.rows, n = c.cols, k = inner_length(op_a, a, op_b, b, c);
   if (m == 0 || n == 0) return;
   single_threaded_blas();
   const auto ta = op_a == Op::none ? CblasNoTrans : CblasTrans;

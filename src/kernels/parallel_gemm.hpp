@@ -7,21 +7,38 @@
 #include <vector>
 
 #include "kernels/column_split.hpp"
+#include "kernels/bf16_gemm.hpp"
 #include "kernels/gemm.hpp"
 
 namespace lorafast::kernels {
+
+// Runs f(r0, rows) on every thread for its share of `rows` rows (contiguous chunks).
+template <class F>
+void for_row_chunks(std::int64_t rows, F f) {
+#pragma omp parallel
+  {
+    const std::int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
+    const std::int64_t chunk = (rows + threads - 1) / threads;
+    const std::int64_t r0 = std::min(rows, t * chunk), n = std::min(rows, r0 + chunk) - r0;
+    if (n > 0) f(r0, n);
+  }
+}
 
 // C = alpha A op(B) + beta C, rows of A and C shared out across threads.
 template <class T>
 void gemm_rows(T alpha, std::type_identity_t<MatrixView<const T>> a, Op op_b,
                std::type_identity_t<MatrixView<const T>> b, T beta, MatrixView<T> c) {
-#pragma omp parallel
-  {
-    const std::int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
-    const std::int64_t chunk = (a.rows + threads - 1) / threads;
-    const std::int64_t r0 = std::min(a.rows, t * chunk), rows = std::min(a.rows, r0 + chunk) - r0;
-    if (rows > 0) gemm(Op::none, op_b, alpha, a.block(r0, 0, rows, a.cols), b, beta, c.block(r0, 0, rows, c.cols));
-  }
+  for_row_chunks(a.rows, [&](std::int64_t r0, std::int64_t rows) {
+    gemm(Op::none, op_b, alpha, a.block(r0, 0, rows, a.cols), b, beta, c.block(r0, 0, rows, c.cols));
+  });
+}
+
+// The same with bf16 A and B (f32 sums, bf16_gemm.hpp).
+inline void gemm_bf16_rows(float alpha, MatrixView<const BFloat16> a, Op op_b, MatrixView<const BFloat16> b,
+                           float beta, MatrixView<float> c) {
+  for_row_chunks(a.rows, [&](std::int64_t r0, std::int64_t rows) {
+    gemm_bf16(Op::none, op_b, alpha, a.block(r0, 0, rows, a.cols), b, beta, c.block(r0, 0, rows, c.cols));
+  });
 }
 
 // C = alpha A^T B (a sum over the shared rows of A and B): per-thread partial

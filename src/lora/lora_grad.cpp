@@ -70,6 +70,33 @@ double scaling(const LoraAttentionInputs& in, const LoraAttentionOptions& opt, P
   return lora ? opt.scaling.factor(lora->rank()) : 0.0;
 }
 
+// n values of an f32 tensor rounded to bf16.
+std::vector<BFloat16> bf16_copy(const Tensor& t) {
+  std::vector<BFloat16> out(static_cast<std::size_t>(t.numel()));
+  kernels::to_bf16({t.data<float>(), out.size()}, out);
+  return out;
+}
+
+// X W^T + s (X A^T) B^T in mixed precision (LoraAttentionOptions::bf16): the base
+// product from bf16 X and W, the adapter's term in f32; x is f32, x16 its bf16 copy.
+Tensor projection_bf16(const LoraAttentionInputs& in, const LoraAttentionOptions& opt, const Tensor& x,
+                       const std::vector<BFloat16>& x16, Projection p) {
+  const int i = static_cast<int>(p);
+  const std::int64_t rows = in.batch() * in.seq_len(), d = in.model_dim();
+  const std::vector<BFloat16> w16 = bf16_copy(in.w[i].to(DType::f32));
+  Tensor out(DType::f32, {in.batch(), in.seq_len(), d});
+  kernels::gemm_bf16_rows(1.0f, {x16.data(), rows, d, d}, Op::trans, {w16.data(), d, d, d}, 0.0f,
+                          token_rows<float>(out));
+  if (const auto& lora = in.lora[i]) {
+    const Tensor a = lora->a.to(DType::f32), b = lora->b.to(DType::f32);
+    Tensor z(DType::f32, {rows, lora->rank()});
+    gemm_rows(1.0f, token_rows<float>(x), Op::trans, matrix<float>(a), 0.0f, matrix<float>(z));  // Z = X A^T
+    gemm_rows(static_cast<float>(scaling(in, opt, p)), matrix<float>(z), Op::trans, matrix<float>(b), 1.0f,
+              token_rows<float>(out));  // + s Z B^T
+  }
+  return out;
+}
+
 // X W_eff^T for projection p, X already in the compute precision T: [N, L, D].
 template <class T>
 Tensor projection(const LoraAttentionInputs& in, const LoraAttentionOptions& opt, const Tensor& x, Projection p) {
@@ -102,11 +129,19 @@ LoraAttentionGrads grad(const LoraAttentionInputs& in, const LoraAttentionOption
   const std::int64_t n = in.batch(), l = in.seq_len(), d = in.model_dim(), heads = opt.attention.heads;
   Tensor x = in.x.to(dt), y = in.y.to(dt);
   std::array<Tensor, 3> proj;  // Q, K, V: [N, L, D]
-  for (auto p : all_projections) proj[static_cast<int>(p)] = projection<T>(in, opt, x, p);
+  if constexpr (std::is_same_v<T, float>) {
+    if (opt.bf16) {
+      const std::vector<BFloat16> x16 = bf16_copy(x);
+      for (auto p : all_projections) proj[static_cast<int>(p)] = projection_bf16(in, opt, x, x16, p);
+    }
+  }
+  if (!opt.bf16)
+    for (auto p : all_projections) proj[static_cast<int>(p)] = projection<T>(in, opt, x, p);
   Tensor o(dt, {n, l, d}), lse(dt, {n, heads, l});
   std::array<Tensor, 3> grads{Tensor(dt, {n, l, d}), Tensor(dt, {n, l, d}), Tensor(dt, {n, l, d})};
   AttentionParams<T> params = score_params<T>(in, opt, proj[0], proj[1]);
   params.v = proj[2].data<T>();
+  params.bf16_products = opt.bf16;
   params.o = o.data<T>();
   params.lse = lse.data<T>();
   LoraAttentionGrads out;

@@ -18,6 +18,8 @@ void check_finite(const Tensor& t, const std::string& name) {
 }  // namespace
 
 void validate(const LoraAttentionInputs& in, const LoraAttentionOptions& opt) {
+  LF_CHECK(!opt.bf16 || opt.dtype == DType::f32, ErrorKind::usage,
+           "lora attention: bf16 mixed precision computes in f32, not ", dtype_name(opt.dtype));
   LF_CHECK(in.x.rank() == 3, ErrorKind::bad_input, "tensor 'x' must be [N, L, D] or [L, D], got ",
            shape_str(in.x.shape()));
   const std::int64_t n = in.batch(), l = in.seq_len(), d = in.model_dim();

@@ -189,9 +189,11 @@ def lora_scaling(R, alpha=None, rslora=False):
 
 
 def torch_grads(case, heads=1, causal=False, alpha=None, rslora=False, scale=None,
-                dtype=torch.float64):
+                dtype=torch.float64, autocast=False):
     """Loss 1/2 sum ||O - Y||^2 of multi-head LoRA attention (SPEC §1) and its
-    gradient w.r.t. every lora_a_p / lora_b_p, by torch autograd in `dtype`.
+    gradient w.r.t. every lora_a_p / lora_b_p, by torch autograd in `dtype`; with
+    autocast (dtype float32), under torch.autocast("cpu", torch.bfloat16): the
+    matrix products in bf16, the softmax and the loss in f32, as people train in bf16.
 
     Returns {"loss": float, "d_lora_a_p": ndarray (float64), "d_lora_b_p": ...}.
     """
@@ -205,6 +207,17 @@ def torch_grads(case, heads=1, causal=False, alpha=None, rslora=False, scale=Non
     E = D // heads
     beta = 1.0 / math.sqrt(E) if scale is None else float(scale)
 
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        loss, leaves = _lora_attention_loss(t, x, y, n, L, D, E, heads, beta, causal, alpha, rslora, case)
+    loss.backward()
+
+    result = {"loss": float(loss.detach())}
+    for name, leaf in leaves.items():
+        result["d_" + name] = leaf.grad.detach().to(torch.float64).numpy().copy()
+    return result
+
+
+def _lora_attention_loss(t, x, y, n, L, D, E, heads, beta, causal, alpha, rslora, case):
     leaves = {}
     proj = {}
     for p in PROJECTIONS:
@@ -224,13 +237,7 @@ def torch_grads(case, heads=1, causal=False, alpha=None, rslora=False, scale=Non
         scores = scores.masked_fill(above, float("-inf"))
     probs = torch.softmax(scores, dim=-1)
     out = (probs @ proj["v"]).permute(0, 2, 1, 3).reshape(n, L, D)  # O: [N, L, D]
-    loss = 0.5 * ((out - y) ** 2).sum()
-    loss.backward()
-
-    result = {"loss": float(loss.detach())}
-    for name, leaf in leaves.items():
-        result["d_" + name] = leaf.grad.detach().to(torch.float64).numpy().copy()
-    return result
+    return 0.5 * ((out.to(y.dtype) - y) ** 2).sum(), leaves
 
 
 def grad_vector(grads, names):

@@ -9,6 +9,7 @@
 #include "lorafast/grad_case.hpp"
 #include "lorafast/safetensors.hpp"
 #include "model_flags.hpp"
+#include "precision.hpp"
 
 namespace lorafast::cli {
 namespace {
@@ -57,6 +58,7 @@ void print_result(const GradFlags& f, const LoraAttentionGrads& grads, double se
 
 void run_grad(const GradFlags& f) {
   f.model.check_degree();
+  note_bf16_fallback(f.model.dtype);
   auto inputs = grad_inputs_from_tensors(read_safetensors(f.model.in).tensors, f.model.in);
   const auto options = f.model.options();
   const auto start = std::chrono::steady_clock::now();

@@ -17,7 +17,8 @@ void ModelFlags::add_to(CLI::App& c) {
       ->check(CLI::IsMember({"exact", "fast", "chained", "auto"}));
   c.add_option("--eps", eps, "Target relative error of the gradients")->check(positive);
   c.add_option("--degree", degree, "Force the (even) Taylor degree of fast/chained")->check(non_negative);
-  c.add_option("--dtype", dtype, "Compute and output precision: f32 | f64")->check(CLI::IsMember({"f32", "f64"}));
+  c.add_option("--dtype", dtype, "Compute and output precision: f32 | f64 | bf16 (mixed: bf16 products, f32 sums and outputs)")
+      ->check(CLI::IsMember({"f32", "f64", "bf16"}));
   c.add_flag("--json", json, "Print one JSON object on stdout");
   c.add_flag("--explain", explain, "Explain the per-head method choice on stderr");
 }
@@ -30,6 +31,7 @@ LoraAttentionOptions ModelFlags::options() const {
   o.scaling.alpha = alpha;
   o.scaling.rslora = rslora;
   o.dtype = dtype == "f64" ? DType::f64 : DType::f32;
+  o.bf16 = dtype == "bf16";
   o.request = attention_request(method, eps, degree);
   return o;
 }

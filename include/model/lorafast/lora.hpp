@@ -46,6 +46,11 @@ struct LoraAttentionOptions {
   AttentionConfig attention;
   LoraScaling scaling;
   DType dtype = DType::f32;  // precision of the computation and of the results
+  // Mixed precision (dtype f32 only): x and the frozen weights rounded to bf16 for
+  // X W^T (bf16 products, f32 sums), the adapters' terms s (X A^T) B^T unmerged in f32,
+  // attention with bf16 tile products (AttentionParams::bf16_products); gradients and
+  // loss in f32.
+  bool bf16 = false;
   AttentionRequest request;  // method, eps, degree, cost model of the attention
 };
 
