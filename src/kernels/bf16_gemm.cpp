@@ -47,22 +47,17 @@ void to_bf16(std::span<const float> in, std::span<BFloat16> out) {
   for (std::size_t i = 0; i < in.size(); ++i) out[i] = lorafast::to_bf16(in[i]);
 }
 
-void to_f32(std::span<const BFloat16> in, std::span<float> out) {
-  LF_ASSERT(in.size() == out.size());
-  for (std::size_t i = 0; i < in.size(); ++i) out[i] = lorafast::to_f32(in[i]);
-}
-
 namespace {
 
-// op(M)(i, p) as its bits.
-std::uint32_t at(MatrixView<const BFloat16> m, Op op, std::int64_t i, std::int64_t p) {
-  return op == Op::none ? m(i, p).bits : m(p, i).bits;
+// op(M)(i, p).
+BFloat16 at(MatrixView<const BFloat16> m, Op op, std::int64_t i, std::int64_t p) {
+  return op == Op::none ? m(i, p) : m(p, i);
 }
 
 // Widens op(M) (a rows x cols window) into a dense f32 matrix.
 void widen(MatrixView<const BFloat16> m, Op op, std::int64_t rows, std::int64_t cols, float* out) {
   for (std::int64_t i = 0; i < rows; ++i)
-    for (std::int64_t p = 0; p < cols; ++p) out[i * cols + p] = to_f32(BFloat16{static_cast<std::uint16_t>(at(m, op, i, p))});
+    for (std::int64_t p = 0; p < cols; ++p) out[i * cols + p] = to_f32(at(m, op, i, p));
 }
 
 void gemm_widened(Op op_a, Op op_b, float alpha, MatrixView<const BFloat16> a, MatrixView<const BFloat16> b,

@@ -35,8 +35,7 @@ struct PairTile {
 // C[m, n] = alpha A B + beta C (beta = 0: C is not read). Only where bf16_arithmetic().
 void pair_gemm(const PairTile& t, float alpha, float beta);
 
-// Round-to-nearest-even narrowing and exact widening of n contiguous values.
+// Round-to-nearest-even narrowing of n contiguous values.
 void to_bf16(std::span<const float> in, std::span<BFloat16> out);
-void to_f32(std::span<const BFloat16> in, std::span<float> out);
 
 }  // namespace lorafast::kernels

@@ -129,14 +129,12 @@ LoraAttentionGrads grad(const LoraAttentionInputs& in, const LoraAttentionOption
   const std::int64_t n = in.batch(), l = in.seq_len(), d = in.model_dim(), heads = opt.attention.heads;
   Tensor x = in.x.to(dt), y = in.y.to(dt);
   std::array<Tensor, 3> proj;  // Q, K, V: [N, L, D]
-  if constexpr (std::is_same_v<T, float>) {
-    if (opt.bf16) {
-      const std::vector<BFloat16> x16 = bf16_copy(x);
-      for (auto p : all_projections) proj[static_cast<int>(p)] = projection_bf16(in, opt, x, x16, p);
-    }
-  }
-  if (!opt.bf16)
+  if (opt.bf16) {  // validate() allows it with dtype f32 only
+    const std::vector<BFloat16> x16 = bf16_copy(x);
+    for (auto p : all_projections) proj[static_cast<int>(p)] = projection_bf16(in, opt, x, x16, p);
+  } else {
     for (auto p : all_projections) proj[static_cast<int>(p)] = projection<T>(in, opt, x, p);
+  }
   Tensor o(dt, {n, l, d}), lse(dt, {n, heads, l});
   std::array<Tensor, 3> grads{Tensor(dt, {n, l, d}), Tensor(dt, {n, l, d}), Tensor(dt, {n, l, d})};
   AttentionParams<T> params = score_params<T>(in, opt, proj[0], proj[1]);

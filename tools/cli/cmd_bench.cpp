@@ -299,8 +299,8 @@ void print_results(const BenchFlags& f, const std::vector<SizeResult>& results, 
                                      "after")},
         {"bf16_peak", peak_json(peaks.bf16, "bf16 pair dot products (vdpbf16ps, 4 flops per f32 lane) in independent "
                                             "chains on every thread, best of runs before and after")},
-                             {"peak_rss", rss_per_size ? "per size" : "per process"},
-                             {"results", rows}};
+        {"peak_rss", rss_per_size ? "per size" : "per process"},
+        {"results", rows}};
     std::printf("%s\n", out.dump(2).c_str());
     return;
   }
