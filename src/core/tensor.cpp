@@ -3,12 +3,29 @@
 #include <cmath>
 #include <cstring>
 #include <sstream>
+#include <type_traits>
 
 namespace lorafast {
 
-std::size_t dtype_size(DType dtype) { return dtype == DType::f32 ? 4 : 8; }
+std::size_t dtype_size(DType dtype) {
+  switch (dtype) {
+    case DType::f32: return 4;
+    case DType::f64: return 8;
+    case DType::bf16: return 2;
+  }
+  LF_ASSERT(false);
+  return 0;
+}
 
-std::string dtype_name(DType dtype) { return dtype == DType::f32 ? "F32" : "F64"; }
+std::string dtype_name(DType dtype) {
+  switch (dtype) {
+    case DType::f32: return "F32";
+    case DType::f64: return "F64";
+    case DType::bf16: return "BF16";
+  }
+  LF_ASSERT(false);
+  return {};
+}
 
 std::int64_t shape_numel(const Shape& shape) {
   std::int64_t n = 1;
@@ -30,19 +47,30 @@ Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape
 }
 
 namespace {
-template <class To, class From>
-void convert(const From* src, To* dst, std::int64_t n) {
-  for (std::int64_t i = 0; i < n; ++i) dst[i] = static_cast<To>(src[i]);
+
+// Every conversion goes through double (exact for f32 and bf16 inputs); a double
+// narrowed to bf16 is rounded to f32 first, so it can round twice.
+template <class To>
+void narrow_all(const Tensor& in, To* out) {
+  const std::int64_t n = in.numel();
+  for (std::int64_t i = 0; i < n; ++i) {
+    if constexpr (std::is_same_v<To, BFloat16>)
+      out[i] = to_bf16(static_cast<float>(in.at(i)));
+    else
+      out[i] = static_cast<To>(in.at(i));
+  }
 }
+
 }  // namespace
 
 Tensor Tensor::to(DType dtype) const {
   if (dtype == dtype_) return *this;
   Tensor out(dtype, shape_);
-  if (dtype == DType::f64)
-    convert(data<float>(), out.data<double>(), numel());
-  else
-    convert(data<double>(), out.data<float>(), numel());
+  switch (dtype) {
+    case DType::f32: narrow_all(*this, out.data<float>()); break;
+    case DType::f64: narrow_all(*this, out.data<double>()); break;
+    case DType::bf16: narrow_all(*this, out.data<BFloat16>()); break;
+  }
   return out;
 }
 
@@ -55,7 +83,13 @@ Tensor Tensor::reshaped(Shape shape) const {
 
 double Tensor::at(std::int64_t i) const {
   LF_ASSERT(i >= 0 && i < numel());
-  return dtype_ == DType::f32 ? static_cast<double>(data<float>()[i]) : data<double>()[i];
+  switch (dtype_) {
+    case DType::f32: return data<float>()[i];
+    case DType::f64: return data<double>()[i];
+    case DType::bf16: return to_f32(data<BFloat16>()[i]);
+  }
+  LF_ASSERT(false);
+  return 0;
 }
 
 bool Tensor::all_finite() const {

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 
 #include "core/scratch.hpp"
@@ -24,7 +25,13 @@
 namespace lorafast {
 
 namespace {
-std::atomic<bool> bf16_enabled{true};
+// LORAFAST_BF16_ARITHMETIC=0 starts the process with it off (to run the fallback on
+// a CPU that has it: tests, comparisons).
+bool enabled_at_start() {
+  const char* v = std::getenv("LORAFAST_BF16_ARITHMETIC");
+  return v == nullptr || std::strcmp(v, "0") != 0;
+}
+std::atomic<bool> bf16_enabled{enabled_at_start()};
 }  // namespace
 
 bool cpu_has_bf16_arithmetic() {
@@ -233,6 +240,14 @@ void gemm_bf16(Op op_a, Op op_b, float alpha, MatrixView<const BFloat16> a, Matr
   if (k > 0 && bf16_arithmetic()) return gemm_dot_pairs(op_a, op_b, alpha, a, b, beta, c, k);
 #endif
   gemm_widened(op_a, op_b, alpha, a, b, beta, c, k);
+}
+
+void gemm_bf16(Op op_a, Op op_b, float alpha, MatrixView<const float> a, MatrixView<const BFloat16> b, float beta,
+               MatrixView<float> c) {
+  const Scratch<BFloat16> rounded(static_cast<std::size_t>(a.rows * a.cols));
+  for (std::int64_t i = 0; i < a.rows; ++i)
+    to_bf16({a.row(i), static_cast<std::size_t>(a.cols)}, {rounded.data() + i * a.cols, static_cast<std::size_t>(a.cols)});
+  gemm_bf16(op_a, op_b, alpha, MatrixView<const BFloat16>{rounded.data(), a.rows, a.cols, a.cols}, b, beta, c);
 }
 
 }  // namespace kernels

@@ -17,6 +17,10 @@ namespace lorafast::kernels {
 
 void gemm_bf16(Op op_a, Op op_b, float alpha, MatrixView<const BFloat16> a, MatrixView<const BFloat16> b, float beta,
                MatrixView<float> c);
+// The same with A in f32, rounded to bf16 first (as autocast rounds a linear
+// layer's input): the frozen weights of bf16 mixed precision times activations.
+void gemm_bf16(Op op_a, Op op_b, float alpha, MatrixView<const float> a, MatrixView<const BFloat16> b, float beta,
+               MatrixView<float> c);
 
 // A product on operands already in the layout of the bf16 dot-product instruction:
 // words of two bf16 values, the pair (k = 2q, k = 2q + 1). A(r, q) = a[r a_row + q a_col]

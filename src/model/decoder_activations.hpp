@@ -16,6 +16,7 @@
 #include "lorafast/planned_attention.hpp"
 #include "core/scratch.hpp"
 #include "model/decoder_parts.hpp"
+#include "model/lm_head_loss.hpp"
 #include "model/lora_linear.hpp"
 #include "model/norm.hpp"
 #include "model/rope.hpp"
@@ -122,6 +123,7 @@ AttentionParams<T> causal_attention_params(std::int64_t batch, std::int64_t seq_
 template <class T>
 AttentionParams<T> block_attention_params(const DecoderSpec& s, std::int64_t batch, std::int64_t seq_len) {
   AttentionParams<T> attn = causal_attention_params<T>(batch, seq_len, s.heads, s.kv_heads, s.head_dim);
+  attn.bf16_products = s.bf16;
   if (s.fused_qkv) {
     const std::int64_t width = s.q_width() + 2 * s.kv_width();
     attn.q_strides = attn.k_strides = attn.v_strides = attn.d_q_strides = attn.d_k_strides = attn.d_v_strides =
@@ -220,7 +222,9 @@ LoraLinearParams<T> linear_params(const LinearTensors<const Tensor>& l, const Gp
   p.rows = rows;
   p.in = l.w->dim(0);
   p.out = l.w->dim(1);
-  p.w = data<T>(l.w);
+  const FrozenValues<T> w = frozen<T>(*l.w);
+  p.w = w.values;
+  p.w_bf16 = w.bf16;
   p.bias = data<T>(l.bias);
   attach_adapter(p, lora, layer, l.target);
   return p;
@@ -246,6 +250,22 @@ NormParams<T> norm_params(const DecoderSpec& s, const NormTensors<const Tensor>&
   p.eps = s.eps;
   p.weight = data<T>(n.weight);
   p.bias = data<T>(n.bias);
+  return p;
+}
+
+// The LM head's loss over the final norm's output (forward only: the caller sets
+// d_h and d_wte for a backward pass).
+template <class T>
+LmHeadLossParams<T> lm_head_params(const DecoderView<T>& m, const DecoderActivations<T>& act) {
+  const FrozenValues<T> head = frozen<T>(*m.tensors.head);
+  LmHeadLossParams<T> p;
+  p.rows = act.rows;
+  p.dim = m.spec.dim;
+  p.vocab = m.spec.vocab;
+  p.h = act.final_out.data();
+  p.wte = head.values;
+  p.wte_bf16 = head.bf16;
+  p.targets = act.targets.data();
   return p;
 }
 

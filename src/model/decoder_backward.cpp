@@ -39,9 +39,10 @@ double forward_backward(const DecoderView<T>& m, const GptLora<T>* lora, const T
   Activation<T> d_wide = buffer(std::max(qkv_size, mlp_size));
   Activation<T> d_pre = buffer(s.qk_norm ? rows * (s.q_width() + s.kv_width()) : 0);  // of q and k before their norms
 
-  const double loss = lm_head_loss(LmHeadLossParams<T>{rows, d, s.vocab, act.final_out.data(), data<T>(m.tensors.head),
-                                                       act.targets.data(), d_ln.data(),
-                                                       d_w != nullptr ? data<T>(d_w->head) : nullptr});
+  auto head = lm_head_params(m, act);
+  head.d_h = d_ln.data();
+  if (d_w != nullptr) head.d_wte = data<T>(d_w->head);
+  const double loss = lm_head_loss(head);
   auto final_norm = norm_params<T>(s, m.tensors.final_norm, rows);
   final_norm.x = act.residual.back().data(), final_norm.mean = act.final_mean.data();
   final_norm.rstd = act.final_rstd.data(), final_norm.d_y = d_ln.data(), final_norm.d_x = d_res.data();

@@ -5,7 +5,7 @@
 #include <algorithm>
 
 #include "kernels/column_split.hpp"
-#include "kernels/gemm.hpp"
+#include "kernels/weight_gemm.hpp"
 #include "model/decode_state.hpp"
 #include "model/decoder_activations.hpp"
 #include "model/mlp_activation.hpp"
@@ -18,7 +18,9 @@ namespace {
 template <class T>
 void head_logits(const T* h, const Tensor& table, DecodeState<T>& s) {
   const std::int64_t vocab = table.dim(0), d = table.dim(1);
-  const MatrixView<const T> x{h, 1, d, d}, w{table.data<T>(), vocab, d, d};
+  const MatrixView<const T> x{h, 1, d, d};
+  const FrozenValues<T> f = frozen<T>(table);
+  const auto w = kernels::weight_view(f.values, f.bf16, vocab, d);
   const MatrixView<T> y{s.logits_t.data(), 1, vocab, vocab};
   kernels::for_column_blocks(vocab, [&](std::int64_t c0, std::int64_t c1) {
     kernels::gemm(kernels::Op::none, kernels::Op::trans, T(1), x, w.block(c0, 0, c1 - c0, d), T(0),
@@ -69,11 +71,10 @@ template <class T>
 void decode_step(const DecoderView<T>& m, const GptLora<T>* lora, std::int32_t token, DecodeState<T>& s) {
   const DecoderSpec& spec = m.spec;
   const std::int64_t d = spec.dim, t = s.cache.length, row = s.cache.row(), q = spec.q_width();
-  const T* tok = data<T>(m.tensors.embed) + static_cast<std::int64_t>(token) * d;
+  table_row(*m.tensors.embed, token, s.x.data());
   if (const T* pos = data<T>(m.tensors.positions)) {
-    for (std::int64_t i = 0; i < d; ++i) s.x[static_cast<std::size_t>(i)] = tok[i] + pos[t * d + i];
+    for (std::int64_t i = 0; i < d; ++i) s.x[static_cast<std::size_t>(i)] += pos[t * d + i];
   } else {
-    std::copy(tok, tok + d, s.x.begin());
     const std::int64_t half = s.rope.half;
     std::copy_n(s.rope.cos.begin() + t * half, half, s.rope_row.cos.begin());  // the angles of position t
     std::copy_n(s.rope.sin.begin() + t * half, half, s.rope_row.sin.begin());

@@ -23,18 +23,14 @@ void resize(Vector& v, std::int64_t n) {
 template <class T>
 void embed_fwd(const DecoderView<T>& m, const TokenBatch& batch, T* x) {
   const std::int64_t d = m.spec.dim, tlen = batch.seq_len;
-  const T* table = data<T>(m.tensors.embed);
   const T* positions = data<T>(m.tensors.positions);
 #pragma omp parallel for schedule(static)
   for (std::int64_t row = 0; row < batch.batch * tlen; ++row) {
     const std::int64_t n = row / tlen, t = row % tlen;
-    const T* tok = table + static_cast<std::int64_t>(batch.at(n, t)) * d;
-    if (positions == nullptr) {
-      std::copy(tok, tok + d, x + row * d);
-      continue;
-    }
+    table_row(*m.tensors.embed, batch.at(n, t), x + row * d);
+    if (positions == nullptr) continue;
     const T* pos = positions + t * d;
-    for (std::int64_t c = 0; c < d; ++c) x[row * d + c] = tok[c] + pos[c];
+    for (std::int64_t c = 0; c < d; ++c) x[row * d + c] += pos[c];
   }
 }
 
@@ -68,8 +64,7 @@ template <class T>
 double loss(const DecoderView<T>& m, const GptLora<T>* lora, const TokenBatch& batch,
             const AttentionRequest& attention) {
   const auto act = forward_only(m, lora, batch, attention);
-  return lm_head_loss(LmHeadLossParams<T>{act.rows, m.spec.dim, m.spec.vocab, act.final_out.data(),
-                                          data<T>(m.tensors.head), act.targets.data(), nullptr});
+  return lm_head_loss(lm_head_params(m, act));
 }
 
 }  // namespace

@@ -19,11 +19,11 @@ std::vector<double> next_logits(const DecoderView<T>& m, const GptLora<T>* lora,
   DecoderActivations<T> act;
   decoder_forward(m, lora, batch, AttentionRequest{}, Keep::last, act);
   const T* h = act.final_out.data() + (length - 1) * d;  // [D]
-  const T* head = data<T>(m.tensors.head);               // [V, D]
+  const Tensor& head = *m.tensors.head;                  // [V, D], in T or bf16
   std::vector<double> logits(static_cast<std::size_t>(vocab));
   for (std::int64_t j = 0; j < vocab; ++j) {
     double dot = 0;
-    for (std::int64_t c = 0; c < d; ++c) dot += static_cast<double>(h[c]) * static_cast<double>(head[j * d + c]);
+    for (std::int64_t c = 0; c < d; ++c) dot += static_cast<double>(h[c]) * head.at(j * d + c);
     logits[static_cast<std::size_t>(j)] = dot;
   }
   return logits;

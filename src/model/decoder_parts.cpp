@@ -1,6 +1,10 @@
 // The one place a configuration's family becomes a choice of parts.
 #include "model/decoder_parts.hpp"
 
+#include <set>
+
+#include "lorafast/decoder.hpp"
+
 namespace lorafast {
 
 DecoderSpec decoder_spec(const GptConfig& config) {
@@ -27,5 +31,27 @@ DecoderSpec decoder_spec(const GptConfig& config) {
   s.sliding_window = config.llama.sliding_window;
   return s;
 }
+
+namespace {
+
+template <class W>
+void frozen_to_bf16(W& weights) {
+  auto t = decoder_tensors(weights);
+  std::set<Tensor*> matrices{t.embed, t.head};  // one tensor when tied
+  for (auto& b : t.blocks) {
+    for (auto& l : b.qkv)
+      if (l.w != nullptr) matrices.insert(l.w);
+    for (auto& l : b.mlp_in)
+      if (l.w != nullptr) matrices.insert(l.w);
+    matrices.insert(b.o.w);
+    matrices.insert(b.mlp_out.w);
+  }
+  for (Tensor* m : matrices) *m = m->to(DType::bf16);
+}
+
+}  // namespace
+
+void store_frozen_bf16(GptWeights<float>& weights) { frozen_to_bf16(weights); }
+void store_frozen_bf16(LlamaWeights<float>& weights) { frozen_to_bf16(weights); }
 
 }  // namespace lorafast

@@ -10,6 +10,7 @@
 // heads, E head dim, Q = H E, C = K E, F the MLP width.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <vector>
@@ -33,6 +34,7 @@ struct DecoderSpec {
   bool qk_norm = false;   // an RMSNorm over each head of q and of k, before RoPE (Qwen3); needs !fused_qkv
   MlpKind mlp = MlpKind::gelu;
   std::int64_t sliding_window = 0;  // 0: none
+  bool bf16 = false;  // the frozen matrices are held in bf16 (store_frozen_bf16): bf16 products, f32 sums
 
   std::int64_t q_width() const { return heads * head_dim; }      // Q
   std::int64_t kv_width() const { return kv_heads * head_dim; }  // C
@@ -143,7 +145,9 @@ struct DecoderView {
 
 template <class W>
 DecoderView<typename W::value_type> decoder_view(const W& weights) {
-  return {&weights.config, decoder_spec(weights.config), decoder_tensors(weights)};
+  DecoderView<typename W::value_type> view{&weights.config, decoder_spec(weights.config), decoder_tensors(weights)};
+  view.spec.bf16 = view.tensors.head->dtype() == DType::bf16;
+  return view;
 }
 
 // A tensor's values, nullptr for an absent tensor.
@@ -154,6 +158,31 @@ const T* data(const Tensor* t) {
 template <class T>
 T* data(Tensor* t) {
   return t == nullptr ? nullptr : t->data<T>();
+}
+
+// A frozen matrix (a projection, the embedding, the LM head): its values in T, or in
+// bf16 after store_frozen_bf16; the other pointer is nullptr.
+template <class T>
+struct FrozenValues {
+  const T* values = nullptr;
+  const BFloat16* bf16 = nullptr;
+};
+template <class T>
+FrozenValues<T> frozen(const Tensor& t) {
+  if (t.dtype() == DType::bf16) return {nullptr, t.data<BFloat16>()};
+  return {t.data<T>(), nullptr};
+}
+
+// Row `index` of a [rows, D] table held in T or bf16 (the token embedding), as T.
+template <class T>
+void table_row(const Tensor& table, std::int64_t index, T* out) {
+  const std::int64_t d = table.dim(1);
+  const FrozenValues<T> f = frozen<T>(table);
+  if (f.values != nullptr) {
+    std::copy(f.values + index * d, f.values + (index + 1) * d, out);
+    return;
+  }
+  for (std::int64_t c = 0; c < d; ++c) out[c] = static_cast<T>(to_f32(f.bf16[index * d + c]));
 }
 
 }  // namespace lorafast

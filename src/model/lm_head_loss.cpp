@@ -17,7 +17,7 @@
 
 #include "core/scratch.hpp"
 #include "kernels/exp.hpp"
-#include "kernels/gemm.hpp"
+#include "kernels/weight_gemm.hpp"
 
 namespace lorafast {
 
@@ -63,14 +63,15 @@ double lm_head_loss(const LmHeadLossParams<T>& p) {
   std::vector<double> slice_max(nt * static_cast<std::size_t>(rc_max)), slice_sum(slice_max.size());
   std::vector<double> target_logit(static_cast<std::size_t>(rc_max)), lse(target_logit.size());
   std::vector<double> row_loss(static_cast<std::size_t>(p.rows));
-  const MatrixView<const T> wte{p.wte, vocab, dim, dim};
+  LF_ASSERT(p.d_wte == nullptr || p.wte_bf16 == nullptr);
+  const auto wte = kernels::weight_view(p.wte, p.wte_bf16, vocab, dim);
 #pragma omp parallel num_threads(threads)
   {
     const int t = omp_get_thread_num();
     const std::int64_t v0 = slice_start(vocab, t, threads), v1 = slice_start(vocab, t + 1, threads), nv = v1 - v0;
     double* my_max = slice_max.data() + t * rc_max;
     double* my_sum = slice_sum.data() + t * rc_max;
-    const MatrixView<const T> wte_mine = wte.block(v0, 0, nv, dim);
+    const auto wte_mine = wte.block(v0, 0, nv, dim);
     for (std::int64_t r0 = 0; r0 < p.rows; r0 += chunk_rows) {
       const std::int64_t rc = std::min(chunk_rows, p.rows - r0);
       const MatrixView<const T> h{p.h + r0 * dim, rc, dim, dim};

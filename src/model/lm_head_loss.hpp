@@ -6,6 +6,8 @@
 
 #include <cstdint>
 
+#include "lorafast/bf16.hpp"
+
 namespace lorafast {
 
 template <class T>
@@ -14,10 +16,12 @@ struct LmHeadLossParams {
   std::int64_t dim = 0;    // D
   std::int64_t vocab = 0;  // V
   const T* h = nullptr;    // [rows, D]  final (ln_f) hidden states
-  const T* wte = nullptr;  // [V, D]
+  const T* wte = nullptr;  // [V, D] (or nullptr with wte_bf16)
   const std::int32_t* targets = nullptr;  // [rows], in [0, V)
   T* d_h = nullptr;        // [rows, D]  overwritten with d loss / d h; nullptr: forward only
   T* d_wte = nullptr;      // [V, D]     overwritten with the LM head's share of d loss / d wte; needs d_h
+  // wte in bf16 instead (T = float; no d_wte then): h and d_logits are rounded to bf16 for their products.
+  const BFloat16* wte_bf16 = nullptr;
 };
 
 // The mean cross-entropy in nats. Threads split the vocabulary (static slices), so

@@ -7,6 +7,7 @@
 
 #include "kernels/column_split.hpp"
 #include "kernels/parallel_gemm.hpp"
+#include "kernels/weight_gemm.hpp"
 
 namespace lorafast {
 
@@ -21,6 +22,11 @@ namespace {
 template <class T>
 MatrixView<T> view(T* data, std::int64_t rows, std::int64_t cols) {
   return {data, rows, cols, cols};
+}
+
+template <class T>
+kernels::WeightView<T> weight(const LoraLinearParams<T>& p) {
+  return kernels::weight_view(p.w, p.w_bf16, p.in, p.out);
 }
 
 // d_bias[c] = sum over rows of d_y[r, c], accumulated in double in row order.
@@ -39,7 +45,7 @@ void column_sums(const T* d_y, std::int64_t rows, std::int64_t cols, T* d_bias) 
 template <class T>
 void few_rows_fwd(const LoraLinearParams<T>& p) {
   const auto x = view(p.x, p.rows, p.in);
-  const auto w = view(p.w, p.in, p.out);
+  const auto w = weight(p);
   const auto y = view(p.y, p.rows, p.out);
   std::vector<T> z(static_cast<std::size_t>(p.rows * p.rank));
   const auto zv = view(z.data(), p.rows, p.rank);
@@ -72,7 +78,7 @@ void lora_linear_fwd(const LoraLinearParams<T>& p) {
     else std::fill(y.row(r), y.row(r) + p.out, T(0));
   }
   const auto x = view(p.x, p.rows, p.in);
-  gemm_rows(T(1), x, Op::none, view(p.w, p.in, p.out), T(1), y);  // y = bias + x W
+  gemm_rows(T(1), x, Op::none, weight(p), T(1), y);  // y = bias + x W
   if (p.rank == 0) return;
   std::vector<T> z(static_cast<std::size_t>(p.rows * p.rank));
   const auto zv = view(z.data(), p.rows, p.rank);
@@ -84,7 +90,8 @@ template <class T>
 void lora_linear_bwd(const LoraLinearParams<T>& p) {
   const auto d_y = view(p.d_y, p.rows, p.out);
   const auto x = view(p.x, p.rows, p.in);
-  if (p.d_x != nullptr) gemm_rows(T(1), d_y, Op::trans, view(p.w, p.in, p.out), T(0), view(p.d_x, p.rows, p.in));
+  if (p.d_x != nullptr) gemm_rows(T(1), d_y, Op::trans, weight(p), T(0), view(p.d_x, p.rows, p.in));
+  LF_ASSERT(p.d_w == nullptr || p.w_bf16 == nullptr);
   if (p.d_w != nullptr) gemm_tn_cols(T(1), x, d_y, view(p.d_w, p.in, p.out));  // d_W = x^T d_y
   if (p.d_bias != nullptr) column_sums(p.d_y, p.rows, p.out, p.d_bias);
   if (p.rank == 0) return;

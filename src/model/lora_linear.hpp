@@ -7,10 +7,14 @@
 // fewer rows than threads, as in a decoding step; d_W and d_bias, sums over the rows:
 // each thread owns a block of their entries, kernels/column_split.hpp); z is
 // recomputed in the backward pass rather than stored (rows * R * in flops, small
-// next to rows * in * out).
+// next to rows * in * out). In bf16 mixed precision W is held in bf16 (w_bf16): x W
+// and d_y W^T then take x and d_y rounded to bf16 and sum in f32; the adapter's terms
+// stay in f32 (kernels/weight_gemm.hpp).
 #pragma once
 
 #include <cstdint>
+
+#include "lorafast/bf16.hpp"
 
 namespace lorafast {
 
@@ -21,7 +25,7 @@ struct LoraLinearParams {
   std::int64_t out = 0;
   std::int64_t rank = 0;  // R; 0 = no adapter
   T scale = 0;            // s
-  const T* w = nullptr;       // [in, out]
+  const T* w = nullptr;       // [in, out] (or nullptr with w_bf16)
   const T* bias = nullptr;    // [out]; nullptr: no bias (nn.Linear(bias=False))
   const T* lora_a = nullptr;  // [R, in]
   const T* lora_b = nullptr;  // [out, R]
@@ -33,6 +37,7 @@ struct LoraLinearParams {
   T* d_lora_b = nullptr;      // [out, R]
   T* d_w = nullptr;           // [in, out]    bwd output (overwritten); nullptr: not needed
   T* d_bias = nullptr;        // [out]        bwd output (overwritten); nullptr: not needed
+  const BFloat16* w_bf16 = nullptr;  // W in bf16 instead of w (T = float; no d_w then)
 };
 
 template <class T>

@@ -32,7 +32,8 @@ json options_json(const TrainOptions& o) {
           {"eval_every", o.eval_every},
           {"val_windows", o.val_windows},
           {"seed", o.seed},
-          {"method", method_name(o.attention.method)}};
+          {"method", method_name(o.attention.method)},
+          {"bf16", o.bf16}};
 }
 
 // Every field is checked for kind and range before it is converted; `where` names the file.
@@ -65,6 +66,10 @@ TrainOptions options_from(const json& j, const std::string& where) {
   const auto known = find_method(method);
   LF_CHECK(known, bad, where, ": option 'method' ", quote(method), " is not a method");
   o.attention.method = *known;
+  if (const auto it = j.find("bf16"); it != j.end()) {  // absent in checkpoints from before bf16
+    LF_CHECK(it->is_boolean(), bad, where, ": option 'bf16' is a ", it->type_name(), ", not a boolean");
+    o.bf16 = it->get<bool>();
+  }
   return o;
 }
 
@@ -231,8 +236,11 @@ DType checkpoint_dtype(const std::filesystem::path& path) {
            "' metadata)");
   const json meta = parse_json(it->second, where);
   const std::string& dtype = json_string(require_field(meta, "dtype", where), where + ": 'dtype'");
-  if (dtype == "F32") return DType::f32;
   if (dtype == "F64") return DType::f64;
+  if (dtype == "F32") {
+    const json& options = require_field(meta, "options", where);
+    return options_from(options, where).bf16 ? DType::bf16 : DType::f32;
+  }
   throw Error(bad, cat(where, ": 'dtype' ", quote(dtype), " is not F32 or F64"));
 }
 

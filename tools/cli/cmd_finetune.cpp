@@ -349,11 +349,14 @@ void dispatch(FinetuneFlags f) {
   if (f.resume) {
     const fs::path path = fs::path(f.out) / "checkpoint.safetensors";
     LF_CHECK(fs::exists(path), bad, path.string(), ": no checkpoint to resume (run finetune without --resume first)");
-    const std::string stored = checkpoint_dtype(path) == DType::f64 ? "f64" : "f32";
+    const DType kind = checkpoint_dtype(path);
+    const std::string stored = kind == DType::f64 ? "f64" : kind == DType::bf16 ? "bf16" : "f32";
     LF_CHECK(!f.given("--dtype") || dtype == stored, bad, path.string(), ": the checkpoint was trained with --dtype ",
              stored, ", not ", dtype);
     dtype = stored;
   }
+  f.model.dtype = dtype;
+  f.train.bf16 = dtype == "bf16";
   dtype == "f64" ? run<double>(f) : run<float>(f);
 }
 

@@ -94,9 +94,21 @@ void add_adapter_grads(const std::vector<LoraLayer>& d_lora, TensorMap& out) {
       }
 }
 
+// --dtype bf16: the frozen matrices stored in bf16 (decoder.hpp).
+template <class W>
+void apply_dtype(const ModelGradFlags& f, W& weights) {
+  if constexpr (std::is_same_v<typename W::value_type, float>) {
+    if (f.dtype != "bf16") return;
+    note_bf16_fallback(f.dtype);
+    store_frozen_bf16(weights);
+  }
+}
+
 template <class T>
 void run(const ModelGradFlags& f) {
   LF_CHECK(f.full || !f.adapter.empty(), ErrorKind::usage, "model-grad: --adapter is required without --full");
+  LF_CHECK(!f.full || f.dtype != "bf16", ErrorKind::usage,
+           "model-grad: --full differentiates the base weights, which --dtype bf16 freezes in bf16; use f32 or f64");
   LF_CHECK(!f.full || f.method == "exact", ErrorKind::usage, "model-grad: --full computes with --method exact");
   check_even_degree(f.degree);
   const AttentionRequest attention = attention_request(f.method, f.eps, f.degree);
@@ -113,7 +125,8 @@ void run(const ModelGradFlags& f) {
   std::chrono::steady_clock::time_point start;
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
   if (config.is_llama()) {
-    const auto weights = load_llama_model<T>(f.model);
+    auto weights = load_llama_model<T>(f.model);
+    apply_dtype(f, weights);
     std::optional<GptLora<T>> lora;
     if (!f.adapter.empty()) lora = load_peft_adapter<T>(f.adapter, weights.config);
     start = std::chrono::steady_clock::now();
@@ -132,7 +145,8 @@ void run(const ModelGradFlags& f) {
   } else {
     const TensorMap model_tensors = read_safetensors(model_file).tensors;
     const std::string prefix = gpt_tensor_prefix(model_tensors);
-    const auto weights = gpt_weights_from_tensors<T>(config, model_tensors, model_file.string());
+    auto weights = gpt_weights_from_tensors<T>(config, model_tensors, model_file.string());
+    apply_dtype(f, weights);
     std::optional<GptLora<T>> lora;
     if (!f.adapter.empty()) lora = load_peft_adapter<T>(f.adapter, weights.config);
     start = std::chrono::steady_clock::now();
@@ -171,8 +185,8 @@ void add_model_grad_command(CLI::App& app) {
   cmd->add_option("--adapter", flags->adapter, "PEFT adapter directory (required without --full)");
   cmd->add_option("--tokens", flags->tokens, "Text file: one window of T + 1 token ids per line")->required();
   cmd->add_option("--out", flags->out, "Output safetensors: loss and the gradient of every adapter (and with --full, base) tensor")->required();
-  cmd->add_option("--dtype", flags->dtype, "Compute and output precision: f32 | f64")
-      ->check(CLI::IsMember({"f32", "f64"}));
+  cmd->add_option("--dtype", flags->dtype, "Compute precision: f32 | f64 | bf16 (frozen weights in bf16; F32 outputs)")
+      ->check(CLI::IsMember({"f32", "f64", "bf16"}));
   cmd->add_option("--method", flags->method, "Attention per layer and head: exact | fast | chained | auto (default exact)")
       ->check(CLI::IsMember({"exact", "fast", "chained", "auto"}));
   cmd->add_option("--eps", flags->eps, "Target relative error of each layer's attention gradients (default 1e-3)")

@@ -8,7 +8,10 @@ void GptModelFlags::add_to(CLI::App& c, bool with_adapter, bool model_required) 
   auto* m = c.add_option("--model", model, "Model directory (config.json, model.safetensors; the Hugging Face GPT-2 or Llama-family layout)");
   if (model_required) m->required();
   if (with_adapter) c.add_option("--adapter", adapter, "PEFT LoRA adapter directory (e.g. finetune's --out)");
-  c.add_option("--dtype", dtype, "Compute precision: f32 | f64")->check(CLI::IsMember({"f32", "f64"}));
+  c.add_option("--dtype", dtype,
+               "Compute precision: f32 | f64 | bf16 (mixed: the frozen weights held and multiplied in bf16, "
+               "sums, adapters, norms, softmax and the loss in f32)")
+      ->check(CLI::IsMember({"f32", "f64", "bf16"}));
   c.add_option("--positions", positions,
                "Run sequences of up to N tokens: the position table is extended to N rows by repeating the "
                "trained ones (row t = row t mod n_positions), so the model is unchanged up to n_positions and an "

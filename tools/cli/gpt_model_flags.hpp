@@ -7,12 +7,15 @@
 #include <algorithm>
 #include <optional>
 #include <string>
+#include <type_traits>
 
 #include <CLI/CLI.hpp>
 
+#include "lorafast/decoder.hpp"
 #include "lorafast/gpt_lora.hpp"
 #include "lorafast/llama.hpp"
 #include "lorafast/train_data.hpp"
+#include "precision.hpp"
 
 namespace lorafast::cli {
 
@@ -61,10 +64,20 @@ inline GptConfig model_config_for_data(const GptModelFlags& flags, DataFormat fo
 
 // Runs `action(weights)` on the model of --model: GptWeights<T> for gpt2, LlamaWeights<T>
 // for the Llama family, with --positions applied (a rotary model just accepts longer sequences).
+// With --dtype bf16 (T = float) the frozen matrices are stored in bf16 first (decoder.hpp).
 template <class T, class Action>
 void with_model_for_data(const GptModelFlags& flags, DataFormat format, Action&& action) {
+  auto run = [&](auto&& weights) {
+    if constexpr (std::is_same_v<T, float>) {
+      if (flags.dtype == "bf16") {
+        note_bf16_fallback(flags.dtype);
+        store_frozen_bf16(weights);
+      }
+    }
+    action(weights);
+  };
   if (!model_config_for_data(flags, format).is_llama()) {
-    action(load_model_for_data<T>(flags, format));
+    run(load_model_for_data<T>(flags, format));
     return;
   }
   auto weights = load_llama_model<T>(flags.model);
@@ -74,7 +87,7 @@ void with_model_for_data(const GptModelFlags& flags, DataFormat format, Action&&
              ", 16777216]");
     weights.config.n_positions = *flags.positions;
   }
-  action(weights);
+  run(weights);
 }
 
 // The adapter of --adapter, or nothing without it.

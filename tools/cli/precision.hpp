@@ -6,7 +6,7 @@
 
 namespace lorafast::cli {
 
-// For dtype "bf16" on a CPU without bf16 arithmetic: one note on stderr (once per
+// For dtype "bf16" without bf16 arithmetic (the CPU lacks it, or it is turned off): one note on stderr (once per
 // process) that the bf16 products run in f32 here.
 void note_bf16_fallback(const std::string& dtype);
 

@@ -28,7 +28,8 @@ inline BFloat16 to_bf16(float x) {
 bool cpu_has_bf16_arithmetic();
 // Whether bf16 products run on them now: the CPU has them and they are not turned
 // off. Off, bf16 operands are widened to f32 and multiplied there (the path of CPUs
-// without them, which tests force with set_bf16_arithmetic(false)). Process-wide.
+// without them, which tests force with set_bf16_arithmetic(false), or a process with
+// the environment variable LORAFAST_BF16_ARITHMETIC=0 from its start). Process-wide.
 bool bf16_arithmetic();
 void set_bf16_arithmetic(bool on);
 

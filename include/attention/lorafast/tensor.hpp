@@ -1,4 +1,5 @@
-// Tensor: an owning, contiguous, row-major array of f32 or f64 with a shape.
+// Tensor: an owning, contiguous, row-major array of f32, f64 or bf16 with a shape
+// (bf16: storage of frozen weights only, bf16.hpp).
 // MatrixView: a non-owning 2-D window (rows, cols, leading dimension) used by the
 // kernels, e.g. one head's columns of a [L, D] matrix (ld = D).
 #pragma once
@@ -9,14 +10,15 @@
 #include <type_traits>
 #include <vector>
 
+#include "lorafast/bf16.hpp"
 #include "lorafast/error.hpp"
 
 namespace lorafast {
 
-enum class DType { f32, f64 };
+enum class DType { f32, f64, bf16 };
 
 std::size_t dtype_size(DType dtype);
-std::string dtype_name(DType dtype);  // safetensors spelling: "F32", "F64"
+std::string dtype_name(DType dtype);  // safetensors spelling: "F32", "F64", "BF16"
 
 template <class T>
 constexpr DType dtype_of();
@@ -24,6 +26,8 @@ template <>
 constexpr DType dtype_of<float>() { return DType::f32; }
 template <>
 constexpr DType dtype_of<double>() { return DType::f64; }
+template <>
+constexpr DType dtype_of<BFloat16>() { return DType::bf16; }
 
 using Shape = std::vector<std::int64_t>;
 
@@ -57,7 +61,7 @@ class Tensor {
     return reinterpret_cast<const T*>(storage_.data());
   }
 
-  Tensor to(DType dtype) const;        // converted copy (a plain copy when equal)
+  Tensor to(DType dtype) const;        // converted copy (a plain copy when equal; to bf16: rounded to nearest even)
   Tensor reshaped(Shape shape) const;  // same data, new shape of equal numel
   double at(std::int64_t flat_index) const;  // element as double, for tests and I/O
   bool all_finite() const;

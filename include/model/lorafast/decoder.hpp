@@ -32,6 +32,18 @@ struct KvCache {
   std::int64_t row() const { return kv_heads * head_dim; }
 };
 
+// bf16 mixed precision (INTERFACE.md "Precision"): the frozen matrices of the base
+// model (every projection, the token embedding, the LM head) are rounded to bf16 in
+// place, halving their memory; norms, biases and position tables stay f32. From then
+// on the model's products take bf16 inputs and sum in f32 (the activations and
+// gradients they multiply are rounded to bf16, as under torch.autocast), attention
+// runs its exact kernels with bf16 tile products, and everything else (LoRA adapters and their
+// gradients, norms, softmax, residual sums, the loss) stays f32. On a CPU without
+// bf16 arithmetic the same products are computed in f32 (bf16.hpp). Such weights
+// serve LoRA fine-tuning, evaluation and decoding, not full-parameter gradients.
+void store_frozen_bf16(GptWeights<float>& weights);
+void store_frozen_bf16(LlamaWeights<float>& weights);
+
 // The largest capacity a model supports: n_positions (max_position_embeddings), and
 // at most the sliding window when the model has one (masking is not implemented).
 std::int64_t max_decode_positions(const GptConfig& config);

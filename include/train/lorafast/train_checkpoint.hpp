@@ -40,7 +40,8 @@ Checkpoint<T> load_checkpoint(const std::filesystem::path& path, const GptConfig
 template <class T>
 Checkpoint<T> checkpoint_from_contents(SafetensorsContents contents, const GptConfig& model, const std::string& origin);
 
-// The precision a checkpoint was written in (to resume in the same one).
+// The precision a checkpoint's run computed in (to resume in the same one): F64, F32,
+// or bf16 for a --dtype bf16 run (whose adapters and state are F32).
 DType checkpoint_dtype(const std::filesystem::path& path);
 
 }  // namespace lorafast

@@ -36,6 +36,9 @@ struct TrainOptions {
   // attention, as `lorafast eval` does.
   AttentionRequest attention{.method = Method::automatic, .eps = 1e-3, .degree = std::nullopt, .cost = {}};
   Recompute recompute = Recompute::automatic;  // of each micro-batch's backward pass (gpt_loss.hpp)
+  // --dtype bf16: the model's frozen matrices were stored in bf16 (store_frozen_bf16);
+  // recorded so a resumed run continues in it. The adapters and AdamW state stay f32.
+  bool bf16 = false;
 
   LrSchedule schedule() const { return {lr, warmup, steps, min_lr_ratio}; }
   // Error(usage) naming the flag, Error(bad_input) for an odd --degree. Whether fast
