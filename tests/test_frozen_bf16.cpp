@@ -3,7 +3,7 @@
 // double reference on the same bf16-rounded operands with the written f32 bound;
 // whole models (GPT-2 and Llama, LoRA on every projection) with bf16 arithmetic on and
 // off (the fallback) against their f32 selves, within the rounding of the products'
-// inputs.
+// inputs; and decoding with the KV cache against the full forward pass.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -55,7 +55,7 @@ void on_both_paths(F f) {
 // (k + 4) u times the sum of |terms| (k terms, the adapter's two short sums, the bias).
 TEST(FrozenBf16, LoraLinearMatchesTheRoundedOperandsInDouble) {
   for (std::int64_t rows : {1, 37}) {  // 1: the decoding step's column split
-    const std::int64_t in = 70, out = 53, rank = 3;
+    const std::int64_t in = 70, out = 150, rank = 3;  // out: past the GEMV's 128-column block, with a tail
     const float s = 1.5f;
     std::mt19937_64 rng(static_cast<std::uint64_t>(rows));
     const auto x = random_floats(rows * in, 1.0, rng), w = random_floats(in * out, 0.1, rng);
@@ -207,6 +207,30 @@ TEST(FrozenBf16, GptAndLlamaAgreeOnBothPathsAndTrackF32) {
     check_model(llama, model_lora_targets(llama.config));
   }
   set_num_threads(0);
+}
+
+// Decoding steps (single-row products: gemv_bf16, f32 attention on the cache)
+// against model_next_logits of the same bf16 weights (bf16 GEMMs and attention
+// tiles, a double LM head on an unrounded h): the two round different values to bf16
+// (2^-8 each, a dozen or so on a path through two blocks), so 2^-5 of the logit
+// scale; a wrong binding or orientation gives O(1).
+TEST(FrozenBf16, DecodingStepsMatchTheFullForwardPass) {
+  testing::TinyLlamaSpec spec;
+  spec.dim = 16, spec.ffn = 40, spec.vocab = 150;  // the head's GEMV crosses its 128-column block
+  auto w = testing::tiny_llama<float>(spec);
+  store_frozen_bf16(w);
+  std::vector<std::int32_t> context{3, 141, 7};
+  CachedDecoder<LlamaWeights<float>> decoder(w, nullptr, w.config.n_positions);
+  const std::vector<double>* cached = &decoder.prefill(context);
+  for (std::int32_t t = 0; decoder.length() < w.config.n_positions; ++t) {
+    const auto full = model_next_logits(w, static_cast<const GptLora<float>*>(nullptr), context);
+    double scale = 0, worst = 0;
+    for (double v : full) scale = std::max(scale, std::abs(v));
+    for (std::size_t j = 0; j < full.size(); ++j) worst = std::max(worst, std::abs((*cached)[j] - full[j]));
+    ASSERT_LE(worst, 0x1p-5 * (1 + scale)) << "at length " << context.size();
+    context.push_back((t * 37) % 150);
+    cached = &decoder.step(context.back());
+  }
 }
 
 }  // namespace

@@ -48,16 +48,29 @@ Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape
 
 namespace {
 
-// Every conversion goes through double (exact for f32 and bf16 inputs); a double
-// narrowed to bf16 is rounded to f32 first, so it can round twice.
-template <class To>
-void narrow_all(const Tensor& in, To* out) {
-  const std::int64_t n = in.numel();
+double value(double x) { return x; }
+double value(float x) { return x; }
+double value(BFloat16 x) { return to_f32(x); }
+
+// Calls f with a value of the element type of `dtype`.
+template <class F>
+void visit(DType dtype, F f) {
+  switch (dtype) {
+    case DType::f32: return f(float{});
+    case DType::f64: return f(double{});
+    case DType::bf16: return f(BFloat16{});
+  }
+}
+
+// Through double (exact for f32 and bf16 inputs); a double narrowed to bf16 is
+// rounded to f32 first, so it can round twice.
+template <class From, class To>
+void convert(const From* in, To* out, std::int64_t n) {
   for (std::int64_t i = 0; i < n; ++i) {
     if constexpr (std::is_same_v<To, BFloat16>)
-      out[i] = to_bf16(static_cast<float>(in.at(i)));
+      out[i] = to_bf16(static_cast<float>(value(in[i])));
     else
-      out[i] = static_cast<To>(in.at(i));
+      out[i] = static_cast<To>(value(in[i]));
   }
 }
 
@@ -66,11 +79,13 @@ void narrow_all(const Tensor& in, To* out) {
 Tensor Tensor::to(DType dtype) const {
   if (dtype == dtype_) return *this;
   Tensor out(dtype, shape_);
-  switch (dtype) {
-    case DType::f32: narrow_all(*this, out.data<float>()); break;
-    case DType::f64: narrow_all(*this, out.data<double>()); break;
-    case DType::bf16: narrow_all(*this, out.data<BFloat16>()); break;
-  }
+  visit(dtype_, [&](auto from) {
+    visit(dtype, [&](auto to) {
+      using From = decltype(from);
+      using To = decltype(to);
+      convert(data<From>(), out.data<To>(), numel());
+    });
+  });
   return out;
 }
 
@@ -83,20 +98,18 @@ Tensor Tensor::reshaped(Shape shape) const {
 
 double Tensor::at(std::int64_t i) const {
   LF_ASSERT(i >= 0 && i < numel());
-  switch (dtype_) {
-    case DType::f32: return data<float>()[i];
-    case DType::f64: return data<double>()[i];
-    case DType::bf16: return to_f32(data<BFloat16>()[i]);
-  }
-  LF_ASSERT(false);
-  return 0;
+  double v = 0;
+  visit(dtype_, [&](auto type) { v = value(data<decltype(type)>()[i]); });
+  return v;
 }
 
 bool Tensor::all_finite() const {
-  const std::int64_t n = numel();
-  for (std::int64_t i = 0; i < n; ++i)
-    if (!std::isfinite(at(i))) return false;
-  return true;
+  bool finite = true;
+  visit(dtype_, [&](auto type) {
+    const auto* v = data<decltype(type)>();
+    for (std::int64_t i = 0, n = numel(); i < n; ++i) finite = finite && std::isfinite(value(v[i]));
+  });
+  return finite;
 }
 
 template <class T>

@@ -244,6 +244,12 @@ void gemm_bf16(Op op_a, Op op_b, float alpha, MatrixView<const BFloat16> a, Matr
 
 void gemm_bf16(Op op_a, Op op_b, float alpha, MatrixView<const float> a, MatrixView<const BFloat16> b, float beta,
                MatrixView<float> c) {
+  if (op_a == Op::none && a.rows == 1) {  // a decoding step: B read in place
+    inner_length(op_a, a, op_b, b, c);
+    const Scratch<float> x(static_cast<std::size_t>(a.cols));
+    for (std::int64_t p = 0; p < a.cols; ++p) x[p] = lorafast::to_f32(lorafast::to_bf16(a(0, p)));
+    return gemv_bf16(op_b, alpha, x.data(), b, beta, c.row(0));
+  }
   const Scratch<BFloat16> rounded(static_cast<std::size_t>(a.rows * a.cols));
   for (std::int64_t i = 0; i < a.rows; ++i)
     to_bf16({a.row(i), static_cast<std::size_t>(a.cols)}, {rounded.data() + i * a.cols, static_cast<std::size_t>(a.cols)});

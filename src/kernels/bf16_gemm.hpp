@@ -22,6 +22,11 @@ void gemm_bf16(Op op_a, Op op_b, float alpha, MatrixView<const BFloat16> a, Matr
 void gemm_bf16(Op op_a, Op op_b, float alpha, MatrixView<const float> a, MatrixView<const BFloat16> b, float beta,
                MatrixView<float> c);
 
+// y[n] = alpha x op(B) + beta y for one row x (k values, f32) with B in bf16, read in
+// place (bf16_gemv.cpp): the single-row products of a decoding step, bound by the
+// bytes of B. Sums in f32; any CPU (no bf16 instructions needed).
+void gemv_bf16(Op op_b, float alpha, const float* x, MatrixView<const BFloat16> b, float beta, float* y);
+
 // A product on operands already in the layout of the bf16 dot-product instruction:
 // words of two bf16 values, the pair (k = 2q, k = 2q + 1). A(r, q) = a[r a_row + q a_col]
 // (a_col = 1: the rows of a row-major bf16 matrix with even k; a_row = 1: its
