@@ -63,7 +63,6 @@ double lm_head_loss(const LmHeadLossParams<T>& p) {
   std::vector<double> slice_max(nt * static_cast<std::size_t>(rc_max)), slice_sum(slice_max.size());
   std::vector<double> target_logit(static_cast<std::size_t>(rc_max)), lse(target_logit.size());
   std::vector<double> row_loss(static_cast<std::size_t>(p.rows));
-  LF_ASSERT(p.d_wte == nullptr || p.wte_bf16 == nullptr);
   const auto wte = kernels::weight_view(p.wte, p.wte_bf16, vocab, dim);
 #pragma omp parallel num_threads(threads)
   {

@@ -20,7 +20,7 @@ struct LmHeadLossParams {
   const std::int32_t* targets = nullptr;  // [rows], in [0, V)
   T* d_h = nullptr;        // [rows, D]  overwritten with d loss / d h; nullptr: forward only
   T* d_wte = nullptr;      // [V, D]     overwritten with the LM head's share of d loss / d wte; needs d_h
-  // wte in bf16 instead (T = float; no d_wte then): h and d_logits are rounded to bf16 for their products.
+  // wte in bf16 instead (T = float): h and d_logits are rounded to bf16 for their products with it.
   const BFloat16* wte_bf16 = nullptr;
 };
 

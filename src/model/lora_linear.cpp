@@ -91,7 +91,6 @@ void lora_linear_bwd(const LoraLinearParams<T>& p) {
   const auto d_y = view(p.d_y, p.rows, p.out);
   const auto x = view(p.x, p.rows, p.in);
   if (p.d_x != nullptr) gemm_rows(T(1), d_y, Op::trans, weight(p), T(0), view(p.d_x, p.rows, p.in));
-  LF_ASSERT(p.d_w == nullptr || p.w_bf16 == nullptr);
   if (p.d_w != nullptr) gemm_tn_cols(T(1), x, d_y, view(p.d_w, p.in, p.out));  // d_W = x^T d_y
   if (p.d_bias != nullptr) column_sums(p.d_y, p.rows, p.out, p.d_bias);
   if (p.rank == 0) return;

@@ -37,7 +37,7 @@ struct LoraLinearParams {
   T* d_lora_b = nullptr;      // [out, R]
   T* d_w = nullptr;           // [in, out]    bwd output (overwritten); nullptr: not needed
   T* d_bias = nullptr;        // [out]        bwd output (overwritten); nullptr: not needed
-  const BFloat16* w_bf16 = nullptr;  // W in bf16 instead of w (T = float; no d_w then)
+  const BFloat16* w_bf16 = nullptr;  // W in bf16 instead of w (T = float)
 };
 
 template <class T>

@@ -1,7 +1,9 @@
 // Pretraining: the update loop of update_loop.hpp over every base weight.
 #include <algorithm>
 #include <optional>
+#include <type_traits>
 
+#include "lorafast/decoder.hpp"
 #include "lorafast/pretrain.hpp"
 #include "train/update_loop.hpp"
 
@@ -48,7 +50,7 @@ class FullRun {
   std::int64_t step() const { return state_.step; }
 
   double add_micro_batch(const TokenBatch& batch) {
-    auto result = model_loss_and_full_grad(state_.weights, static_cast<const GptLora<T>*>(nullptr), batch,
+    auto result = model_loss_and_full_grad(computed(), static_cast<const GptLora<T>*>(nullptr), batch,
                                            options_.recompute);
     if (grads_)
       add_tensors(tensor_list(*grads_), tensor_list(std::as_const(result.d_weights)));
@@ -63,20 +65,33 @@ class FullRun {
     const double norm = clip_grad_norm(grads, clip);
     pretrain_adamw_step(state_, *grads_, options_.adamw, lr);
     grads_.reset();
+    bf16_.reset();
     return norm;
   }
 
-  double validation_loss() const {
-    return evaluate_windows(state_.weights, static_cast<const GptLora<T>*>(nullptr), val_, options_.seq_len,
+  double validation_loss() {
+    return evaluate_windows(computed(), static_cast<const GptLora<T>*>(nullptr), val_, options_.seq_len,
                             options_.val_windows, options_.batch)
         .loss;
   }
 
  private:
+  // The weights the passes multiply by: the f32 master weights, or with bf16 their
+  // copy with the frozen-matrix layout in bf16, made once per update.
+  const Weights& computed() {
+    if constexpr (std::is_same_v<T, float>) {
+      if (options_.bf16) {
+        if (!bf16_) store_frozen_bf16(bf16_.emplace(state_.weights));
+        return *bf16_;
+      }
+    }
+    return state_.weights;
+  }
+
   PretrainStateOf<Weights>& state_;
   const Tokens& val_;
   const TrainOptions& options_;
-  std::optional<Weights> grads_;
+  std::optional<Weights> grads_, bf16_;
 };
 
 }  // namespace

@@ -21,7 +21,10 @@ builders of test_llama_interop.py). For each:
     training losses track the f32 run's (each step within 2^-6 relative: a few bf16
     roundings, 2^-9 each, on the loss of a step; the measured gap is printed), and
     `--resume` of a bf16 run continues in bf16 and gives the straight run's adapter
-    bit for bit.
+    bit for bit;
+(e) `pretrain --dtype bf16` (f32 master weights, each update's passes on their bf16
+    copy) tracks `pretrain --dtype f32` by the same per-step rule and saves F32
+    weights.
 """
 
 import argparse
@@ -195,6 +198,25 @@ def finetune(lf, tmp, name, d, data_path, cls, kind):
     check("--dtype bf16" in p.stderr, "%s (d) resuming a bf16 run with --dtype f32 is refused: %r" % (name, p.stderr))
 
 
+def pretrain(lf, tmp):
+    data = os.path.join(tmp, "pretrain.txt")
+    with open(data, "w") as f:
+        f.write("the quick brown fox jumps over the lazy dog. " * 40)
+    logs = {}
+    for dtype in ("f32", "bf16"):
+        out = os.path.join(tmp, "pretrain-" + dtype)
+        run(lf, "pretrain", "--data", data, "--out", out, "--model-type", "llama", "--steps", 10, "--seq-len", 32,
+            "--batch", 2, "--dtype", dtype, "--eval-every", 0)
+        logs[dtype] = train_log(out)
+    f32, bf16 = logs["f32"], logs["bf16"]
+    gap = max(abs(a - b) / abs(a) for a, b in zip(f32, bf16)) if f32 and len(f32) == len(bf16) else float("inf")
+    check(gap <= CURVE_REL and bf16[-1] < bf16[0],
+          "(e) pretrain bf16 tracks f32 over %d steps: worst relative gap %.2e (%.4f -> %.4f)"
+          % (len(f32), gap, bf16[0], bf16[-1]))
+    weights = load_file(os.path.join(tmp, "pretrain-bf16", "model.safetensors"))
+    check(all(t.dtype == torch.float32 for t in weights.values()), "(e) pretrain bf16 saves F32 weights")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lorafast", required=True)
@@ -205,6 +227,7 @@ def main():
         one_model(lf, tmp, "qwen2-bias", "qwen2", num_key_value_heads=1)
         d, data_path, cls = one_model(lf, tmp, "gpt2", "gpt2")
         finetune(lf, tmp, "gpt2", d, data_path, cls, "gpt2")
+        pretrain(lf, tmp)
     if failures:
         print("%d failure(s)" % len(failures))
         sys.exit(1)

@@ -107,8 +107,6 @@ void apply_dtype(const ModelGradFlags& f, W& weights) {
 template <class T>
 void run(const ModelGradFlags& f) {
   LF_CHECK(f.full || !f.adapter.empty(), ErrorKind::usage, "model-grad: --adapter is required without --full");
-  LF_CHECK(!f.full || f.dtype != "bf16", ErrorKind::usage,
-           "model-grad: --full differentiates the base weights, which --dtype bf16 freezes in bf16; use f32 or f64");
   LF_CHECK(!f.full || f.method == "exact", ErrorKind::usage, "model-grad: --full computes with --method exact");
   check_even_degree(f.degree);
   const AttentionRequest attention = attention_request(f.method, f.eps, f.degree);

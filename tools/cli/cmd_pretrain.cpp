@@ -87,6 +87,8 @@ void run(const PretrainFlags& f) {
   const Tokens tokens = read_byte_tokens(f.data);
   const TrainValSplit split = split_train_val(tokens, f.val_fraction);
   TrainOptions options = f.train;
+  options.bf16 = f.dtype == "bf16";
+  note_bf16_fallback(f.dtype);
   if (f.eval_every) {
     options.eval_every = *f.eval_every;
   } else {  // validate about 10 times, if the validation split holds a window
@@ -206,8 +208,10 @@ void add_pretrain_command(CLI::App& app) {
       ->check(non_negative);
   cmd->add_option("--save-every", f->save_every, "Also save the model every N updates; 0 = at the end (default)")
       ->check(non_negative);
-  cmd->add_option("--dtype", f->dtype, "Compute precision: f32 | f64 (the saved weights have it too)")
-      ->check(CLI::IsMember({"f32", "f64"}));
+  cmd->add_option("--dtype", f->dtype,
+                  "Compute precision: f32 | f64 (the saved weights have it too) | bf16 (mixed: each update's "
+                  "products on a bf16 copy of the weights, f32 master weights, AdamW state and saved model)")
+      ->check(CLI::IsMember({"f32", "f64", "bf16"}));
   add_recompute_option(*cmd, t.recompute);
   add_threads_option(*cmd);
   cmd->callback([f] {

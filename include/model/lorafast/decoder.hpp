@@ -39,8 +39,8 @@ struct KvCache {
 // gradients they multiply are rounded to bf16, as under torch.autocast), attention
 // runs its exact kernels with bf16 tile products, and everything else (LoRA adapters and their
 // gradients, norms, softmax, residual sums, the loss) stays f32. On a CPU without
-// bf16 arithmetic the same products are computed in f32 (bf16.hpp). Such weights
-// serve LoRA fine-tuning, evaluation and decoding, not full-parameter gradients.
+// bf16 arithmetic the same products are computed in f32 (bf16.hpp). Gradients of the
+// base weights (pretraining) are f32 sums of f32 terms, laid out as f32 weights.
 void store_frozen_bf16(GptWeights<float>& weights);
 void store_frozen_bf16(LlamaWeights<float>& weights);
 

@@ -6,7 +6,9 @@
 // embeddings and Conv1D weights, not biases or LayerNorm parameters), as in GPT-2
 // and nanoGPT (the Llama family: embeddings, projections, the untied LM head; not
 // RMSNorm weights or biases). TrainOptions::method and adamw.lora_plus_ratio do not
-// apply.
+// apply. With TrainOptions::bf16 (f32 weights) the passes of each update multiply by
+// a bf16 copy of the weights (store_frozen_bf16) while the f32 master weights take
+// the update.
 #pragma once
 
 #include <cstdint>
