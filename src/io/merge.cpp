@@ -1,19 +1,15 @@
-// lorafast merge (merge.hpp). The plan is made and checked before anything is
-// written: every source tensor (with its file), the adapter's A and B for the
-// weights it changes, the output dtype and the shards. Then each tensor is read,
-// merged in double (W + s B A, or its transpose for GPT-2's Conv1D [in, out]
-// weights, PEFT's fan_in_fan_out), rounded once to the output dtype and written.
+// lorafast merge (merge.hpp). Everything is read and checked (MergedWeights), the
+// output dtype and shards chosen, before anything is written; then each tensor is
+// read, merged in double, rounded once to the output dtype and written.
 #include "lorafast/merge.hpp"
 
 #include <algorithm>
 #include <bit>
-#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <limits>
 #include <map>
-#include <memory>
 #include <set>
 #include <vector>
 
@@ -21,12 +17,10 @@
 
 #include "core/json_read.hpp"
 #include "core/text_file.hpp"
-#include "kernels/gemm.hpp"
+#include "io/merged_weights.hpp"
 #include "lorafast/atomic_file.hpp"
 #include "lorafast/bf16.hpp"
-#include "lorafast/gpt_lora.hpp"
 #include "lorafast/safetensors_stream.hpp"
-#include "lorafast/weight_files.hpp"
 
 namespace lorafast {
 namespace {
@@ -78,89 +72,18 @@ std::vector<std::byte> encode(const Tensor& t, StorageType type) {
   return t.dtype() == DType::f64 ? encode(t.data<double>(), n, type) : encode(t.data<float>(), n, type);
 }
 
-// A weight the adapter changes: W += s B A ([out, in]) or, transposed, s A^T B^T.
-struct Delta {
-  const LoraAdapter* adapter = nullptr;
-  bool transposed = false;  // GPT-2 Conv1D
-};
-
-struct Source {
-  const SafetensorsReader* file = nullptr;
-  const SafetensorsEntry* entry = nullptr;
-  std::optional<Delta> delta;
-};
-
-// Names in the order a state dict lists them: numbers compared as numbers ("layers.2" < "layers.10").
-bool natural_less(const std::string& a, const std::string& b) {
-  std::size_t i = 0, j = 0;
-  while (i < a.size() && j < b.size()) {
-    if (std::isdigit(static_cast<unsigned char>(a[i])) && std::isdigit(static_cast<unsigned char>(b[j]))) {
-      std::size_t ei = i, ej = j;
-      while (ei < a.size() && std::isdigit(static_cast<unsigned char>(a[ei]))) ++ei;
-      while (ej < b.size() && std::isdigit(static_cast<unsigned char>(b[ej]))) ++ej;
-      const auto na = std::stoull(a.substr(i, std::min<std::size_t>(ei - i, 18)));
-      const auto nb = std::stoull(b.substr(j, std::min<std::size_t>(ej - j, 18)));
-      if (na != nb) return na < nb;
-      i = ei, j = ej;
-    } else {
-      if (a[i] != b[j]) return a[i] < b[j];
-      ++i, ++j;
-    }
-  }
-  return a.size() - i < b.size() - j;
-}
-
-// The weight an adapter matrix pair merges into, as the checkpoint names it.
-std::string weight_name(const GptConfig& model, std::int64_t layer, LoraTarget target, const std::string& gpt_prefix) {
-  return model.is_llama() ? cat("model.layers.", layer, '.', lora_target_name(target), ".weight")
-                          : cat(gpt_prefix, "h.", layer, '.', lora_target_name(target), ".weight");
-}
-
-// Every source tensor once, by name; each shard's names must be the index's.
-std::map<std::string, Source> list_sources(const WeightFiles& files,
-                                           const std::vector<std::unique_ptr<SafetensorsReader>>& readers) {
-  std::map<std::string, Source> sources;
-  for (const auto& reader : readers)
-    for (const auto& e : reader->entries()) {
-      const std::string origin = reader->path().string();
-      LF_CHECK(sources.emplace(e.name, Source{reader.get(), &e, {}}).second, bad, origin, ": tensor ", quote(e.name),
-               " is also in another shard");
-      if (!files.shard_of.empty()) {
-        const auto it = files.shard_of.find(e.name);
-        LF_CHECK(it != files.shard_of.end() && it->second == reader->path(), bad, files.origin.string(),
-                 ": tensor ", quote(e.name), " is in ", origin, " but the index ",
-                 it == files.shard_of.end() ? std::string("does not list it") : "places it in " + it->second.string());
-      }
-    }
-  for (const auto& [name, file] : files.shard_of)
-    LF_CHECK(sources.count(name), bad, file.string(), ": missing tensor ", quote(name), " (listed in ",
-             files.origin.string(), ')');
-  return sources;
-}
-
 // The base weights' dtype if they share one lorafast writes, else f32.
-StorageType base_dtype(const std::map<std::string, Source>& sources) {
+StorageType base_dtype(const MergedWeights& weights) {
   std::set<std::string> seen;
-  for (const auto& [name, s] : sources) seen.insert(s.entry->dtype);
+  for (const auto& item : weights.items()) seen.insert(item.entry->dtype);
   if (seen.size() == 1 && *seen.begin() == "BF16") return StorageType::bf16;
   if (seen.size() == 1 && *seen.begin() == "F64") return StorageType::f64;
   return StorageType::f32;
 }
 
-std::vector<std::byte> merged_bytes(const Source& s, double scale, StorageType type) {
-  const std::string dtype = file_dtype(type);
-  if (!s.delta) {
-    if (s.entry->dtype == dtype) return s.file->read_bytes(*s.entry);
-    return encode(s.file->read(*s.entry), type);
-  }
-  Tensor w = s.file->read(*s.entry).to(DType::f64);
-  const LoraAdapter& d = *s.delta->adapter;
-  using kernels::Op;
-  if (s.delta->transposed)  // Conv1D [in, out]: W += s A^T B^T
-    kernels::gemm<double>(Op::trans, Op::trans, scale, matrix<double>(d.a), matrix<double>(d.b), 1.0, matrix<double>(w));
-  else  // nn.Linear [out, in]: W += s B A
-    kernels::gemm<double>(Op::none, Op::none, scale, matrix<double>(d.b), matrix<double>(d.a), 1.0, matrix<double>(w));
-  return encode(w, type);
+std::vector<std::byte> tensor_bytes(const MergedWeights& weights, const MergedWeights::Item& item, StorageType type) {
+  if (!item.delta && item.entry->dtype == file_dtype(type)) return item.file->read_bytes(*item.entry);
+  return encode(weights.value(item), type);
 }
 
 // config.json with the dtype of the written weights (transformers 5 reads "dtype",
@@ -175,18 +98,19 @@ std::string merged_config(const fs::path& path, StorageType type) {
   return j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
 }
 
-using Shard = std::vector<std::pair<std::string, const Source*>>;
+using Shard = std::vector<const MergedWeights::Item*>;
 
 // huggingface_hub's split_torch_state_dict_into_shards: in order, a tensor larger
 // than the limit alone, else a new shard when the current one would pass it.
-std::vector<Shard> split_shards(const std::vector<std::pair<std::string, const Source*>>& tensors,
-                                StorageType type, std::uint64_t limit) {
+std::vector<Shard> split_shards(const std::vector<MergedWeights::Item>& items, StorageType type,
+                                std::uint64_t limit) {
   std::vector<Shard> shards;
   Shard current;
   std::uint64_t current_bytes = 0;
   const std::size_t element = safetensors_dtype_size(file_dtype(type));
-  for (const auto& t : tensors) {
-    const std::uint64_t bytes = static_cast<std::uint64_t>(shape_numel(t.second->entry->shape)) * element;
+  for (const auto& item : items) {
+    const auto* t = &item;
+    const std::uint64_t bytes = static_cast<std::uint64_t>(shape_numel(t->entry->shape)) * element;
     if (bytes > limit) {
       shards.push_back({t});
       continue;
@@ -219,65 +143,36 @@ void copy_into(const fs::path& from, const fs::path& to) {
 
 MergeSummary merge_adapter(const fs::path& model_dir, const fs::path& adapter_dir, const fs::path& out,
                            const MergeOptions& options) {
-  const GptConfig model = read_gpt_config(model_dir / "config.json");
-  const GptLora<double> lora = load_peft_adapter<double>(adapter_dir, model);
-  const WeightFiles files = find_weight_files(model_dir);
-  std::vector<std::unique_ptr<SafetensorsReader>> readers;
-  for (const auto& f : files.files) readers.push_back(std::make_unique<SafetensorsReader>(f));
-  std::map<std::string, Source> sources = list_sources(files, readers);
-
-  const std::string gpt_prefix = sources.count("transformer.wte.weight") ? "transformer." : "";
-  const double scale = lora.config.scaling();
-  for (std::int64_t i = 0; i < model.n_layer; ++i)
-    for (auto t : every_lora_target)
-      if (const auto& a = lora.at(i, t)) {
-        const std::string name = weight_name(model, i, t, gpt_prefix);
-        const auto it = sources.find(name);
-        LF_CHECK(it != sources.end(), bad, files.origin.string(), ": missing tensor ", quote(name),
-                 " (the adapter's layer ", i, ' ', lora_target_name(t), " merges into it)");
-        const bool transposed = !model.is_llama();
-        const Shape want = transposed ? Shape{a->a.dim(1), a->b.dim(0)} : Shape{a->b.dim(0), a->a.dim(1)};
-        LF_CHECK(it->second.entry->shape == want, bad, it->second.file->path().string(), ": tensor ", quote(name),
-                 " is ", shape_str(it->second.entry->shape), " but the adapter's lora_B x lora_A needs ",
-                 shape_str(want));
-        it->second.delta = Delta{&*a, transposed};
-      }
-
+  const MergedWeights weights(model_dir, adapter_dir);
   MergeSummary summary;
-  summary.dtype = options.dtype.value_or(base_dtype(sources));
-  std::vector<std::pair<std::string, const Source*>> ordered;
-  for (const auto& [name, s] : sources) ordered.emplace_back(name, &s);
-  std::sort(ordered.begin(), ordered.end(), [](const auto& x, const auto& y) { return natural_less(x.first, y.first); });
-  const auto shards = split_shards(ordered, summary.dtype, options.max_shard_bytes);
+  summary.dtype = options.dtype.value_or(base_dtype(weights));
+  const auto shards = split_shards(weights.items(), summary.dtype, options.max_shard_bytes);
   const std::string config_text = merged_config(model_dir / "config.json", summary.dtype);
 
   AtomicDirectory dir(out, options.replace);
-  nlohmann::ordered_json weight_map = nlohmann::ordered_json::object();
+  std::map<std::string, std::string> weight_map;  // sorted, as json.dumps(sort_keys=True) writes the index
   std::uint64_t parameters = 0;
   for (std::size_t k = 0; k < shards.size(); ++k) {
     const std::string file = shard_name(k, shards.size());
     std::vector<SafetensorsEntry> entries;
-    for (const auto& [name, s] : shards[k]) entries.push_back({name, file_dtype(summary.dtype), s->entry->shape});
+    for (const auto* item : shards[k]) entries.push_back({item->name, file_dtype(summary.dtype), item->entry->shape});
     SafetensorsWriter writer(dir.path() / file, entries, {{"format", "pt"}});
-    for (const auto& [name, s] : shards[k]) {
-      const auto bytes = merged_bytes(*s, scale, summary.dtype);
+    for (const auto* item : shards[k]) {
+      const auto bytes = tensor_bytes(weights, *item, summary.dtype);
       writer.write(bytes);
       summary.bytes += bytes.size();
-      parameters += static_cast<std::uint64_t>(shape_numel(s->entry->shape));
-      summary.merged += s->delta ? 1 : 0;
-      weight_map[name] = file;
+      parameters += static_cast<std::uint64_t>(shape_numel(item->entry->shape));
+      summary.merged += item->delta ? 1 : 0;
+      weight_map[item->name] = file;
     }
     writer.commit();
   }
-  summary.tensors = static_cast<std::int64_t>(ordered.size());
+  summary.tensors = static_cast<std::int64_t>(weights.items().size());
   summary.files = static_cast<std::int64_t>(shards.size());
   if (shards.size() > 1) {
     nlohmann::ordered_json index;
     index["metadata"] = {{"total_parameters", parameters}, {"total_size", summary.bytes}};
-    std::sort(ordered.begin(), ordered.end());  // the index lists names sorted (json.dumps sort_keys)
-    nlohmann::ordered_json sorted = nlohmann::ordered_json::object();
-    for (const auto& [name, s] : ordered) sorted[name] = weight_map[name];
-    index["weight_map"] = sorted;
+    index["weight_map"] = weight_map;
     write_file_atomically(dir.path() / "model.safetensors.index.json", index.dump(2) + "\n");
   }
   write_file_atomically(dir.path() / "config.json", config_text);
