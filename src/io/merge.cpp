@@ -48,21 +48,24 @@ BFloat16 double_to_bf16(double x) {
   return to_bf16(std::bit_cast<float>(u | 1u));
 }
 
-// `n` values to the bytes of `type`.
+// `n` values to the bytes of `type` (little-endian, as the host), across the threads.
 template <class T>
 std::vector<std::byte> encode(const T* values, std::size_t n, StorageType type) {
   std::vector<std::byte> out(n * safetensors_dtype_size(file_dtype(type)));
-  for (std::size_t i = 0; i < n; ++i) {
-    if (type == StorageType::f64) {
-      const double v = values[i];
-      std::memcpy(out.data() + 8 * i, &v, 8);
-    } else if (type == StorageType::f32) {
-      const float v = static_cast<float>(values[i]);
-      std::memcpy(out.data() + 4 * i, &v, 4);
-    } else {
-      const BFloat16 v = std::is_same_v<T, double> ? double_to_bf16(values[i]) : to_bf16(static_cast<float>(values[i]));
-      std::memcpy(out.data() + 2 * i, &v.bits, 2);
-    }
+  const auto count = static_cast<std::int64_t>(n);
+  if (type == StorageType::f64) {
+    auto* dst = reinterpret_cast<double*>(out.data());
+#pragma omp parallel for schedule(static)
+    for (std::int64_t i = 0; i < count; ++i) dst[i] = static_cast<double>(values[i]);
+  } else if (type == StorageType::f32) {
+    auto* dst = reinterpret_cast<float*>(out.data());
+#pragma omp parallel for schedule(static)
+    for (std::int64_t i = 0; i < count; ++i) dst[i] = static_cast<float>(values[i]);
+  } else {
+    auto* dst = reinterpret_cast<std::uint16_t*>(out.data());
+#pragma omp parallel for schedule(static)
+    for (std::int64_t i = 0; i < count; ++i)
+      dst[i] = std::is_same_v<T, double> ? double_to_bf16(values[i]).bits : to_bf16(static_cast<float>(values[i])).bits;
   }
   return out;
 }
