@@ -220,4 +220,9 @@ def test_refused(tmp_path):
     export("--model", base, "--out", out, "--force")
     assert gguf.GGUFReader(out).fields["general.architecture"]
     export("--model", base, "--out", tmp_path / "x.gguf", "--adapter-only", expect=2)
+    _, wide_adapter = make_pair(tmp_path, "llama", tag="wide-", hidden_size=48)   # an adapter for another model
+    for extra in ([], ["--adapter-only"]):
+        p = export("--model", base, "--adapter", wide_adapter, "--out", tmp_path / "x.gguf", *extra, expect=3)
+        assert p.stderr.startswith("lorafast: error:") and "adapter_model.safetensors" in p.stderr
+    assert not (tmp_path / "x.gguf").exists()
     assert not list(tmp_path.glob(".*tmp*"))
