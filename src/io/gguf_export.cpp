@@ -34,7 +34,32 @@ struct Planned {
   std::string source;  // checkpoint name (or adapter matrix)
   GgufTensor tensor;
   Transform transform = Transform::none;
+  std::vector<float> computed = {};  // a tensor the converter computes (rope_freqs), when source is empty
 };
+
+// convert_hf_to_gguf.py's LlamaModel.generate_extra_tensors for rope type llama3: the
+// factor dividing each rotary frequency, frequencies computed in f32 as torch does
+// there, the rest in double as Python does.
+std::vector<float> llama3_rope_factors(const RopeConfig& r, std::int64_t head_dim) {
+  const double low_wavelen = static_cast<double>(r.original_max_positions) / r.low_freq_factor;
+  const double high_wavelen = static_cast<double>(r.original_max_positions) / r.high_freq_factor;
+  std::vector<float> factors;
+  for (std::int64_t i = 0; i < head_dim; i += 2) {
+    const float exponent = static_cast<float>(i) / static_cast<float>(head_dim);
+    const float freq = 1.0f / std::pow(static_cast<float>(r.theta), exponent);
+    const double wavelen = 2 * M_PI / freq;
+    if (wavelen < high_wavelen) {
+      factors.push_back(1.0f);
+    } else if (wavelen > low_wavelen) {
+      factors.push_back(static_cast<float>(r.factor));
+    } else {
+      const double smooth = (static_cast<double>(r.original_max_positions) / wavelen - r.low_freq_factor) /
+                            (r.high_freq_factor - r.low_freq_factor);
+      factors.push_back(static_cast<float>(1 / ((1 - smooth) / r.factor + smooth)));
+    }
+  }
+  return factors;
+}
 
 // The GGUF name of a checkpoint tensor and how its data changes; nullopt for a
 // tensor llama.cpp does not read (it is then refused: nothing is dropped silently).
@@ -127,8 +152,6 @@ GgufMetadata hyperparameters(const GptConfig& c) {
     return m;
   }
   const LlamaConfig& l = c.llama;
-  LF_CHECK(l.rope.type != RopeConfig::Type::llama3, cannot,
-           "rope type llama3 (its rope_freqs tensor) is not exported to GGUF yet");
   LF_CHECK(l.sliding_window == 0 || l.sliding_window >= c.n_positions, cannot, "sliding_window ", l.sliding_window,
            " shorter than the context: llama.cpp's ", a, " has no sliding window");
   LF_CHECK(c.family != ModelFamily::qwen3 || (!l.qkv_bias && !l.o_bias), cannot,
@@ -201,6 +224,12 @@ GgufExportSummary export_gguf(const fs::path& model, const std::optional<fs::pat
       if (arch == "gpt2" && mapped->first == "token_embd.weight")  // llama.cpp's gpt2 reads the tied head as output
         plan.push_back({item.name, {"output.weight", shape, tensor_type(shape, options.type)}, Transform::none});
     }
+    if (c.is_llama() && c.llama.rope.type == RopeConfig::Type::llama3) {
+      LF_CHECK(arch == "llama", cannot, "rope type llama3 on a ", arch, " model: llama.cpp's ", arch, " has no rope_freqs");
+      auto factors = llama3_rope_factors(c.llama.rope, c.head_dim());
+      plan.push_back({"", {"rope_freqs.weight", {static_cast<std::int64_t>(factors.size())}, GgmlType::f32},
+                      Transform::none, std::move(factors)});
+    }
   }
   LF_CHECK(!fs::exists(out) || options.replace, ErrorKind::usage, out.string(), ": already exists (--force replaces it)");
 
@@ -209,6 +238,10 @@ GgufExportSummary export_gguf(const fs::path& model, const std::optional<fs::pat
   GgufWriter writer(out, meta, tensors);
   for (std::size_t k = 0; k < plan.size(); ++k) {
     const Planned& p = plan[k];
+    if (p.source.empty()) {
+      writer.write(ggml_encode(p.computed, p.tensor.type));
+      continue;
+    }
     const Tensor value = options.adapter_only ? (k % 2 == 0 ? adapter_of[k]->a : adapter_of[k]->b)
                                               : weights.value(*weights.find(p.source));
     writer.write(ggml_encode(transformed(value, p.transform, c), p.tensor.type));

@@ -159,6 +159,36 @@ def test_model_with_adapter_merged(tmp_path, kind):
                   gguf.GGMLQuantizationType.F32)
 
 
+def test_llama3_rope_factors(tmp_path):
+    rope = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0, "original_max_position_embeddings": 64}
+    base, _ = make_pair(tmp_path, "llama", rope_parameters=rope, head_dim=16)
+    add_tokenizer(base)
+    out = tmp_path / "model.gguf"
+    export("--model", base, "--out", out)
+    t = {t.name: t for t in gguf.GGUFReader(out).tensors}["rope_freqs.weight"]
+    # convert_hf_to_gguf.py's LlamaModel.generate_extra_tensors, verbatim but for the names
+    import math
+    dim, base_ = 16, rope["rope_theta"]
+    freqs = 1.0 / (base_ ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
+    low, high, old = rope["low_freq_factor"], rope["high_freq_factor"], rope["original_max_position_embeddings"]
+    factors = []
+    for freq in freqs:
+        wavelen = 2 * math.pi / freq
+        if wavelen < old / high:
+            factors.append(1)
+        elif wavelen > old / low:
+            factors.append(rope["factor"])
+        else:
+            smooth = (old / wavelen - low) / (high - low)
+            factors.append(1 / ((1 - smooth) / rope["factor"] + smooth))
+    want = torch.tensor(factors, dtype=torch.float32).numpy()
+    # f32 pow of torch and of the C library may differ by an ulp in a frequency; the
+    # factor is smooth in it, so the factors agree to a few f32 ulps
+    assert np.allclose(np.asarray(t.data), want, rtol=1e-6, atol=0), (np.asarray(t.data), want)
+    assert len(set(np.round(want, 3))) > 2   # the case covers all three branches
+
+
 @pytest.mark.parametrize("qtype", ["f16", "bf16", "q8_0"])
 def test_types_as_gguf_py_quantizes(tmp_path, qtype):
     base, adapter = make_pair(tmp_path, "llama")

@@ -3,8 +3,9 @@
 // layouts and keys follow llama.cpp's convert_hf_to_gguf.py and
 // convert_lora_to_gguf.py (gguf-py constants): blk.N.attn_q ..., Llama's q/k rows
 // permuted for its rotary layout (Mistral's too, Qwen's not), GPT-2's Conv1D
-// weights transposed, 1-D tensors kept f32. What llama.cpp cannot express (llama3
-// rope frequencies, a sliding window shorter than the context, Qwen3 biases, a
+// weights transposed, 1-D tensors kept f32, llama3 rope factors as rope_freqs. What
+// llama.cpp cannot express (llama3 rope on Qwen, a sliding window shorter than the
+// context, Qwen3 biases, a
 // tokenizer that is not byte-level BPE with a split pattern llama.cpp names) is
 // Error(cannot_meet) naming it, never silently changed.
 #pragma once
