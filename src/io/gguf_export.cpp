@@ -4,6 +4,7 @@
 // encoded in order.
 #include "lorafast/gguf_export.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <regex>
 
@@ -98,34 +99,31 @@ std::optional<std::pair<std::string, Transform>> gguf_name(const GptConfig& c, c
 
 // convert_hf_to_gguf.py's LlamaModel.permute: rows reshaped (heads, 2, rows/heads/2)
 // and the last two axes swapped, so each head's rotary halves interleave.
-std::vector<float> permute_rows(const std::vector<float>& x, std::int64_t rows, std::int64_t cols, std::int64_t heads) {
-  std::vector<float> out(x.size());
+void permute_rows(const float* x, float* out, std::int64_t rows, std::int64_t cols, std::int64_t heads) {
   const std::int64_t half = rows / heads / 2;
   for (std::int64_t h = 0; h < heads; ++h)
     for (std::int64_t j = 0; j < half; ++j)
       for (std::int64_t k = 0; k < 2; ++k) {
         const std::int64_t from = h * 2 * half + k * half + j, to = h * 2 * half + j * 2 + k;
-        std::copy_n(x.begin() + from * cols, cols, out.begin() + to * cols);
+        std::copy_n(x + from * cols, cols, out + to * cols);
       }
-  return out;
 }
 
-std::vector<float> transformed(const Tensor& t, Transform transform, const GptConfig& c) {
-  std::vector<float> x(static_cast<std::size_t>(t.numel()));
-  for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(t.at(static_cast<std::int64_t>(i)));
+// The tensor in f32 as llama.cpp lays it out; moved through when unchanged, so the
+// largest tensor (the embedding) is held once in f32.
+Tensor transformed(Tensor t, Transform transform, const GptConfig& c) {
+  if (t.dtype() != DType::f32) t = t.to(DType::f32);
+  if (transform == Transform::none) return t;
   const std::int64_t rows = t.dim(0), cols = t.rank() == 2 ? t.dim(1) : 1;
-  switch (transform) {
-    case Transform::none: return x;
-    case Transform::transpose: {
-      std::vector<float> out(x.size());
-      for (std::int64_t i = 0; i < rows; ++i)
-        for (std::int64_t j = 0; j < cols; ++j) out[j * rows + i] = x[i * cols + j];
-      return out;
-    }
-    case Transform::permute_q: return permute_rows(x, rows, cols, c.n_head);
-    case Transform::permute_k: return permute_rows(x, rows, cols, c.llama.n_kv_head);
-  }
-  return x;
+  Tensor out(DType::f32, transform == Transform::transpose ? Shape{cols, rows} : t.shape());
+  const float* x = t.data<float>();
+  float* y = out.data<float>();
+  if (transform == Transform::transpose)
+    for (std::int64_t i = 0; i < rows; ++i)
+      for (std::int64_t j = 0; j < cols; ++j) y[j * rows + i] = x[i * cols + j];
+  else
+    permute_rows(x, y, rows, cols, transform == Transform::permute_q ? c.n_head : c.llama.n_kv_head);
+  return out;
 }
 
 // The type of a tensor: 1-D tensors stay f32; q8_0 needs rows of 32 values, else f16.
@@ -242,9 +240,10 @@ GgufExportSummary export_gguf(const fs::path& model, const std::optional<fs::pat
       writer.write(ggml_encode(p.computed, p.tensor.type));
       continue;
     }
-    const Tensor value = options.adapter_only ? (k % 2 == 0 ? adapter_of[k]->a : adapter_of[k]->b)
-                                              : weights.value(*weights.find(p.source));
-    writer.write(ggml_encode(transformed(value, p.transform, c), p.tensor.type));
+    Tensor value = options.adapter_only ? (k % 2 == 0 ? adapter_of[k]->a : adapter_of[k]->b)
+                                        : weights.value(*weights.find(p.source));
+    const Tensor t = transformed(std::move(value), p.transform, c);
+    writer.write(ggml_encode(std::span(t.data<float>(), static_cast<std::size_t>(t.numel())), p.tensor.type));
   }
   writer.commit();
   return {static_cast<std::int64_t>(plan.size()), static_cast<std::int64_t>(meta.size()), arch};

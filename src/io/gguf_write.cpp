@@ -108,33 +108,40 @@ std::uint64_t ggml_nbytes(const GgufTensor& t) {
 }
 
 std::vector<std::byte> ggml_encode(std::span<const float> x, GgmlType type) {
+  const auto n = static_cast<std::int64_t>(x.size());
   std::vector<std::byte> out;
-  const auto put16 = [&](std::uint16_t v) {
-    out.push_back(static_cast<std::byte>(v & 0xff));
-    out.push_back(static_cast<std::byte>(v >> 8));
-  };
   switch (type) {
     case GgmlType::f32:
       out.resize(4 * x.size());
       if (!x.empty()) std::memcpy(out.data(), x.data(), out.size());
       break;
     case GgmlType::f16:
-      for (float v : x) put16(f32_to_f16(v));
+    case GgmlType::bf16: {
+      out.resize(2 * x.size());
+      auto* dst = reinterpret_cast<std::uint16_t*>(out.data());
+      const bool f16 = type == GgmlType::f16;
+#pragma omp parallel for schedule(static)
+      for (std::int64_t i = 0; i < n; ++i) dst[i] = f16 ? f32_to_f16(x[i]) : to_bf16(x[i]).bits;
       break;
-    case GgmlType::bf16:
-      for (float v : x) put16(to_bf16(v).bits);
-      break;
-    case GgmlType::q8_0:
-      LF_ASSERT(x.size() % q8_block == 0);
-      for (std::size_t b = 0; b < x.size(); b += q8_block) {
+    }
+    case GgmlType::q8_0: {
+      LF_ASSERT(n % q8_block == 0);
+      constexpr std::int64_t block_bytes = 2 + q8_block;
+      out.resize(static_cast<std::size_t>(n / q8_block * block_bytes));
+#pragma omp parallel for schedule(static)
+      for (std::int64_t b = 0; b < n / q8_block; ++b) {
+        const float* v = x.data() + b * q8_block;
+        std::byte* o = out.data() + b * block_bytes;
         float amax = 0;
-        for (std::int64_t i = 0; i < q8_block; ++i) amax = std::max(amax, std::fabs(x[b + i]));
+        for (std::int64_t i = 0; i < q8_block; ++i) amax = std::max(amax, std::fabs(v[i]));
         const float d = amax / 127, id = d != 0 ? 1 / d : 0;
-        put16(f32_to_f16(d));
+        const std::uint16_t scale = f32_to_f16(d);
+        std::memcpy(o, &scale, 2);
         for (std::int64_t i = 0; i < q8_block; ++i)
-          out.push_back(static_cast<std::byte>(static_cast<std::int8_t>(std::round(x[b + i] * id))));
+          o[2 + i] = static_cast<std::byte>(static_cast<std::int8_t>(std::round(v[i] * id)));
       }
       break;
+    }
   }
   return out;
 }
