@@ -151,8 +151,14 @@ def assert_correctly_rounded(out_dir, exact, dtype):
 @pytest.mark.parametrize("kind", KINDS)
 def test_merged_f64_gives_peft_logits(tmp_path, kind):
     base, adapter = make_pair(tmp_path, kind)
+    tokenizer_files = {"tokenizer.json": '{"version": "1.0"}', "tokenizer_config.json": "{}",
+                       "special_tokens_map.json": "{}", "chat_template.jinja": "{{ messages }}"}
+    for name, text in tokenizer_files.items():
+        (base / name).write_text(text)
     out = tmp_path / "merged"
     summary = lorafast.merge(base, adapter, out, dtype="f64")
+    for name, text in tokenizer_files.items():   # copied as they are
+        assert (out / name).read_text() == text
     assert summary["files"] == 1 and summary["merged"] == (8 if kind == "gpt2" else 14)
     config = json.loads((out / "config.json").read_text())
     assert config["dtype"] == "float64" and config["model_type"] == json.loads((base / "config.json").read_text())["model_type"]
