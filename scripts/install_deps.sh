@@ -11,7 +11,7 @@ VENV="$ROOT/.venv"
 # The local label keeps pip to CPU builds: PyPI's plain torch==2.13.0 for Linux is the
 # multi-GB CUDA build, and it would come in through any unpinned torch requirement.
 TORCH_PIN="torch==2.13.0+cpu"
-PY_PACKAGES=(numpy matplotlib pytest pybind11 transformers peft safetensors tokenizers trl jinja2)
+PY_PACKAGES=(numpy matplotlib pytest pybind11 transformers peft safetensors tokenizers trl jinja2 gguf)
 
 apt-get update -q
 # python3 + python3-matplotlib: `lorafast finetune` draws loss_curve.png with

@@ -4,6 +4,7 @@ certified almost-linear ones where the attention scores allow (arXiv 2406.03136)
     import lorafast
     o = lorafast.attention(q, k, v, causal=True)        # torch or numpy, [N, H, L, E]
     lorafast.attention_plan(q, k)                        # per head: method, degree, why
+    lorafast.merge("base", "adapter", "merged")          # W + s B A, as save_pretrained writes it
 """
 
 import os
@@ -23,6 +24,7 @@ if "OMP_WAIT_POLICY" not in os.environ:
 
 from ._attention import (Forward, attention, attention_backward, attention_forward,  # noqa: F401,E402
                          attention_plan)
+from ._merge import merge  # noqa: F401,E402
 
 __version__ = "0.1.0"
 

@@ -310,6 +310,9 @@ py::tuple backward(const py::array& q, const py::array& k, const py::array& v, c
 }
 
 }  // namespace
+
+void add_merge_binding(py::module_& m);  // merge.cpp
+
 }  // namespace lorafast
 
 PYBIND11_MODULE(_core, m) {
@@ -350,4 +353,5 @@ PYBIND11_MODULE(_core, m) {
   m.def("bf16_arithmetic", &bf16_arithmetic, "Whether this CPU multiplies bf16 in bf16 (AVX512-BF16)");
   m.def("set_bf16_arithmetic", &set_bf16_arithmetic, "on"_a,
         "Off: bf16 products run in f32, as on CPUs without AVX512-BF16 (for tests)");
+  add_merge_binding(m);
 }

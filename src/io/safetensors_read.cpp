@@ -1,10 +1,13 @@
 // safetensors reader. The file is hostile: every length, offset, shape and dtype is
 // checked before use, and the tensors must tile the data section exactly (no gaps, no
-// overlaps, no trailing bytes), as the reference implementation requires.
+// overlaps, no trailing bytes), as the reference implementation requires. Whole
+// (read_safetensors) or header first and tensors on demand (SafetensorsReader).
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cstdint>
 #include <cstring>
+#include <fstream>
 #include <limits>
 #include <set>
 #include <tuple>
@@ -15,6 +18,7 @@
 #include "io/half_float.hpp"
 #include "lorafast/bf16.hpp"
 #include "lorafast/safetensors.hpp"
+#include "lorafast/safetensors_stream.hpp"
 
 #include "core/text_file.hpp"
 
@@ -255,27 +259,72 @@ Tensor decode(const Entry& entry, const std::byte* data) {
   return tensor;
 }
 
+// The header length, checked against the limit and the file's size.
+std::uint64_t header_length(const std::byte* prefix, std::uint64_t file_size, const std::string& origin) {
+  LF_CHECK(file_size >= length_prefix, bad, origin, ": ", file_size,
+           " bytes is too short for a safetensors file (need the 8-byte header length)");
+  const std::uint64_t header_size = read_u64_le(prefix);
+  LF_CHECK(header_size <= max_safetensors_header, bad, origin, ": header length ", header_size,
+           " exceeds the limit of ", max_safetensors_header, " bytes");
+  LF_CHECK(header_size <= file_size - length_prefix, bad, origin, ": header length ", header_size,
+           " runs past the end of the file (", file_size - length_prefix, " bytes follow the length)");
+  return header_size;
+}
+
+// The parsed header whose tensors tile the data section exactly.
+Header checked_header(std::string_view text, std::uint64_t file_size, const std::string& origin) {
+  const std::uint64_t data_start = length_prefix + text.size(), data_size = file_size - data_start;
+  Header header = parse_header(text, origin, data_size);
+  check_tiling(header.entries, data_size, data_start, origin);
+  return header;
+}
+
 }  // namespace
 
 SafetensorsContents parse_safetensors(std::span<const std::byte> file, const std::string& origin) {
-  LF_CHECK(file.size() >= length_prefix, bad, origin, ": ", file.size(),
-           " bytes is too short for a safetensors file (need the 8-byte header length)");
-  const std::uint64_t header_size = read_u64_le(file.data());
-  LF_CHECK(header_size <= max_safetensors_header, bad, origin, ": header length ", header_size,
-           " exceeds the limit of ", max_safetensors_header, " bytes");
-  LF_CHECK(header_size <= file.size() - length_prefix, bad, origin, ": header length ", header_size,
-           " runs past the end of the file (", file.size() - length_prefix, " bytes follow the length)");
-
+  const std::uint64_t header_size = header_length(file.data(), file.size(), origin);
   const std::uint64_t data_start = length_prefix + header_size;
-  const std::uint64_t data_size = file.size() - data_start;
-  Header header = parse_header(
-      std::string_view(reinterpret_cast<const char*>(file.data() + length_prefix), header_size), origin, data_size);
+  Header header = checked_header(
+      std::string_view(reinterpret_cast<const char*>(file.data() + length_prefix), header_size), file.size(), origin);
   SafetensorsContents contents;
   contents.metadata = std::move(header.metadata);
-  std::vector<Entry>& entries = header.entries;
-  check_tiling(entries, data_size, data_start, origin);
-  for (const auto& entry : entries) contents.tensors.emplace(entry.name, decode(entry, file.data() + data_start));
+  for (const auto& entry : header.entries) contents.tensors.emplace(entry.name, decode(entry, file.data() + data_start));
   return contents;
+}
+
+SafetensorsReader::SafetensorsReader(const std::filesystem::path& path) : path_(path) {
+  const std::string origin = path.string();
+  std::error_code ec;
+  const bool regular = std::filesystem::is_regular_file(path, ec);
+  const std::uint64_t size = regular ? std::filesystem::file_size(path, ec) : 0;
+  std::ifstream in(path, std::ios::binary);
+  LF_CHECK(regular && !ec && in, bad, origin, ": cannot read: ",
+           !std::filesystem::exists(path, ec) ? "no such file" : regular ? "permission denied" : "not a regular file");
+  std::array<std::byte, length_prefix> prefix{};
+  in.read(reinterpret_cast<char*>(prefix.data()), static_cast<std::streamsize>(std::min(size, length_prefix)));
+  const std::uint64_t header_size = header_length(prefix.data(), size, origin);
+  std::string text(header_size, '\0');
+  LF_CHECK(in.read(text.data(), static_cast<std::streamsize>(header_size)), bad, origin, ": read failed");
+  Header header = checked_header(text, size, origin);
+  data_start_ = length_prefix + header_size;
+  metadata_ = std::move(header.metadata);
+  for (const auto& e : header.entries) entries_.push_back({e.name, e.type->name, e.shape, e.begin, e.end});
+}
+
+std::vector<std::byte> SafetensorsReader::read_bytes(const SafetensorsEntry& entry) const {
+  std::vector<std::byte> bytes(entry.nbytes());
+  std::ifstream in(path_, std::ios::binary);
+  in.seekg(static_cast<std::streamoff>(data_start_ + entry.begin));
+  LF_CHECK(in && in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size())), bad,
+           path_.string(), ": tensor ", quote(entry.name), ": read failed (file changed or unreadable)");
+  return bytes;
+}
+
+Tensor SafetensorsReader::read(const SafetensorsEntry& entry) const {
+  const std::vector<std::byte> bytes = read_bytes(entry);
+  const Entry e{entry.name, &find_source_type(entry.dtype, path_.string(), entry.name), entry.shape, 0,
+                entry.nbytes()};
+  return decode(e, bytes.data());
 }
 
 SafetensorsContents read_safetensors(const std::filesystem::path& path) {

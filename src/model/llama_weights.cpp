@@ -8,13 +8,13 @@
 #include "core/json_read.hpp"
 #include "core/text_file.hpp"
 #include "lorafast/llama.hpp"
+#include "lorafast/weight_files.hpp"
 
 namespace lorafast {
 namespace {
 
 namespace fs = std::filesystem;
 constexpr auto bad = ErrorKind::bad_input;
-constexpr std::uint64_t max_index_bytes = 100'000'000;
 
 // Where each tensor of a model is: its file's tensors and that file's name.
 struct TensorSource {
@@ -105,15 +105,6 @@ LlamaWeights<T> from_sources(const GptConfig& config, const std::map<std::string
   return w;
 }
 
-// A shard named by the index: a relative path that stays inside the directory.
-fs::path shard_path(const fs::path& dir, const std::string& name, const std::string& origin) {
-  const fs::path rel(name);
-  bool escapes = name.empty() || rel.is_absolute() || rel.has_root_name() || rel.has_root_directory();
-  for (const auto& part : rel) escapes = escapes || part == "..";
-  LF_CHECK(!escapes, bad, origin, ": shard ", quote(name), " is not a file inside the model directory");
-  return dir / rel;
-}
-
 }  // namespace
 
 template <class T>
@@ -159,23 +150,13 @@ LlamaWeights<T> llama_weights_from_tensors(const GptConfig& config, const Tensor
 template <class T>
 LlamaWeights<T> load_llama_model(const fs::path& dir) {
   const GptConfig config = read_gpt_config(dir / "config.json");
-  const auto single = dir / "model.safetensors", index = dir / "model.safetensors.index.json";
-  if (fs::exists(single) || !fs::exists(index))
-    return llama_weights_from_tensors<T>(config, read_safetensors(single).tensors, single.string());
-  const std::string origin = index.string();
-  const auto j = parse_json(read_text_file(index, max_index_bytes), origin);
-  const nlohmann::json& map = require_field(j, "weight_map", origin);
-  LF_CHECK(map.is_object(), bad, origin, ": 'weight_map' must be an object");
-  std::map<std::string, std::string> shard_of;
-  std::set<std::string> shards;
-  for (const auto& [name, file] : map.items()) {
-    shard_of[name] = json_string(file, cat(origin, ": 'weight_map' entry ", quote(name)));
-    shards.insert(shard_of[name]);
-  }
-  std::map<std::string, TensorMap> contents;
-  for (const auto& s : shards) contents[s] = read_safetensors(shard_path(dir, s, origin)).tensors;
+  const WeightFiles files = find_weight_files(dir);
+  const std::string origin = files.origin.string();
+  if (files.shard_of.empty()) return llama_weights_from_tensors<T>(config, read_safetensors(files.origin).tensors, origin);
+  std::map<fs::path, TensorMap> contents;
+  for (const auto& f : files.files) contents[f] = read_safetensors(f).tensors;
   std::map<std::string, TensorSource> sources;
-  for (const auto& [name, s] : shard_of) sources[name] = {&contents[s], (dir / s).string()};
+  for (const auto& [name, f] : files.shard_of) sources[name] = {&contents[f], f.string()};
   return from_sources<T>(config, sources, origin);
 }
 

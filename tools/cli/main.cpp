@@ -65,6 +65,8 @@ int run(int argc, char** argv) {
   add_generate_command(app);
   add_tokenize_command(app);
   add_template_command(app);
+  add_merge_command(app);
+  add_export_command(app);
   add_calibrate_command(app);
   try {
     app.parse(argc, argv);
