@@ -1,7 +1,6 @@
 // The one place a configuration's family becomes a choice of parts.
 #include "model/decoder_parts.hpp"
 
-#include <set>
 
 #include "lorafast/decoder.hpp"
 
@@ -36,17 +35,8 @@ namespace {
 
 template <class W>
 void frozen_to_bf16(W& weights) {
-  auto t = decoder_tensors(weights);
-  std::set<Tensor*> matrices{t.embed, t.head};  // one tensor when tied
-  for (auto& b : t.blocks) {
-    for (auto& l : b.qkv)
-      if (l.w != nullptr) matrices.insert(l.w);
-    for (auto& l : b.mlp_in)
-      if (l.w != nullptr) matrices.insert(l.w);
-    matrices.insert(b.o.w);
-    matrices.insert(b.mlp_out.w);
-  }
-  for (Tensor* m : matrices) *m = m->to(DType::bf16);
+  for (Tensor* m : frozen_matrices(weights))
+    if (m->dtype() != DType::bf16) *m = m->to(DType::bf16);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <array>
+#include <set>
 #include <cstdint>
 #include <vector>
 
@@ -171,6 +172,24 @@ template <class T>
 FrozenValues<T> frozen(const Tensor& t) {
   if (t.dtype() == DType::bf16) return {nullptr, t.data<BFloat16>()};
   return {t.data<T>(), nullptr};
+}
+
+// The frozen matrices of a model (or of a gradient of its layout): every projection,
+// the token embedding and the LM head, once each (the head is the embedding when
+// tied). What bf16 mixed precision holds in bf16 (store_frozen_bf16).
+template <class W>
+std::set<Tensor*> frozen_matrices(W& weights) {
+  auto t = decoder_tensors(weights);
+  std::set<Tensor*> matrices{t.embed, t.head};
+  for (auto& b : t.blocks) {
+    for (auto& l : b.qkv)
+      if (l.w != nullptr) matrices.insert(l.w);
+    for (auto& l : b.mlp_in)
+      if (l.w != nullptr) matrices.insert(l.w);
+    matrices.insert(b.o.w);
+    matrices.insert(b.mlp_out.w);
+  }
+  return matrices;
 }
 
 // Row `index` of a [rows, D] table held in T or bf16 (the token embedding), as T.

@@ -1,14 +1,21 @@
 // Loading a Llama-family model directory: config.json, then model.safetensors or
 // the shards model.safetensors.index.json lists. Every tensor is checked (presence,
-// shape) before any is converted, then converted to T and transposed from
-// nn.Linear's [out, in] to the [in, out] layout of LoraLinearParams.
+// shape) from the files' headers before any is read; then each is read, converted
+// (to T, or to bf16 for a frozen matrix when asked) and transposed from nn.Linear's
+// [out, in] to the [in, out] layout of LoraLinearParams, one at a time, so loading
+// holds the model once plus one tensor.
+#include <cstring>
 #include <map>
+#include <memory>
 #include <set>
+#include <type_traits>
 
 #include "core/json_read.hpp"
 #include "core/text_file.hpp"
 #include "lorafast/llama.hpp"
+#include "lorafast/safetensors_stream.hpp"
 #include "lorafast/weight_files.hpp"
+#include "model/decoder_parts.hpp"
 
 namespace lorafast {
 namespace {
@@ -16,10 +23,24 @@ namespace {
 namespace fs = std::filesystem;
 constexpr auto bad = ErrorKind::bad_input;
 
-// Where each tensor of a model is: its file's tensors and that file's name.
+// Where one tensor of a model is: in a file, read when needed, or in memory.
 struct TensorSource {
-  const TensorMap* tensors = nullptr;
-  std::string origin;
+  const SafetensorsReader* file = nullptr;
+  const SafetensorsEntry* entry = nullptr;
+  const Tensor* tensor = nullptr;  // when in memory
+  std::string origin;              // the file's name
+
+  const Shape& shape() const { return tensor != nullptr ? tensor->shape() : entry->shape; }
+  // f(the tensor): BF16 kept as stored, F16 widened to F32.
+  template <class F>
+  void with(F f) const {
+    if (tensor != nullptr) return f(*tensor);
+    if (entry->dtype != "BF16") return f(file->read(*entry));
+    Tensor t(DType::bf16, entry->shape);
+    const std::vector<std::byte> bytes = file->read_bytes(*entry);
+    std::memcpy(t.bytes(), bytes.data(), bytes.size());
+    f(t);
+  }
 };
 
 struct Wanted {
@@ -63,45 +84,56 @@ std::vector<Wanted> wanted(LlamaWeights<T>& w) {
   return out;
 }
 
-template <class T>
-Tensor convert(const Tensor& src, bool transpose, const std::string& where) {
-  LF_CHECK(src.all_finite(), bad, where, ": has NaN or Inf values");
-  Tensor t = src.to(dtype_of<T>());
-  if (!transpose) return t;
+template <class E>
+void transpose(const Tensor& t, Tensor& out) {
   const std::int64_t rows = t.dim(0), cols = t.dim(1);
-  Tensor out(dtype_of<T>(), {cols, rows});
-  const T* s = t.data<T>();
-  T* o = out.data<T>();
+  const auto* s = reinterpret_cast<const E*>(t.bytes());
+  auto* o = reinterpret_cast<E*>(out.bytes());
   for (std::int64_t r = 0; r < rows; ++r)
     for (std::int64_t c = 0; c < cols; ++c) o[c * rows + r] = s[r * cols + c];
+}
+
+// src in `dtype`, transposed if asked.
+Tensor convert(const Tensor& src, DType dtype, bool transposed, const std::string& where) {
+  LF_CHECK(src.all_finite(), bad, where, ": has NaN or Inf values");
+  Tensor t = src.to(dtype);
+  if (!transposed) return t;
+  Tensor out(dtype, {t.dim(1), t.dim(0)});
+  switch (dtype_size(dtype)) {
+    case 2: transpose<std::uint16_t>(t, out); break;
+    case 4: transpose<std::uint32_t>(t, out); break;
+    default: transpose<std::uint64_t>(t, out); break;
+  }
   return out;
 }
 
+// `frozen_bf16` (T = float): the frozen matrices in bf16, as store_frozen_bf16 leaves them.
 template <class T>
 LlamaWeights<T> from_sources(const GptConfig& config, const std::map<std::string, TensorSource>& sources,
-                             const std::string& origin) {
+                             const std::string& origin, bool frozen_bf16) {
   LF_CHECK(config.is_llama(), bad, origin, ": not a Llama-family model");
   config.validate(origin);
+  LF_ASSERT((!frozen_bf16 || std::is_same_v<T, float>));
   LlamaWeights<T> w;
   w.config = config;
   w.blocks.resize(static_cast<std::size_t>(config.n_layer));
   const auto list = wanted(w);
-  auto find = [&](const Wanted& x) -> std::pair<const Tensor*, std::string> {
+  const std::set<Tensor*> bf16 = frozen_bf16 ? frozen_matrices(w) : std::set<Tensor*>{};
+  auto find = [&](const Wanted& x) -> const TensorSource& {
     const auto s = sources.find(x.name);
     LF_CHECK(s != sources.end(), bad, origin, ": missing tensor ", quote(x.name));
-    const auto it = s->second.tensors->find(x.name);
-    LF_CHECK(it != s->second.tensors->end(), bad, s->second.origin, ": missing tensor ", quote(x.name));
-    return {&it->second, s->second.origin};
+    return s->second;
   };
   for (const auto& x : list) {
-    const auto [t, file] = find(x);
-    LF_CHECK(t->shape() == x.file_shape, bad, file, ": tensor ", quote(x.name), " has shape ", shape_str(t->shape()),
-             ", expected ", shape_str(x.file_shape));
+    const TensorSource& s = find(x);
+    LF_CHECK(s.shape() == x.file_shape, bad, s.origin, ": tensor ", quote(x.name), " has shape ",
+             shape_str(s.shape()), ", expected ", shape_str(x.file_shape));
   }
-  for (const auto& x : list) {
-    const auto [t, file] = find(x);
-    *x.tensor = convert<T>(*t, x.transpose, cat(file, ": tensor ", quote(x.name)));
-  }
+  for (const auto& x : list)
+    find(x).with([&](const Tensor& t) {
+      *x.tensor = convert(t, bf16.count(x.tensor) ? DType::bf16 : dtype_of<T>(), x.transpose,
+                          cat(find(x).origin, ": tensor ", quote(x.name)));
+    });
   return w;
 }
 
@@ -135,7 +167,7 @@ LlamaWeights<T> zero_llama_weights(const GptConfig& config) {
 template <class T>
 TensorMap llama_hf_tensors(const LlamaWeights<T>& weights) {
   TensorMap out;
-  for (const auto& x : llama_named_tensors(weights)) out[x.name] = convert<T>(*x.tensor, x.transposed, x.name);
+  for (const auto& x : llama_named_tensors(weights)) out[x.name] = convert(*x.tensor, dtype_of<T>(), x.transposed, x.name);
   return out;
 }
 
@@ -143,21 +175,24 @@ template <class T>
 LlamaWeights<T> llama_weights_from_tensors(const GptConfig& config, const TensorMap& tensors,
                                            const std::string& origin) {
   std::map<std::string, TensorSource> sources;
-  for (const auto& [name, t] : tensors) sources[name] = {&tensors, origin};
-  return from_sources<T>(config, sources, origin);
+  for (const auto& [name, t] : tensors) sources[name] = {nullptr, nullptr, &t, origin};
+  return from_sources<T>(config, sources, origin, false);
 }
 
 template <class T>
-LlamaWeights<T> load_llama_model(const fs::path& dir) {
+LlamaWeights<T> load_llama_model(const fs::path& dir, bool frozen_bf16) {
   const GptConfig config = read_gpt_config(dir / "config.json");
   const WeightFiles files = find_weight_files(dir);
-  const std::string origin = files.origin.string();
-  if (files.shard_of.empty()) return llama_weights_from_tensors<T>(config, read_safetensors(files.origin).tensors, origin);
-  std::map<fs::path, TensorMap> contents;
-  for (const auto& f : files.files) contents[f] = read_safetensors(f).tensors;
+  std::map<fs::path, std::unique_ptr<SafetensorsReader>> readers;  // headers only
   std::map<std::string, TensorSource> sources;
-  for (const auto& [name, f] : files.shard_of) sources[name] = {&contents[f], f.string()};
-  return from_sources<T>(config, sources, origin);
+  for (const auto& f : files.files) {
+    const auto& reader = *(readers[f] = std::make_unique<SafetensorsReader>(f));
+    for (const auto& e : reader.entries())
+      // With an index, a tensor counts in the shard the index names for it.
+      if (files.shard_of.empty() || files.shard_of.count(e.name) && files.shard_of.at(e.name) == f)
+        sources[e.name] = {&reader, &e, nullptr, f.string()};
+  }
+  return from_sources<T>(config, sources, files.origin.string(), frozen_bf16);
 }
 
 #define LORAFAST_INSTANTIATE(T)                                                                       \
@@ -171,7 +206,7 @@ LORAFAST_INSTANTIATE(double)
 template LlamaWeights<float> llama_weights_from_tensors<float>(const GptConfig&, const TensorMap&, const std::string&);
 template LlamaWeights<double> llama_weights_from_tensors<double>(const GptConfig&, const TensorMap&,
                                                                  const std::string&);
-template LlamaWeights<float> load_llama_model<float>(const fs::path&);
-template LlamaWeights<double> load_llama_model<double>(const fs::path&);
+template LlamaWeights<float> load_llama_model<float>(const fs::path&, bool);
+template LlamaWeights<double> load_llama_model<double>(const fs::path&, bool);
 
 }  // namespace lorafast

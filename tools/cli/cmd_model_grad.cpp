@@ -123,7 +123,7 @@ void run(const ModelGradFlags& f) {
   std::chrono::steady_clock::time_point start;
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
   if (config.is_llama()) {
-    auto weights = load_llama_model<T>(f.model);
+    auto weights = load_llama_model<T>(f.model, std::is_same_v<T, float> && f.dtype == "bf16");
     apply_dtype(f, weights);
     std::optional<GptLora<T>> lora;
     if (!f.adapter.empty()) lora = load_peft_adapter<T>(f.adapter, weights.config);

@@ -80,7 +80,7 @@ void with_model_for_data(const GptModelFlags& flags, DataFormat format, Action&&
     run(load_model_for_data<T>(flags, format));
     return;
   }
-  auto weights = load_llama_model<T>(flags.model);
+  auto weights = load_llama_model<T>(flags.model, std::is_same_v<T, float> && flags.dtype == "bf16");
   if (flags.positions) {
     LF_CHECK(*flags.positions >= weights.config.n_positions && *flags.positions <= (1 << 24), ErrorKind::usage,
              "--positions ", *flags.positions, " is outside [max_position_embeddings = ", weights.config.n_positions,

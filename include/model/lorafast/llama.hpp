@@ -98,9 +98,11 @@ void save_llama_model(const std::filesystem::path& dir, const LlamaWeights<T>& w
 // model.safetensors.index.json ("weight_map"; a shard must be a file inside the
 // directory). Every tensor must be present with its shape (checked before any is
 // converted) and finite; F32, F64, F16 and BF16 load. Error(bad_input) naming the
-// file and tensor.
+// file and tensor. Tensors are read one at a time (memory: the model plus one
+// tensor). `frozen_bf16` (T = float): the frozen matrices are stored in bf16 as
+// store_frozen_bf16 (decoder.hpp) leaves them, without an f32 copy on the way.
 template <class T>
-LlamaWeights<T> load_llama_model(const std::filesystem::path& dir);
+LlamaWeights<T> load_llama_model(const std::filesystem::path& dir, bool frozen_bf16 = false);
 // The same from tensors already read; `origin` names their file(s).
 template <class T>
 LlamaWeights<T> llama_weights_from_tensors(const GptConfig& config, const TensorMap& tensors, const std::string& origin);
