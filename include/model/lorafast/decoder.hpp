@@ -32,8 +32,8 @@ struct KvCache {
   std::int64_t row() const { return kv_heads * head_dim; }
 };
 
-// The largest capacity a model supports: n_positions (max_position_embeddings), and
-// at most the sliding window when the model has one (masking is not implemented).
+// The largest capacity a model supports: n_positions (max_position_embeddings); a
+// sliding window limits which cached positions a step sees, not how many are kept.
 std::int64_t max_decode_positions(const GptConfig& config);
 
 template <class W>
