@@ -5,7 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <numeric>
+#include <ostream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -25,11 +26,13 @@ struct MaskCase {
 };
 
 std::string name(const MaskCase& c) {
-  std::string s = "N" + std::to_string(c.n) + "_L" + std::to_string(c.l) + "_H" + std::to_string(c.h) + "_E" +
-                  std::to_string(c.e) + (c.causal ? "_causal" : "_bidir") + "_W" + std::to_string(c.window);
-  for (auto d : c.docs) s += "_" + std::to_string(d);
-  return s;
+  std::ostringstream s;
+  s << "N" << c.n << "_L" << c.l << "_H" << c.h << "_E" << c.e << (c.causal ? "_causal" : "_bidir") << "_W" << c.window;
+  for (auto d : c.docs) s << "_" << d;
+  return s.str();
 }
+
+void PrintTo(const MaskCase& c, std::ostream* os) { *os << name(c); }
 
 // cu_seqlens over the flattened batch: every row split into c.docs.
 std::vector<std::int64_t> cu_seqlens(const MaskCase& c) {

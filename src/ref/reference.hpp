@@ -19,7 +19,7 @@ struct AttentionProblem {
   double scale = 1.0;
   bool causal = false;
   std::int64_t window = 0;                  // AttentionParams::window
-  std::span<const std::int64_t> cu_seqlens;  // AttentionParams::cu_seqlens of this one row (0 .. L)
+  std::span<const std::int64_t> cu_seqlens{};  // AttentionParams::cu_seqlens of this one row (0 .. L)
 };
 
 void attention_fwd(const AttentionProblem& problem, MatrixView<double> o);

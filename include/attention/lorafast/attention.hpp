@@ -45,7 +45,7 @@ struct AttentionParams {
   // (block-diagonal, causal or not inside a document). Offsets into the flattened
   // N * L positions, like FlashAttention's cu_seqlens: 0 = c_0 < c_1 < ... < c_D = N * L,
   // every row start n * L among them (no document crosses rows). Empty: one per row.
-  std::span<const std::int64_t> cu_seqlens;
+  std::span<const std::int64_t> cu_seqlens{};
 
   const T* q = nullptr;  // [N, L, H, E]
   const T* k = nullptr;  // [N, L, H_kv, E]
