@@ -65,8 +65,8 @@ inline std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1
 // The keys the rows of one query block see under causal, window and documents
 // (AttentionParams): row r sees keys lo[r] <= j < hi[r], an interval holding its own
 // key. Both ends grow with r, so the rows together see [lo[0], hi[rows - 1]) with no
-// gap; the key tiles cover that from `first` (lo[0] aligned down to a cache line, so
-// tiles start aligned, and even, as the bf16 row pairs need) to `end`: a sliding window
+// gap; the key tiles cover that from `first` (lo[0] rounded down to a multiple of 16
+// keys, so tiles start on a cache line, and even, as the bf16 row pairs need) to `end`: a sliding window
 // costs O(L W), and tiles across documents are never visited.
 struct BlockKeys {
   static constexpr std::int64_t align = 16;
