@@ -28,11 +28,28 @@ constexpr double bf16_term = 0x1p-8;
 struct Shape {
   std::int64_t n, l, h, h_kv, e;
   bool causal;
+  std::int64_t window = 0;
+  std::int64_t doc = 0;  // > 0: every row packs documents of this length (the last one shorter)
+
+  // Row i's visible keys [lo, hi), from the masks' definitions (AttentionParams).
+  std::int64_t lo(std::int64_t i) const {
+    return std::max(doc > 0 ? i / doc * doc : 0, window > 0 ? i - window + 1 : 0);
+  }
+  std::int64_t hi(std::int64_t i) const { return causal ? i + 1 : doc > 0 ? std::min(l, (i / doc + 1) * doc) : l; }
+  std::vector<std::int64_t> cu_seqlens() const {
+    std::vector<std::int64_t> cu;
+    if (doc == 0) return cu;
+    for (std::int64_t r = 0; r < n; ++r)
+      for (std::int64_t start = 0; start < l; start += doc) cu.push_back(r * l + start);
+    cu.push_back(n * l);
+    return cu;
+  }
 };
 
 std::string name(const Shape& s) {
   return "N" + std::to_string(s.n) + "/L" + std::to_string(s.l) + "/H" + std::to_string(s.h) + "/K" +
-         std::to_string(s.h_kv) + "/E" + std::to_string(s.e) + (s.causal ? "/causal" : "/bidir");
+         std::to_string(s.h_kv) + "/E" + std::to_string(s.e) + (s.causal ? "/causal" : "/bidir") + "/W" +
+         std::to_string(s.window) + "/doc" + std::to_string(s.doc);
 }
 
 struct Outputs {
@@ -64,6 +81,9 @@ Outputs run(const Shape& s, const Inputs& in, bool bf16_products) {
   p.batch = s.n, p.seq_len = s.l, p.heads = s.h, p.kv_heads = s.h_kv, p.head_dim = s.e;
   p.scale = 1.0 / std::sqrt(double(s.e));
   p.causal = s.causal;
+  p.window = s.window;
+  const auto cu = s.cu_seqlens();
+  p.cu_seqlens = cu;
   p.bf16_products = bf16_products;
   p.q = in.q.data(), p.k = in.k.data(), p.v = in.v.data(), p.d_o = in.d_o.data();
   p.o = out.o.data(), p.lse = out.lse.data(), p.d_q = out.d_q.data(), p.d_k = out.d_k.data(), p.d_v = out.d_v.data();
@@ -86,10 +106,10 @@ void check(const Shape& s, const Inputs& in, const Outputs& got) {
       for (std::int64_t h = g * group; h < (g + 1) * group; ++h) {
         const auto q = [&](std::int64_t i, std::int64_t c) { return double(in.q[at(s.h, n, i, h, c)]); };
         const auto d_o = [&](std::int64_t i, std::int64_t c) { return double(in.d_o[at(s.h, n, i, h, c)]); };
-        const auto k = [&](std::int64_t j, std::int64_t c) { return double(in.k[at(s.h_kv, n, j, g, c)]); };
-        const auto v = [&](std::int64_t j, std::int64_t c) { return double(in.v[at(s.h_kv, n, j, g, c)]); };
         for (std::int64_t i = 0; i < l; ++i) {
-          const std::int64_t keys = s.causal ? i + 1 : l;
+          const std::int64_t j_lo = s.lo(i), keys = s.hi(i) - j_lo;  // index j is key j_lo + j
+          const auto k = [&](std::int64_t j, std::int64_t c) { return double(in.k[at(s.h_kv, n, j_lo + j, g, c)]); };
+          const auto v = [&](std::int64_t j, std::int64_t c) { return double(in.v[at(s.h_kv, n, j_lo + j, g, c)]); };
           std::vector<double> prob(keys), d_p(keys), d_p_size(keys);
           double mx = -INFINITY, sum = 0;
           for (std::int64_t j = 0; j < keys; ++j) {
@@ -128,10 +148,11 @@ void check(const Shape& s, const Inputs& in, const Outputs& got) {
             for (std::int64_t c = 0; c < e; ++c) {
               d_q[c] += scale * d_s * k(j, c);
               bound_q[c] += scale * (bf16_term * std::abs(d_s) + d_s_err) * std::abs(k(j, c));
-              d_k[j * e + c] += scale * d_s * q(i, c);
-              bound_k[j * e + c] += scale * (bf16_term * std::abs(d_s) + d_s_err) * std::abs(q(i, c));
-              d_v[j * e + c] += prob[j] * d_o(i, c);
-              bound_v[j * e + c] += (bf16_term + sums) * prob[j] * std::abs(d_o(i, c));
+              const std::int64_t kc = (j_lo + j) * e + c;
+              d_k[kc] += scale * d_s * q(i, c);
+              bound_k[kc] += scale * (bf16_term * std::abs(d_s) + d_s_err) * std::abs(q(i, c));
+              d_v[kc] += prob[j] * d_o(i, c);
+              bound_v[kc] += (bf16_term + sums) * prob[j] * std::abs(d_o(i, c));
             }
           }
           for (std::int64_t c = 0; c < e; ++c) {
@@ -152,7 +173,12 @@ void check(const Shape& s, const Inputs& in, const Outputs& got) {
 
 const std::vector<Shape> shapes{
     {1, 1, 1, 1, 5, false},   {1, 7, 3, 3, 1, true},    {2, 97, 3, 1, 5, false}, {1, 128, 4, 2, 64, true},
-    {1, 257, 1, 1, 72, true}, {1, 300, 2, 2, 64, false}, {1, 513, 2, 1, 64, true}};
+    {1, 257, 1, 1, 72, true}, {1, 300, 2, 2, 64, false}, {1, 513, 2, 1, 64, true},
+    // Masks: a window of 1, one across row blocks and key tiles, one longer than the row;
+    // documents of length 1 and across tile edges, causal or not, with a window.
+    {2, 97, 3, 1, 5, true, 1}, {1, 700, 2, 1, 64, true, 300}, {1, 65, 1, 1, 7, true, 100},
+    {2, 33, 2, 2, 5, true, 0, 1}, {1, 600, 4, 2, 64, true, 0, 257}, {1, 600, 2, 1, 72, false, 0, 130},
+    {2, 515, 2, 1, 64, true, 129, 200}};
 
 TEST(AttentionBf16, MatchesDoubleReferenceWithinBf16Rounding) {
   for (int threads : {1, 2}) {

@@ -1,6 +1,6 @@
 // The decoding-step attention (one new query row against the cache, grouped-query
-// heads) against the double reference: the last row of causal attention over the
-// same keys, with each K/V head repeated for its query heads.
+// heads, a sliding window or none) against the double reference: the last row of
+// causal attention over the same keys, with each K/V head repeated for its query heads.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -15,7 +15,7 @@ namespace lorafast {
 namespace {
 
 struct Case {
-  std::int64_t length, heads, kv_heads, head_dim;
+  std::int64_t length, heads, kv_heads, head_dim, window = 0;
 };
 
 std::vector<double> normal(std::size_t n, std::uint64_t seed) {
@@ -39,7 +39,7 @@ std::vector<double> reference_row(const Case& c, const std::vector<double>& q, c
         vr[static_cast<std::size_t>(j * width + h * e + x)] = v[from];
       }
   ref::AttentionProblem p{{q.data(), l, width, width}, {kr.data(), l, width, width}, {vr.data(), l, width, width},
-                          c.heads, scale, /*causal=*/true};
+                          c.heads, scale, /*causal=*/true, c.window};
   ref::attention_fwd(p, MatrixView<double>{o.data(), l, width, width});
   return {o.end() - width, o.end()};
 }
@@ -56,7 +56,7 @@ void check_case(const Case& c) {
   const std::vector<T> qt(q.end() - width, q.end()), kt(k.begin(), k.end()), vt(v.begin(), v.end());
   std::vector<T> o(static_cast<std::size_t>(width));
   decode_attention_fwd(DecodeAttentionParams<T>{l, c.heads, c.kv_heads, e, scale, qt.data(), kt.data(), vt.data(),
-                                                o.data()});
+                                                o.data(), c.window});
   double scale_o = 0;
   for (double x : expect) scale_o = std::max(scale_o, std::abs(x));
   // Both accumulate in double; they differ in summation order (double: ~1e-16 per
@@ -65,12 +65,13 @@ void check_case(const Case& c) {
   const double tol = (std::is_same_v<T, float> ? 0x1.0p-23 : 1e-13) * scale_o;
   for (std::int64_t i = 0; i < width; ++i)
     ASSERT_NEAR(o[static_cast<std::size_t>(i)], expect[static_cast<std::size_t>(i)], tol)
-        << "L" << l << "/H" << c.heads << "/K" << c.kv_heads << "/E" << e << " entry " << i;
+        << "L" << l << "/H" << c.heads << "/K" << c.kv_heads << "/E" << e << "/W" << c.window << " entry " << i;
 }
 
 TEST(DecodeAttention, LastCausalRowOfTheReference) {
   for (const Case c : {Case{1, 1, 1, 1}, Case{7, 3, 3, 5}, Case{97, 6, 2, 5}, Case{97, 6, 1, 64}, Case{128, 4, 4, 72},
-                       Case{1025, 2, 1, 8}}) {
+                       Case{1025, 2, 1, 8}, Case{1, 1, 1, 3, 1}, Case{97, 6, 2, 5, 1}, Case{97, 6, 2, 5, 13},
+                       Case{7, 3, 3, 5, 100}}) {
     check_case<double>(c);
     check_case<float>(c);
   }

@@ -154,6 +154,22 @@ TEST(Decide, SmallScoresAndLongSequencesGoFast) {
   EXPECT_TRUE(contains(d[0].reason, "fast:") && contains(d[0].reason, "predicted")) << d[0].reason;
 }
 
+// The same head under a sliding window or documents: the surrogates cannot honour
+// the mask, so auto stays exact and says why, and a forced surrogate is refused.
+TEST(Decide, MasksKeepAutoExactAndRefuseSurrogates) {
+  auto r = fast_preferred(request(Method::automatic, 65536));
+  r.masked = true;
+  const auto d = decide({head_with(0.1)}, r);
+  EXPECT_EQ(d[0].method, Method::exact);
+  EXPECT_TRUE(contains(d[0].reason, "only exact honours the sliding-window or document mask")) << d[0].reason;
+  for (Method m : {Method::fast, Method::chained}) {
+    r.method = m;
+    std::string message;
+    EXPECT_EQ(error_kind_of([&] { decide({head_with(0.1)}, r); }, &message), ErrorKind::cannot_meet);
+    EXPECT_TRUE(contains(message, "cannot honour the sliding-window or document mask; `method` exact can")) << message;
+  }
+}
+
 TEST(Decide, AutoTakesChainedWhenItIsCheaper) {
   auto r = request(Method::automatic, 65536);
   r.cost.chained_factor = 1e-6;

@@ -159,9 +159,13 @@ const CostModel& cost_model() {
   return model;
 }
 
-// q, k and the sizes of one call: pointers into operands the caller keeps alive.
+// AttentionParams::cu_seqlens as Python passes them (empty: one document per row).
+using CuSeqlens = std::vector<std::int64_t>;
+
+// q, k and the sizes of one call: pointers into operands (and offsets) the caller keeps alive.
 template <class T>
-AttentionParams<T> params_of(const py::array& q, const py::array& k, bool causal, double scale) {
+AttentionParams<T> params_of(const py::array& q, const py::array& k, bool causal, double scale, std::int64_t window,
+                             const CuSeqlens& cu_seqlens) {
   const Shape4 s = shape_of(q);
   AttentionParams<T> p;
   p.batch = s.n;
@@ -170,6 +174,8 @@ AttentionParams<T> params_of(const py::array& q, const py::array& k, bool causal
   p.kv_heads = k.shape(1);
   p.head_dim = s.e;
   p.causal = causal;
+  p.window = window;
+  p.cu_seqlens = cu_seqlens;
   p.scale = scale > 0 ? scale : AttentionConfig{}.resolved_scale(s.e);
   p.q = static_cast<const T*>(q.data());
   p.q_strides = strides_of<T>(q);
@@ -209,28 +215,28 @@ AttentionRequest request_of(const std::string& method, double eps, std::optional
 }
 
 template <class T>
-Plan plan_t(const std::vector<py::array>& qk, bool causal, double scale, const AttentionRequest& request,
-            int threads) {
-  const AttentionParams<T> p = params_of<T>(qk[0], qk[1], causal, scale);
+Plan plan_t(const std::vector<py::array>& qk, bool causal, double scale, std::int64_t window,
+            const CuSeqlens& cu_seqlens, const AttentionRequest& request, int threads) {
+  const AttentionParams<T> p = params_of<T>(qk[0], qk[1], causal, scale, window, cu_seqlens);
   require_finite(first_non_finite<T>({{&qk[0], "q"}, {&qk[1], "k"}}));
   py::gil_scoped_release unlocked;
   set_num_threads(threads);
   return {plan_heads(p, request), true};
 }
 
-Plan plan(const py::array& q, const py::array& k, bool causal, double scale, const std::string& method, double eps,
-          std::optional<int> degree, int threads) {
+Plan plan(const py::array& q, const py::array& k, bool causal, double scale, std::int64_t window,
+          const CuSeqlens& cu_seqlens, const std::string& method, double eps, std::optional<int> degree, int threads) {
   const std::vector<py::array> qk = qkv_operands({q, k});
   const AttentionRequest request = request_of(method, eps, degree);
-  return is_f32(qk[0]) ? plan_t<float>(qk, causal, scale, request, threads)
-                       : plan_t<double>(qk, causal, scale, request, threads);
+  return is_f32(qk[0]) ? plan_t<float>(qk, causal, scale, window, cu_seqlens, request, threads)
+                       : plan_t<double>(qk, causal, scale, window, cu_seqlens, request, threads);
 }
 
 // (o [N, H, L, E], lse [N, H, L], the plan it ran).
 template <class T>
-py::tuple forward_t(const std::vector<py::array>& qkv, bool causal, double scale, const AttentionRequest& request,
-                    int threads, bool bf16_products) {
-  AttentionParams<T> p = params_of<T>(qkv[0], qkv[1], causal, scale);
+py::tuple forward_t(const std::vector<py::array>& qkv, bool causal, double scale, std::int64_t window,
+                    const CuSeqlens& cu_seqlens, const AttentionRequest& request, int threads, bool bf16_products) {
+  AttentionParams<T> p = params_of<T>(qkv[0], qkv[1], causal, scale, window, cu_seqlens);
   p.bf16_products = bf16_products;
   const Shape4 s = shape_of(qkv[0]);
   p.v = static_cast<const T*>(qkv[2].data());
@@ -251,20 +257,21 @@ py::tuple forward_t(const std::vector<py::array>& qkv, bool causal, double scale
 }
 
 py::tuple forward(const py::array& q, const py::array& k, const py::array& v, bool causal, double scale,
-                  const std::string& method, double eps, std::optional<int> degree, int threads, bool bf16_products) {
+                  std::int64_t window, const CuSeqlens& cu_seqlens, const std::string& method, double eps,
+                  std::optional<int> degree, int threads, bool bf16_products) {
   const std::vector<py::array> qkv = qkv_operands({q, k, v});
   const AttentionRequest request = request_of(method, eps, degree);
-  return is_f32(qkv[0]) ? forward_t<float>(qkv, causal, scale, request, threads, bf16_products)
-                        : forward_t<double>(qkv, causal, scale, request, threads, bf16_products);
+  const auto run = is_f32(qkv[0]) ? forward_t<float> : forward_t<double>;
+  return run(qkv, causal, scale, window, cu_seqlens, request, threads, bf16_products);
 }
 
 // (d_q, d_k, d_v) of a forward that returned o, lse with `plan`; q, k, v are what
 // that forward read (checked there).
 template <class T>
 py::tuple backward_t(const std::vector<py::array>& qkv, const py::array& o, const py::array& lse,
-                     const py::array& d_o, bool causal, double scale, const Plan& plan, int threads,
-                     bool bf16_products) {
-  AttentionParams<T> p = params_of<T>(qkv[0], qkv[1], causal, scale);
+                     const py::array& d_o, bool causal, double scale, std::int64_t window,
+                     const CuSeqlens& cu_seqlens, const Plan& plan, int threads, bool bf16_products) {
+  AttentionParams<T> p = params_of<T>(qkv[0], qkv[1], causal, scale, window, cu_seqlens);
   p.bf16_products = bf16_products;
   const Shape4 s = shape_of(qkv[0]);
   p.v = static_cast<const T*>(qkv[2].data());
@@ -289,8 +296,9 @@ py::tuple backward_t(const std::vector<py::array>& qkv, const py::array& o, cons
 }
 
 py::tuple backward(const py::array& q, const py::array& k, const py::array& v, const py::array& o,
-                   const py::array& lse, const py::array& grad_output, bool causal, double scale, const Plan& plan,
-                   int threads, bool bf16_products) {
+                   const py::array& lse, const py::array& grad_output, bool causal, double scale,
+                   std::int64_t window, const CuSeqlens& cu_seqlens, const Plan& plan, int threads,
+                   bool bf16_products) {
   const std::vector<py::array> qkv = qkv_operands({q, k, v});
   const Shape4 s = shape_of(qkv[0]);
   LF_CHECK(o.ndim() == 4 && o.dtype().is(qkv[0].dtype()) && shape_of(o).n == s.n && o.shape(1) == s.h &&
@@ -305,8 +313,8 @@ py::tuple backward(const py::array& q, const py::array& k, const py::array& v, c
     throw py::value_error(cat("grad_output must have the shape ", shape_text(o), " and dtype ",
                               std::string(py::str(o.dtype())), " of the output, got ", shape_text(d_o), " ",
                               std::string(py::str(d_o.dtype()))));
-  return is_f32(qkv[0]) ? backward_t<float>(qkv, o, lse, d_o, causal, scale, plan, threads, bf16_products)
-                        : backward_t<double>(qkv, o, lse, d_o, causal, scale, plan, threads, bf16_products);
+  const auto run = is_f32(qkv[0]) ? backward_t<float> : backward_t<double>;
+  return run(qkv, o, lse, d_o, causal, scale, window, cu_seqlens, plan, threads, bf16_products);
 }
 
 }  // namespace
@@ -344,12 +352,14 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("measured", &Plan::measured);
   m.def("reads_in_place", &reads_in_place, "array"_a,
         "Whether the kernels read this [N, H, L, E] array without copying it");
-  m.def("plan", &plan, "q"_a, "k"_a, "causal"_a, "scale"_a, "method"_a, "eps"_a, "degree"_a, "threads"_a);
+  // window, cu_seqlens: AttentionParams' masks (0 and [] for none).
+  m.def("plan", &plan, "q"_a, "k"_a, "causal"_a, "scale"_a, "window"_a, "cu_seqlens"_a, "method"_a, "eps"_a,
+        "degree"_a, "threads"_a);
   // bf16_products (float32 arrays only): the exact heads multiply in bf16 (AttentionParams).
-  m.def("forward", &forward, "q"_a, "k"_a, "v"_a, "causal"_a, "scale"_a, "method"_a, "eps"_a, "degree"_a,
-        "threads"_a, "bf16_products"_a = false);
+  m.def("forward", &forward, "q"_a, "k"_a, "v"_a, "causal"_a, "scale"_a, "window"_a, "cu_seqlens"_a, "method"_a,
+        "eps"_a, "degree"_a, "threads"_a, "bf16_products"_a = false);
   m.def("backward", &backward, "q"_a, "k"_a, "v"_a, "o"_a, "lse"_a, "grad_output"_a, "causal"_a, "scale"_a,
-        "plan"_a, "threads"_a, "bf16_products"_a = false);
+        "window"_a, "cu_seqlens"_a, "plan"_a, "threads"_a, "bf16_products"_a = false);
   m.def("bf16_arithmetic", &bf16_arithmetic, "Whether this CPU multiplies bf16 in bf16 (AVX512-BF16)");
   m.def("set_bf16_arithmetic", &set_bf16_arithmetic, "on"_a,
         "Off: bf16 products run in f32, as on CPUs without AVX512-BF16 (for tests)");

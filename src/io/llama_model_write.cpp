@@ -51,9 +51,14 @@ std::string llama_config_json(const GptConfig& c, const std::string& dtype) {
   j["hidden_size"] = c.n_embd;
   j["initializer_range"] = l.initializer_range;
   j["intermediate_size"] = l.intermediate_size;
-  if (qwen)  // a window is read back from the layer types (llama_config.cpp)
-    j["layer_types"] = std::vector<std::string>(static_cast<std::size_t>(c.n_layer),
-                                                l.sliding_window > 0 ? "sliding_attention" : "full_attention");
+  if (qwen) {  // a window is read back from the layer types (llama_config.cpp)
+    std::vector<std::string> types;
+    for (std::int64_t i = 0; i < c.n_layer; ++i) {
+      const bool sliding = l.sliding_layers.empty() || l.sliding_layers[static_cast<std::size_t>(i)];
+      types.push_back(l.sliding_window > 0 && sliding ? "sliding_attention" : "full_attention");
+    }
+    j["layer_types"] = types;
+  }
   j["max_position_embeddings"] = c.n_positions;
   if (qwen) j["max_window_layers"] = 28;  // Qwen2Config's default; layer_types decides
   if (c.family == ModelFamily::llama) j["mlp_bias"] = false;

@@ -3,6 +3,7 @@
 // column c is key j0 + c. Loops are written to auto-vectorize (see exp.hpp).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 
@@ -10,14 +11,16 @@
 
 namespace lorafast::kernels {
 
-// Sets s[r][c] = -inf where key j0 + c lies after query i0 + r (the causal mask).
+// Sets s[r][c] = -inf where key j0 + c lies outside row r's visible keys
+// [lo[r], hi[r]) (the causal, window and document masks).
 template <class T>
-void mask_future(T* s, std::int64_t ld, std::int64_t rows, std::int64_t cols, std::int64_t i0,
-                 std::int64_t j0) {
+void mask_outside(T* s, std::int64_t ld, std::int64_t rows, std::int64_t cols, std::int64_t j0,
+                  const std::int64_t* lo, const std::int64_t* hi) {
   for (std::int64_t r = 0; r < rows; ++r) {
-    const std::int64_t first_masked = i0 + r - j0 + 1;  // columns >= this are in the future
-    for (std::int64_t c = first_masked < 0 ? 0 : first_masked; c < cols; ++c)
-      s[r * ld + c] = -std::numeric_limits<T>::infinity();
+    const std::int64_t begin = std::clamp<std::int64_t>(lo[r] - j0, 0, cols);
+    const std::int64_t end = std::clamp<std::int64_t>(hi[r] - j0, begin, cols);
+    std::fill(s + r * ld, s + r * ld + begin, -std::numeric_limits<T>::infinity());
+    std::fill(s + r * ld + end, s + r * ld + cols, -std::numeric_limits<T>::infinity());
   }
 }
 

@@ -6,10 +6,7 @@
 
 namespace lorafast {
 
-std::int64_t max_decode_positions(const GptConfig& config) {
-  const std::int64_t window = decoder_spec(config).sliding_window;
-  return window > 0 ? std::min(window, config.n_positions) : config.n_positions;
-}
+std::int64_t max_decode_positions(const GptConfig& config) { return config.n_positions; }
 
 template <class W>
 CachedDecoder<W>::CachedDecoder(const W& weights, const GptLora<T>* lora, std::int64_t capacity)
@@ -18,7 +15,7 @@ CachedDecoder<W>::CachedDecoder(const W& weights, const GptLora<T>* lora, std::i
   const std::int64_t most = max_decode_positions(c);
   LF_CHECK(capacity >= 1 && capacity <= most, ErrorKind::usage, "generation needs ", capacity,
            " positions (prompt + new tokens), outside [1, ", most, "], the model's ",
-           most == c.n_positions ? (c.is_llama() ? "max_position_embeddings" : "n_positions") : "sliding_window");
+           c.is_llama() ? "max_position_embeddings" : "n_positions");
   if (lora != nullptr) validate_gpt_lora(*lora, c, "adapter");
   State& s = *state_;
   const DecoderSpec spec = decoder_spec(c);

@@ -118,12 +118,15 @@ AttentionParams<T> causal_attention_params(std::int64_t batch, std::int64_t seq_
   return attn;
 }
 
-// A block's attention: with fused q/k/v it reads them in place, as column blocks of
-// the projection's output, and writes their gradients to the same columns.
+// Block `layer`'s attention, with its sliding window: with fused q/k/v it reads them
+// in place, as column blocks of the projection's output, and writes their gradients
+// to the same columns.
 template <class T>
-AttentionParams<T> block_attention_params(const DecoderSpec& s, std::int64_t batch, std::int64_t seq_len) {
+AttentionParams<T> block_attention_params(const DecoderSpec& s, std::int64_t layer, std::int64_t batch,
+                                          std::int64_t seq_len) {
   AttentionParams<T> attn = causal_attention_params<T>(batch, seq_len, s.heads, s.kv_heads, s.head_dim);
   attn.bf16_products = s.bf16;
+  attn.window = s.window(layer);
   if (s.fused_qkv) {
     const std::int64_t width = s.q_width() + 2 * s.kv_width();
     attn.q_strides = attn.k_strides = attn.v_strides = attn.d_q_strides = attn.d_k_strides = attn.d_v_strides =
@@ -280,7 +283,6 @@ struct GradOutputs {
 // The forward pass up to the final norm (the loss is lm_head_loss on final_out),
 // keeping what `keep` says (act.keep is the resolved choice). Each block's
 // attention runs the plan `attention` gives for its q and k (act.plan).
-// Error(cannot_meet) when the batch is longer than the model's sliding window.
 template <class T>
 void decoder_forward(const DecoderView<T>& model, const GptLora<T>* lora, const TokenBatch& batch,
                      const AttentionRequest& attention, Keep keep, DecoderActivations<T>& act);

@@ -101,7 +101,7 @@ double forward_backward(const DecoderView<T>& m, const GptLora<T>* lora, const T
     linear_bwd(b.o, gb ? &gb->o : nullptr, a.attn.data(), d_res.data(), d_attn.data());
     const auto qkv = qkv_view(s, rows, static_cast<const T*>(a.qkv.data()));
     const auto d_qkv = qkv_view(s, rows, d_wide.data());
-    AttentionParams<T> attn = block_attention_params<T>(s, batch.batch, batch.seq_len);
+    AttentionParams<T> attn = block_attention_params<T>(s, i, batch.batch, batch.seq_len);
     attn.q = qkv.q, attn.k = qkv.k, attn.v = qkv.v, attn.o = a.attn.data(), attn.lse = a.lse.data();
     attn.d_o = d_attn.data(), attn.d_q = d_qkv.q, attn.d_k = d_qkv.k, attn.d_v = d_qkv.v;
     planned_attention_bwd(attn, act.plan[static_cast<std::size_t>(i)]);

@@ -79,10 +79,11 @@ void decode_step(const DecoderView<T>& m, const GptLora<T>* lora, std::int32_t t
     std::copy_n(s.rope.cos.begin() + t * half, half, s.rope_row.cos.begin());  // the angles of position t
     std::copy_n(s.rope.sin.begin() + t * half, half, s.rope_row.sin.begin());
   }
-  const auto shape = block_attention_params<T>(spec, 1, 1);
+  const auto shape = block_attention_params<T>(spec, 0, 1, 1);
   DecodeAttentionParams<T> attn{t + 1, shape.heads, shape.kv_heads, shape.head_dim, shape.scale,
                                 s.qkv.data(), nullptr, nullptr, s.attn.data()};
   for (std::int64_t i = 0; i < spec.layers; ++i) {
+    attn.window = spec.window(i);
     const auto& b = m.tensors.blocks[static_cast<std::size_t>(i)];
     T* k = s.cache.k[static_cast<std::size_t>(i)].data() + t * row;  // this position's key and value
     T* v = s.cache.v[static_cast<std::size_t>(i)].data() + t * row;

@@ -107,7 +107,7 @@ void decoder_block_fwd(const DecoderView<T>& m, const GptLora<T>* lora, std::int
     rope_fwd(RopeParams<T>{rows, s.heads, &act.rope, qkv.q});
     rope_fwd(RopeParams<T>{rows, s.kv_heads, &act.rope, qkv.k});
   }
-  AttentionParams<T> attn = block_attention_params<T>(s, act.batch, act.seq_len);
+  AttentionParams<T> attn = block_attention_params<T>(s, i, act.batch, act.seq_len);
   attn.q = qkv.q;
   attn.k = qkv.k;
   attn.v = qkv.v;
@@ -131,10 +131,6 @@ template <class T>
 void decoder_forward(const DecoderView<T>& m, const GptLora<T>* lora, const TokenBatch& batch,
                      const AttentionRequest& attention, Keep keep, DecoderActivations<T>& act) {
   const DecoderSpec& s = m.spec;
-  const std::int64_t window = s.sliding_window;
-  LF_CHECK(window == 0 || batch.seq_len <= window, ErrorKind::cannot_meet, "sequence length ", batch.seq_len,
-           " exceeds the model's sliding window ", window, " (sliding-window masking is not implemented; use a "
-           "sequence length of at most ", window, ")");
   const std::int64_t d = s.dim, rows = batch.predicted(), layers = s.layers;
   act.batch = batch.batch;
   act.seq_len = batch.seq_len;

@@ -28,6 +28,7 @@ DecoderSpec decoder_spec(const GptConfig& config) {
   s.qk_norm = config.llama.qk_norm;
   s.mlp = MlpKind::swiglu;
   s.sliding_window = config.llama.sliding_window;
+  s.sliding_layers = config.llama.sliding_layers;
   return s;
 }
 

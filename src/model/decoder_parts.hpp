@@ -35,11 +35,15 @@ struct DecoderSpec {
   bool qk_norm = false;   // an RMSNorm over each head of q and of k, before RoPE (Qwen3); needs !fused_qkv
   MlpKind mlp = MlpKind::gelu;
   std::int64_t sliding_window = 0;  // 0: none
+  std::vector<bool> sliding_layers;  // the layers it applies to; empty: all (LlamaConfig)
   bool bf16 = false;  // the frozen matrices are held in bf16 (store_frozen_bf16): bf16 products, f32 sums
 
   std::int64_t q_width() const { return heads * head_dim; }      // Q
   std::int64_t kv_width() const { return kv_heads * head_dim; }  // C
   int qkv_parts() const { return fused_qkv ? 1 : 3; }           // projections that write q, k, v
+  std::int64_t window(std::int64_t layer) const {  // layer's AttentionParams::window
+    return sliding_layers.empty() || sliding_layers[static_cast<std::size_t>(layer)] ? sliding_window : 0;
+  }
   int mlp_in_parts() const { return mlp == MlpKind::swiglu ? 2 : 1; }  // projections before the activation
 };
 

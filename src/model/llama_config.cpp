@@ -1,6 +1,7 @@
 // config.json of a Llama-family model directory (llama, qwen2, mistral, qwen3), read with
 // transformers 5's defaults and both spellings of the rotary settings: rope_theta +
 // rope_scaling (transformers 4, "type" or "rope_type") and rope_parameters.
+#include <algorithm>
 #include <cmath>
 
 #include "core/json_read.hpp"
@@ -94,21 +95,29 @@ RopeConfig parse_rope(const Reader& r, std::int64_t max_positions) {
   return rope;
 }
 
-// qwen2 and qwen3: the window applies when use_sliding_window is set and some layer is a
-// sliding one (layer_types, else the layers from max_window_layers on); mistral:
-// whenever sliding_window is set.
-std::int64_t sliding_window(const Reader& r, ModelFamily family, std::int64_t layers) {
-  if (family == ModelFamily::llama) return 0;
+// The window and the layers it applies to, as transformers decides them: mistral,
+// every layer whenever sliding_window is set; qwen2 and qwen3, with use_sliding_window,
+// the layers layer_types calls "sliding_attention", else those from max_window_layers on.
+void read_sliding_window(const Reader& r, ModelFamily family, std::int64_t layers, LlamaConfig& l) {
+  if (family == ModelFamily::llama) return;
   const std::int64_t window = r.size_or("sliding_window", 0);
-  if (window == 0 || family == ModelFamily::mistral) return window;
-  if (!r.flag_or("use_sliding_window", false)) return 0;
-  if (const json* types = r.present("layer_types")) {
-    LF_CHECK(types->is_array(), bad, r.what("layer_types"), " must be a list");
-    for (const auto& t : *types)
-      if (t == "sliding_attention") return window;
-    return 0;
+  if (window == 0 || family == ModelFamily::mistral) {
+    l.sliding_window = window;
+    return;
   }
-  return layers > r.size_or("max_window_layers", 28) ? window : 0;
+  if (!r.flag_or("use_sliding_window", false)) return;
+  std::vector<bool> sliding(static_cast<std::size_t>(std::max<std::int64_t>(layers, 0)));
+  if (const json* types = r.present("layer_types")) {
+    LF_CHECK(types->is_array() && static_cast<std::int64_t>(types->size()) == layers, bad, r.what("layer_types"),
+             " must be a list of num_hidden_layers = ", layers, " layer types");
+    for (std::size_t i = 0; i < sliding.size(); ++i) sliding[i] = (*types)[i] == "sliding_attention";
+  } else {
+    const std::int64_t first = r.size_or("max_window_layers", 28);
+    for (std::size_t i = 0; i < sliding.size(); ++i) sliding[i] = static_cast<std::int64_t>(i) >= first;
+  }
+  if (std::find(sliding.begin(), sliding.end(), true) == sliding.end()) return;
+  l.sliding_window = window;
+  l.sliding_layers = std::move(sliding);
 }
 
 }  // namespace
@@ -149,7 +158,7 @@ GptConfig parse_llama_config(const nlohmann::json& j, ModelFamily family, const 
   LF_CHECK(!r.flag_or("mlp_bias", false), bad, origin, ": 'mlp_bias' true is not supported");
   if (const json* act = r.present("hidden_act"))
     LF_CHECK(*act == "silu", bad, origin, ": 'hidden_act' ", describe(*act), " is not supported (only \"silu\")");
-  l.sliding_window = sliding_window(r, family, c.n_layer);
+  read_sliding_window(r, family, c.n_layer, l);
   if (const json* range = r.present("initializer_range"))
     l.initializer_range = json_number(*range, r.what("initializer_range"));
   LF_CHECK(l.initializer_range >= 0 && std::isfinite(l.initializer_range), bad, r.what("initializer_range"),

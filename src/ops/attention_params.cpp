@@ -49,6 +49,26 @@ void resolve(const Operand& t, std::int64_t batch, std::int64_t len, std::int64_
   }
 }
 
+template <class T>
+void check_masks(const AttentionParams<T>& p) {
+  LF_CHECK(p.window >= 0, ErrorKind::usage, "attention: window must be >= 0 (0: none), got ", p.window);
+  LF_CHECK(p.window == 0 || p.causal, ErrorKind::usage, "attention: a sliding window needs causal attention");
+  const auto cu = p.cu_seqlens;
+  if (cu.empty()) return;
+  const std::int64_t total = p.batch * p.seq_len;
+  LF_CHECK(cu.front() == 0, ErrorKind::usage, "attention: cu_seqlens must start at 0, got ", cu.front());
+  LF_CHECK(cu.back() == total, ErrorKind::usage, "attention: cu_seqlens must end at batch * seq_len = ", total,
+           ", got ", cu.back());
+  std::int64_t next_row = p.seq_len;  // the next row start that must be an offset
+  for (std::size_t d = 1; d < cu.size(); ++d) {
+    LF_CHECK(cu[d] > cu[d - 1], ErrorKind::usage, "attention: cu_seqlens must increase, got ", cu[d - 1], " then ",
+             cu[d]);
+    LF_CHECK(cu[d] <= next_row, ErrorKind::usage, "attention: a document in cu_seqlens crosses the row boundary ",
+             next_row);
+    if (cu[d] == next_row) next_row += p.seq_len;
+  }
+}
+
 }  // namespace
 
 double AttentionConfig::resolved_scale(std::int64_t head_dim) const {
@@ -69,6 +89,7 @@ AttentionParams<T> checked(const AttentionParams<T>& in, AttentionUse use) {
            p.scale);
   LF_CHECK((!p.bf16_products || std::is_same_v<T, float>), ErrorKind::usage,
            "attention: bf16_products needs f32 tensors");
+  check_masks(p);
   const std::int64_t h = p.heads, g = p.kv_heads;
   std::vector<Operand> operands{{"q", p.q, h, &p.q_strides, false}, {"k", p.k, g, &p.k_strides, false}};
   if (use != AttentionUse::scores) {

@@ -32,9 +32,12 @@ template <class T>
 void check_plan(const AttentionParams<T>& p, const std::vector<HeadDecision>& plan) {
   LF_CHECK(static_cast<std::int64_t>(plan.size()) == p.heads, ErrorKind::usage, "attention: the plan has ",
            plan.size(), " heads, the params ", p.heads);
-  for (const HeadDecision& d : plan)
+  for (const HeadDecision& d : plan) {
     LF_CHECK(d.method == Method::exact || (d.degree >= 0 && d.degree % 2 == 0 && d.chunk >= 1), ErrorKind::usage,
              "attention: the plan's ", method_name(d.method), " head has no even degree or no chunk");
+    LF_CHECK(d.method == Method::exact || !p.masked(), ErrorKind::usage, "attention: the plan's ",
+             method_name(d.method), " head cannot honour the sliding-window or document mask");
+  }
 }
 
 // Zeroes d_k and d_v, so that every query head can add its share.
@@ -52,7 +55,7 @@ template <class T>
 std::vector<HeadDecision> plan_heads(const AttentionParams<T>& params, const AttentionRequest& request) {
   const AttentionParams<T> p = checked(params, AttentionUse::scores);
   // Every decision carries the chunk its scores were measured with, so the run uses the same.
-  return decide(measure_heads(p, causal_chunk), request, {p.batch, p.seq_len, p.head_dim, p.causal});
+  return decide(measure_heads(p, causal_chunk), request, {p.batch, p.seq_len, p.head_dim, p.causal, p.masked()});
 }
 
 std::vector<HeadDecision> exact_plan(std::int64_t heads) {

@@ -94,6 +94,9 @@ std::string certified_text(const Candidate& c, double eps) {
              number(eps));
 }
 
+// The surrogates' prefix states run over every earlier key: they cannot skip keys.
+constexpr const char* mask_text = "the sliding-window or document mask";
+
 void run(const Candidate& c, HeadDecision& d) {
   d.method = c.method;
   d.error_bound = c.error;
@@ -104,6 +107,8 @@ void run(const Candidate& c, HeadDecision& d) {
 void decide_requested(std::int64_t h, const HeadScores& head, const Dispatch& r, const Candidate& c,
                       HeadDecision& d) {
   const std::string name = method_name(r.method);
+  LF_CHECK(!r.masked, ErrorKind::cannot_meet, "head ", h, ": `method` ", name, " cannot honour ", mask_text,
+           "; `method` exact can");
   LF_CHECK(c.degree >= 0, ErrorKind::cannot_meet, "head ", h, ": `method` ", name, " cannot certify `eps` ",
            number(r.eps), ": score bound G=", number(head.score_bound), " needs a degree above ",
            max_certified_degree, "; `method` exact can");
@@ -121,7 +126,9 @@ void decide_automatic(const HeadScores& head, const Dispatch& r, const Candidate
   const std::string name = method_name(c.method);
   const std::string costs =
       cat("predicted ", name, " ", duration_text(c.seconds), " vs exact ", duration_text(d.cost_exact));
-  if (c.degree < 0) {
+  if (r.masked) {
+    d.reason = cat("exact: only exact honours ", mask_text);
+  } else if (c.degree < 0) {
     d.reason = cat("exact: G=", number(head.score_bound), " exceeds what degree <= ", max_certified_degree,
                    " can certify for eps ", number(r.eps));
   } else if (c.features > r.max_features) {

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -9,6 +10,14 @@ namespace {
 
 using Dense = std::vector<double>;  // row-major L x L
 
+// Whether query i sees key j: the masks of AttentionParams from their definitions.
+bool visible(const AttentionProblem& pr, std::int64_t i, std::int64_t j) {
+  const auto document = [&](std::int64_t pos) {
+    return std::upper_bound(pr.cu_seqlens.begin(), pr.cu_seqlens.end(), pos) - pr.cu_seqlens.begin();
+  };
+  return (!pr.causal || j <= i) && (pr.window == 0 || i - j < pr.window) && document(i) == document(j);
+}
+
 // P = softmax(scale * Q_h K_h^T + mask) for head h.
 Dense probabilities(const AttentionProblem& pr, std::int64_t h) {
   const std::int64_t l = pr.q.rows, e = pr.q.cols / pr.heads;
@@ -17,7 +26,7 @@ Dense probabilities(const AttentionProblem& pr, std::int64_t h) {
     double row_max = -std::numeric_limits<double>::infinity();
     for (std::int64_t j = 0; j < l; ++j) {
       double s = -std::numeric_limits<double>::infinity();
-      if (!pr.causal || j <= i) {
+      if (visible(pr, i, j)) {
         s = 0.0;
         for (std::int64_t c = h * e; c < (h + 1) * e; ++c) s += pr.q(i, c) * pr.k(j, c);
         s *= pr.scale;

@@ -4,6 +4,8 @@
 // delta = rowsum(dO ∘ O) shortcut the optimized kernels use.
 #pragma once
 
+#include <span>
+
 #include "lorafast/fast_attention.hpp"
 #include "lorafast/lora.hpp"
 #include "lorafast/tensor.hpp"
@@ -16,6 +18,8 @@ struct AttentionProblem {
   std::int64_t heads = 1;
   double scale = 1.0;
   bool causal = false;
+  std::int64_t window = 0;                  // AttentionParams::window
+  std::span<const std::int64_t> cu_seqlens{};  // AttentionParams::cu_seqlens of this one row (0 .. L)
 };
 
 void attention_fwd(const AttentionProblem& problem, MatrixView<double> o);

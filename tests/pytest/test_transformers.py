@@ -1,5 +1,8 @@
 """lorafast.transformers.enable on a tiny Hugging Face GPT-2 under PEFT LoRA: an
-unchanged training loop gives the losses of transformers' own SDPA attention.
+unchanged training loop gives the losses of transformers' own SDPA attention; so do
+tiny Mistral and Qwen2 models whose sliding windows are shorter than the sequence,
+their windowed layers run by lorafast.attention too (padding and cached decoding
+still go to SDPA, with the window in the mask).
 
 Tolerance model (DESIGN.md rule 5):
 - float64: every step's loss within 1e-9 relative. Both runs are the same
@@ -82,3 +85,51 @@ def test_enable_checks_its_arguments():
     with pytest.raises(TypeError, match="PreTrainedModel"):
         lft.enable(torch.nn.Linear(2, 2))
     assert lorafast.transformers is lft
+
+
+def tiny_windowed(kind, dtype):
+    """A tiny Mistral (window 5 on every layer) or Qwen2 (window 3 on layer 1 only),
+    both windows far shorter than the 24-token batches."""
+    from transformers import MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM
+    torch.manual_seed(0)
+    common = dict(vocab_size=64, hidden_size=16, intermediate_size=24, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=64, attn_implementation="sdpa")
+    if kind == "mistral":
+        model = MistralForCausalLM(MistralConfig(sliding_window=5, **common))
+    else:
+        model = Qwen2ForCausalLM(Qwen2Config(use_sliding_window=True, sliding_window=3, max_window_layers=1, **common))
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0)
+    model = get_peft_model(model.to(dtype), lora)
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.02)
+    return model
+
+
+@pytest.mark.parametrize("kind", ["mistral", "qwen2"])
+def test_sliding_window_layers_run_in_lorafast(kind, monkeypatch):
+    # Same tolerance as test_peft_training_matches_sdpa in float64; every layer (the
+    # windowed ones included) runs lorafast.attention, with its window.
+    calls = []
+    real = lft.attention
+    monkeypatch.setattr(lft, "attention", lambda *a, **k: calls.append(k["window"]) or real(*a, **k))
+    reference = train_losses(tiny_windowed(kind, torch.float64), steps=5)
+    ours = train_losses(lft.enable(tiny_windowed(kind, torch.float64), method="exact"), steps=5)
+    assert calls == {"mistral": [5, 5], "qwen2": [None, 3]}[kind] * 5, calls
+    for step, (a, b) in enumerate(zip(ours, reference)):
+        assert abs(a - b) <= 1e-9 * abs(b), (step, a, b)
+
+
+def test_sliding_window_with_padding_or_cache_falls_back_to_sdpa():
+    model = tiny_windowed("mistral", torch.float64)
+    tokens = torch.randint(0, 64, (2, 12), generator=torch.Generator().manual_seed(3))
+    mask = torch.ones(2, 12, dtype=torch.long)
+    mask[1, :3] = 0
+    with torch.no_grad():
+        reference = model(input_ids=tokens, attention_mask=mask).logits
+        want = model.generate(input_ids=tokens[:1], max_new_tokens=10, do_sample=False)
+        lft.enable(model, method="exact")
+        ours = model(input_ids=tokens, attention_mask=mask).logits
+        got = model.generate(input_ids=tokens[:1], max_new_tokens=10, do_sample=False)
+    assert torch.allclose(ours, reference, rtol=0, atol=1e-12)
+    assert torch.equal(got, want)

@@ -1,6 +1,7 @@
 """`lorafast generate --greedy` (KV-cache decoding) against transformers' own
-`model.generate(do_sample=False)`: tiny random GPT-2, Llama (grouped-query heads)
-and Qwen2 (q/k/v biases) models written by transformers' save_pretrained (in a
+`model.generate(do_sample=False)`: tiny random GPT-2, Llama (grouped-query heads),
+Qwen2 (q/k/v biases) and, with sliding windows far shorter than prompt + 40 tokens,
+Mistral (every layer) and Qwen2 (layers from max_window_layers on) models written by transformers' save_pretrained (in a
 temporary directory, no hub access), with and without a PEFT adapter (B != 0),
 byte-level models through --prompt and a 300-token vocabulary through --prompt-ids
 (ids printed one per line); an eos_token_id in config.json stops both at the same
@@ -171,6 +172,9 @@ def main():
         one_model(lf, tmp, "gpt2", "gpt2")
         llama = one_model(lf, tmp, "llama-gqa", "llama", tie_word_embeddings=False)
         one_model(lf, tmp, "qwen2-biases", "qwen2")
+        one_model(lf, tmp, "mistral-window7", "mistral", sliding_window=7)
+        one_model(lf, tmp, "qwen2-window5-layer1", "qwen2", use_sliding_window=True, sliding_window=5,
+                  max_window_layers=1)
         one_model(lf, tmp, "llama-vocab300", "llama", vocab=300)
         bad_arguments(lf, llama)
     if failures:

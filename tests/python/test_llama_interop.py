@@ -10,9 +10,8 @@ save_pretrained (in a temporary directory, no hub access), then
     PeftModel.from_pretrained and gives `lorafast eval`'s loss;
 (d) `lorafast model-grad` LoRA gradients equal torch autograd through
     transformers + PEFT;
-and hostile model directories exit 3 (4 for a sliding window shorter than the
-sequence) with one `lorafast: error:` line naming the file (and the tensor, for a
-missing one or one of the wrong shape).
+and hostile model directories exit 3 with one `lorafast: error:` line naming the file
+(and the tensor, for a missing one or one of the wrong shape).
 
 Also: a bf16 model (transformers' save_pretrained of model.to(bfloat16)) evaluates in
 f32 and f64 as transformers does on the same bf16 weights upcast to float64;
@@ -22,7 +21,10 @@ fast step-1 loss within eps of the exact one.
 
 Cases: Llama with GQA (tied, untied, llama3 rope scaling in transformers 5's
 rope_parameters, linear scaling in transformers 4's rope_scaling spelling, head_dim
-not hidden / heads, sharded weights), Qwen2 (q/k/v biases), Mistral, GPT-2.
+not hidden / heads, sharded weights), Qwen2 (q/k/v biases), Mistral, GPT-2, and
+sliding windows shorter than the T = 16 tokens of a window: Mistral's on every layer,
+Qwen2's on the layers from max_window_layers on (transformers' mask: query i sees
+keys i - W < j <= i).
 
 The oracle in float64: transformers computes RMSNorm, the rotary frequencies and
 the eager softmax in float32 whatever the model dtype (`.to(torch.float32)`,
@@ -272,6 +274,9 @@ def hostile(lf, tmp, model_dir, data_path):
     d = copy("bad-rope")
     expect_error(lf, ev(d), 3, edit_config(d, rope_parameters={"rope_type": "yarn", "factor": 2.0, "rope_theta": 1e4}),
                  "unknown rope type")
+    d = copy("layer-types")
+    edit_config(d, model_type="qwen2", use_sliding_window=True, sliding_window=4, layer_types=["sliding_attention"])
+    expect_error(lf, ev(d), 3, "layer_types", "layer_types of the wrong length")
     d = copy("missing")
     path = os.path.join(d, "model.safetensors")
     tensors = load_file(path)
@@ -287,9 +292,6 @@ def hostile(lf, tmp, model_dir, data_path):
     expect_error(lf, ev(d), 3, path, "wrong-shape tensor names the file")
     check("model.layers.0.self_attn.k_proj.weight" in p.stderr and "shape" in p.stderr,
           "wrong-shape tensor names the tensor: %s" % p.stderr.strip())
-    d = copy("window")
-    edit_config(d, model_type="mistral", sliding_window=T - 1)
-    expect_error(lf, ev(d), 4, "sliding window", "mistral sliding window < T")
 
 
 def bf16_model(lf, tmp):
@@ -392,6 +394,9 @@ def main():
         check(os.path.exists(os.path.join(sharded, "model.safetensors.index.json")), "sharded model has an index")
         one_model(lf, tmp, "qwen2-bias", "qwen2", num_key_value_heads=1)
         one_model(lf, tmp, "mistral", "mistral", sliding_window=None)
+        one_model(lf, tmp, "mistral-window5", "mistral", sliding_window=5)
+        one_model(lf, tmp, "qwen2-window3-layer1", "qwen2", use_sliding_window=True, sliding_window=3,
+                  max_window_layers=1)
         one_model(lf, tmp, "gpt2", "gpt2")
         hostile(lf, tmp, llama_dir, data)
         bf16_model(lf, tmp)

@@ -39,6 +39,7 @@ struct BenchFlags {
   std::vector<std::int64_t> seq_lens{512, 1024, 2048};
   std::int64_t head_dim = 64, heads = 1, batch = 1;
   bool causal = false;
+  std::int64_t window = 0;  // AttentionParams::window (needs --causal); 0: none
   std::string dtype = "f32";
   std::string layout = "nlhe";  // nlhe: [N, L, H*E] (the models' projections); nhle: [N, H, L, E] (SDPA's)
   int reps = 0;           // 0: adaptive
@@ -161,11 +162,14 @@ void validate(const AttentionParams<T>& p) {
   const HeadStrides s = p.q_strides.unset() ? HeadStrides{L * D, D, E} : p.q_strides;
   const auto at = [&](const T* m, std::int64_t row, std::int64_t e) { return double(m[row * s.row + h * s.head + e]); };
   for (const std::int64_t i : {std::int64_t{0}, L / 3, L / 2, L - 1}) {
-    const std::int64_t keys = p.causal ? i + 1 : L;
+    // Keys first .. first + keys - 1 (the sliding window's, or all up to the causal diagonal).
+    const std::int64_t first = p.window > 0 ? std::max<std::int64_t>(0, i - p.window + 1) : 0;
+    const std::int64_t keys = (p.causal ? i + 1 : L) - first;
+    const auto key = [&](const T* m, std::int64_t j, std::int64_t e) { return at(m, first + j, e); };
     std::vector<double> s(keys), o(E, 0.0), dq(E, 0.0);
     for (std::int64_t j = 0; j < keys; ++j) {
       double dot = 0;
-      for (std::int64_t e = 0; e < E; ++e) dot += at(p.q, i, e) * at(p.k, j, e);
+      for (std::int64_t e = 0; e < E; ++e) dot += at(p.q, i, e) * key(p.k, j, e);
       s[j] = p.scale * dot;
     }
     const double mx = *std::max_element(s.begin(), s.end());
@@ -178,8 +182,8 @@ void validate(const AttentionParams<T>& p) {
     for (std::int64_t j = 0; j < keys; ++j) {
       double norm_v = 0;
       for (std::int64_t e = 0; e < E; ++e) {
-        o[e] += s[j] * at(p.v, j, e);
-        norm_v += at(p.v, j, e) * at(p.v, j, e);
+        o[e] += s[j] * key(p.v, j, e);
+        norm_v += key(p.v, j, e) * key(p.v, j, e);
       }
       size_o += s[j] * std::sqrt(norm_v);
     }
@@ -187,10 +191,10 @@ void validate(const AttentionParams<T>& p) {
     for (std::int64_t e = 0; e < E; ++e) delta += at(p.d_o, i, e) * o[e];
     for (std::int64_t j = 0; j < keys; ++j) {
       double dp = 0, norm_k = 0;
-      for (std::int64_t e = 0; e < E; ++e) dp += at(p.d_o, i, e) * at(p.v, j, e);
+      for (std::int64_t e = 0; e < E; ++e) dp += at(p.d_o, i, e) * key(p.v, j, e);
       for (std::int64_t e = 0; e < E; ++e) {
-        dq[e] += p.scale * s[j] * (dp - delta) * at(p.k, j, e);
-        norm_k += at(p.k, j, e) * at(p.k, j, e);
+        dq[e] += p.scale * s[j] * (dp - delta) * key(p.k, j, e);
+        norm_k += key(p.k, j, e) * key(p.k, j, e);
       }
       size_dq += p.scale * s[j] * (std::abs(dp) + std::abs(delta)) * std::sqrt(norm_k);
     }
@@ -203,6 +207,14 @@ void validate(const AttentionParams<T>& p) {
     LF_CHECK(err_o <= tol && err_dq <= tol, ErrorKind::cannot_meet, "bench: kernel disagrees with the double check at L=",
              L, " row ", i, " (relative error O ", err_o, ", dQ ", err_dq, ", bound ", tol, ")");
   }
+}
+
+// The (query, key) pairs a sequence computes: L^2, half when causal; with a window W
+// < L, the W (W + 1) / 2 of the first W rows plus W for each later one.
+double score_pairs(const BenchFlags& f, std::int64_t L) {
+  const double l = double(L), w = double(f.window);
+  if (f.window > 0 && f.window < L) return w * (w + 1) / 2 + (l - w) * w;
+  return f.causal ? 0.5 * l * l : l * l;
 }
 
 template <class T>
@@ -220,6 +232,7 @@ SizeResult run_size(const BenchFlags& f, std::int64_t L, bool& rss_per_size) {
   p.head_dim = f.head_dim;
   p.scale = 1.0 / std::sqrt(static_cast<double>(f.head_dim));
   p.causal = f.causal;
+  p.window = f.window;
   p.bf16_products = f.dtype == "bf16";
   p.q = q.data(), p.k = k.data(), p.v = v.data(), p.o = o.data(), p.lse = lse.data();
   p.d_o = d_o.data(), p.d_q = d_q.data(), p.d_k = d_k.data(), p.d_v = d_v.data();
@@ -241,8 +254,7 @@ SizeResult run_size(const BenchFlags& f, std::int64_t L, bool& rss_per_size) {
   r.reps = static_cast<int>(ms.size());
   r.ms_median = median(ms);
   r.ms_min = *std::min_element(ms.begin(), ms.end());
-  const double flops = 14.0 * double(L) * double(L) * double(f.head_dim) * double(f.heads * f.batch) *
-                       (f.causal ? 0.5 : 1.0);
+  const double flops = 14.0 * score_pairs(f, L) * double(f.head_dim) * double(f.heads * f.batch);
   r.gflops = flops / (r.ms_median * 1e6);
   r.peak_rss_mb = peak_rss_mb();
   return r;
@@ -255,7 +267,8 @@ std::optional<double> percent_of_peak(double gflops, const std::optional<FmaPeak
 }
 
 std::string case_name(const BenchFlags& f, std::int64_t L) {
-  return cat("attn/", f.causal ? "causal" : "bidir", "/N", f.batch, "/L", L, "/E", f.head_dim, "/H", f.heads);
+  return cat("attn/", f.causal ? "causal" : "bidir", "/N", f.batch, "/L", L, "/E", f.head_dim, "/H", f.heads,
+             f.window > 0 ? cat("/W", f.window) : "");
 }
 
 // The machine's peaks in one run: f32 multiply-adds (measured in f32 runs only) and
@@ -281,7 +294,8 @@ void print_results(const BenchFlags& f, const std::vector<SizeResult>& results, 
     nlohmann::json rows = nlohmann::json::array();
     for (const auto& r : results) {
       nlohmann::json row{{"case", case_name(f, r.seq_len)}, {"seq_len", r.seq_len}, {"head_dim", f.head_dim},
-                         {"heads", f.heads}, {"batch", f.batch}, {"causal", f.causal}, {"reps", r.reps},
+                         {"heads", f.heads}, {"batch", f.batch}, {"causal", f.causal}, {"window", f.window},
+                         {"reps", r.reps},
                          {"ms_median", r.ms_median}, {"ms_min", r.ms_min}, {"gflops", r.gflops},
                          {"gemm_gflops", gemm}, {"pct_gemm", 100.0 * r.gflops / gemm},
                          {"peak_rss_mb", r.peak_rss_mb}};
@@ -294,7 +308,8 @@ void print_results(const BenchFlags& f, const std::vector<SizeResult>& results, 
                                    {"method", "rows split across OpenMP threads, single-threaded OpenBLAS, best rep of runs before and after"}};
     const nlohmann::json out{
         {"machine", machine}, {"dtype", f.dtype},
-        {"flop_count", "14*L^2*E per head per sequence, half when causal"}, {"gemm", gemm_info},
+        {"flop_count", "14*E per (query, key) pair of a head: L^2, half when causal, about L*W with a window"},
+        {"gemm", gemm_info},
         {"fma_peak", peak_json(peak, "f32 independent multiply-add chains on every thread, best of runs before and "
                                      "after")},
         {"bf16_peak", peak_json(peaks.bf16, "bf16 pair dot products (vdpbf16ps, 4 flops per f32 lane) in independent "
@@ -378,7 +393,10 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--head-dim", f->head_dim, "Head width E")->check(CLI::PositiveNumber);
   cmd->add_option("--heads", f->heads, "Heads H")->check(CLI::PositiveNumber);
   cmd->add_option("--batch", f->batch, "Batch N")->check(CLI::PositiveNumber);
-  cmd->add_flag("--causal", f->causal, "Causal mask");
+  auto* causal = cmd->add_flag("--causal", f->causal, "Causal mask");
+  cmd->add_option("--window", f->window, "Causal sliding window W: each query sees its last W keys")
+      ->check(CLI::PositiveNumber)
+      ->needs(causal);
   cmd->add_option("--dtype", f->dtype, "f32 | f64 | bf16 (f32 tensors, bf16 tile products)")
       ->check(CLI::IsMember({"f32", "f64", "bf16"}));
   cmd->add_option("--layout", f->layout, "nlhe: [N, L, H*E], heads side by side (default); nhle: [N, H, L, E], SDPA's")

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
 namespace lorafast {
 
@@ -35,6 +36,16 @@ struct AttentionParams {
   std::int64_t head_dim = 0;  // E
   double scale = 0.0;         // beta (resolved, > 0)
   bool causal = false;
+  // Masks on top of `causal`, combinable; every query keeps its own key, so no row is
+  // ever empty. The exact kernels skip the key tiles a mask empties.
+  // window > 0 (needs causal): a sliding window, query i sees keys j with
+  // i - window < j <= i (its last `window` keys, itself included). 0: none.
+  std::int64_t window = 0;
+  // Documents: each row packs several sequences that never attend across each other
+  // (block-diagonal, causal or not inside a document). Offsets into the flattened
+  // N * L positions, like FlashAttention's cu_seqlens: 0 = c_0 < c_1 < ... < c_D = N * L,
+  // every row start n * L among them (no document crosses rows). Empty: one per row.
+  std::span<const std::int64_t> cu_seqlens{};
 
   const T* q = nullptr;  // [N, L, H, E]
   const T* k = nullptr;  // [N, L, H_kv, E]
@@ -60,6 +71,7 @@ struct AttentionParams {
   // false), the f32 products run instead: same inputs, more accurate.
   bool bf16_products = false;
 
+  bool masked() const { return window > 0 || !cu_seqlens.empty(); }
   std::int64_t kv_head_count() const { return kv_heads == 0 ? heads : kv_heads; }
   std::int64_t group_size() const { return heads / kv_head_count(); }
   std::int64_t kv_head(std::int64_t h) const { return h / group_size(); }
@@ -80,7 +92,8 @@ enum class AttentionUse { scores, forward, backward };
 // filled in (the packed layout). Every entry point calls it; Error(usage) names the
 // field at fault: a null tensor, a non-positive size, kv_heads not dividing heads, a
 // scale that is not positive and finite, a negative stride, or output strides under
-// which two rows or heads overlap.
+// which two rows or heads overlap, a negative window or one without causal, or
+// cu_seqlens that do not run from 0 to N * L in increasing steps through every row start.
 template <class T>
 AttentionParams<T> checked(const AttentionParams<T>& p, AttentionUse use);
 

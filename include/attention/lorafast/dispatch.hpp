@@ -38,6 +38,7 @@ struct AttentionShape {
   std::int64_t seq_len = 0;   // L
   std::int64_t head_dim = 0;  // E
   bool causal = false;
+  bool masked = false;  // a sliding window or documents (AttentionParams::masked()): only exact honours them
 };
 
 struct HeadDecision {
@@ -59,7 +60,8 @@ struct HeadDecision {
 
 // One decision per head. Throws Error(bad_input) for an odd forced degree and
 // Error(cannot_meet), naming the head and saying that --method exact can, when fast or
-// chained is requested but cannot certify eps within max_features.
+// chained is requested but cannot certify eps within max_features or cannot honour
+// the shape's mask; auto runs masked attention exactly and says so.
 std::vector<HeadDecision> decide(const std::vector<HeadScores>& heads, const AttentionRequest& request,
                                  const AttentionShape& shape);
 

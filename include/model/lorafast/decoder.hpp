@@ -44,8 +44,8 @@ struct KvCache {
 void store_frozen_bf16(GptWeights<float>& weights);
 void store_frozen_bf16(LlamaWeights<float>& weights);
 
-// The largest capacity a model supports: n_positions (max_position_embeddings), and
-// at most the sliding window when the model has one (masking is not implemented).
+// The largest capacity a model supports: n_positions (max_position_embeddings); a
+// sliding window limits which cached positions a step sees, not how many are kept.
 std::int64_t max_decode_positions(const GptConfig& config);
 
 template <class W>

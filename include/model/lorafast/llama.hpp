@@ -108,8 +108,8 @@ template <class T>
 LlamaWeights<T> llama_weights_from_tensors(const GptConfig& config, const TensorMap& tensors, const std::string& origin);
 
 // As gpt_loss / gpt_attention_plan / gpt_loss_and_grad (gpt_loss.hpp). Attention
-// runs per query head on the rotated q and k. Error(cannot_meet) when the batch is
-// longer than the model's sliding window (masking is not implemented).
+// runs per query head on the rotated q and k, under the sliding window of each layer
+// that has one.
 template <class T>
 double llama_loss(const LlamaWeights<T>& weights, const GptLora<T>* lora, const TokenBatch& batch,
                   const AttentionRequest& attention = {});

@@ -35,7 +35,8 @@ struct LlamaConfig {
   bool qkv_bias = false;               // q/k/v_proj biases (llama: attention_bias; qwen2: always)
   bool o_bias = false;                 // o_proj bias (llama, qwen3: attention_bias)
   bool qk_norm = false;                // per-head RMSNorm of q and k before RoPE (qwen3: q_norm, k_norm)
-  std::int64_t sliding_window = 0;     // keys further back than this are masked; 0: none
+  std::int64_t sliding_window = 0;     // W: query i sees keys i - W < j <= i (AttentionParams::window); 0: none
+  std::vector<bool> sliding_layers;    // [n_layer]: the layers the window applies to; empty: all (mistral)
   double initializer_range = 0.02;     // the deviation of transformers' _init_weights
   RopeConfig rope;
 };

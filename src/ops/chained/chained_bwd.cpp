@@ -180,6 +180,8 @@ void chained_attention_bwd(const AttentionParams<T>& params, std::int64_t head, 
   const AttentionParams<T> checked_params = checked(params, AttentionUse::backward);
   LF_CHECK(head >= 0 && head < checked_params.heads, ErrorKind::usage, "attention: head ", head,
            " out of range [0, ", checked_params.heads, ")");
+  LF_CHECK(!checked_params.masked(), ErrorKind::usage,
+           "attention: the surrogate cannot honour the sliding-window or document mask");
   LF_CHECK(config.degree >= 0 && config.degree % 2 == 0, ErrorKind::usage,
            "the Taylor degree must be even and non-negative, got ", config.degree);
   LF_CHECK(!checked_params.causal || config.chunk >= 1, ErrorKind::usage, "causal chunk must be >= 1, got ",

@@ -12,7 +12,9 @@ template <class T>
 void decode_attention_fwd(const DecodeAttentionParams<T>& p) {
   LF_ASSERT(p.length >= 1 && p.head_dim >= 1 && p.kv_heads >= 1 && p.heads % p.kv_heads == 0 && p.scale > 0);
   LF_ASSERT(p.q != nullptr && p.k != nullptr && p.v != nullptr && p.o != nullptr);
+  LF_ASSERT(p.window >= 0);
   const std::int64_t e = p.head_dim, group = p.heads / p.kv_heads, row = p.kv_heads * e;
+  const std::int64_t first = p.window > 0 ? std::max<std::int64_t>(0, p.length - p.window) : 0;
 #pragma omp parallel
   {
     std::vector<double> score(static_cast<std::size_t>(p.length)), acc(static_cast<std::size_t>(e));
@@ -21,7 +23,7 @@ void decode_attention_fwd(const DecodeAttentionParams<T>& p) {
       const T* q = p.q + h * e;
       const std::int64_t offset = (h / group) * e;  // the K/V head of query head h
       double top = -INFINITY;
-      for (std::int64_t j = 0; j < p.length; ++j) {
+      for (std::int64_t j = first; j < p.length; ++j) {
         const T* k = p.k + j * row + offset;
         double dot = 0;
         for (std::int64_t c = 0; c < e; ++c) dot += static_cast<double>(q[c]) * static_cast<double>(k[c]);
@@ -30,7 +32,7 @@ void decode_attention_fwd(const DecodeAttentionParams<T>& p) {
       }
       std::fill(acc.begin(), acc.end(), 0.0);
       double sum = 0;
-      for (std::int64_t j = 0; j < p.length; ++j) {
+      for (std::int64_t j = first; j < p.length; ++j) {
         const double w = std::exp(score[static_cast<std::size_t>(j)] - top);
         sum += w;
         const T* v = p.v + j * row + offset;

@@ -54,12 +54,13 @@ void attention_fwd_bf16(const AttentionParams<float>& p) {
     std::fill(ws.acc.begin(), ws.acc.end(), 0.0f);
     std::fill(ws.m.begin(), ws.m.end(), -std::numeric_limits<float>::infinity());
     std::fill(ws.l.begin(), ws.l.end(), 0.0f);
-    const std::int64_t keys = visible_keys(p, i0, rows);
-    for (std::int64_t j0 = 0; j0 < keys; j0 += block_cols) {
-      const std::int64_t cols = std::min(block_cols, keys - j0);
+    const BlockKeys keys(p, n, i0, rows);
+    for (std::int64_t j0 = keys.first; j0 < keys.end; j0 += block_cols) {
+      const std::int64_t cols = std::min(block_cols, keys.end - j0);
       pair_gemm(pair_rows_times(rows, cols, e_pairs, ws.q.data(), q_ld, k_t.view(n, g, j0), ws.s.data(), block_cols),
                 static_cast<float>(p.scale), 0.0f);  // S = scale Q K^T
-      if (tile_needs_mask(p.causal, i0, j0, cols)) kernels::mask_future(ws.s.data(), block_cols, rows, cols, i0, j0);
+      if (keys.needs_mask(j0, cols))
+        kernels::mask_outside(ws.s.data(), block_cols, rows, cols, j0, keys.lo.data(), keys.hi.data());
       kernels::online_softmax_step(ws.s.data(), block_cols, rows, cols, ws.m.data(), ws.l.data(), ws.acc.data(), e, e);
       to_pair_rows({ws.s.data(), rows, cols, block_cols}, ws.p.data(), p_ld);
       pair_gemm(pair_rows_times(rows, e, (cols + 1) / 2, ws.p.data(), p_ld, v_pairs.view(n, g, j0), ws.acc.data(), e),
@@ -109,14 +110,15 @@ class BackwardKernel {
     const auto d_q = d_q_rows(p, n, h, i0, rows);
     const float* lse = p.lse + (n * p.heads + h) * p.seq_len + i0;
     start_block(p, n, h, i0, rows, ws.delta.data());
-    const std::int64_t keys = visible_keys(p, i0, rows);
-    for (std::int64_t j0 = 0; j0 < keys; j0 += block_cols) {
-      const std::int64_t cols = std::min(block_cols, keys - j0), col_pairs = (cols + 1) / 2;
+    const BlockKeys keys(p, n, i0, rows);
+    for (std::int64_t j0 = keys.first; j0 < keys.end; j0 += block_cols) {
+      const std::int64_t cols = std::min(block_cols, keys.end - j0), col_pairs = (cols + 1) / 2;
       float* prob = ws.p.data();
       float* grad = ws.d_p.data();
       pair_gemm(pair_rows_times(rows, cols, e_pairs, ws.q_rows.data(), e_ld_, k_t_.view(n, g, j0), prob, block_cols),
                 scale, 0.0f);  // S = scale Q K^T
-      if (tile_needs_mask(p.causal, i0, j0, cols)) kernels::mask_future(prob, block_cols, rows, cols, i0, j0);
+      if (keys.needs_mask(j0, cols))
+        kernels::mask_outside(prob, block_cols, rows, cols, j0, keys.lo.data(), keys.hi.data());
       kernels::exp_minus_row(prob, block_cols, rows, cols, lse);  // P
       pair_gemm(pair_rows_times(rows, cols, e_pairs, ws.d_o_rows.data(), e_ld_, v_t_.view(n, g, j0), grad, block_cols),
                 1.0f, 0.0f);  // dP = dO V^T

@@ -59,14 +59,15 @@ void Kernel<T>::block(Workspace<T>& ws, std::int64_t n, std::int64_t h, std::int
   const auto d_q = d_q_rows(p, n, h, i0, rows);
   const T* lse = p.lse + (n * p.heads + h) * p.seq_len + i0;
   start_block(p, n, h, i0, rows, ws.delta.data());
-  const std::int64_t keys = visible_keys(p, i0, rows);
-  for (std::int64_t j0 = 0; j0 < keys; j0 += block_cols) {
-    const std::int64_t cols = std::min(block_cols, keys - j0);
+  const BlockKeys keys(p, n, i0, rows);
+  for (std::int64_t j0 = keys.first; j0 < keys.end; j0 += block_cols) {
+    const std::int64_t cols = std::min(block_cols, keys.end - j0);
     const auto k = kv.k_rows.view(n, g, j0, cols);
     const MatrixView<T> prob{ws.p.data(), rows, cols, block_cols};
     const MatrixView<T> grad{ws.d_p.data(), rows, cols, block_cols};
     tile_gemm(Op::none, Op::none, scale, q, kv.k_t.view(n, g, j0, cols), T(0), prob);  // S = scale Q K^T
-    if (tile_needs_mask(p.causal, i0, j0, cols)) kernels::mask_future(prob.data, block_cols, rows, cols, i0, j0);
+    if (keys.needs_mask(j0, cols))
+      kernels::mask_outside(prob.data, block_cols, rows, cols, j0, keys.lo.data(), keys.hi.data());
     kernels::exp_minus_row(prob.data, block_cols, rows, cols, lse);                        // P
     tile_gemm(Op::none, Op::none, T(1), d_o, kv.v_t.view(n, g, j0, cols), T(0), grad);  // dP = dO V^T
     tile_gemm(Op::trans, Op::none, T(1), prob, d_o, T(1), d_v.block(j0, 0, cols, p.head_dim));  // dV += P^T dO

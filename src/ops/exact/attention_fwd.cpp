@@ -42,12 +42,13 @@ void attention_fwd(const AttentionParams<T>& params) {
     std::fill(ws.m.begin(), ws.m.end(), -std::numeric_limits<T>::infinity());
     std::fill(ws.l.begin(), ws.l.end(), T(0));
     const MatrixView<T> acc_view{ws.acc.data(), rows, p.head_dim, p.head_dim};
-    const std::int64_t keys = visible_keys(p, i0, rows);
-    for (std::int64_t j0 = 0; j0 < keys; j0 += block_cols) {
-      const std::int64_t cols = std::min(block_cols, keys - j0);
+    const BlockKeys keys(p, n, i0, rows);
+    for (std::int64_t j0 = keys.first; j0 < keys.end; j0 += block_cols) {
+      const std::int64_t cols = std::min(block_cols, keys.end - j0);
       const MatrixView<T> tile{ws.s.data(), rows, cols, block_cols};
       tile_gemm(Op::none, Op::none, scale, q, k_t.view(n, g, j0, cols), T(0), tile);
-      if (tile_needs_mask(p.causal, i0, j0, cols)) kernels::mask_future(ws.s.data(), block_cols, rows, cols, i0, j0);
+      if (keys.needs_mask(j0, cols))
+        kernels::mask_outside(ws.s.data(), block_cols, rows, cols, j0, keys.lo.data(), keys.hi.data());
       kernels::online_softmax_step(ws.s.data(), block_cols, rows, cols, ws.m.data(), ws.l.data(), ws.acc.data(),
                                    p.head_dim, p.head_dim);
       tile_gemm(Op::none, Op::none, T(1), tile, v_copy.view(n, g, j0, cols), T(1), acc_view);

@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 
@@ -59,19 +60,41 @@ MatrixView<T> d_v_rows(const AttentionParams<T>& p, std::int64_t n, std::int64_t
   return head_rows(p.d_v, p.d_v_strides, p.head_dim, n, g, j0, rows);
 }
 
-// Keys a query block may attend to: all of them, or up to its last row when causal.
-template <class T>
-std::int64_t visible_keys(const AttentionParams<T>& p, std::int64_t i0, std::int64_t rows) {
-  return p.causal ? std::min(p.seq_len, i0 + rows) : p.seq_len;
-}
-
-// Whether the tile starting at key j0 with `cols` keys crosses the diagonal of the
-// query block starting at i0 (some of its keys lie in some query's future).
-inline bool tile_needs_mask(bool causal, std::int64_t i0, std::int64_t j0, std::int64_t cols) {
-  return causal && j0 + cols - 1 > i0;
-}
-
 inline std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
+
+// The keys the rows of one query block see under causal, window and documents
+// (AttentionParams): row r sees keys lo[r] <= j < hi[r], an interval holding its own
+// key. Both ends grow with r, so the rows together see [lo[0], hi[rows - 1]) with no
+// gap; the key tiles cover that from `first` (lo[0] rounded down to a multiple of 16
+// keys, so tiles start on a cache line, and even, as the bf16 row pairs need) to `end`: a sliding window
+// costs O(L W), and tiles across documents are never visited.
+struct BlockKeys {
+  static constexpr std::int64_t align = 16;
+  std::int64_t rows = 0, first = 0, end = 0;
+  std::array<std::int64_t, block_rows> lo{}, hi{};
+
+  template <class T>
+  BlockKeys(const AttentionParams<T>& p, std::int64_t n, std::int64_t i0, std::int64_t block)
+      : rows(block) {
+    const auto cu = p.cu_seqlens;
+    const std::int64_t row_start = n * p.seq_len;
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const std::int64_t i = i0 + r;
+      std::int64_t doc_lo = 0, doc_hi = p.seq_len;
+      if (!cu.empty()) {
+        const auto next = std::upper_bound(cu.begin(), cu.end(), row_start + i);  // c_d <= pos < *next
+        doc_lo = next[-1] - row_start, doc_hi = *next - row_start;
+      }
+      lo[r] = p.window > 0 ? std::max(doc_lo, i - p.window + 1) : doc_lo;
+      hi[r] = p.causal ? i + 1 : doc_hi;
+    }
+    first = lo[0] / align * align;
+    end = hi[rows - 1];
+  }
+
+  // Whether some key of the tile [j0, j0 + cols) is hidden from some row.
+  bool needs_mask(std::int64_t j0, std::int64_t cols) const { return lo[rows - 1] > j0 || hi[0] < j0 + cols; }
+};
 
 // A row stride of at least n elements that is an odd number of 64-byte cache lines,
 // so that successive rows fall in different L1 sets (see head_copies.hpp).

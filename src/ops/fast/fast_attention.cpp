@@ -39,6 +39,7 @@ template <class T>
 AttentionParams<T> checked_head(const AttentionParams<T>& params, std::int64_t head, AttentionUse use) {
   const AttentionParams<T> p = checked(params, use);
   LF_CHECK(head >= 0 && head < p.heads, ErrorKind::usage, "attention: head ", head, " out of range [0, ", p.heads, ")");
+  LF_CHECK(!p.masked(), ErrorKind::usage, "attention: the surrogate cannot honour the sliding-window or document mask");
   return p;
 }
 }  // namespace
