@@ -65,6 +65,7 @@ int run(int argc, char** argv) {
   add_generate_command(app);
   add_tokenize_command(app);
   add_template_command(app);
+  add_prepare_command(app);
   add_calibrate_command(app);
   try {
     app.parse(argc, argv);
