@@ -1,7 +1,8 @@
 // Instruction examples to ids and labels as TRL 1.x's SFTTrainer._prepare_dataset
 // makes them with packing off (trl/trainer/sft_trainer.py): eos appended to text and
-// to text completions, conversations rendered with the chat template and tokenized
-// without special tokens, the completion found where the prompt's ids and the whole
+// to text completions, text tokenized as tokenizer(text) (with the post-processor's
+// special tokens), conversations rendered with the chat template and tokenized
+// without special tokens (apply_chat_template), the completion found where the prompt's ids and the whole
 // example's ids diverge (common_prefix_length), labels -100 outside the completion
 // (completion_only_loss) and outside the {% generation %} spans (assistant_only_loss),
 // truncation keeping the start, and examples with no label token dropped.
@@ -75,11 +76,11 @@ class Preparer {
     std::vector<std::int32_t> ids, prompt_ids;
     std::vector<std::int8_t> assistant;
     if (ex.format == InstructionFormat::text) {
-      ids = tokenizer_.encode(with_eos(ex.input));
+      ids = tokenizer_.encode_with_special_tokens(with_eos(ex.input));
     } else if (ex.format == InstructionFormat::prompt_completion) {
       const std::string prompt = ex.input.get<std::string>();
-      prompt_ids = tokenizer_.encode(prompt);
-      ids = tokenizer_.encode(prompt + with_eos(ex.completion));
+      prompt_ids = tokenizer_.encode_with_special_tokens(prompt);
+      ids = tokenizer_.encode_with_special_tokens(prompt + with_eos(ex.completion));
     } else {
       ojson messages = ex.input;
       if (ex.prompt_completion()) {

@@ -1,7 +1,8 @@
 """`lorafast prepare` against TRL's SFTTrainer dataset preparation (the oracle).
 
 A byte-level BPE tokenizer is built here with the tokenizers library beside a chat
-template TRL ships (qwen2_5_training.jinja, with {% generation %}). For each data
+template TRL ships (qwen2_5_training.jinja, with {% generation %}), once without a
+post-processor and once with one that starts tokenizer(text) with a bos token. For each data
 format (text; prompt-completion as strings and as messages; messages; ShareGPT
 conversations), and for the options completion_only_loss, assistant_only_loss and
 max_length (truncation, and examples left with no label token), the input_ids and
@@ -35,7 +36,7 @@ os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
 
 import datasets  # noqa: E402
 import trl  # noqa: E402
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # noqa: E402
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers  # noqa: E402
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
@@ -59,7 +60,7 @@ PROMPTS = [("The capital of France is", " Paris."), ("Hello wor", "ld!"), ("Say 
            ("Translate: chat ->", " cat" + EOS)]
 
 
-def build_model_dir():
+def build_model_dir(name, post_processor=None):
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<pad>"]
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -67,7 +68,8 @@ def build_model_dir():
     corpus = [json.dumps(c, ensure_ascii=False) for c in CHATS] + TEXTS + [p + c for p, c in PROMPTS]
     tok.train_from_iterator(corpus * 10, trainers.BpeTrainer(
         vocab_size=500, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=specials))
-    model = os.path.join(WORK, "model")
+    tok.post_processor = post_processor
+    model = os.path.join(WORK, name)
     os.makedirs(model)
     tok.save(os.path.join(model, "tokenizer.json"))
     with open(os.path.join(model, "tokenizer_config.json"), "w") as f:
@@ -78,7 +80,12 @@ def build_model_dir():
     return model, tok.get_vocab_size()
 
 
-MODEL, VOCAB = build_model_dir()
+MODEL, VOCAB = build_model_dir("model")
+# As Llama 3's tokenizer.json: tokenizer(text) starts with a bos token (TRL tokenizes
+# text that way; conversations are rendered, then tokenized without special tokens).
+BOS_MODEL, _ = build_model_dir("bos_model", processors.Sequence([
+    processors.ByteLevel(trim_offsets=False),
+    processors.TemplateProcessing(single="<|endoftext|> $A", special_tokens=[("<|endoftext|>", 0)])]))
 TINY = LlamaForCausalLM(LlamaConfig(vocab_size=VOCAB, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                                     num_attention_heads=2, num_key_value_heads=2))
 
@@ -92,9 +99,10 @@ def write_jsonl(name, rows):
     return path
 
 
-def trl_prepare(path, seq_len, completion_only_loss=None, assistant_only_loss=False, chat_template=None):
+def trl_prepare(path, seq_len, completion_only_loss=None, assistant_only_loss=False, chat_template=None,
+                model=MODEL):
     """input_ids and labels of SFTTrainer's prepared train_dataset (packing off)."""
-    tok = AutoTokenizer.from_pretrained(MODEL)
+    tok = AutoTokenizer.from_pretrained(model)
     if chat_template:
         with open(chat_template) as f:
             tok.chat_template = f.read()
@@ -107,11 +115,11 @@ def trl_prepare(path, seq_len, completion_only_loss=None, assistant_only_loss=Fa
     return [(list(r["input_ids"]), list(r["labels"])) for r in prepared]
 
 
-def prepare(binary, data, seq_len, extra=(), out_name="out.jsonl"):
-    out = os.path.join(WORK, out_name)
+def prepare(binary, data, seq_len, extra=(), model=MODEL):
+    out = os.path.join(WORK, "out.jsonl")
     if os.path.exists(out):
         os.remove(out)
-    proc = subprocess.run([binary, "prepare", "--model", MODEL, "--data", data, "--out", out,
+    proc = subprocess.run([binary, "prepare", "--model", model, "--data", data, "--out", out,
                            "--seq-len", str(seq_len), *extra], capture_output=True, timeout=120)
     check(proc.returncode == 0, "prepare %s exit %d: %s" % (data, proc.returncode, proc.stderr.decode()[:400]))
     rows = []
@@ -134,7 +142,8 @@ def compare(got, want, what):
     return "%d rows, %d tokens, %d masked" % (len(want), sum(len(i) for i, _ in want), masked)
 
 
-def oracle_case(rows, seq_len, completion_only=None, assistant_only=False, chat_template=None, trl_rows=None):
+def oracle_case(rows, seq_len, completion_only=None, assistant_only=False, chat_template=None, trl_rows=None,
+                model=MODEL):
     def fn(binary):
         path = write_jsonl("data/%s.jsonl" % fn.__name__, rows)
         extra = []
@@ -144,9 +153,9 @@ def oracle_case(rows, seq_len, completion_only=None, assistant_only=False, chat_
             extra.append("--assistant-only-loss")
         if chat_template:
             extra += ["--chat-template", chat_template]
-        got, summary = prepare(binary, path, seq_len, extra)
+        got, summary = prepare(binary, path, seq_len, extra, model)
         trl_path = path if trl_rows is None else write_jsonl("data/%s_trl.jsonl" % fn.__name__, trl_rows)
-        want = trl_prepare(trl_path, seq_len, completion_only, assistant_only, chat_template)
+        want = trl_prepare(trl_path, seq_len, completion_only, assistant_only, chat_template, model)
         return compare(got, want, fn.__name__) + "; " + summary
     return fn
 
@@ -172,6 +181,9 @@ CASES = {
     "chat_prompt_completion_everything": (CHAT_PC_ROWS, 1024, {"completion_only": False}),
     "chat_prompt_completion_assistant_only": (CHAT_PC_ROWS, 1024, {"assistant_only": True}),
     "chat_prompt_completion_qwen3": (CHAT_PC_ROWS, 1024, {"chat_template": QWEN3}),
+    "text_bos": (TEXT_ROWS, 64, {"model": BOS_MODEL}),
+    "prompt_completion_bos": (PC_ROWS, 64, {"model": BOS_MODEL}),
+    "messages_bos": (MESSAGE_ROWS, 1024, {"assistant_only": True, "model": BOS_MODEL}),
     "messages": (MESSAGE_ROWS, 1024, {}),
     "messages_assistant_only": (MESSAGE_ROWS, 1024, {"assistant_only": True}),
     "messages_assistant_only_truncated": (MESSAGE_ROWS, 30, {"assistant_only": True}),

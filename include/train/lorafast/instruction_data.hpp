@@ -1,7 +1,9 @@
 // Instruction data (INTERFACE.md "Instruction data"): JSON-lines files in the
 // dataset formats of TRL's SFTTrainer, rendered, tokenized and labelled as TRL 1.x's
 // SFTTrainer prepares them with packing off:
-//   {"text"}                                 eos appended if missing, every token trained
+//   {"text"}                                 eos appended if missing, tokenized with the
+//                                            post-processor's special tokens (as
+//                                            tokenizer(text)), every token trained
 //   {"prompt", "completion"} (strings)       eos appended to the completion; labels after
 //                                            the prompt (completion-only loss by default)
 //   {"prompt", "completion"} (messages)      prompt rendered with the generation prompt,
