@@ -74,6 +74,21 @@ ojson read_tools(const ojson& doc, const std::string& origin) {
   return tools;
 }
 
+// TRL passes "chat_template_kwargs" to apply_chat_template, whose own parameters (and
+// the variables it sets) they cannot name.
+ojson read_template_kwargs(const ojson& doc, const std::string& origin) {
+  const auto it = doc.find("chat_template_kwargs");
+  if (it == doc.end() || it->is_null()) return nullptr;
+  LF_CHECK(it->is_object(), bad, origin, ": 'chat_template_kwargs' must be an object, got ", kind(*it));
+  static const char* const taken[] = {"conversation", "messages", "tools", "documents", "chat_template",
+                                      "add_generation_prompt", "continue_final_message", "tokenize", "padding",
+                                      "truncation", "max_length", "return_tensors", "return_dict",
+                                      "return_assistant_tokens_mask", "tokenizer_kwargs"};
+  for (const char* key : taken)
+    LF_CHECK(!it->contains(key), bad, origin, ": 'chat_template_kwargs' cannot set '", key, "'");
+  return *it;
+}
+
 InstructionExample parse_example(std::string_view text, const std::string& origin) {
   ojson doc = parse_ordered_json(text, origin);
   LF_CHECK(doc.is_object(), bad, origin, ": an example must be a JSON object, got ", kind(doc));
@@ -110,7 +125,10 @@ InstructionExample parse_example(std::string_view text, const std::string& origi
     ex.input = read_messages(doc[has_messages ? "messages" : "conversations"], origin,
                              has_messages ? "messages" : "conversations", !has_messages);
   }
-  if (ex.conversational()) ex.tools = read_tools(doc, origin);
+  if (ex.conversational()) {
+    ex.tools = read_tools(doc, origin);
+    ex.template_kwargs = read_template_kwargs(doc, origin);
+  }
   return ex;
 }
 

@@ -66,8 +66,11 @@ class Preparer {
     return s;
   }
 
-  RenderedChat render(const ojson& messages, const ojson& tools, bool add_generation_prompt) const {
-    return template_->render(chat_variables(messages, tools, nullptr, add_generation_prompt, config_, "the example"));
+  RenderedChat render(const InstructionExample& ex, const ojson& messages, bool add_generation_prompt) const {
+    ojson variables = chat_variables(messages, ex.tools, nullptr, add_generation_prompt, config_, "the example");
+    if (ex.template_kwargs.is_object())
+      for (const auto& [k, v] : ex.template_kwargs.items()) variables[k] = v;
+    return template_->render(variables);
   }
 
   SftExample labelled(const InstructionExample& ex) const {
@@ -84,10 +87,10 @@ class Preparer {
     } else {
       ojson messages = ex.input;
       if (ex.prompt_completion()) {
-        prompt_ids = tokenizer_.encode(render(ex.input, ex.tools, true).text);
+        prompt_ids = tokenizer_.encode(render(ex, ex.input, true).text);
         messages.insert(messages.end(), ex.completion.begin(), ex.completion.end());
       }
-      const RenderedChat chat = render(messages, ex.tools, false);
+      const RenderedChat chat = render(ex, messages, false);
       ids = tokenizer_.encode(chat.text);
       if (options_.assistant_only_loss) {
         assistant = assistant_masks(tokenizer_, chat.text, ids, chat.generation);

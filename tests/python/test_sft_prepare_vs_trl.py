@@ -170,6 +170,13 @@ CHAT_PC_ROWS = [{"prompt": c[:-1], "completion": c[-1:]} for c in CHATS]
 MESSAGE_ROWS = [{"messages": c} for c in CHATS]
 QWEN3 = os.path.join(TEMPLATES, "qwen3_training.jinja")
 HUMAN_GPT = {"user": "human", "assistant": "gpt"}
+# A template reading a variable that only chat_template_kwargs sets.
+KWARGS_TEMPLATE = os.path.join(WORK, "kwargs.jinja")
+with open(KWARGS_TEMPLATE, "w") as _f:
+    _f.write("{% if greeting is defined %}{{ greeting }}\n{% endif %}{% for m in messages %}<|im_start|>{{ m.role }}\n"
+             "{% if m.role == 'assistant' %}{% generation %}{{ m.content }}<|im_end|>{% endgeneration %}{% else %}"
+             "{{ m.content }}<|im_end|>{% endif %}\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
+             "{% endif %}")
 
 CASES = {
     "text": (TEXT_ROWS, 64, {}),
@@ -185,6 +192,9 @@ CASES = {
     "prompt_completion_bos": (PC_ROWS, 64, {"model": BOS_MODEL}),
     "messages_bos": (MESSAGE_ROWS, 1024, {"assistant_only": True, "model": BOS_MODEL}),
     "messages": (MESSAGE_ROWS, 1024, {}),
+    "messages_template_kwargs": ([{"messages": c, "chat_template_kwargs": {"greeting": "Hi %d" % i}}
+                                  for i, c in enumerate(CHATS)], 1024,
+                                 {"assistant_only": True, "chat_template": KWARGS_TEMPLATE}),
     "messages_assistant_only": (MESSAGE_ROWS, 1024, {"assistant_only": True}),
     "messages_assistant_only_truncated": (MESSAGE_ROWS, 30, {"assistant_only": True}),
     "messages_qwen3_assistant_only": (MESSAGE_ROWS, 1024, {"assistant_only": True, "chat_template": QWEN3}),
@@ -270,6 +280,7 @@ def hostile_data(binary):
         ("deep.jsonl", ["[" * 100000 + "]" * 100000], 1),
         ("duplicate_key.jsonl", ["{\"text\": \"a\", \"text\": \"b\"}"], 1),
         ("tools_not_list.jsonl", [json.dumps({"messages": CHATS[1], "tools": "{}"})], 1),
+        ("kwargs_taken.jsonl", [ok, json.dumps({"messages": CHATS[1], "chat_template_kwargs": {"tools": []}})], 2),
     ]
     for name, lines, line in cases:
         expect_error(binary, hostile(name, lines), 3, ["%s:%d:" % (name, line)])

@@ -11,7 +11,8 @@
 //   {"messages": [{"role", "content"}]}      the whole conversation rendered
 //   {"conversations": [{"from", "value"}]}   ShareGPT, read as messages (human -> user,
 //                                            gpt -> assistant, other names kept)
-// Conversational examples may carry "tools" (a list, or its JSON text). The format is
+// Conversational examples may carry "tools" (a list, or its JSON text) and
+// "chat_template_kwargs" (more template variables, as TRL passes them). The format is
 // detected per file from its first example; a file holding another format is refused.
 // Every error is Error(bad_input) (or usage, for a flag the data cannot take) starting
 // "<file>:<line>: ".
@@ -39,6 +40,7 @@ struct InstructionExample {
   nlohmann::ordered_json input;       // the text, the prompt, or the messages (role/content)
   nlohmann::ordered_json completion;  // prompt-completion formats only
   nlohmann::ordered_json tools;       // null or a list
+  nlohmann::ordered_json template_kwargs;  // null or an object: more variables for the template
   bool conversational() const;
   bool prompt_completion() const;
 };
