@@ -15,8 +15,10 @@ exits 3 (2 for a flag the data cannot take) with one line naming the file and li
 and writes nothing.
 """
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,6 +33,7 @@ from lfcase import check  # noqa: E402
 warnings.filterwarnings("ignore")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 WORK = tempfile.mkdtemp(prefix="lorafast_sft_")
+atexit.register(shutil.rmtree, WORK, True)
 os.environ["HF_DATASETS_CACHE"] = os.path.join(WORK, "hf_datasets")
 os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
 
