@@ -213,8 +213,8 @@ std::size_t for_each_instruction_example(const std::filesystem::path& path,
     return 1;
   }
   std::vector<std::filesystem::path> files;
-  for (const auto& entry : std::filesystem::directory_iterator(path, ec))
-    if (entry.path().extension() == ".jsonl" && !entry.is_directory()) files.push_back(entry.path());
+  for (std::filesystem::directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec))
+    if (it->path().extension() == ".jsonl" && !it->is_directory(ec)) files.push_back(it->path());
   LF_CHECK(!ec, bad, path.string(), ": cannot list the directory: ", ec.message());
   LF_CHECK(!files.empty(), bad, path.string(), ": no .jsonl files in the directory");
   std::sort(files.begin(), files.end());
