@@ -1,6 +1,7 @@
 // Writes the seed corpus of every harness into DIR/<harness>/: valid files made by
 // the library's own writers (so the fuzzer starts from inputs that reach deep into
 // each reader) and the hostile files of the issue that introduced the fuzzing.
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -15,6 +16,7 @@
 #include "lorafast/chat_template.hpp"
 #include "lorafast/cost_model.hpp"
 #include "lorafast/grad_case.hpp"
+#include "lorafast/instruction_data.hpp"
 #include "lorafast/pretrain.hpp"
 #include "lorafast/train_checkpoint.hpp"
 
@@ -187,6 +189,35 @@ void write_chat_template_seeds(const fs::path& dir) {
   }
 }
 
+// One JSONL file per format of TRL's SFTTrainer (blank lines, tools as text, ShareGPT
+// speakers, non-ASCII), each read whole as the harness reads it.
+void write_instruction_data_seeds(const fs::path& dir) {
+  const std::pair<const char*, std::string> seeds[] = {
+      {"text", "{\"text\": \"The sky is blue.\"}\n\n{\"text\": \"Gr\u00fc\u00dfe \u65e5\u672c<|im_end|>\", \"id\": 2}\n"},
+      {"prompt_completion", "{\"prompt\": \"2+2=\", \"completion\": \" 4\"}\r\n{\"prompt\": \"\", \"completion\": \"x\"}"},
+      {"chat_prompt_completion", R"({"prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],)"
+                                 R"( "completion": [{"role": "assistant", "content": "Hello"}]})" "\n"},
+      {"messages", R"({"messages": [{"role": "user", "content": [{"type": "text", "text": "Hi"}]},)"
+                   R"( {"role": "assistant", "content": null, "tool_calls": [{"function": {"name": "f"}}]}],)"
+                   R"( "tools": "[{\"type\": \"function\", \"function\": {\"name\": \"f\"}}]"})" "\n"},
+      {"sharegpt", R"({"conversations": [{"from": "system", "value": "s"}, {"from": "human", "value": "q"},)"
+                   R"( {"from": "gpt", "value": "a", "weight": 1}]})" "\n"},
+  };
+  for (const auto& [name, jsonl] : seeds) {
+    require_accepted(name, [&, name = name, &jsonl = jsonl] {
+      InstructionFileReader reader(name);
+      std::size_t line = 0, examples = 0;
+      for (std::size_t begin = 0; begin <= jsonl.size();) {
+        const std::size_t end = std::min(jsonl.find('\n', begin), jsonl.size());
+        examples += reader.read_line(std::string_view(jsonl).substr(begin, end - begin), ++line).has_value();
+        begin = end + 1;
+      }
+      LF_CHECK(examples > 0, ErrorKind::bad_input, "no examples");
+    });
+    write_file(dir / name, jsonl);
+  }
+}
+
 }  // namespace
 }  // namespace lorafast::fuzz
 
@@ -211,6 +242,7 @@ int main(int argc, char** argv) {
   write_cost_model_seeds(out / "cost_model", scratch);
   write_token_seeds(out / "token_ids");
   write_chat_template_seeds(out / "chat_template");
+  write_instruction_data_seeds(out / "instruction_data");
   fs::remove_all(scratch);
   return 0;
 }

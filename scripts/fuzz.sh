@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 shift || true
 harnesses=("$@")
-[ ${#harnesses[@]} -gt 0 ] || harnesses=(safetensors gpt_model peft_adapter checkpoint cost_model token_ids chat_template)
+[ ${#harnesses[@]} -gt 0 ] || harnesses=(safetensors gpt_model peft_adapter checkpoint cost_model token_ids chat_template instruction_data)
 
 # clang with its runtime (libFuzzer, sanitizers) and OpenMP, from Debian.
 if ! command -v clang++ >/dev/null || ! dpkg -s libclang-rt-dev libomp-dev >/dev/null 2>&1; then

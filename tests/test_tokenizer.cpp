@@ -218,5 +218,42 @@ TEST(TokenizerConfig, BosAndEosNameTokens) {
                   "config.json");
 }
 
+// The post-processor's special tokens around one sequence, as the library's
+// encode(text, add_special_tokens=True): a Sequence applies its processors in turn,
+// each wrapping what the previous ones made.
+TEST(TokenizerPostProcessor, SpecialTokensAroundOneSequence) {
+  const json vocab = {{"a", 0}, {"b", 1}, {"<s>", 2}, {"</s>", 3}, {"[X]", 4}};
+  const auto single = [](const char* special) {
+    return json{{"type", "TemplateProcessing"},
+                {"single", json::array({{{"SpecialToken", {{"id", special}, {"type_id", 0}}}},
+                                        {{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
+                                        {{"SpecialToken", {{"id", "</s>"}, {"type_id", 0}}}}})},
+                {"special_tokens", {{special, {{"id", special}, {"ids", {2}}, {"tokens", {special}}}},
+                                    {"</s>", {{"id", "</s>"}, {"ids", {3}}, {"tokens", {"</s>"}}}}}}};
+  };
+  const json bert = {{"type", "BertProcessing"}, {"cls", {"[X]", 4}}, {"sep", {"</s>", 3}}};
+  const json sequence = {{"type", "Sequence"},
+                         {"processors", json::array({{{"type", "ByteLevel"}}, single("<s>"), bert})}};
+  EXPECT_EQ(load(tokenizer_json(vocab, json::array(), {}, {{"post_processor", single("<s>")}}))
+                .encode_with_special_tokens("ab"),
+            (Ids{2, 0, 1, 3}));
+  const Tokenizer t = load(tokenizer_json(vocab, json::array(), {}, {{"post_processor", sequence}}));
+  EXPECT_EQ(t.encode_with_special_tokens("ab"), (Ids{4, 2, 0, 1, 3, 3}));
+  EXPECT_EQ(t.encode("ab"), (Ids{0, 1}));
+  EXPECT_EQ(load(tokenizer_json(vocab, json::array())).encode_with_special_tokens("ab"), (Ids{0, 1}));
+  try {
+    load(tokenizer_json(vocab, json::array(), {}, {{"post_processor", {{"type", "Other"}}}})).encode_with_special_tokens("a");
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::cannot_meet);
+    EXPECT_MENTIONS(std::string(e.what()), "post_processor 'Other' is not supported");
+  }
+  json bad_id = single("<s>");
+  bad_id["special_tokens"]["<s>"]["ids"] = {9};
+  EXPECT_MENTIONS(testing::bad_input_message(
+                      [&] { load(tokenizer_json(vocab, json::array(), {}, {{"post_processor", bad_id}})); }),
+                  "post_processor: id 9 is not a token");
+}
+
 }  // namespace
 }  // namespace lorafast

@@ -10,6 +10,7 @@
 #include "text/bpe.hpp"
 #include "text/decoder.hpp"
 #include "text/normalizer.hpp"
+#include "text/post_processor.hpp"
 #include "text/pre_tokenizer.hpp"
 
 namespace lorafast {
@@ -22,6 +23,7 @@ struct TokenizerImpl {
   BpeModel model;
   AddedTokens added;
   Decoder decoder;
+  PostProcessor post;
   std::optional<std::int32_t> bos, eos;
 };
 
@@ -56,9 +58,15 @@ Tokenizer Tokenizer::from_json(std::string_view json_text, const std::string& or
   text::AddedTokens added =
       text::AddedTokens::parse(text::component(doc, "added_tokens"), model, normalizer, origin + ": added_tokens");
   text::Decoder decoder = text::parse_decoder(text::component(doc, "decoder"), origin + ": decoder");
+  text::PostProcessor post =
+      text::parse_post_processor(text::component(doc, "post_processor"), origin + ": post_processor");
+  for (const auto* ids : {&post.before, &post.after})
+    for (const std::int32_t id : *ids)
+      LF_CHECK(added.find(id) != nullptr || model.token_of(id) != nullptr, text::bad, origin,
+               ": post_processor: id ", id, " is not a token");
   return Tokenizer(std::make_unique<text::TokenizerImpl>(text::TokenizerImpl{
       origin, std::move(normalizer), std::move(pre_tokenizer), std::move(model), std::move(added),
-      std::move(decoder), std::nullopt, std::nullopt}));
+      std::move(decoder), std::move(post), std::nullopt, std::nullopt}));
 }
 
 Tokenizer Tokenizer::from_file(const std::filesystem::path& path) {
@@ -109,6 +117,17 @@ std::vector<std::int32_t> Tokenizer::encode(std::string_view raw) const {
     if (p.added_id >= 0) ids.push_back(p.added_id);
     else if (!p.text.empty()) t.model.encode_word(p.text, cache, ids);
   }
+  return ids;
+}
+
+std::vector<std::int32_t> Tokenizer::encode_with_special_tokens(std::string_view text) const {
+  const text::PostProcessor& post = impl_->post;
+  LF_CHECK(post.unsupported.empty(), ErrorKind::cannot_meet, impl_->origin, ": post_processor ",
+           quote(post.unsupported), " is not supported (the special tokens it adds are unknown)");
+  std::vector<std::int32_t> ids = post.before;
+  const std::vector<std::int32_t> body = encode(text);
+  ids.insert(ids.end(), body.begin(), body.end());
+  ids.insert(ids.end(), post.after.begin(), post.after.end());
   return ids;
 }
 

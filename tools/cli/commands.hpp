@@ -19,6 +19,7 @@ void add_tokenize_command(CLI::App& app);
 void add_template_command(CLI::App& app);
 void add_merge_command(CLI::App& app);
 void add_export_command(CLI::App& app);
+void add_prepare_command(CLI::App& app);
 
 // The exit status of a command that completed without an error but must not
 // report success (an interrupted finetune: 128 + the signal); 0 otherwise.

@@ -67,6 +67,7 @@ int run(int argc, char** argv) {
   add_template_command(app);
   add_merge_command(app);
   add_export_command(app);
+  add_prepare_command(app);
   add_calibrate_command(app);
   try {
     app.parse(argc, argv);

@@ -1,8 +1,7 @@
 // A Hugging Face tokenizer (the `tokenizer.json` of the tokenizers library) with a BPE
 // model: encode text to token ids and decode ids to text as the library does with
-// add_special_tokens=False and skip_special_tokens=False. The post-processor (which
-// only adds special tokens around an encoding), truncation and padding are not
-// applied. Loading checks the whole file: anything unsupported or inconsistent is
+// add_special_tokens=False and skip_special_tokens=False (encode_with_special_tokens:
+// True, for one sequence); truncation and padding are not applied. Loading checks the whole file: anything unsupported or inconsistent is
 // Error(bad_input) naming the file and the part of it at fault.
 #pragma once
 
@@ -38,6 +37,10 @@ class Tokenizer {
   // Python's bytes.decode("utf-8", errors="replace") does (one per maximal ill-formed
   // subsequence), so the result equals the library's on that decoded string.
   std::vector<std::int32_t> encode(std::string_view text) const;
+  // encode(text) between the special tokens the post_processor puts around one
+  // sequence (TemplateProcessing, BertProcessing, RobertaProcessing, ByteLevel,
+  // Sequence): transformers' tokenizer(text). Error(cannot_meet) naming another type.
+  std::vector<std::int32_t> encode_with_special_tokens(std::string_view text) const;
   // The text of `ids`; Error(bad_input) naming the first id that has no token.
   std::string decode(std::span<const std::int32_t> ids) const;
 

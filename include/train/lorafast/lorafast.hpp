@@ -27,6 +27,7 @@
 #include "lorafast/lora.hpp"
 #include "lorafast/safetensors.hpp"
 #include "lorafast/generate.hpp"
+#include "lorafast/instruction_data.hpp"
 #include "lorafast/pretrain.hpp"
 #include "lorafast/train_checkpoint.hpp"
 #include "lorafast/train_data.hpp"
