@@ -47,6 +47,33 @@ COLUMNS = ["side", "layers", "heads", "width", "vocab", "seq_len", "batch", "thr
 # windows: f32 on both sides, differing only in summation order; 1e-4 relative is
 # ~100x that noise and far below any real mismatch (a wrong shape or window: O(1)).
 LOSS_AGREEMENT = 1e-4
+# With bf16, step 1's loss carries bf16 rounding: every product's operands rounded
+# to 8 significant bits (unit roundoff u = 2^-8), on the bf16-loaded PyTorch sides the
+# residual stream and the logits stored in bf16 too. Each token's loss moves by about
+# u times a logit (random signs) and the mean over T tokens averages that down:
+# measured on the --quick Llama model, every bf16 side within 1e-7..2e-5 relative of
+# lorafast f32 on the same windows. 2^-10 (~1e-3) leaves 50x room for the full-size
+# model's longer sums, and still rejects a different problem: the --quick model on
+# another seed's windows moves by 2.5e-3..3.6e-3 (a random model's loss is close to
+# log V on any window, so that margin is narrow; the f32 mode's 1e-4 is the tight check
+# that the sides sample the same windows, and bf16 mode reuses the same code paths).
+LOSS_AGREEMENT_BF16 = 2 ** -10
+
+
+def check_step1_losses(step1, bound, anchor=None):
+    """{side: |step-1 loss - anchor's| / anchor's} for every side but the anchor (the
+    first side unless named); exits if any exceeds bound. Step 1 trains from B = 0,
+    so it is the base model's loss on the same windows: a wrong shape, window or
+    weight file shows here before anything is timed."""
+    anchor = anchor or next(iter(step1))
+    rels = {side: abs(step1[anchor] - v) / abs(v) for side, v in step1.items() if side != anchor}
+    for side, rel in rels.items():
+        if rel > bound:
+            sys.exit(f"step-1 losses differ: {anchor} {step1[anchor]!r}, {side} {step1[side]!r} (rel {rel:.1e} > "
+                     f"{bound:g}): the sides are not training the same problem")
+    print("step-1 losses agree: " + ", ".join(f"{s} {v:.8f}" for s, v in step1.items())
+          + " (worst rel %.1e)" % max(rels.values()))
+    return rels
 
 
 def make_inputs(args, work):
