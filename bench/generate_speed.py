@@ -9,7 +9,8 @@ path it replaces and against transformers' `generate`.
 2. A GPT-2-124M-shaped model (12 layers, 12 heads, width 768, vocab 50257, random
    weights from transformers' own init) written by save_pretrained in float32: 400
    greedy tokens after an 8-id prompt, `lorafast generate --prompt-ids` vs
-   transformers' `model.generate(do_sample=False)` (use_cache, eager attention).
+   transformers' `model.generate(do_sample=False)` (use_cache; attention: transformers'
+   default for a model built from a config, sdpa in transformers 5).
 
 Every side runs on --threads threads (default 2). lorafast's tokens/s is
 (400 - 1) / (wall(400 tokens) - wall(1 token)) over whole processes, so model

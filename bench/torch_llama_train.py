@@ -4,7 +4,7 @@ gives `lorafast finetune`: the same Llama model directory (read by
 AutoModelForCausalLM.from_pretrained, attn_implementation --attn), token file and
 training windows (the counter-based sampler of train_data.hpp, restated in
 gptcase.py), PEFT LoRA on --targets (its init: A kaiming-uniform, B = 0, as
-lorafast's), AdamW on the adapters only, gradient-norm clip 1. The loss is
+lorafast's), no dropout, AdamW on the adapters only, gradient-norm clip 1. The loss is
 F.cross_entropy of the logits taken in f32, the mean lorafast computes. Prints one
 JSON object: per-step seconds and losses, and the dtypes the adapters and the frozen
 weights ended up in.
@@ -61,6 +61,9 @@ def main():
     load_dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
     model = transformers.AutoModelForCausalLM.from_pretrained(args.model, dtype=load_dtype,
                                                               attn_implementation=args.attn)
+    for m in model.modules():  # lorafast has no dropout; GPT-2's config defaults to 0.1 (Llama's to 0)
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
     model = peft.get_peft_model(model, peft.LoraConfig(r=args.rank, lora_alpha=args.rank, lora_dropout=0.0,
                                                        target_modules=args.targets))
     model.train()
