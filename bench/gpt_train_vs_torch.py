@@ -16,9 +16,19 @@ during that side's runs, the host's own load included (2 while one side runs).
 
 Writes bench/results/gpt_train_vs_torch.{csv,json,png} and prints a markdown table.
 
+--dtype bf16 runs the bf16 comparison of llama_train_vs_torch.py on this model (the
+shared flow of train_sides.py; files gpt_train_vs_torch_bf16.*): lorafast `finetune
+--dtype bf16` and f32, and transformers + PEFT (bench/torch_llama_train.py reads this
+model directory as GPT2LMHeadModel; PEFT adapts the Conv1D attn.c_attn with
+fan_in_fan_out) sdpa and eager, under bf16 autocast and loaded in bf16; step-1 losses
+within LOSS_AGREEMENT_BF16 of lorafast f32, the roofline at the same-run bf16 peak.
+Both lorafast sides run torch_llama_train.py's constant learning rate (--lr 2e-4
+--warmup 0 --alpha rank), which the f32 comparison's default schedule does not.
+
     python3 bench/gpt_train_vs_torch.py              # the 124M shape, seq-len 1024, 2 threads
     python3 bench/gpt_train_vs_torch.py --quick      # a tiny model (smoke test, seconds)
     python3 bench/gpt_train_vs_torch.py --replot     # redraw the PNG from the JSON
+    python3 bench/gpt_train_vs_torch.py --dtype bf16 # the bf16 sides (also with --quick, --replot, --compile)
 """
 import argparse
 import json
@@ -47,6 +57,33 @@ COLUMNS = ["side", "layers", "heads", "width", "vocab", "seq_len", "batch", "thr
 # windows: f32 on both sides, differing only in summation order; 1e-4 relative is
 # ~100x that noise and far below any real mismatch (a wrong shape or window: O(1)).
 LOSS_AGREEMENT = 1e-4
+# With bf16, step 1's loss carries bf16 rounding: every product's operands rounded
+# to 8 significant bits (unit roundoff u = 2^-8), on the bf16-loaded PyTorch sides the
+# residual stream and the logits stored in bf16 too. Each token's loss moves by about
+# u times a logit (random signs) and the mean over T tokens averages that down:
+# measured on the --quick Llama and GPT-2 models, every bf16 side within 1e-7..2e-5
+# relative of lorafast f32 on the same windows. 2^-10 (~1e-3) leaves 50x room for the full-size
+# model's longer sums, and still rejects a different problem: the --quick model on
+# another seed's windows moves by 2.5e-3..3.6e-3 (a random model's loss is close to
+# log V on any window, so that margin is narrow; the f32 mode's 1e-4 is the tight check
+# that the sides sample the same windows, and bf16 mode reuses the same code paths).
+LOSS_AGREEMENT_BF16 = 2 ** -10
+
+
+def check_step1_losses(step1, bound, anchor=None):
+    """{side: |step-1 loss - anchor's| / anchor's} for every side but the anchor (the
+    first side unless named); exits if any exceeds bound. Step 1 trains from B = 0,
+    so it is the base model's loss on the same windows: a wrong shape, window or
+    weight file shows here before anything is timed."""
+    anchor = anchor or next(iter(step1))
+    rels = {side: abs(step1[anchor] - v) / abs(v) for side, v in step1.items() if side != anchor}
+    for side, rel in rels.items():
+        if rel > bound:
+            sys.exit(f"step-1 losses differ: {anchor} {step1[anchor]!r}, {side} {step1[side]!r} (rel {rel:.1e} > "
+                     f"{bound:g}): the sides are not training the same problem")
+    print("step-1 losses agree: " + ", ".join(f"{s} {v:.8f}" for s, v in step1.items())
+          + " (worst rel %.1e)" % max(rels.values()))
+    return rels
 
 
 def make_inputs(args, work):
@@ -147,6 +184,26 @@ def write_csv(path, rows, columns=COLUMNS):
                              for r in rows], columns)
 
 
+def nominal_gflop_per_step(args):
+    """GFLOP of one update: every frozen linear layer (12 D^2 weights a block) and the LM
+    head forward (2 FLOP per weight per token) and back to its input (the same again;
+    the first block's c_attn input gradient is not needed), plus exact attention at
+    14 T^2 E per head (half: causal). LoRA's products, biases and the elementwise work
+    are left out."""
+    tokens, d = args.batch * args.seq_len, args.width
+    linear = 2 * tokens * (2 * (args.layers * 12 * d * d + args.vocab * d) - 3 * d * d)
+    attention = args.layers * args.batch * args.heads * 14 * args.seq_len ** 2 * (d // args.heads) / 2
+    return (linear + attention) / 1e9
+
+
+def bf16_family():
+    """GPT-2 as a family of train_sides.py (imported here: train_sides imports this module)."""
+    import train_sides
+    return train_sides, train_sides.Family(
+        name=NAME, script=f"{NAME}.py", columns=COLUMNS, targets=["attn.c_attn"], make_inputs=make_inputs,
+        nominal_gflop_per_step=nominal_gflop_per_step, title=lambda row, settings: "GPT-2 LoRA fine-tuning")
+
+
 def markdown(rows):
     ours_row, torch_row = rows
     out = ["| | tokens/s | step (s) | peak RSS (GiB) | load avg during |", "|---|---:|---:|---:|---:|"]
@@ -207,6 +264,11 @@ def parse_args():
     ap.add_argument("--positions", type=int, default=1024)
     ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--method", default="exact", help="lorafast's attention method")
+    ap.add_argument("--dtype", choices=["f32", "bf16"], default="f32",
+                    help="bf16: lorafast --dtype bf16 (and f32) against transformers + PEFT under bf16 autocast and "
+                         "loaded in bf16; results in gpt_train_vs_torch_bf16.*")
+    ap.add_argument("--compile", action="store_true",
+                    help="--dtype bf16: add torch.compile'd transformers sdpa sides (minutes of compilation each)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="a tiny model (2 layers, width 64, vocab 512, T=128)")
     ap.add_argument("--replot", action="store_true", help="redraw the PNG from the JSON of the last run")
@@ -217,11 +279,16 @@ def parse_args():
     if args.quick:
         args.layers, args.heads, args.width, args.vocab, args.positions = 2, 2, 64, 512, 128
         args.seq_len, args.steps = min(args.seq_len, 128), min(args.steps, 2)
+    if args.compile and (args.dtype != "bf16" or args.warmup < 1):
+        sys.exit("--compile needs --dtype bf16 and --warmup >= 1 (the compilation happens in the first update)")
     return args
 
 
 def main():
     args = parse_args()
+    if args.dtype == "bf16":
+        train_sides, family = bf16_family()
+        return train_sides.main(args, family)
     out = Path(args.out_dir)
     if args.replot:
         record = json.loads((out / f"{NAME}.json").read_text())

@@ -8,7 +8,8 @@ intermediate 2048, vocab 32000, tied embeddings, max_position_embeddings 1024;
 100.1M parameters) trains on random uint16 token ids at --seq-len 1024: LoRA rank 8
 (alpha 8) on q_proj and v_proj, AdamW on the adapters, clip 1, float32.
 bench/torch_llama_train.py runs the same model directory, token file and training
-windows in transformers + PEFT. The harness is gpt_train_vs_torch.py's (one process
+windows in transformers + PEFT. The sides, their ratios, the roofline, table and
+figure are train_sides.py's, the harness gpt_train_vs_torch.py's (one process
 per side and round, peak RSS from GNU time, OMP_WAIT_POLICY=passive, untimed
 --warmup updates, tokens/s from the fastest round's median timed update, the load
 average sampled during each side); step 1's loss must agree between all sides (same
@@ -21,12 +22,34 @@ multiply-add peak that `lorafast bench` measures beside it, i.e. the fastest any
 implementation of this step could be on this machine, and the ceilings these put on
 the speedup over each transformers side.
 
+--dtype bf16 measures bf16 mixed precision instead (files llama_train_vs_torch_bf16.*):
+lorafast `finetune --dtype bf16` (frozen weights in bf16, bf16 x bf16 -> f32 products,
+adapters, AdamW, norms and the loss in f32) is the anchor, beside lorafast f32 in the
+same invocation (so "vs our f32" is a same-run ratio, time and peak RSS) and four
+transformers + PEFT sides (torch_llama_train.py --precision): sdpa and eager, each
+(a) under torch.autocast("cpu", torch.bfloat16) on the f32 model and (b) loaded with
+dtype=torch.bfloat16, where PEFT's autocast_adapter_dtype=True (its default) keeps
+the LoRA A/B, their gradients and AdamW's state in f32. Every side's step-1 loss must
+agree with lorafast f32's (no bf16 rounding in it) within LOSS_AGREEMENT_BF16 (2^-10
+relative; gpt_train_vs_torch.py says why, with the measured bf16 errors). The
+roofline is against the bf16 dot-product peak `lorafast bench` measures in the same
+run (bf16_peak: vdpbf16ps chains on every thread); `lorafast bench` reports no bf16
+GEMM rate, so there is no practical bf16 ceiling beside it. lorafast f32's share of
+the f32 multiply-add peak is printed too.
+
+torch.compile is not a default side: on CPU, inductor compiled the 2-layer --quick
+model's PEFT training step (forward and backward, sdpa, bf16 autocast) in 153 s (on a
+host with load 7 on 2 cores; the compiled steps after it were no faster than eager
+on that tiny model), and the 12-layer model's graph is six times larger. --compile
+adds the two compiled sdpa sides (autocast, bf16 weights) for a run that can afford
+it; the compilation falls in the untimed --warmup update, which must be at least 1.
+
     python3 bench/llama_train_vs_torch.py              # the 100M Llama shape, seq-len 1024, 2 threads
     python3 bench/llama_train_vs_torch.py --quick      # a tiny model (smoke test: step-1 losses only)
     python3 bench/llama_train_vs_torch.py --replot     # redraw the PNG from the JSON
+    python3 bench/llama_train_vs_torch.py --dtype bf16 # the bf16 sides (also with --quick, --replot)
 """
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -37,11 +60,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import gpt_train_vs_torch as gptbench  # noqa: E402
 import lfbench  # noqa: E402
-
-NAME = "llama_train_vs_torch"
-COLUMNS = gptbench.COLUMNS[:4] + ["kv_heads", "intermediate"] + gptbench.COLUMNS[4:]
-SIDES = {"lorafast": None, "transformers sdpa": "sdpa", "transformers eager": "eager"}
-TARGETS = ["q_proj", "v_proj"]
+import train_sides  # noqa: E402
 
 
 def make_inputs(args, work):
@@ -66,14 +85,6 @@ def make_inputs(args, work):
     return model, data
 
 
-def run_side(args, side, model, data, lf):
-    if SIDES[side] is None:  # torch_llama_train.py's constant learning rate and alpha = rank
-        return gptbench.ours(args, model, data, lf.env, lf.tmp,
-                             extra=["--lr", 2e-4, "--warmup", 0, "--alpha", args.rank, "--targets", *TARGETS])
-    return gptbench.pytorch(args, model, data, lf.env, lf.tmp, script=HERE / "torch_llama_train.py",
-                            extra=["--attn", SIDES[side], "--targets", *TARGETS])
-
-
 def nominal_gflop_per_step(args):
     """GFLOP of one update: every frozen linear layer and the LM head forward (2 FLOP per
     weight per token) and back to its input (the same again; the first block's q/k/v
@@ -86,64 +97,6 @@ def nominal_gflop_per_step(args):
     linear = 2 * tokens * (2 * (args.layers * block + head) - qkv)
     attention = args.layers * args.batch * args.heads * 14 * args.seq_len ** 2 * e / 2
     return (linear + attention) / 1e9
-
-
-def sgemm_and_peak_gflops(lf):
-    """The same-run sgemm rate (2048^3 on the run's threads) and f32 multiply-add peak
-    that `lorafast bench` measures, best of two runs."""
-    runs = [lf.run(["bench", "--json", "--seq-len", 128, "--min-time", 0.3]) for _ in range(2)]
-    return max(r["gemm"]["gflops"] for r in runs), max(r["fma_peak"]["gflops"] for r in runs)
-
-
-def markdown(rows):
-    out = ["| | tokens/s | step (s) | peak RSS (GiB) | lorafast speedup | lorafast memory | load avg during |",
-           "|---|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        ratio = lambda k, f: "" if r.get(k) is None else f(r[k])  # noqa: E731
-        out.append(f"| {r['side']} | {r['tokens_per_s']:.0f} | {r['step_s']:.2f} | {r['peak_rss_mb'] / 1024:.2f} "
-                   f"| {ratio('speedup', lambda v: f'{v:.2f}×')} | {ratio('memory_ratio', lambda v: f'{v:.2f}×')} "
-                   f"| {r['loadavg_during']:.1f} |")
-    return "\n".join(out)
-
-
-def roofline_text(roofline):
-    r = roofline
-    return (f"Roofline: {r['gflop_per_step']:.0f} nominal GFLOP per step; at the same-run sgemm rate "
-            f"({r['sgemm_gflops']:.0f} GFLOP/s) a step would take {r['floor_step_s']:.2f} s, at the f32 "
-            f"multiply-add peak ({r['fma_peak_gflops']:.0f} GFLOP/s) {r['peak_floor_step_s']:.2f} s. lorafast runs "
-            f"at {r['lorafast_pct_sgemm']:.0f}% of the first and {r['lorafast_pct_peak']:.0f}% of the second; the "
-            "ceiling on any f32 speedup over "
-            + ", ".join(f"{side} is {c:.2f}× at sgemm, {r['peak_ceiling'][side]:.2f}× at peak"
-                        for side, c in r["ceiling"].items()) + ".")
-
-
-def plot(path, record):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = record["rows"]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
-    for ax, key, scale, label in ((axes[0], "tokens_per_s", 1, "training tokens/s (higher is better)"),
-                                  (axes[1], "peak_rss_mb", 1 / 1024, "peak RSS, GiB (lower is better)")):
-        vals = [float(r[key]) * scale for r in rows]
-        bars = ax.bar([r["side"] for r in rows], vals, color=["tab:blue", "tab:gray", "silver"][:len(rows)])
-        for b, v in zip(bars, vals):
-            ax.annotate(f"{v:.0f}" if scale == 1 else f"{v:.2f}", (b.get_x() + b.get_width() / 2, v),
-                        ha="center", va="bottom", fontsize=10)
-        ax.set_ylabel(label)
-        ax.set_ylim(0, max(vals) * 1.18)
-        ax.grid(True, axis="y", alpha=0.3)
-    o, m = rows[0], record["machine"]
-    fig.suptitle(f"Llama LoRA fine-tuning (r={record['settings']['rank']} on {', '.join(TARGETS)}, AdamW, f32): "
-                 f"{o['layers']} layers, hidden {o['width']}, {o['heads']}/{o['kv_heads']} heads, vocab {o['vocab']}, "
-                 f"T={o['seq_len']}, batch {o['batch']}, {o['threads']} threads", fontsize=9)
-    fig.text(0.5, 0.01, f"{m['cpu']}, OMP_WAIT_POLICY={m['OMP_WAIT_POLICY']}, PyTorch {m.get('torch')}, "
-                        f"transformers {m.get('transformers')}, {record['date']}, load avg during ≤ "
-                        f"{max(float(r['loadavg_during']) for r in rows):.1f}", ha="center", fontsize=7, color="dimgray")
-    fig.tight_layout(rect=(0, 0.04, 1, 0.95))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def parse_args():
@@ -164,6 +117,11 @@ def parse_args():
     ap.add_argument("--positions", type=int, default=1024)
     ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--method", default="exact", help="lorafast's attention method")
+    ap.add_argument("--dtype", choices=["f32", "bf16"], default="f32",
+                    help="bf16: lorafast --dtype bf16 (and f32) against transformers + PEFT under bf16 autocast and "
+                         "loaded in bf16; results in llama_train_vs_torch_bf16.*")
+    ap.add_argument("--compile", action="store_true",
+                    help="--dtype bf16: add torch.compile'd transformers sdpa sides (minutes of compilation each)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true",
                     help="a tiny model (2 layers, hidden 64, 4/2 heads, vocab 512, T=64): checks the step-1 losses "
@@ -176,77 +134,17 @@ def parse_args():
     if args.quick:
         args.layers, args.heads, args.kv_heads, args.width, args.intermediate = 2, 4, 2, 64, 128
         args.vocab, args.positions, args.seq_len, args.steps, args.warmup, args.rounds = 512, 64, 64, 1, 0, 1
+    if args.compile and (args.dtype != "bf16" or args.warmup < 1):
+        sys.exit("--compile needs --dtype bf16 and --warmup >= 1 (the compilation happens in the first update)")
     return args
 
 
-def main():
-    args = parse_args()
-    out = Path(args.out_dir)
-    if args.replot:
-        record = json.loads((out / f"{NAME}.json").read_text())
-        plot(out / f"{NAME}.png", record)
-        print(markdown(record["rows"]))
-        if "roofline" in record:
-            print("\n" + roofline_text(record["roofline"]))
-        return
-    if not os.access(args.lorafast, os.X_OK):
-        sys.exit(f"no lorafast binary at {args.lorafast} (build it, or pass --lorafast)")
-    if not os.access(gptbench.TIME, os.X_OK):
-        sys.exit(f"{gptbench.TIME} (GNU time, Debian package 'time') is needed for the peak RSS")
-    lf = lfbench.Lorafast(args.lorafast, args.threads, omp_wait_policy="passive")
-    prov = lfbench.Provenance(f"{NAME}.py", args, lf)
-    work = Path(args.work_dir)
-    work.mkdir(parents=True, exist_ok=True)
-    model, data = make_inputs(args, work)
-
-    runs = {side: [] for side in SIDES}
-    for r in range(args.rounds):
-        for side in SIDES:
-            lfbench.progress(f"round {r + 1}/{args.rounds}: {side}")
-            runs[side].append(run_side(args, side, model, data, lf))
-    step1 = {side: rs[0]["losses"][0] for side, rs in runs.items()}
-    rels = {side: abs(step1["lorafast"] - v) / abs(v) for side, v in step1.items() if side != "lorafast"}
-    for side, rel in rels.items():
-        if rel > gptbench.LOSS_AGREEMENT:
-            sys.exit(f"step-1 losses differ: lorafast {step1['lorafast']!r}, {side} {step1[side]!r} (rel {rel:.1e} > "
-                     f"{gptbench.LOSS_AGREEMENT:g}): the sides are not training the same problem")
-    print("step-1 losses agree: " + ", ".join(f"{s} {v:.8f}" for s, v in step1.items())
-          + " (worst rel %.1e)" % max(rels.values()))
-    if args.quick:
-        return  # a smoke test: nothing timed on a tiny model is worth writing
-
-    rows = []
-    for side, rs in runs.items():
-        row = gptbench.summarise(args, side, rs)
-        row.update(kv_heads=args.kv_heads, intermediate=args.intermediate)
-        rows.append(row)
-    o = rows[0]
-    for r in rows[1:]:
-        r["speedup"] = o["tokens_per_s"] / r["tokens_per_s"]  # lorafast's, against this side
-        r["memory_ratio"] = r["peak_rss_mb"] / o["peak_rss_mb"]  # this side's memory over lorafast's
-        r["note"] = f"step-1 loss agrees with lorafast to {rels[r['side']]:.1e} relative"
-    gflop, (sgemm, peak) = nominal_gflop_per_step(args), sgemm_and_peak_gflops(lf)
-    floor, peak_floor = gflop / sgemm, gflop / peak
-    roofline = {"gflop_per_step": gflop, "sgemm_gflops": sgemm, "floor_step_s": floor,
-                "lorafast_pct_sgemm": 100 * floor / o["step_s"],
-                "ceiling": {r["side"]: r["step_s"] / floor for r in rows[1:]},
-                "fma_peak_gflops": peak, "peak_floor_step_s": peak_floor,
-                "lorafast_pct_peak": 100 * peak_floor / o["step_s"],
-                "peak_ceiling": {r["side"]: r["step_s"] / peak_floor for r in rows[1:]},
-                "flop_count": nominal_gflop_per_step.__doc__.split("\n")[0]}
-    import torch
-    import transformers
-    record = prov.finish(rows=rows, runs=runs, step1_loss_rel_diff=rels, roofline=roofline,
-                         timing="median step time of the timed updates (forward, backward, clip, AdamW), best round")
-    record["machine"].update(torch=torch.__version__, transformers=transformers.__version__)
-    out.mkdir(parents=True, exist_ok=True)
-    gptbench.write_csv(out / f"{NAME}.csv", rows, COLUMNS)
-    lfbench.write_json(out / f"{NAME}.json", record)
-    plot(out / f"{NAME}.png", record)
-    print(markdown(rows))
-    print("\n" + roofline_text(roofline))
-    lfbench.progress(f"\nwrote {out / NAME}.csv, .json, .png")
-
+LLAMA = train_sides.Family(
+    name="llama_train_vs_torch", script="llama_train_vs_torch.py",
+    columns=gptbench.COLUMNS[:4] + ["kv_heads", "intermediate"] + gptbench.COLUMNS[4:],
+    targets=["q_proj", "v_proj"], make_inputs=make_inputs, nominal_gflop_per_step=nominal_gflop_per_step,
+    title=lambda row, settings: "Llama LoRA fine-tuning",
+    row_extra=lambda args: {"kv_heads": args.kv_heads, "intermediate": args.intermediate})
 
 if __name__ == "__main__":
-    main()
+    train_sides.main(parse_args(), LLAMA)
