@@ -4,6 +4,7 @@
 // template marking the assistant's text. test_sft_prepare_vs_trl.py checks the same
 // against TRL's SFTTrainer on a real BPE tokenizer and TRL's templates.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <fstream>
 
@@ -79,7 +80,8 @@ TEST(InstructionReader, OneFormatPerFileAndBlankLines) {
 }
 
 std::filesystem::path scratch_dir(const std::string& name) {
-  const auto dir = std::filesystem::temp_directory_path() / ("lorafast_instruction_" + name);
+  // Per process: ctest runs these tests in parallel processes.
+  const auto dir = std::filesystem::temp_directory_path() / cat("lorafast_instruction_", name, '_', ::getpid());
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir;
