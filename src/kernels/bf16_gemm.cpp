@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "core/scratch.hpp"
+#include "kernels/bf16_pairs.hpp"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -98,6 +99,66 @@ void pack_pairs(const BFloat16* m, std::int64_t step_p, std::int64_t step_j, std
   }
 }
 
+__mmask16 first_lanes(std::int64_t n) { return static_cast<__mmask16>(n >= 16 ? 0xffff : (1u << n) - 1u); }
+
+// r[i] = row i of a 16 x 16 matrix of words becomes column i.
+__attribute__((target("avx512f"))) void transpose16(__m512i r[16]) {
+  __m512i t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+    r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+    r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+    r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+  for (int h = 0; h < 16; h += 8)
+    for (int i = 0; i < 4; ++i) {
+      t[h + i] = _mm512_shuffle_i32x4(r[h + i], r[h + i + 4], 0x88);
+      t[h + i + 4] = _mm512_shuffle_i32x4(r[h + i], r[h + i + 4], 0xdd);
+    }
+  for (int i = 0; i < 8; ++i) {
+    r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd);
+  }
+}
+
+// pack_pairs for one panel of B, 16 words at a time (ld even, m 4-byte aligned):
+// B [k, n] (op none) interleaves two rows' 16 values; B [n, k] (op trans) holds each
+// column's pairs as words of its row, so 16 x 16 blocks of words are transposed.
+__attribute__((target("avx512f"))) void pack_panel(const BFloat16* m, Op op, std::int64_t ld, std::int64_t depth,
+                                                   std::int64_t cols, std::uint32_t* out) {
+  const std::int64_t pairs = (depth + 1) / 2;
+  if (op == Op::none) {
+    for (std::int64_t q = 0; q < pairs; ++q)
+      for (std::int64_t j = 0; j < cols; j += 16) {
+        const __mmask16 mask = first_lanes(cols - j);
+        const BFloat16* lo = m + 2 * q * ld + j;
+        const __m512i l = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, lo));
+        const __m512i h = 2 * q + 1 == depth ? _mm512_setzero_si512()  // the odd last k pairs with zero
+                                             : _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, lo + ld));
+        _mm512_mask_storeu_epi32(out + q * panel_cols + j, mask, _mm512_or_si512(l, _mm512_slli_epi32(h, 16)));
+      }
+    return;
+  }
+  const std::int64_t whole = depth / 2;  // words with both values inside the block
+  for (std::int64_t j = 0; j < cols; j += 16)
+    for (std::int64_t q0 = 0; q0 < whole; q0 += 16) {
+      const __mmask16 words = first_lanes(whole - q0), columns = first_lanes(cols - j);
+      __m512i r[16];
+      for (int i = 0; i < 16; ++i)
+        r[i] = j + i < cols ? _mm512_maskz_loadu_epi32(words, reinterpret_cast<const std::uint32_t*>(m + (j + i) * ld) + q0)
+                            : _mm512_setzero_si512();
+      transpose16(r);
+      for (int i = 0; i < 16 && q0 + i < whole; ++i)
+        _mm512_mask_storeu_epi32(out + (q0 + i) * panel_cols + j, columns, r[i]);
+    }
+  if (depth % 2)  // the odd last k pairs with zero (and its word's other half is not read)
+    for (std::int64_t j = 0; j < cols; ++j) out[whole * panel_cols + j] = m[j * ld + depth - 1].bits;
+}
+
 // op(A)[i0 .. i0+rows, p0 .. p0+depth) as rows of `pairs` words.
 void pack_a(MatrixView<const BFloat16> a, Op op, std::int64_t i0, std::int64_t rows, std::int64_t p0,
             std::int64_t depth, std::uint32_t* out) {
@@ -119,9 +180,13 @@ void pack_b(MatrixView<const BFloat16> b, Op op, std::int64_t p0, std::int64_t d
   if (cols % panel_cols) std::memset(out, 0, sizeof(std::uint32_t) * panels * pairs * panel_cols);
   // B [k, n]: a pair's values are two rows of B; B [n, k] (op = trans): two neighbours in one.
   const std::int64_t step_p = op == Op::none ? b.ld : 1, step_j = op == Op::none ? 1 : b.ld;
-  for (std::int64_t j = 0; j < cols; j += panel_cols)
-    pack_pairs(&b(0, 0) + p0 * step_p + (j0 + j) * step_j, step_p, step_j, depth, std::min(panel_cols, cols - j),
-               out + j * pairs, panel_cols, 1);
+  for (std::int64_t j = 0; j < cols; j += panel_cols) {
+    const BFloat16* panel = &b(0, 0) + p0 * step_p + (j0 + j) * step_j;
+    if (b.ld % 2 == 0 && reinterpret_cast<std::uintptr_t>(&b(0, 0)) % 4 == 0 && p0 % 2 == 0)
+      pack_panel(panel, op, b.ld, depth, std::min(panel_cols, cols - j), out + j * pairs);
+    else
+      pack_pairs(panel, step_p, step_j, depth, std::min(panel_cols, cols - j), out + j * pairs, panel_cols, 1);
+  }
 }
 
 // How a micro-tile's result joins C: overwrite with alpha acc + beta C (beta 0: C is
@@ -198,8 +263,17 @@ void pair_gemm(const PairTile& t, Update u) {
   }
 }
 
-void gemm_dot_pairs(Op op_a, Op op_b, float alpha, MatrixView<const BFloat16> a, MatrixView<const BFloat16> b,
-                    float beta, MatrixView<float> c, std::int64_t k) {
+// op(A) as the micro-kernel reads it: packed here, block by block, from a bf16
+// matrix, or given as pair rows (row i at pairs + i * ld words), read in place.
+struct LeftOperand {
+  Op op = Op::none;
+  MatrixView<const BFloat16> m{};
+  const std::uint32_t* pairs = nullptr;
+  std::int64_t ld = 0;
+};
+
+void gemm_dot_pairs(const LeftOperand& a, Op op_b, float alpha, MatrixView<const BFloat16> b, float beta,
+                    MatrixView<float> c, std::int64_t k) {
   const std::int64_t m = c.rows, n = c.cols;
   const Scratch<std::uint32_t> a_pack(block_rows * (block_k / 2)), b_pack(block_cols * (block_k / 2));
   for (std::int64_t j0 = 0; j0 < n; j0 += block_cols) {
@@ -210,9 +284,14 @@ void gemm_dot_pairs(Op op_a, Op op_b, float alpha, MatrixView<const BFloat16> a,
       const Update u{alpha, beta, p0 == 0};
       for (std::int64_t i0 = 0; i0 < m; i0 += block_rows) {
         const std::int64_t rows = std::min(block_rows, m - i0);
-        pack_a(a, op_a, i0, rows, p0, depth, a_pack.data());
+        const std::uint32_t* a_tile = a.pairs + i0 * a.ld + p0 / 2;
+        std::int64_t a_row = a.ld;
+        if (a.pairs == nullptr) {
+          pack_a(a.m, a.op, i0, rows, p0, depth, a_pack.data());
+          a_tile = a_pack.data(), a_row = pairs;
+        }
         for (std::int64_t jp = 0; jp < cols; jp += panel_cols) {
-          const PairTile t{rows, std::min(panel_cols, cols - jp), pairs, a_pack.data(), pairs, 1,
+          const PairTile t{rows, std::min(panel_cols, cols - jp), pairs, a_tile, a_row, 1,
                            b_pack.data() + jp * pairs, panel_cols, c.data + i0 * c.ld + j0 + jp, c.ld};
           pair_gemm(t, u);
         }
@@ -237,7 +316,7 @@ void gemm_bf16(Op op_a, Op op_b, float alpha, MatrixView<const BFloat16> a, Matr
   const auto k = inner_length(op_a, a, op_b, b, c);
   if (c.rows == 0 || c.cols == 0) return;
 #ifdef LORAFAST_BF16_KERNEL
-  if (k > 0 && bf16_arithmetic()) return gemm_dot_pairs(op_a, op_b, alpha, a, b, beta, c, k);
+  if (k > 0 && bf16_arithmetic()) return gemm_dot_pairs({op_a, a}, op_b, alpha, b, beta, c, k);
 #endif
   gemm_widened(op_a, op_b, alpha, a, b, beta, c, k);
 }
@@ -250,6 +329,15 @@ void gemm_bf16(Op op_a, Op op_b, float alpha, MatrixView<const float> a, MatrixV
     for (std::int64_t p = 0; p < a.cols; ++p) x[p] = lorafast::to_f32(lorafast::to_bf16(a(0, p)));
     return gemv_bf16(op_b, alpha, x.data(), b, beta, c.row(0));
   }
+#ifdef LORAFAST_BF16_KERNEL
+  // Rounded straight into pair rows, which the micro-kernel reads in place.
+  if (op_a == Op::none && bf16_arithmetic() && c.rows > 0 && c.cols > 0 && a.cols > 0) {
+    const std::int64_t k = inner_length(op_a, a, op_b, b, c), ld = (k + 1) / 2;
+    const Scratch<std::uint32_t> pairs(static_cast<std::size_t>(a.rows * ld));
+    to_pair_rows(a, pairs.data(), ld);
+    return gemm_dot_pairs({Op::none, {}, pairs.data(), ld}, op_b, alpha, b, beta, c, k);
+  }
+#endif
   const Scratch<BFloat16> rounded(static_cast<std::size_t>(a.rows * a.cols));
   for (std::int64_t i = 0; i < a.rows; ++i)
     to_bf16({a.row(i), static_cast<std::size_t>(a.cols)}, {rounded.data() + i * a.cols, static_cast<std::size_t>(a.cols)});

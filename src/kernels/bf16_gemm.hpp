@@ -18,7 +18,8 @@ namespace lorafast::kernels {
 void gemm_bf16(Op op_a, Op op_b, float alpha, MatrixView<const BFloat16> a, MatrixView<const BFloat16> b, float beta,
                MatrixView<float> c);
 // The same with A in f32, rounded to bf16 first (as autocast rounds a linear
-// layer's input): the frozen weights of bf16 mixed precision times activations.
+// layer's input; with bf16 arithmetic, subnormals flush to zero): the frozen weights
+// of bf16 mixed precision times activations.
 void gemm_bf16(Op op_a, Op op_b, float alpha, MatrixView<const float> a, MatrixView<const BFloat16> b, float beta,
                MatrixView<float> c);
 

@@ -20,6 +20,7 @@
 #include <cstdint>
 
 #include "core/scratch.hpp"
+#include "kernels/bf16_pairs.hpp"
 #include "lorafast/bf16.hpp"
 #include "ops/exact/head_views.hpp"
 
@@ -29,45 +30,8 @@ inline std::uint32_t bf16_pair(float lo, float hi) {
   return std::uint32_t{to_bf16(lo).bits} | std::uint32_t{to_bf16(hi).bits} << 16;
 }
 
-// m as pair rows into out (row stride ld words): each row in bf16, in order, padded
-// with one zero when cols is odd. vcvtne2ps2bf16 rounds 32 values at a time to
-// nearest even, as to_bf16 does (but for subnormals, which it flushes to zero); these
-// run only where bf16_arithmetic(), like the products they feed.
-__attribute__((target("avx512f,avx512bw,avx512bf16"))) inline void to_pair_rows(MatrixView<const float> m,
-                                                                              std::uint32_t* out, std::int64_t ld) {
-  for (std::int64_t r = 0; r < m.rows; ++r) {
-    const float* in = m.row(r);
-    auto* dst = reinterpret_cast<std::uint16_t*>(out + r * ld);
-    for (std::int64_t c = 0; c < m.cols; c += 32) {
-      const std::int64_t n = std::min<std::int64_t>(32, m.cols - c), stored = (n + 1) & ~std::int64_t{1};
-      const auto lo = _mm512_maskz_loadu_ps(static_cast<__mmask16>(n >= 16 ? 0xffff : (1u << n) - 1u), in + c);
-      const auto hi = _mm512_maskz_loadu_ps(static_cast<__mmask16>(n >= 32 ? 0xffff : n > 16 ? (1u << (n - 16)) - 1u : 0u),
-                                            in + c + 16);
-      const auto both = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
-      _mm512_mask_storeu_epi16(dst + c, static_cast<__mmask32>(stored == 32 ? 0xffffffffu : (1u << stored) - 1u), both);
-    }
-  }
-}
-
-// m as row pairs into out (row stride ld words): rows 2q and 2q + 1 rounded to bf16
-// and interleaved, the low half from row 2q; a last odd row pairs with zeros.
-__attribute__((target("avx512f,avx512bw,avx512bf16"))) inline void to_row_pairs(MatrixView<const float> m,
-                                                                              std::uint32_t* out, std::int64_t ld) {
-  for (std::int64_t r = 0; r < m.rows; r += 2) {
-    const float* lo = m.row(r);
-    const float* hi = r + 1 < m.rows ? m.row(r + 1) : nullptr;
-    std::uint32_t* dst = out + r / 2 * ld;
-    for (std::int64_t c = 0; c < m.cols; c += 16) {
-      const std::int64_t n = std::min<std::int64_t>(16, m.cols - c);
-      const auto mask = static_cast<__mmask16>(n == 16 ? 0xffff : (1u << n) - 1u);
-      const auto lo16 = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(mask, lo + c));
-      const auto hi16 = hi ? (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(mask, hi + c)) : _mm256_setzero_si256();
-      const auto words = _mm512_or_si512(_mm512_maskz_cvtepu16_epi32(0xffff, lo16),
-                                         _mm512_maskz_slli_epi32(0xffff, _mm512_maskz_cvtepu16_epi32(0xffff, hi16), 16));
-      _mm512_mask_storeu_epi32(dst + c, mask, words);
-    }
-  }
-}
+using kernels::to_pair_rows;
+using kernels::to_row_pairs;
 
 // Words a matrix of `rows` pair rows (cols values each) or of row pairs takes at the
 // padded stride.
