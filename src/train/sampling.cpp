@@ -25,12 +25,13 @@ void SamplingOptions::validate() const {
 
 std::int32_t sample_token(std::span<const double> logits, const SamplingOptions& options, SplitMix64Rng& rng) {
   LF_ASSERT(!logits.empty());
+  if (options.greedy || options.temperature == 0)  // the first largest logit, without sorting the vocabulary
+    return static_cast<std::int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
   const auto vocab = static_cast<std::int64_t>(logits.size());
   std::vector<std::int32_t> order(logits.size());
   std::iota(order.begin(), order.end(), 0);
   // Largest first, ties by the lower index.
   std::stable_sort(order.begin(), order.end(), [&](std::int32_t a, std::int32_t b) { return logits[a] > logits[b]; });
-  if (options.greedy || options.temperature == 0) return order[0];
   std::int64_t k = options.top_k > 0 ? std::min(options.top_k, vocab) : vocab;
   std::vector<double> weight(static_cast<std::size_t>(k));
   const double top = logits[order[0]];
