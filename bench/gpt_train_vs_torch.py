@@ -214,25 +214,28 @@ def markdown(rows):
     return "\n".join(out)
 
 
-def plot(path, record):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = record["rows"]
-    names = [r["side"] for r in rows]
-    colors = ["tab:blue", "tab:gray"]
-    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(10, 4.6))
-    for ax, key, scale, label in ((ax_t, "tokens_per_s", 1, "training tokens/s (higher is better)"),
-                                  (ax_m, "peak_rss_mb", 1 / 1024, "peak RSS, GiB (lower is better)")):
+def bar_panels(axes, rows, colors):
+    """Each side's tokens/s and peak RSS as labelled bars on two axes."""
+    for ax, key, scale, label in ((axes[0], "tokens_per_s", 1, "training tokens/s (higher is better)"),
+                                  (axes[1], "peak_rss_mb", 1 / 1024, "peak RSS, GiB (lower is better)")):
         vals = [float(r[key]) * scale for r in rows]
-        bars = ax.bar(names, vals, color=colors)
+        bars = ax.bar([r["side"] for r in rows], vals, color=colors[:len(rows)])
         for b, v in zip(bars, vals):
             ax.annotate(f"{v:.0f}" if scale == 1 else f"{v:.2f}", (b.get_x() + b.get_width() / 2, v),
                         ha="center", va="bottom", fontsize=10)
         ax.set_ylabel(label)
         ax.set_ylim(0, max(vals) * 1.18)
         ax.grid(True, axis="y", alpha=0.3)
+
+
+def plot(path, record):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = record["rows"]
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(10, 4.6))
+    bar_panels((ax_t, ax_m), rows, ["tab:blue", "tab:gray"])
     o = rows[0]
     ax_t.set_title(f"{float(o['speedup']):.2f}× PyTorch eager")
     ax_m.set_title(f"{1 / float(o['memory_ratio']):.2f}× less memory")

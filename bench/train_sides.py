@@ -160,16 +160,8 @@ def plot(path, record, family):
     colors = ["tab:blue", "tab:gray", "silver"] if dtype == "f32" else ["tab:blue", "lightsteelblue"] + [
         "tab:gray", "silver", "dimgray", "gainsboro", "slategray", "lightgray"]
     fig, axes = plt.subplots(1, 2, figsize=(11 if len(rows) <= 3 else 13, 4.6 if len(rows) <= 3 else 5.6))
-    for ax, key, scale, label in ((axes[0], "tokens_per_s", 1, "training tokens/s (higher is better)"),
-                                  (axes[1], "peak_rss_mb", 1 / 1024, "peak RSS, GiB (lower is better)")):
-        vals = [float(r[key]) * scale for r in rows]
-        bars = ax.bar([r["side"] for r in rows], vals, color=colors[:len(rows)])
-        for b, v in zip(bars, vals):
-            ax.annotate(f"{v:.0f}" if scale == 1 else f"{v:.2f}", (b.get_x() + b.get_width() / 2, v),
-                        ha="center", va="bottom", fontsize=10)
-        ax.set_ylabel(label)
-        ax.set_ylim(0, max(vals) * 1.18)
-        ax.grid(True, axis="y", alpha=0.3)
+    gptbench.bar_panels(axes, rows, colors)
+    for ax in axes:
         if len(rows) > 3:
             ax.tick_params(axis="x", labelrotation=30, labelsize=8)
             plt.setp(ax.get_xticklabels(), ha="right")

@@ -4,12 +4,12 @@
 // template marking the assistant's text. test_sft_prepare_vs_trl.py checks the same
 // against TRL's SFTTrainer on a real BPE tokenizer and TRL's templates.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <fstream>
 
 #include "lorafast/instruction_data.hpp"
 #include "support/bad_input.hpp"
+#include "support/scratch_files.hpp"
 
 namespace lorafast {
 namespace {
@@ -79,13 +79,7 @@ TEST(InstructionReader, OneFormatPerFileAndBlankLines) {
   EXPECT_MENTIONS(m, "f.jsonl:5: a messages example, but line 2 is text");
 }
 
-std::filesystem::path scratch_dir(const std::string& name) {
-  // Per process: ctest runs these tests in parallel processes.
-  const auto dir = std::filesystem::temp_directory_path() / cat("lorafast_instruction_", name, '_', ::getpid());
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  return dir;
-}
+std::filesystem::path scratch_dir(const std::string& name) { return testing::fresh_dir("instruction", name); }
 
 void write(const std::filesystem::path& path, const std::string& text) {
   std::ofstream(path, std::ios::binary) << text;

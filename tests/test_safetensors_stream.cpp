@@ -4,31 +4,22 @@
 // file is byte for byte serialize_safetensors' when given the same order; a
 // directory appears whole or not at all.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <fstream>
-#include <iterator>
 
 #include "lorafast/atomic_file.hpp"
 #include "lorafast/safetensors_stream.hpp"
 #include "support/bad_input.hpp"
+#include "support/scratch_files.hpp"
 
 namespace lorafast {
 namespace {
 
 namespace fs = std::filesystem;
 
-fs::path fresh_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / cat("lorafast-stream-", name, '-', ::getpid());
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
+fs::path fresh_dir(const std::string& name) { return testing::fresh_dir("stream", name); }
 
-std::string slurp(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
+using testing::slurp;
 
 TensorMap sample() {
   TensorMap t;

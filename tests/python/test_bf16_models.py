@@ -31,7 +31,6 @@ import argparse
 import csv
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -43,28 +42,12 @@ import peft  # noqa: E402
 import torch  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
-from test_llama_interop import (T, WINDOWS, F64_REL, build, float64_transformers, load_oracle,  # noqa: E402
-                                oracle_loss, peft_targets, rel, windows)
+from test_llama_interop import (T, WINDOWS, F64_REL, build, check, failures, float64_transformers,  # noqa: E402
+                                load_oracle, oracle_loss, peft_targets, rel, run, windows)
 
 BF16_FACTOR = 2.0       # x torch's autocast error on the same case
 LOSS_FLOOR = 2.0 ** -9  # relative: one bf16 rounding
 CURVE_REL = 2.0 ** -6   # bf16 vs f32 training loss per step, relative
-failures = []
-
-
-def check(ok, what):
-    print(("ok    " if ok else "FAIL  ") + what)
-    if not ok:
-        failures.append(what)
-
-
-def run(lf, *args, expect=0, env=None):
-    p = subprocess.run([lf, *map(str, args)], capture_output=True, text=True, env=env)
-    if p.returncode != expect:
-        raise AssertionError("%s: exit %d, expected %d\n%s%s" % (" ".join(map(str, args)), p.returncode, expect,
-                                                                  p.stdout, p.stderr))
-    return p
-
 
 def fallback_env():
     env = dict(os.environ)

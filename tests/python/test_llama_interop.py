@@ -91,8 +91,8 @@ def float64_transformers():
         torch.float32, torch.float = saved
 
 
-def run(lf, *args, expect=0):
-    p = subprocess.run([lf, *map(str, args)], capture_output=True, text=True)
+def run(lf, *args, expect=0, env=None):
+    p = subprocess.run([lf, *map(str, args)], capture_output=True, text=True, env=env)
     if p.returncode != expect:
         raise AssertionError("%s: exit %d, expected %d\n%s%s" % (" ".join(map(str, args)), p.returncode, expect,
                                                                   p.stdout, p.stderr))
