@@ -170,6 +170,22 @@ TEST(Decide, MasksKeepAutoExactAndRefuseSurrogates) {
   }
 }
 
+// Under bf16 products a surrogate chosen for a head says it computes in f32; exact
+// reasons and f32 shapes do not.
+TEST(Decide, SurrogatesOnBf16InputsSayTheyComputeInF32) {
+  auto r = fast_preferred(request(Method::automatic, 65536));
+  r.bf16_products = true;
+  const auto chosen = decide({head_with(0.1)}, r);
+  EXPECT_EQ(chosen[0].method, Method::fast);
+  EXPECT_TRUE(contains(chosen[0].reason, "computes in f32")) << chosen[0].reason;
+  r.method = Method::chained;
+  EXPECT_TRUE(contains(decide({head_with(0.1)}, r)[0].reason, "computes in f32"));
+  r.method = Method::automatic;
+  EXPECT_FALSE(contains(decide({head_with(40.0)}, r)[0].reason, "computes in f32"));  // stays exact
+  r.bf16_products = false;
+  EXPECT_FALSE(contains(decide({head_with(0.1)}, r)[0].reason, "computes in f32"));
+}
+
 TEST(Decide, AutoTakesChainedWhenItIsCheaper) {
   auto r = request(Method::automatic, 65536);
   r.cost.chained_factor = 1e-6;

@@ -55,7 +55,8 @@ template <class T>
 std::vector<HeadDecision> plan_heads(const AttentionParams<T>& params, const AttentionRequest& request) {
   const AttentionParams<T> p = checked(params, AttentionUse::scores);
   // Every decision carries the chunk its scores were measured with, so the run uses the same.
-  return decide(measure_heads(p, causal_chunk), request, {p.batch, p.seq_len, p.head_dim, p.causal, p.masked()});
+  return decide(measure_heads(p, causal_chunk), request,
+                {p.batch, p.seq_len, p.head_dim, p.causal, p.masked(), p.bf16_products});
 }
 
 std::vector<HeadDecision> exact_plan(std::int64_t heads) {

@@ -103,6 +103,11 @@ void run(const Candidate& c, HeadDecision& d) {
   d.gradient_bound = c.gradient_bound;
 }
 
+// What a reason choosing fast or chained adds under bf16 products.
+std::string precision_text(const Dispatch& r) {
+  return r.bf16_products ? "; computes in f32 (only the exact kernels multiply in bf16)" : "";
+}
+
 // --method fast|chained: run it, or refuse with the method that can.
 void decide_requested(std::int64_t h, const HeadScores& head, const Dispatch& r, const Candidate& c,
                       HeadDecision& d) {
@@ -116,8 +121,8 @@ void decide_requested(std::int64_t h, const HeadScores& head, const Dispatch& r,
            needs(head, c), ", above the memory cap of ", r.max_features, " features; `method` exact can");
   run(c, d);
   d.reason = c.forced ? cat(name, ": requested; ", needs(head, c), ", certified P error ", number(c.error),
-                            ", gradient bound ", number(c.gradient_bound), " (eps not enforced)")
-                      : cat(name, ": requested; ", needs(head, c), ", ", certified_text(c, r.eps));
+                            ", gradient bound ", number(c.gradient_bound), " (eps not enforced)", precision_text(r))
+                      : cat(name, ": requested; ", needs(head, c), ", ", certified_text(c, r.eps), precision_text(r));
 }
 
 // --method auto: the cheapest of exact, fast and chained among those certified within
@@ -138,7 +143,7 @@ void decide_automatic(const HeadScores& head, const Dispatch& r, const Candidate
                    " > eps ", number(r.eps));
   } else if (c.seconds < d.cost_exact) {
     run(c, d);
-    d.reason = cat(name, ": ", needs(head, c), ", ", certified_text(c, r.eps), ", ", costs);
+    d.reason = cat(name, ": ", needs(head, c), ", ", certified_text(c, r.eps), ", ", costs, precision_text(r));
   } else {
     d.reason = cat("exact: ", needs(head, c), ", ", costs);
   }

@@ -39,6 +39,9 @@ struct AttentionShape {
   std::int64_t head_dim = 0;  // E
   bool causal = false;
   bool masked = false;  // a sliding window or documents (AttentionParams::masked()): only exact honours them
+  // The exact kernels multiply in bf16 (AttentionParams::bf16_products); fast and
+  // chained compute in f32 on the same inputs, and a reason choosing them says so.
+  bool bf16_products = false;
 };
 
 struct HeadDecision {
