@@ -313,11 +313,16 @@ SafetensorsReader::SafetensorsReader(const std::filesystem::path& path) : path_(
 
 std::vector<std::byte> SafetensorsReader::read_bytes(const SafetensorsEntry& entry) const {
   std::vector<std::byte> bytes(entry.nbytes());
+  read_into(entry, bytes);
+  return bytes;
+}
+
+void SafetensorsReader::read_into(const SafetensorsEntry& entry, std::span<std::byte> out) const {
+  LF_ASSERT(out.size() == entry.nbytes());
   std::ifstream in(path_, std::ios::binary);
   in.seekg(static_cast<std::streamoff>(data_start_ + entry.begin));
-  LF_CHECK(in && in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size())), bad,
+  LF_CHECK(in && in.read(reinterpret_cast<char*>(out.data()), static_cast<std::streamsize>(out.size())), bad,
            path_.string(), ": tensor ", quote(entry.name), ": read failed (file changed or unreadable)");
-  return bytes;
 }
 
 Tensor SafetensorsReader::read(const SafetensorsEntry& entry) const {

@@ -125,7 +125,7 @@ __attribute__((target("avx512f"))) void transpose16(__m512i r[16]) {
   }
 }
 
-// pack_pairs for one panel of B, 16 words at a time (ld even, m 4-byte aligned):
+// pack_pairs for one panel of B, 16 words at a time (op trans: ld even, m 4-byte aligned):
 // B [k, n] (op none) interleaves two rows' 16 values; B [n, k] (op trans) holds each
 // column's pairs as words of its row, so 16 x 16 blocks of words are transposed.
 __attribute__((target("avx512f"))) void pack_panel(const BFloat16* m, Op op, std::int64_t ld, std::int64_t depth,
@@ -182,7 +182,8 @@ void pack_b(MatrixView<const BFloat16> b, Op op, std::int64_t p0, std::int64_t d
   const std::int64_t step_p = op == Op::none ? b.ld : 1, step_j = op == Op::none ? 1 : b.ld;
   for (std::int64_t j = 0; j < cols; j += panel_cols) {
     const BFloat16* panel = &b(0, 0) + p0 * step_p + (j0 + j) * step_j;
-    if (b.ld % 2 == 0 && reinterpret_cast<std::uintptr_t>(&b(0, 0)) % 4 == 0 && p0 % 2 == 0)
+    // B^T is read as words of two neighbours: whole words need an even ld and an aligned start (p0 is even).
+    if (op == Op::none || (b.ld % 2 == 0 && reinterpret_cast<std::uintptr_t>(&b(0, 0)) % 4 == 0))
       pack_panel(panel, op, b.ld, depth, std::min(panel_cols, cols - j), out + j * pairs);
     else
       pack_pairs(panel, step_p, step_j, depth, std::min(panel_cols, cols - j), out + j * pairs, panel_cols, 1);
@@ -284,12 +285,12 @@ void gemm_dot_pairs(const LeftOperand& a, Op op_b, float alpha, MatrixView<const
       const Update u{alpha, beta, p0 == 0};
       for (std::int64_t i0 = 0; i0 < m; i0 += block_rows) {
         const std::int64_t rows = std::min(block_rows, m - i0);
-        const std::uint32_t* a_tile = a.pairs + i0 * a.ld + p0 / 2;
-        std::int64_t a_row = a.ld;
-        if (a.pairs == nullptr) {
+        const std::uint32_t* a_tile = a_pack.data();
+        std::int64_t a_row = pairs;
+        if (a.pairs != nullptr)
+          a_tile = a.pairs + i0 * a.ld + p0 / 2, a_row = a.ld;  // p0 is a multiple of block_k: whole pairs
+        else
           pack_a(a.m, a.op, i0, rows, p0, depth, a_pack.data());
-          a_tile = a_pack.data(), a_row = pairs;
-        }
         for (std::int64_t jp = 0; jp < cols; jp += panel_cols) {
           const PairTile t{rows, std::min(panel_cols, cols - jp), pairs, a_tile, a_row, 1,
                            b_pack.data() + jp * pairs, panel_cols, c.data + i0 * c.ld + j0 + jp, c.ld};

@@ -1,7 +1,6 @@
 // The one place a configuration's family becomes a choice of parts.
 #include "model/decoder_parts.hpp"
 
-
 #include "lorafast/decoder.hpp"
 
 namespace lorafast {

@@ -4,7 +4,6 @@
 // (to T, or to bf16 for a frozen matrix when asked) and transposed from nn.Linear's
 // [out, in] to the [in, out] layout of LoraLinearParams, one at a time, so loading
 // holds the model once plus one tensor.
-#include <cstring>
 #include <map>
 #include <memory>
 #include <set>
@@ -37,8 +36,7 @@ struct TensorSource {
     if (tensor != nullptr) return f(*tensor);
     if (entry->dtype != "BF16") return f(file->read(*entry));
     Tensor t(DType::bf16, entry->shape);
-    const std::vector<std::byte> bytes = file->read_bytes(*entry);
-    std::memcpy(t.bytes(), bytes.data(), bytes.size());
+    file->read_into(*entry, {t.bytes(), t.nbytes()});
     f(t);
   }
 };

@@ -65,7 +65,7 @@ class FullRun {
     const double norm = clip_grad_norm(grads, clip);
     pretrain_adamw_step(state_, *grads_, options_.adamw, lr);
     grads_.reset();
-    bf16_.reset();
+    bf16_stale_ = true;
     return norm;
   }
 
@@ -77,13 +77,21 @@ class FullRun {
 
  private:
   // The weights the passes multiply by: the f32 master weights, or with bf16 their
-  // copy with the frozen-matrix layout in bf16, made once per update.
+  // copy with the frozen matrices in bf16 (store_frozen_bf16), made once and then
+  // refreshed from the master weights once per update, tensor by tensor (no second
+  // f32 copy of the model).
   const Weights& computed() {
     if constexpr (std::is_same_v<T, float>) {
-      if (options_.bf16) {
-        if (!bf16_) store_frozen_bf16(bf16_.emplace(state_.weights));
-        return *bf16_;
+      if (!options_.bf16) return state_.weights;
+      if (!bf16_) {
+        store_frozen_bf16(bf16_.emplace(state_.weights));
+      } else if (bf16_stale_) {
+        const auto master = tensor_list(std::as_const(state_.weights));
+        const auto copy = tensor_list(*bf16_);
+        for (std::size_t k = 0; k < copy.size(); ++k) *copy[k] = master[k]->to(copy[k]->dtype());
       }
+      bf16_stale_ = false;
+      return *bf16_;
     }
     return state_.weights;
   }
@@ -92,6 +100,7 @@ class FullRun {
   const Tokens& val_;
   const TrainOptions& options_;
   std::optional<Weights> grads_, bf16_;
+  bool bf16_stale_ = false;  // an update changed the master weights since bf16_ was made
 };
 
 }  // namespace

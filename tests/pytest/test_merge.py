@@ -33,6 +33,7 @@ import pathlib
 import shutil
 import struct
 import subprocess
+import sys
 
 import pytest
 import torch
@@ -41,6 +42,9 @@ import peft
 from safetensors.torch import load_file, save_file
 
 import lorafast
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "python"))
+from hf_random import randomize  # noqa: E402
 
 torch.set_num_threads(1)
 LLAMA_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -68,16 +72,7 @@ def build(kind, seed=0, **overrides):
         common.update(overrides)
         config = {"llama": transformers.LlamaConfig, "qwen2": transformers.Qwen2Config,
                   "mistral": transformers.MistralConfig, "qwen3": transformers.Qwen3Config}[kind](**common)
-    model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="eager")
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight") or name.endswith("layernorm.weight"):
-                p.copy_(1 + 0.2 * torch.randn_like(p))
-            elif name.endswith(".bias"):
-                p.copy_(0.1 * torch.randn_like(p))
-            elif p.dim() == 2:
-                p.copy_(torch.randn_like(p) / (p.shape[-1] ** 0.5 if "embed" not in name and "wte" not in name else 1))
-    return model
+    return randomize(transformers.AutoModelForCausalLM.from_config(config, attn_implementation="eager"))
 
 
 def make_pair(tmp, kind, dtype=torch.float32, seed=0, tag="", **overrides):

@@ -65,6 +65,8 @@ import transformers
 import peft
 from safetensors.torch import load_file, save_file
 
+from hf_random import randomize
+
 torch.set_num_threads(1)
 T = 16          # predicted tokens per window
 WINDOWS = 3
@@ -115,16 +117,7 @@ def build(kind, seed, **overrides):
                        "qwen2": (transformers.Qwen2Config, transformers.Qwen2ForCausalLM),
                        "mistral": (transformers.MistralConfig, transformers.MistralForCausalLM)}[kind]
         config = config(**common)
-    model = cls(config)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight") or name.endswith("layernorm.weight"):
-                p.copy_(1 + 0.2 * torch.randn_like(p))
-            elif name.endswith(".bias"):
-                p.copy_(0.1 * torch.randn_like(p))
-            elif p.dim() == 2:
-                p.copy_(torch.randn_like(p) / (p.shape[-1] ** 0.5 if "embed" not in name and "wte" not in name else 1))
-    return model, cls
+    return randomize(cls(config)), cls
 
 
 def load_oracle(cls, directory, attn="eager"):

@@ -35,6 +35,7 @@ import transformers
 from safetensors.torch import load_file, save_file
 
 import test_generate_vs_hf as generate
+from hf_random import randomize
 import test_llama_interop as interop
 import test_llama_pretrain as pretrain
 
@@ -49,16 +50,7 @@ def build(kind, seed, **overrides):
     config = dict(vocab_size=256, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
                   num_key_value_heads=2, head_dim=12, max_position_embeddings=64, rms_norm_eps=1e-5)
     config.update(overrides)
-    model = transformers.Qwen3ForCausalLM(transformers.Qwen3Config(**config))
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):
-                p.copy_(1 + 0.2 * torch.randn_like(p))
-            elif name.endswith(".bias"):
-                p.copy_(0.1 * torch.randn_like(p))
-            elif p.dim() == 2:
-                p.copy_(torch.randn_like(p) / (p.shape[-1] ** 0.5 if "embed" not in name else 1))
-    return model, transformers.Qwen3ForCausalLM
+    return randomize(transformers.Qwen3ForCausalLM(transformers.Qwen3Config(**config))), transformers.Qwen3ForCausalLM
 
 
 # Both scripts' one_model() build their models through this module-level name;

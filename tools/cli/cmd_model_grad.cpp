@@ -94,16 +94,6 @@ void add_adapter_grads(const std::vector<LoraLayer>& d_lora, TensorMap& out) {
       }
 }
 
-// --dtype bf16: the frozen matrices stored in bf16 (decoder.hpp).
-template <class W>
-void apply_dtype(const ModelGradFlags& f, W& weights) {
-  if constexpr (std::is_same_v<typename W::value_type, float>) {
-    if (f.dtype != "bf16") return;
-    note_bf16_fallback(f.dtype);
-    store_frozen_bf16(weights);
-  }
-}
-
 template <class T>
 void run(const ModelGradFlags& f) {
   LF_CHECK(f.full || !f.adapter.empty(), ErrorKind::usage, "model-grad: --adapter is required without --full");
@@ -123,8 +113,8 @@ void run(const ModelGradFlags& f) {
   std::chrono::steady_clock::time_point start;
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
   if (config.is_llama()) {
-    auto weights = load_llama_model<T>(f.model, std::is_same_v<T, float> && f.dtype == "bf16");
-    apply_dtype(f, weights);
+    auto weights = load_llama_model<T>(f.model, frozen_bf16<T>(f.dtype));
+    apply_dtype(f.dtype, weights);
     std::optional<GptLora<T>> lora;
     if (!f.adapter.empty()) lora = load_peft_adapter<T>(f.adapter, weights.config);
     start = std::chrono::steady_clock::now();
@@ -144,7 +134,7 @@ void run(const ModelGradFlags& f) {
     const TensorMap model_tensors = read_safetensors(model_file).tensors;
     const std::string prefix = gpt_tensor_prefix(model_tensors);
     auto weights = gpt_weights_from_tensors<T>(config, model_tensors, model_file.string());
-    apply_dtype(f, weights);
+    apply_dtype(f.dtype, weights);
     std::optional<GptLora<T>> lora;
     if (!f.adapter.empty()) lora = load_peft_adapter<T>(f.adapter, weights.config);
     start = std::chrono::steady_clock::now();

@@ -62,32 +62,43 @@ inline GptConfig model_config_for_data(const GptModelFlags& flags, DataFormat fo
   return config;
 }
 
+// Whether --dtype `dtype` holds the frozen matrices in bf16 (with f32 compute, T = float).
+template <class T>
+bool frozen_bf16(const std::string& dtype) {
+  return std::is_same_v<T, float> && dtype == "bf16";
+}
+
+// --dtype bf16: the frozen matrices of `weights` stored in bf16 (decoder.hpp; a no-op
+// for those a loader already read as bf16), and the note of a CPU without bf16 arithmetic.
+template <class W>
+void apply_dtype(const std::string& dtype, W& weights) {
+  if constexpr (std::is_same_v<typename W::value_type, float>) {
+    if (dtype != "bf16") return;
+    note_bf16_fallback(dtype);
+    store_frozen_bf16(weights);
+  }
+}
+
 // Runs `action(weights)` on the model of --model: GptWeights<T> for gpt2, LlamaWeights<T>
-// for the Llama family, with --positions applied (a rotary model just accepts longer sequences).
-// With --dtype bf16 (T = float) the frozen matrices are stored in bf16 first (decoder.hpp).
+// for the Llama family, with --positions applied (a rotary model just accepts longer sequences)
+// and --dtype (apply_dtype).
 template <class T, class Action>
 void with_model_for_data(const GptModelFlags& flags, DataFormat format, Action&& action) {
-  auto run = [&](auto&& weights) {
-    if constexpr (std::is_same_v<T, float>) {
-      if (flags.dtype == "bf16") {
-        note_bf16_fallback(flags.dtype);
-        store_frozen_bf16(weights);
-      }
-    }
-    action(weights);
-  };
   if (!model_config_for_data(flags, format).is_llama()) {
-    run(load_model_for_data<T>(flags, format));
+    auto weights = load_model_for_data<T>(flags, format);
+    apply_dtype(flags.dtype, weights);
+    action(weights);
     return;
   }
-  auto weights = load_llama_model<T>(flags.model, std::is_same_v<T, float> && flags.dtype == "bf16");
+  auto weights = load_llama_model<T>(flags.model, frozen_bf16<T>(flags.dtype));
   if (flags.positions) {
     LF_CHECK(*flags.positions >= weights.config.n_positions && *flags.positions <= (1 << 24), ErrorKind::usage,
              "--positions ", *flags.positions, " is outside [max_position_embeddings = ", weights.config.n_positions,
              ", 16777216]");
     weights.config.n_positions = *flags.positions;
   }
-  run(weights);
+  apply_dtype(flags.dtype, weights);
+  action(weights);
 }
 
 // The adapter of --adapter, or nothing without it.

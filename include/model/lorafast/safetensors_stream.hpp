@@ -35,6 +35,7 @@ class SafetensorsReader {
   const std::vector<SafetensorsEntry>& entries() const { return entries_; }
   const Metadata& metadata() const { return metadata_; }
   std::vector<std::byte> read_bytes(const SafetensorsEntry& entry) const;  // as stored
+  void read_into(const SafetensorsEntry& entry, std::span<std::byte> out) const;  // as stored; entry.nbytes() bytes
   Tensor read(const SafetensorsEntry& entry) const;  // loaded as read_safetensors loads it
 
  private:
