@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "lorafast/instruction_data.hpp"
+#include "lorafast/sft_rows.hpp"
 #include "support/bad_input.hpp"
 #include "support/scratch_files.hpp"
 
@@ -192,10 +193,14 @@ TEST(SftPrepare, TruncationKeepsTheStartAndDropsUnlabelled) {
 
 TEST(SftPrepare, WritesRowsAtomically) {
   const auto dir = scratch_dir("write");
-  write_sft_jsonl(dir / "out.jsonl", {SftExample{{5, 6}, {no, 6}}});
+  write_sft_jsonl(dir / "out.jsonl", pack_examples({SftExample{{5, 6}, {no, 6}}}, 8, Packing::off));
   std::ifstream in(dir / "out.jsonl");
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_EQ(text, "{\"input_ids\": [5, 6], \"labels\": [-100, 6], \"position_ids\": [0, 1], \"seq_lengths\": [2]}\n");
+  write_sft_jsonl(dir / "packed.jsonl", pack_examples({SftExample{{5, 6}, {no, 6}}, SftExample{{7}, {7}}}, 8, Packing::bfd));
+  std::ifstream packed(dir / "packed.jsonl");
+  const std::string row((std::istreambuf_iterator<char>(packed)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(row, "{\"input_ids\": [5, 6, 7], \"labels\": [-100, 6, 7], \"position_ids\": [0, 1, 0], \"seq_lengths\": [2, 1]}\n");
 }
 
 }  // namespace

@@ -137,7 +137,7 @@ SftData prepare_instruction_data(const std::filesystem::path& data, const std::f
     const auto trained = [&] {
       return std::any_of(e.labels.begin(), e.labels.end(), [](std::int32_t l) { return l != ignore_label; });
     };
-    if (!trained()) {
+    if (!trained() && !options.packing) {
       ++s.dropped_unlabelled;
       return;
     }
@@ -145,7 +145,7 @@ SftData prepare_instruction_data(const std::filesystem::path& data, const std::f
       ++s.truncated;
       e.input_ids.resize(seq_len);
       e.labels.resize(seq_len);
-      if (!trained()) {
+      if (!trained() && !options.packing) {
         ++s.dropped_truncated;
         return;
       }

@@ -1,9 +1,9 @@
-// write_sft_jsonl (instruction_data.hpp): one row per example, the layout packed rows
-// will share (position_ids restarting and seq_lengths per document).
+// write_sft_jsonl (sft_rows.hpp): one line per row, its documents' ids, labels and
+// restarting position_ids concatenated, and their seq_lengths.
 #include <charconv>
 
 #include "lorafast/atomic_file.hpp"
-#include "lorafast/instruction_data.hpp"
+#include "lorafast/sft_rows.hpp"
 
 namespace lorafast {
 
@@ -24,18 +24,25 @@ void append_list(std::string& out, const char* name, std::size_t n, Value&& valu
 
 }  // namespace
 
-void write_sft_jsonl(const std::filesystem::path& path, const std::vector<SftExample>& examples) {
+void write_sft_jsonl(const std::filesystem::path& path, const SftRows& rows) {
   std::string out;
-  for (const SftExample& e : examples) {
-    const std::size_t n = e.input_ids.size();
+  for (std::int64_t r = 0; r < rows.rows(); ++r) {
+    std::vector<std::int32_t> ids, labels, positions;
+    std::vector<std::size_t> lengths;
+    for (const SftExample& e : rows.row(r)) {
+      ids.insert(ids.end(), e.input_ids.begin(), e.input_ids.end());
+      labels.insert(labels.end(), e.labels.begin(), e.labels.end());
+      for (std::size_t i = 0; i < e.input_ids.size(); ++i) positions.push_back(static_cast<std::int32_t>(i));
+      lengths.push_back(e.input_ids.size());
+    }
     out += '{';
-    append_list(out, "input_ids", n, [&](std::size_t i) { return e.input_ids[i]; });
+    append_list(out, "input_ids", ids.size(), [&](std::size_t i) { return ids[i]; });
     out += ", ";
-    append_list(out, "labels", n, [&](std::size_t i) { return e.labels[i]; });
+    append_list(out, "labels", labels.size(), [&](std::size_t i) { return labels[i]; });
     out += ", ";
-    append_list(out, "position_ids", n, [](std::size_t i) { return i; });
+    append_list(out, "position_ids", positions.size(), [&](std::size_t i) { return positions[i]; });
     out += ", ";
-    append_list(out, "seq_lengths", 1, [&](std::size_t) { return n; });
+    append_list(out, "seq_lengths", lengths.size(), [&](std::size_t i) { return lengths[i]; });
     out += "}\n";
   }
   write_file_atomically(path, out);

@@ -165,10 +165,24 @@ struct KeptBlocks {
 template <class T>
 struct DecoderActivations : KeptBlocks<T, BlockActivations<T>> {
   std::int64_t batch = 0, seq_len = 0, rows = 0;  // N, T, M
+  std::vector<std::int32_t> positions;            // [M] with documents (TokenBatch::positions), else empty
+  std::vector<std::int64_t> cu_seqlens;           // the batch's documents (empty: one per window)
   GptAttentionPlan plan;                          // every layer's, rerun by the backward pass
   RopeTable<T> rope;                              // with RoPE: positions 0 .. T-1
   Activation<T> final_mean, final_rstd, final_out;  // [M] (LayerNorm only), [M], [M, D]
-  std::vector<std::int32_t> targets;              // [M]
+  std::vector<std::int32_t> targets;              // [M], a token or no_target
+  std::int64_t loss_tokens = 0;                   // TokenBatch::loss_tokens
+
+  // RoPE over every row of x, `heads` heads per row, at the rows' positions.
+  RopeParams<T> rope_params(std::int64_t heads, T* x) const {
+    return {rows, heads, &rope, x, positions.empty() ? nullptr : positions.data()};
+  }
+  // Block `layer`'s attention over this batch, with its documents.
+  AttentionParams<T> attention_params(const DecoderSpec& s, std::int64_t layer) const {
+    AttentionParams<T> attn = block_attention_params<T>(s, layer, batch, seq_len);
+    attn.cu_seqlens = cu_seqlens;
+    return attn;
+  }
 };
 
 // out = a + b, elementwise (the residual connections).
@@ -256,21 +270,12 @@ NormParams<T> norm_params(const DecoderSpec& s, const NormTensors<const Tensor>&
   return p;
 }
 
-// The LM head's loss over the final norm's output (forward only: the caller sets
-// d_h and d_wte for a backward pass).
+// The LM head's loss over the final norm's output rows that have a target (the
+// others skip the head), their summed losses divided by act.loss_tokens (0: by
+// their count). With d_h [M, D], its gradient (zero on rows without a target); with
+// d_wte too, the head's weight gradient, overwritten.
 template <class T>
-LmHeadLossParams<T> lm_head_params(const DecoderView<T>& m, const DecoderActivations<T>& act) {
-  const FrozenValues<T> head = frozen<T>(*m.tensors.head);
-  LmHeadLossParams<T> p;
-  p.rows = act.rows;
-  p.dim = m.spec.dim;
-  p.vocab = m.spec.vocab;
-  p.h = act.final_out.data();
-  p.wte = head.values;
-  p.wte_bf16 = head.bf16;
-  p.targets = act.targets.data();
-  return p;
-}
+double decoder_head_loss(const DecoderView<T>& model, const DecoderActivations<T>& act, T* d_h, T* d_wte);
 
 // What one backward pass writes: adapter gradients, base-weight gradients (laid out
 // as the weights, bound as parts), or both, and optionally the attention plan it ran.

@@ -39,10 +39,7 @@ double forward_backward(const DecoderView<T>& m, const GptLora<T>* lora, const T
   Activation<T> d_wide = buffer(std::max(qkv_size, mlp_size));
   Activation<T> d_pre = buffer(s.qk_norm ? rows * (s.q_width() + s.kv_width()) : 0);  // of q and k before their norms
 
-  auto head = lm_head_params(m, act);
-  head.d_h = d_ln.data();
-  if (d_w != nullptr) head.d_wte = data<T>(d_w->head);
-  const double loss = lm_head_loss(head);
+  const double loss = decoder_head_loss<T>(m, act, d_ln.data(), d_w != nullptr ? data<T>(d_w->head) : nullptr);
   auto final_norm = norm_params<T>(s, m.tensors.final_norm, rows);
   final_norm.x = act.residual.back().data(), final_norm.mean = act.final_mean.data();
   final_norm.rstd = act.final_rstd.data(), final_norm.d_y = d_ln.data(), final_norm.d_x = d_res.data();
@@ -101,13 +98,13 @@ double forward_backward(const DecoderView<T>& m, const GptLora<T>* lora, const T
     linear_bwd(b.o, gb ? &gb->o : nullptr, a.attn.data(), d_res.data(), d_attn.data());
     const auto qkv = qkv_view(s, rows, static_cast<const T*>(a.qkv.data()));
     const auto d_qkv = qkv_view(s, rows, d_wide.data());
-    AttentionParams<T> attn = block_attention_params<T>(s, i, batch.batch, batch.seq_len);
+    AttentionParams<T> attn = act.attention_params(s, i);
     attn.q = qkv.q, attn.k = qkv.k, attn.v = qkv.v, attn.o = a.attn.data(), attn.lse = a.lse.data();
     attn.d_o = d_attn.data(), attn.d_q = d_qkv.q, attn.d_k = d_qkv.k, attn.d_v = d_qkv.v;
     planned_attention_bwd(attn, act.plan[static_cast<std::size_t>(i)]);
     if (!s.learned_positions) {
-      rope_bwd(RopeParams<T>{rows, s.heads, &act.rope, d_qkv.q});
-      rope_bwd(RopeParams<T>{rows, s.kv_heads, &act.rope, d_qkv.k});
+      rope_bwd(act.rope_params(s.heads, d_qkv.q));
+      rope_bwd(act.rope_params(s.kv_heads, d_qkv.k));
     }
     if (s.qk_norm) {
       std::fill(d_pre.begin(), d_pre.end(), T(0));  // norm_bwd accumulates
@@ -131,7 +128,8 @@ double forward_backward(const DecoderView<T>& m, const GptLora<T>* lora, const T
     norm_grads(norm1, gb ? &gb->attn_norm : nullptr);
     norm_bwd(norm1);  // d loss / d (block input)
   }
-  if (d_w != nullptr) token_embedding_bwd(batch, d, d_res.data(), data<T>(d_w->embed), data<T>(d_w->positions));
+  if (d_w != nullptr) token_embedding_bwd(batch, act.positions, d, d_res.data(), data<T>(d_w->embed),
+                                          data<T>(d_w->positions));
   if (out.d_lora != nullptr && lora != nullptr) mask_c_attn_rows(*out.d_lora, lora->config);
   if (out.plan != nullptr) *out.plan = std::move(act.plan);
   return loss;

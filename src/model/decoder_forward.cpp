@@ -19,9 +19,10 @@ void resize(Vector& v, std::int64_t n) {
   v.resize(static_cast<std::size_t>(n));
 }
 
-// x0[n, t] = embed[token] (+ positions[t]).
+// x0[n, t] = embed[token] (+ positions[the row's position]).
 template <class T>
-void embed_fwd(const DecoderView<T>& m, const TokenBatch& batch, T* x) {
+void embed_fwd(const DecoderView<T>& m, const TokenBatch& batch, const std::vector<std::int32_t>& row_positions,
+               T* x) {
   const std::int64_t d = m.spec.dim, tlen = batch.seq_len;
   const T* positions = data<T>(m.tensors.positions);
 #pragma omp parallel for schedule(static)
@@ -29,7 +30,7 @@ void embed_fwd(const DecoderView<T>& m, const TokenBatch& batch, T* x) {
     const std::int64_t n = row / tlen, t = row % tlen;
     table_row(*m.tensors.embed, batch.at(n, t), x + row * d);
     if (positions == nullptr) continue;
-    const T* pos = positions + t * d;
+    const T* pos = positions + (row_positions.empty() ? t : row_positions[static_cast<std::size_t>(row)]) * d;
     for (std::int64_t c = 0; c < d; ++c) x[row * d + c] += pos[c];
   }
 }
@@ -64,7 +65,7 @@ template <class T>
 double loss(const DecoderView<T>& m, const GptLora<T>* lora, const TokenBatch& batch,
             const AttentionRequest& attention) {
   const auto act = forward_only(m, lora, batch, attention);
-  return lm_head_loss(lm_head_params(m, act));
+  return decoder_head_loss<T>(m, act, nullptr, nullptr);
 }
 
 }  // namespace
@@ -80,6 +81,39 @@ void validate_tokens(const TokenBatch& batch, const GptConfig& config) {
   for (std::size_t i = 0; i < batch.tokens.size(); ++i)
     LF_CHECK(batch.tokens[i] >= 0 && batch.tokens[i] < config.vocab_size, bad, "token batch: token ", i, " is ",
              batch.tokens[i], ", outside the vocabulary [0, ", config.vocab_size, ")");
+  const std::int64_t rows = batch.predicted();
+  LF_CHECK(batch.targets.empty() || static_cast<std::int64_t>(batch.targets.size()) == rows, bad, "token batch: ",
+           batch.targets.size(), " targets for N * T = ", rows, " rows");
+  for (std::size_t i = 0; i < batch.targets.size(); ++i)
+    LF_CHECK(batch.targets[i] == no_target || (batch.targets[i] >= 0 && batch.targets[i] < config.vocab_size), bad,
+             "token batch: target ", i, " is ", batch.targets[i], ", neither ", no_target,
+             " (none) nor in the vocabulary [0, ", config.vocab_size, ")");
+  LF_CHECK(batch.loss_tokens >= 0, bad, "token batch: loss_tokens must be >= 0, got ", batch.loss_tokens);
+  const auto& cu = batch.cu_seqlens;
+  if (cu.empty()) return;
+  LF_CHECK(cu.size() >= 2 && cu.front() == 0 && cu.back() == rows, bad, "token batch: cu_seqlens must run from 0 "
+           "to N * T = ", rows);
+  for (std::size_t i = 1; i < cu.size(); ++i) {
+    LF_CHECK(cu[i] > cu[i - 1], bad, "token batch: cu_seqlens must increase, got ", cu[i - 1], " then ", cu[i]);
+    const std::int64_t next_window = (cu[i - 1] / batch.seq_len + 1) * batch.seq_len;
+    LF_CHECK(cu[i] <= next_window, bad, "token batch: the document at row ", cu[i - 1],
+             " crosses the window boundary ", next_window);
+  }
+}
+
+std::int64_t TokenBatch::targeted() const {
+  if (targets.empty()) return predicted();
+  return std::count_if(targets.begin(), targets.end(), [](std::int32_t t) { return t != no_target; });
+}
+
+std::vector<std::int32_t> TokenBatch::positions() const {
+  std::vector<std::int32_t> out;
+  if (cu_seqlens.empty()) return out;
+  out.resize(static_cast<std::size_t>(predicted()));
+  for (std::size_t d = 0; d + 1 < cu_seqlens.size(); ++d)
+    for (std::int64_t r = cu_seqlens[d]; r < cu_seqlens[d + 1]; ++r)
+      out[static_cast<std::size_t>(r)] = static_cast<std::int32_t>(r - cu_seqlens[d]);
+  return out;
 }
 
 template <class T>
@@ -104,10 +138,10 @@ void decoder_block_fwd(const DecoderView<T>& m, const GptLora<T>* lora, std::int
     norm_fwd(p);
   }
   if (!s.learned_positions) {
-    rope_fwd(RopeParams<T>{rows, s.heads, &act.rope, qkv.q});
-    rope_fwd(RopeParams<T>{rows, s.kv_heads, &act.rope, qkv.k});
+    rope_fwd(act.rope_params(s.heads, qkv.q));
+    rope_fwd(act.rope_params(s.kv_heads, qkv.k));
   }
-  AttentionParams<T> attn = block_attention_params<T>(s, i, act.batch, act.seq_len);
+  AttentionParams<T> attn = act.attention_params(s, i);
   attn.q = qkv.q;
   attn.k = qkv.k;
   attn.v = qkv.v;
@@ -135,10 +169,12 @@ void decoder_forward(const DecoderView<T>& m, const GptLora<T>* lora, const Toke
   act.batch = batch.batch;
   act.seq_len = batch.seq_len;
   act.rows = rows;
+  act.positions = batch.positions();
+  act.cu_seqlens = batch.cu_seqlens;
   if (!s.learned_positions) act.rope = make_rope_table<T>(s.rope, s.head_dim, batch.seq_len);
   act.lay_out(keep, layers, rows * d,
               [&](BlockActivations<T>& b) { allocate(b, s, rows, batch.batch * s.heads * batch.seq_len); });
-  embed_fwd(m, batch, act.input(0).data());
+  embed_fwd(m, batch, act.positions, act.input(0).data());
 
   Activation<T> h(static_cast<std::size_t>(rows * s.ffn), T(0)), proj(static_cast<std::size_t>(rows * d), T(0));
   act.plan.assign(static_cast<std::size_t>(layers), {});
@@ -153,9 +189,8 @@ void decoder_forward(const DecoderView<T>& m, const GptLora<T>* lora, const Toke
   norm.mean = act.final_mean.data(), norm.rstd = act.final_rstd.data();
   norm_fwd(norm);
   resize(act.targets, rows);
-  for (std::int64_t n = 0; n < batch.batch; ++n)
-    for (std::int64_t t = 0; t < batch.seq_len; ++t)
-      act.targets[static_cast<std::size_t>(n * batch.seq_len + t)] = batch.at(n, t + 1);
+  for (std::int64_t r = 0; r < rows; ++r) act.targets[static_cast<std::size_t>(r)] = batch.target(r);
+  act.loss_tokens = batch.loss_tokens;
 }
 
 template <class T>

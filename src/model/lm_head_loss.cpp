@@ -56,7 +56,7 @@ double lm_head_loss(const LmHeadLossParams<T>& p) {
   const int threads = omp_get_max_threads();
   const auto nt = static_cast<std::size_t>(threads);
   const std::int64_t rc_max = std::min(chunk_rows, p.rows), dim = p.dim, vocab = p.vocab;
-  const double inv_rows = 1.0 / static_cast<double>(p.rows);
+  const double inv_rows = 1.0 / static_cast<double>(p.normalizer > 0 ? p.normalizer : p.rows);
   // The [512, V] logits chunk (100 MB for GPT-2) from the scratch pool: reused by the next step.
   ScratchVector<T> logits(static_cast<std::size_t>(rc_max * vocab), T(0));
   ScratchVector<T> d_h_partial(p.d_h != nullptr ? nt * static_cast<std::size_t>(rc_max * dim) : 0, T(0));

@@ -1,7 +1,7 @@
 // The tied LM head and the mean next-token cross-entropy, fused and computed in
 // chunks of rows so that at most chunk x V logits exist at a time (512 x V):
-//   logits = h wte^T,   loss = mean_r (logsumexp(logits_r) - logits_r[target_r])
-//   d_h = d_logits wte,   d_wte = d_logits^T h,   d_logits = (softmax(logits) - onehot(target)) / rows
+//   logits = h wte^T,   loss = sum_r (logsumexp(logits_r) - logits_r[target_r]) / normalizer
+//   d_h = d_logits wte,   d_wte = d_logits^T h,   d_logits = (softmax(logits) - onehot(target)) / normalizer
 #pragma once
 
 #include <cstdint>
@@ -22,9 +22,12 @@ struct LmHeadLossParams {
   T* d_wte = nullptr;      // [V, D]     overwritten with the LM head's share of d loss / d wte; needs d_h
   // wte in bf16 instead (T = float): h and d_logits are rounded to bf16 for their products with it.
   const BFloat16* wte_bf16 = nullptr;
+  // The summed row losses are divided by this (and d_logits by it): 0 means rows.
+  std::int64_t normalizer = 0;
 };
 
-// The mean cross-entropy in nats. Threads split the vocabulary (static slices), so
+// The summed cross-entropy over `normalizer` (by default the mean) in nats.
+// Threads split the vocabulary (static slices), so
 // the result is deterministic per thread count, and a different count only
 // reorders sums: each row's log-sum-exp combines the slices' partial sums, d_h adds
 // the slices' partial products in thread order, and d_wte (each row owned by one

@@ -56,7 +56,7 @@ void rotate(const RopeParams<T>& p, T sign) {
   const std::int64_t half = p.table->half, e = 2 * half, width = p.heads * e;
 #pragma omp parallel for schedule(static)
   for (std::int64_t r = 0; r < p.rows; ++r) {
-    const std::int64_t t = r % p.table->seq_len;
+    const std::int64_t t = p.positions != nullptr ? p.positions[r] : r % p.table->seq_len;
     const T* c = p.table->cos.data() + t * half;
     const T* s = p.table->sin.data() + t * half;
     for (std::int64_t h = 0; h < p.heads; ++h) {

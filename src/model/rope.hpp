@@ -27,6 +27,7 @@ struct RopeParams {
   std::int64_t heads = 0;     // heads in a row
   const RopeTable<T>* table = nullptr;  // head dim E = 2 * table->half
   T* x = nullptr;             // [rows, heads * E], rotated in place (fwd) or back (bwd)
+  const std::int32_t* positions = nullptr;  // [rows] in [0, T): row r at positions[r] instead
 };
 
 template <class T>

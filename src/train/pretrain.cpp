@@ -139,7 +139,8 @@ TrainOutcome pretrain(PretrainStateOf<Weights>& state, const TrainValSplit& data
                       const TrainCallbacks& callbacks) {
   validate_training_run(state.weights.config, data, options);
   FullRun<Weights> run(state, data.val, options);
-  return detail::run_updates(run, data.train, options, callbacks);
+  return detail::run_updates(
+      run, [&](std::int64_t step) { return detail::window_batches(data.train, options, step); }, options, callbacks);
 }
 
 #define LORAFAST_INSTANTIATE(W)                                                                           \

@@ -34,6 +34,7 @@ std::optional<DataFormat> parse_data_format(std::string_view name) {
   if (name == "uint16") return DataFormat::uint16;
   if (name == "int32") return DataFormat::int32;
   if (name == "text") return DataFormat::text;
+  if (name == "jsonl") return DataFormat::jsonl;
   return std::nullopt;
 }
 
@@ -63,7 +64,7 @@ Tokens decode_ids(std::string_view bytes) {
 
 Tokens parse_token_ids(std::string_view bytes, DataFormat format, std::int64_t vocab_size, const std::string& origin) {
   LF_CHECK(!bytes.empty(), bad, origin, ": the data file is empty");
-  LF_ASSERT(format != DataFormat::text);  // read_text_tokens
+  LF_ASSERT(format != DataFormat::text && format != DataFormat::jsonl);  // read_text_tokens, prepare_instruction_data
   if (format == DataFormat::bytes) return byte_tokens(bytes);
   const std::size_t width = format == DataFormat::uint16 ? 2 : 4;
   LF_CHECK(bytes.size() % width == 0, bad, origin, ": ", bytes.size(), " bytes, not a whole number of ", width,

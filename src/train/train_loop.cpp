@@ -1,5 +1,6 @@
 // The fine-tuning loop: sample, accumulate, clip, step, validate, report.
 #include <cmath>
+#include <type_traits>
 #include <utility>
 
 #include "lorafast/train_loop.hpp"
@@ -72,11 +73,27 @@ void validate_any(const W& weights, const TrainState<T>& state, const TrainValSp
   validate_training_run(weights.config, data, options);
 }
 
-// Fine-tuning as update_loop.hpp's Run: gradients of the adapters only.
-template <class W, class T = typename W::value_type>
+void validate_rows(const GptConfig& model, const SftSplit& data, const TrainOptions& options) {
+  options.validate();
+  LF_CHECK(options.seq_len <= model.n_positions, usage, "`seq_len` ", options.seq_len,
+           " exceeds the model's n_positions ", model.n_positions);
+  LF_CHECK(data.train.rows() > 0, ErrorKind::bad_input, "no training example");
+  LF_CHECK(options.eval_every == 0 || data.val.rows() > 0, ErrorKind::bad_input,
+           "no validation example (raise `val_fraction`, or pass `eval_every` 0)");
+}
+
+template <class W, class T>
+void validate_any(const W& weights, const TrainState<T>& state, const SftSplit& data, const TrainOptions& options) {
+  validate_gpt_lora(state.lora, weights.config, "adapter");
+  validate_rows(weights.config, data, options);
+}
+
+// Fine-tuning as update_loop.hpp's Run: gradients of the adapters only; `Val` the
+// validation data (Tokens or SftRows).
+template <class W, class Val, class T = typename W::value_type>
 class LoraRun {
  public:
-  LoraRun(const W& weights, TrainState<T>& state, const Tokens& val, const TrainOptions& options)
+  LoraRun(const W& weights, TrainState<T>& state, const Val& val, const TrainOptions& options)
       : weights_(weights), state_(state), val_(val), options_(options) {}
 
   std::int64_t step() const { return state_.step(); }
@@ -98,12 +115,17 @@ class LoraRun {
     return norm;
   }
 
-  double validation_loss() const { return lorafast::validation_loss(weights_, state_.lora, val_, options_); }
+  double validation_loss() const {
+    if constexpr (std::is_same_v<Val, SftRows>)
+      return evaluate_rows(weights_, &state_.lora, val_, options_.val_windows, options_.batch).loss;
+    else
+      return lorafast::validation_loss(weights_, state_.lora, val_, options_);
+  }
 
  private:
   const W& weights_;
   TrainState<T>& state_;
-  const Tokens& val_;
+  const Val& val_;
   const TrainOptions& options_;
   std::vector<LoraLayer> grads_;
   GptAttentionPlan plan_;  // of the update's first micro-batch
@@ -117,11 +139,28 @@ GptAttentionPlan next_plan_any(const W& weights, const TrainState<T>& state, con
 }
 
 template <class W, class T>
+GptAttentionPlan next_plan_any(const W& weights, const TrainState<T>& state, const SftRows& train,
+                               const TrainOptions& options) {
+  return model_attention_plan(weights, &state.lora, detail::row_batches(train, options, state.step() + 1).micro[0],
+                              options.attention);
+}
+
+template <class W, class T>
 TrainOutcome train_any(const W& weights, TrainState<T>& state, const TrainValSplit& data, const TrainOptions& options,
                        const TrainCallbacks& callbacks) {
   validate_any(weights, state, data, options);
-  LoraRun<W> run(weights, state, data.val, options);
-  return detail::run_updates(run, data.train, options, callbacks);
+  LoraRun<W, Tokens> run(weights, state, data.val, options);
+  return detail::run_updates(
+      run, [&](std::int64_t step) { return detail::window_batches(data.train, options, step); }, options, callbacks);
+}
+
+template <class W, class T>
+TrainOutcome train_any(const W& weights, TrainState<T>& state, const SftSplit& data, const TrainOptions& options,
+                       const TrainCallbacks& callbacks) {
+  validate_any(weights, state, data, options);
+  LoraRun<W, SftRows> run(weights, state, data.val, options);
+  return detail::run_updates(
+      run, [&](std::int64_t step) { return detail::row_batches(data.train, options, step); }, options, callbacks);
 }
 
 }  // namespace
@@ -141,6 +180,21 @@ TrainOutcome train_any(const W& weights, TrainState<T>& state, const TrainValSpl
   TrainOutcome train(const Weights<T>& weights, TrainState<T>& state, const TrainValSplit& data,                 \
                      const TrainOptions& options, const TrainCallbacks& callbacks) {                             \
     return train_any(weights, state, data, options, callbacks);                                                  \
+  }                                                                                                              \
+  template <class T>                                                                                             \
+  void validate_training(const Weights<T>& weights, const TrainState<T>& state, const SftSplit& data,            \
+                         const TrainOptions& options) {                                                          \
+    validate_any(weights, state, data, options);                                                                 \
+  }                                                                                                              \
+  template <class T>                                                                                             \
+  GptAttentionPlan next_update_plan(const Weights<T>& weights, const TrainState<T>& state, const SftRows& train, \
+                                    const TrainOptions& options) {                                               \
+    return next_plan_any(weights, state, train, options);                                                        \
+  }                                                                                                              \
+  template <class T>                                                                                             \
+  TrainOutcome train(const Weights<T>& weights, TrainState<T>& state, const SftSplit& data,                      \
+                     const TrainOptions& options, const TrainCallbacks& callbacks) {                             \
+    return train_any(weights, state, data, options, callbacks);                                                  \
   }
 LORAFAST_FAMILY(GptWeights)
 LORAFAST_FAMILY(LlamaWeights)
@@ -152,6 +206,11 @@ LORAFAST_FAMILY(LlamaWeights)
   template GptAttentionPlan next_update_plan<T>(const W<T>&, const TrainState<T>&, const Tokens&,                 \
                                                 const TrainOptions&);                                             \
   template TrainOutcome train<T>(const W<T>&, TrainState<T>&, const TrainValSplit&, const TrainOptions&,           \
+                                 const TrainCallbacks&);                                                          \
+  template void validate_training<T>(const W<T>&, const TrainState<T>&, const SftSplit&, const TrainOptions&);    \
+  template GptAttentionPlan next_update_plan<T>(const W<T>&, const TrainState<T>&, const SftRows&,                \
+                                                const TrainOptions&);                                             \
+  template TrainOutcome train<T>(const W<T>&, TrainState<T>&, const SftSplit&, const TrainOptions&,               \
                                  const TrainCallbacks&);
 LORAFAST_INSTANTIATE(GptWeights, float)
 LORAFAST_INSTANTIATE(GptWeights, double)

@@ -14,6 +14,7 @@
 // and optionally
 //   GptAttentionPlan take_plan()          the attention plan of the update's first
 //                                         micro-batch (for StepReport::plan)
+// What is trained on is the batch source's business: UpdateBatches of the step.
 #pragma once
 
 #include <algorithm>
@@ -22,12 +23,46 @@
 
 #include "core/machine.hpp"
 #include "core/scratch.hpp"
+#include "lorafast/sft_rows.hpp"
 #include "lorafast/train_loop.hpp"
 
 namespace lorafast::detail {
 
-template <class Run>
-TrainOutcome run_updates(Run& run, const Tokens& train, const TrainOptions& options, const TrainCallbacks& callbacks) {
+// One update's micro-batches: the update's loss and gradient are the sum of theirs
+// divided by `divisor`; `tokens` real (not padding) tokens.
+struct UpdateBatches {
+  std::vector<TokenBatch> micro;
+  std::int64_t divisor = 1;
+  std::int64_t tokens = 0;
+};
+
+// Text: K micro-batches of B seeded random windows, each's loss a mean, averaged.
+inline UpdateBatches window_batches(const Tokens& train, const TrainOptions& o, std::int64_t step) {
+  UpdateBatches u{{}, o.grad_accum, o.grad_accum * o.batch * o.seq_len};
+  for (std::int64_t micro = 0; micro < o.grad_accum; ++micro)
+    u.micro.push_back(sample_windows(train, o.seq_len, o.batch, o.seed, step, micro));
+  return u;
+}
+
+// Instruction data: K micro-batches of B rows (sft_row_indices), each's summed loss
+// over the whole update's predicted tokens, so the update's loss is their mean.
+inline UpdateBatches row_batches(const SftRows& train, const TrainOptions& o, std::int64_t step) {
+  UpdateBatches u;
+  std::int64_t predicted = 0;
+  for (std::int64_t micro = 0; micro < o.grad_accum; ++micro) {
+    const auto rows = sft_row_indices(train.rows(), o.batch, o.grad_accum, o.seed, step, micro);
+    for (std::int64_t r : rows) u.tokens += train.row_tokens(r);
+    u.micro.push_back(sft_batch(train, rows));
+    predicted += u.micro.back().targeted();
+  }
+  for (auto& b : u.micro) b.loss_tokens = std::max<std::int64_t>(predicted, 1);
+  return u;
+}
+
+// `batches(step)`: the UpdateBatches of update `step`.
+template <class Run, class Batches>
+TrainOutcome run_updates(Run& run, const Batches& batches, const TrainOptions& options,
+                         const TrainCallbacks& callbacks) {
   const LrSchedule schedule = options.schedule();
   // Every step allocates the same activations and buffers: keep them for the next
   // (up to the quarter of memory that activation keeping may use, Keep::all_if_fits).
@@ -35,10 +70,10 @@ TrainOutcome run_updates(Run& run, const Tokens& train, const TrainOptions& opti
   while (run.step() < options.steps) {
     const auto start = std::chrono::steady_clock::now();
     const std::int64_t step = run.step() + 1;
+    const UpdateBatches update = batches(step);
     double loss = 0;
-    for (std::int64_t micro = 0; micro < options.grad_accum; ++micro)
-      loss += run.add_micro_batch(sample_windows(train, options.seq_len, options.batch, options.seed, step, micro));
-    loss /= static_cast<double>(options.grad_accum);
+    for (const auto& micro : update.micro) loss += run.add_micro_batch(micro);
+    loss /= static_cast<double>(update.divisor);
     LF_CHECK(std::isfinite(loss), ErrorKind::cannot_meet, "the training loss became ", loss, " at step ", step,
              " (lower `lr` or set `clip`)");
     StepReport report;
@@ -46,8 +81,8 @@ TrainOutcome run_updates(Run& run, const Tokens& train, const TrainOptions& opti
     report.steps = options.steps;
     report.loss = loss;
     report.lr = schedule.at(step);
-    report.grad_norm = run.finish_update(options.grad_accum, options.clip, report.lr);
-    report.tokens = options.grad_accum * options.batch * options.seq_len;
+    report.grad_norm = run.finish_update(update.divisor, options.clip, report.lr);
+    report.tokens = update.tokens;
     if constexpr (requires { run.take_plan(); }) report.plan = run.take_plan();
     if (options.eval_every > 0 && (step % options.eval_every == 0 || step == options.steps))
       report.val_loss = run.validation_loss();

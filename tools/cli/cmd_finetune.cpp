@@ -1,5 +1,6 @@
-// `lorafast finetune`: LoRA fine-tuning of a GPT-2 model on a text file (byte-level
-// models) or a file of token ids (--data-format).
+// `lorafast finetune`: LoRA fine-tuning of a GPT-2 or Llama-family model on a text
+// file, a file of token ids (--data-format) or instruction data (JSONL, packed rows
+// with the loss on the labelled tokens: sft_rows.hpp).
 // Writes into --out: the PEFT adapter (adapter_config.json, adapter_model.safetensors),
 // train_log.csv, attention_plan.csv (attention_log.hpp) and checkpoint.safetensors
 // (adapter + AdamW state + step, for --resume), and with --plot loss_curve.png. Every input is checked before anything
@@ -25,6 +26,7 @@
 #include "default_assets.hpp"
 #include "gpt_model_flags.hpp"
 #include "model_flags.hpp"
+#include "sft_flags.hpp"
 #include "lorafast/cost_model.hpp"
 #include "lorafast/generate.hpp"
 #include "lorafast/train_checkpoint.hpp"
@@ -41,6 +43,7 @@ struct FinetuneFlags {
   GptModelFlags model;
   std::string data, out = "lorafast-out";
   DataFormat data_format = DataFormat::bytes;
+  SftFlags sft;  // instruction data (JSONL)
   TrainOptions train;  // seq_len and eval_every resolved once the model and data are known
   std::optional<std::int64_t> seq_len, eval_every;
   std::int64_t rank = 8;
@@ -175,28 +178,37 @@ void print_sample(const char* title, const GptWeights<T>& weights, const GptLora
   if (!line_start) std::fputc('\n', stdout);
 }
 
-template <class W, class T = typename W::value_type>
-void run_model(const FinetuneFlags& f, const W& weights, const LoraConfig& flag_lora, bool sampling) {
-  const fs::path out = f.out, checkpoint_path = out / "checkpoint.safetensors";
-  const GptConfig& config = weights.config;
-  // Text is tokenized once: its ids are cached beside the run's output.
-  const Tokens tokens = read_data(f.model, f.data, f.data_format, config.vocab_size, out / "data_tokens.bin");
-  const DataFingerprint data_fingerprint = fingerprint(tokens);
+// Instruction data: prepared, split and packed with the run's --seq-len (its summary printed).
+SftSplit read_instruction_data(const FinetuneFlags& f, std::int64_t seq_len, double val_fraction) {
+  const Packing packing = f.sft.packing_mode(Packing::bfd);
+  SftData data = prepare_instruction_data(f.data, f.model.model, f.sft.options(seq_len, packing != Packing::off));
+  SftSplit split = split_and_pack(std::move(data.examples), val_fraction, seq_len, packing);
+  std::printf("data: %s; %lld training rows, %lld validation rows (packing %s)\n", data.summary.line(seq_len).c_str(),
+              static_cast<long long>(split.train.rows()), static_cast<long long>(split.val.rows()),
+              packing_name(packing));
+  return split;
+}
 
-  Checkpoint<T> ckpt;
-  ckpt.model = config;
+// --seq-len's default: TRL's max_length (1024) for instruction data, else default_seq_len.
+std::int64_t seq_len_default(const FinetuneFlags& f, const GptConfig& config) {
+  return f.data_format == DataFormat::jsonl ? std::min<std::int64_t>(1024, config.n_positions) : default_seq_len(config);
+}
+
+// The rest of a run once its checkpoint options (`ckpt`, and `loaded` on --resume)
+// and data are known: Data is TrainValSplit (text, token ids) or SftSplit (JSONL).
+template <class W, class Data, class T = typename W::value_type>
+void train_on(const FinetuneFlags& f, const W& weights, bool sampling, Checkpoint<T>& ckpt,
+              std::optional<Checkpoint<T>>& loaded, const Data& split, const DataFingerprint& data_fingerprint) {
+  const fs::path out = f.out, checkpoint_path = out / "checkpoint.safetensors";
+  constexpr bool rows = std::is_same_v<Data, SftSplit>;
   ckpt.data = data_fingerprint;
-  ckpt.options = f.train;
-  ckpt.val_fraction = f.val_fraction;
-  if (f.resume) {
-    auto loaded = load_checkpoint<T>(checkpoint_path, config);
-    check_no_conflicts(f, flag_lora, loaded, checkpoint_path.string());
-    LF_CHECK(loaded.data == data_fingerprint, bad, f.data, ": not the data the checkpoint ", checkpoint_path.string(),
-             " was trained on (", loaded.data.tokens, " tokens with FNV-1a ", std::hex, loaded.data.hash, ", this file ",
-             std::dec, data_fingerprint.tokens, " tokens with FNV-1a ", std::hex, data_fingerprint.hash, ")");
-    ckpt.state = std::move(loaded.state);
-    ckpt.val_fraction = loaded.val_fraction;
-    ckpt.options = loaded.options;
+  if (loaded) {
+    LF_CHECK(loaded->data == data_fingerprint, bad, f.data, ": not the data the checkpoint ", checkpoint_path.string(),
+             " was trained on (", loaded->data.tokens, " tokens with FNV-1a ", std::hex, loaded->data.hash, ", this ",
+             rows ? "data with this --seq-len, --packing and template " : "file ", std::dec, data_fingerprint.tokens,
+             " tokens with FNV-1a ", std::hex, data_fingerprint.hash, ")");
+    ckpt.state = std::move(loaded->state);
+    ckpt.options = loaded->options;
     // What may change between sessions: the horizon, validation cadence, attention
     // method (the checkpoint records the last session's), recomputation (the same
     // results either way; not saved).
@@ -205,15 +217,13 @@ void run_model(const FinetuneFlags& f, const W& weights, const LoraConfig& flag_
     if (f.given("--val-windows")) ckpt.options.val_windows = f.train.val_windows;
     ckpt.options.attention = f.train.attention;
     ckpt.options.recompute = f.train.recompute;
-  } else {
-    ckpt.options.seq_len = f.seq_len.value_or(default_seq_len(config));
-    ckpt.state = init_train_state<T>(config, flag_lora, f.train.seed);
   }
   TrainOptions& options = ckpt.options;
-  const TrainValSplit split = split_train_val(tokens, ckpt.val_fraction);
   if (!f.resume && !f.eval_every) {
-    // Default: validate about 10 times, if the validation split holds a window.
-    const bool has_window = eval_window_count(static_cast<std::int64_t>(split.val.size()), options.seq_len) > 0;
+    // Default: validate about 10 times, if the validation split holds a window (a row).
+    bool has_window = false;
+    if constexpr (rows) has_window = split.val.rows() > 0;
+    else has_window = eval_window_count(static_cast<std::int64_t>(split.val.size()), options.seq_len) > 0;
     options.eval_every = has_window ? std::max<std::int64_t>(1, options.steps / 10) : 0;
   }
   try {
@@ -303,6 +313,34 @@ void run_model(const FinetuneFlags& f, const W& weights, const LoraConfig& flag_
   }
 }
 
+template <class W, class T = typename W::value_type>
+void run_model(const FinetuneFlags& f, const W& weights, const LoraConfig& flag_lora, bool sampling) {
+  const GptConfig& config = weights.config;
+  Checkpoint<T> ckpt;
+  ckpt.model = config;
+  ckpt.options = f.train;
+  ckpt.val_fraction = f.val_fraction;
+  std::optional<Checkpoint<T>> loaded;
+  if (f.resume) {
+    const fs::path path = fs::path(f.out) / "checkpoint.safetensors";
+    loaded = load_checkpoint<T>(path, config);
+    check_no_conflicts(f, flag_lora, *loaded, path.string());
+    ckpt.options.seq_len = loaded->options.seq_len;
+    ckpt.val_fraction = loaded->val_fraction;
+  } else {
+    ckpt.options.seq_len = f.seq_len.value_or(seq_len_default(f, config));
+    ckpt.state = init_train_state<T>(config, flag_lora, f.train.seed);
+  }
+  if (f.data_format == DataFormat::jsonl) {
+    const SftSplit split = read_instruction_data(f, ckpt.options.seq_len, ckpt.val_fraction);
+    train_on(f, weights, sampling, ckpt, loaded, split, fingerprint(split));
+  } else {
+    // Text is tokenized once: its ids are cached beside the run's output.
+    const Tokens tokens = read_data(f.model, f.data, f.data_format, config.vocab_size, fs::path(f.out) / "data_tokens.bin");
+    train_on(f, weights, sampling, ckpt, loaded, split_train_val(tokens, ckpt.val_fraction), fingerprint(tokens));
+  }
+}
+
 template <class T>
 void run(const FinetuneFlags& f) {
   f.train.validate();  // usage errors (and an odd --degree) before reading any file
@@ -369,15 +407,17 @@ void add_finetune_command(CLI::App& app) {
   f->command = cmd;
   f->model.add_to(*cmd, /*with_adapter=*/false, /*model_required=*/false);
   TrainOptions& t = f->train;
-  cmd->add_option("--data", f->data, "Training text (byte tokens) or token ids (--data-format); the last "
-                                     "--val-fraction validates (default: the embedded corpus data/lora_and_adam.txt)");
+  cmd->add_option("--data", f->data, "Training text (byte tokens), token ids (--data-format), or instruction "
+                                     "examples (a .jsonl file or a directory of them); the last --val-fraction validates (default: the embedded corpus data/lora_and_adam.txt)");
   add_data_format_option(*cmd, f->data_format);
+  f->sft.add_to(*cmd, /*packing=*/true);
   cmd->add_option("--out", f->out, "Output directory: adapter, train_log.csv, checkpoint (default lorafast-out)");
   cmd->footer("Without --model: the embedded default, a base model pretrained on Tiny Shakespeare, fine-tuned on "
                 "a short dialogue it has never seen, with --steps 150 --lr 2e-3 --warmup 10 --eval-every 25 "
                 "--val-windows 0 --targets attn.c_attn mlp.c_fc --plot unless given.");
   cmd->add_option("--steps", t.steps, "Optimizer updates (default 200)")->check(non_negative);
-  cmd->add_option("--seq-len", f->seq_len, "Tokens per window T (default 128, at most n_positions or --positions)")
+  cmd->add_option("--seq-len", f->seq_len, "Tokens per window T (default 128, at most n_positions or --positions); "
+                                           "instruction data: the row length, examples truncated to it (default 1024)")
       ->check(positive);
   cmd->add_option("--batch", t.batch, "Windows per micro-batch B (default 8)")->check(positive);
   cmd->add_option("--grad-accum", t.grad_accum, "Micro-batches per update K (default 1)")->check(positive);
@@ -428,7 +468,7 @@ void add_finetune_command(CLI::App& app) {
   add_threads_option(*cmd);
   cmd->callback([f, cmd] {
     f->train.attention = attention_request(f->method, f->eps, f->degree);
-    resolve_data_format(*cmd, f->model, f->data_format);
+    resolve_data_format(*cmd, f->model, f->data, f->data_format);
     dispatch(*f);
   });
 }

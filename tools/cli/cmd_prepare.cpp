@@ -1,30 +1,32 @@
 // `lorafast prepare`: instruction data (JSONL) tokenized and labelled as TRL's
 // SFTTrainer prepares it (INTERFACE.md "Instruction data"), written as JSON lines of
-// {"input_ids", "labels", "position_ids", "seq_lengths"}; the summary on stdout.
+// {"input_ids", "labels", "position_ids", "seq_lengths"}, one per example or, with
+// --packing, per packed row; the summary on stdout.
 #include <cstdio>
 #include <memory>
 
 #include "commands.hpp"
-#include "lorafast/instruction_data.hpp"
+#include "sft_flags.hpp"
+#include "lorafast/sft_rows.hpp"
 
 namespace lorafast::cli {
 namespace {
 
 struct PrepareFlags {
-  std::string model, data, out, chat_template, completion_only_loss;
+  std::string model, data, out;
   std::int64_t seq_len = 1024;
-  bool assistant_only_loss = false;
+  SftFlags sft;
 };
 
 void run(const PrepareFlags& f) {
-  SftOptions options;
-  options.seq_len = f.seq_len;
-  options.assistant_only_loss = f.assistant_only_loss;
-  if (!f.completion_only_loss.empty()) options.completion_only_loss = f.completion_only_loss == "true";
-  if (!f.chat_template.empty()) options.chat_template = f.chat_template;
-  const SftData data = prepare_instruction_data(f.data, f.model, options);
-  write_sft_jsonl(f.out, data.examples);
-  std::printf("prepare: %s\n", data.summary.line(f.seq_len).c_str());
+  const Packing packing = f.sft.packing_mode(Packing::off);
+  SftData data = prepare_instruction_data(f.data, f.model, f.sft.options(f.seq_len, packing != Packing::off));
+  const SftRows rows = pack_examples(std::move(data.examples), f.seq_len, packing);
+  write_sft_jsonl(f.out, rows);
+  std::printf("prepare: %s", data.summary.line(f.seq_len).c_str());
+  if (packing != Packing::off)
+    std::printf("; packed (%s) into %lld rows", packing_name(packing), static_cast<long long>(rows.rows()));
+  std::printf("\n");
 }
 
 }  // namespace
@@ -38,13 +40,7 @@ void add_prepare_command(CLI::App& app) {
   cmd->add_option("--out", flags->out, "Output file: one JSON line per example")->required();
   cmd->add_option("--seq-len", flags->seq_len, "Truncate examples to this many tokens (keeps the start)")
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 31, "an integer in [1, 2^31]"));
-  cmd->add_option("--chat-template", flags->chat_template,
-                  "Jinja chat template file (default: chat_template.jinja, else tokenizer_config.json's chat_template)");
-  cmd->add_option("--completion-only-loss", flags->completion_only_loss,
-                  "true (default): prompt-completion data trains on the completion only; false: on everything")
-      ->check(CLI::IsMember({"true", "false"}));
-  cmd->add_flag("--assistant-only-loss", flags->assistant_only_loss,
-                "Train only on the template's {% generation %} spans (conversational data)");
+  flags->sft.add_to(*cmd, /*packing=*/true);
   add_threads_option(*cmd);
   cmd->callback([flags] { run(*flags); });
 }

@@ -1,6 +1,7 @@
 #include "gpt_model_flags.hpp"
 
 #include "commands.hpp"
+#include "sft_flags.hpp"
 
 namespace lorafast::cli {
 
@@ -24,8 +25,9 @@ void add_data_format_option(CLI::App& c, DataFormat& format) {
        "--data-format", [&format](const std::string& name) { format = *parse_data_format(name); },
        "How --data holds tokens: text (tokenized by the model's tokenizer.json) | bytes (one token per "
        "byte; needs vocab_size 256) | uint16 | int32 (little-endian token ids, e.g. nanoGPT's train.bin is "
-       "uint16; each < vocab_size) (default: text when the model directory has a tokenizer.json, else bytes)")
-      ->check(CLI::IsMember({"text", "bytes", "uint16", "int32"}));
+       "uint16; each < vocab_size) | jsonl (instruction examples, TRL's dataset formats) (default: jsonl for a "
+       ".jsonl file or a directory, else text when the model directory has a tokenizer.json, else bytes)")
+      ->check(CLI::IsMember({"text", "bytes", "uint16", "int32", "jsonl"}));
 }
 
 void add_recompute_option(CLI::App& c, Recompute& recompute) {
@@ -44,9 +46,11 @@ bool model_has_tokenizer(const std::string& model_dir) {
   return std::filesystem::is_regular_file(std::filesystem::path(model_dir) / "tokenizer.json");
 }
 
-void resolve_data_format(const CLI::App& command, const GptModelFlags& flags, DataFormat& format) {
+void resolve_data_format(const CLI::App& command, const GptModelFlags& flags, const std::string& data,
+                         DataFormat& format) {
   if (command.count("--data-format") > 0) return;
-  format = model_has_tokenizer(flags.model) ? DataFormat::text : DataFormat::bytes;
+  format = is_jsonl_data(data) ? DataFormat::jsonl
+           : model_has_tokenizer(flags.model) ? DataFormat::text : DataFormat::bytes;
 }
 
 Tokens read_data(const GptModelFlags& flags, const std::string& data, DataFormat format, std::int64_t vocab_size,

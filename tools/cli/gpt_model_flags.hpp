@@ -34,9 +34,10 @@ void add_data_format_option(CLI::App& command, DataFormat& format);
 void add_recompute_option(CLI::App& command, Recompute& recompute);
 // Whether the model directory holds a tokenizer.json (then text is tokenized with it).
 bool model_has_tokenizer(const std::string& model_dir);
-// After parsing: unless --data-format was given, text when the model directory has a
-// tokenizer.json, else bytes.
-void resolve_data_format(const CLI::App& command, const GptModelFlags& flags, DataFormat& format);
+// After parsing: unless --data-format was given, jsonl for a .jsonl file or a directory
+// `data`, else text when the model directory has a tokenizer.json, else bytes.
+void resolve_data_format(const CLI::App& command, const GptModelFlags& flags, const std::string& data,
+                         DataFormat& format);
 // The tokens of --data in `format`; text goes through the model's tokenizer.json,
 // its ids cached at `cache` when given (read_text_tokens).
 Tokens read_data(const GptModelFlags& flags, const std::string& data, DataFormat format, std::int64_t vocab_size,

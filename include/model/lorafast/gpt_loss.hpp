@@ -1,7 +1,8 @@
 // The language-model loss of a GPT-2 model with LoRA adapters and its gradient with
 // respect to the adapters (fine-tuning: the base weights are frozen) or to every
 // base weight as well (pretraining):
-//   loss = mean over the N*T predicted tokens of -log softmax(logits)[next token].
+//   loss = mean over the N*T predicted tokens of -log softmax(logits)[next token]
+// (instruction data: the rows with a target, over TokenBatch::loss_tokens).
 // Attention runs per head through the method AttentionRequest asks for (exact tiled
 // kernels by default, or the Taylor surrogate where certified), so no T x T matrix
 // is stored; activation memory is O(N * T * D * n_layer), the LM head and
@@ -19,18 +20,42 @@
 
 namespace lorafast {
 
+// A token that no row predicts (PyTorch's ignore_index): no loss, no gradient.
+constexpr std::int32_t no_target = -100;
+
 // N windows of T + 1 tokens: window n feeds tokens [0, T) and predicts [1, T].
+// Instruction data (packed or padded rows) adds what each row predicts, where its
+// documents start and what the summed token losses are divided by.
 struct TokenBatch {
   std::int64_t batch = 0;    // N
   std::int64_t seq_len = 0;  // T (the window holds T + 1 tokens)
   std::vector<std::int32_t> tokens;  // [N, T + 1]
+  // [N, T] or empty: row (n, t) predicts targets[n T + t] (a token, or no_target)
+  // instead of tokens (n, t + 1).
+  std::vector<std::int32_t> targets;
+  // Documents over the N T rows, as AttentionParams::cu_seqlens; empty: one per
+  // window. Positions restart at each document's first row, and no attention crosses
+  // documents.
+  std::vector<std::int64_t> cu_seqlens;
+  // The summed losses of the predicting rows are divided by this; 0: by their count.
+  // Gradient accumulation sets the whole update's count, so the update's loss is the
+  // mean over all its predicted tokens (transformers' num_items_in_batch).
+  std::int64_t loss_tokens = 0;
 
   std::int32_t at(std::int64_t n, std::int64_t t) const { return tokens[static_cast<std::size_t>(n * (seq_len + 1) + t)]; }
-  std::int64_t predicted() const { return batch * seq_len; }  // tokens in the loss
+  std::int32_t target(std::int64_t row) const {
+    return targets.empty() ? at(row / seq_len, row % seq_len + 1) : targets[static_cast<std::size_t>(row)];
+  }
+  std::int64_t predicted() const { return batch * seq_len; }  // token rows
+  std::int64_t targeted() const;  // rows with a target (predicted() without `targets`)
+  // Each row's position in its document: t, or with documents the rows since its document's first.
+  std::vector<std::int32_t> positions() const;
 };
 
-// N >= 1, 1 <= T <= n_positions, tokens.size() == N * (T + 1), every token in [0, V).
-// Throws Error(bad_input) naming the first offending token.
+// N >= 1, 1 <= T <= n_positions, tokens.size() == N * (T + 1), every token in [0, V);
+// targets empty or N * T of them, each in [0, V) or no_target; cu_seqlens empty or
+// running from 0 to N T in increasing steps through every window's start;
+// loss_tokens >= 0. Throws Error(bad_input) naming the first offending token.
 void validate_tokens(const TokenBatch& batch, const GptConfig& config);
 
 // How the model's attention runs is an AttentionRequest (dispatch.hpp): each layer

@@ -29,6 +29,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "lorafast/gpt_loss.hpp"
+
 namespace lorafast {
 
 enum class InstructionFormat { text, prompt_completion, conversational_prompt_completion, messages, sharegpt };
@@ -70,13 +72,15 @@ std::size_t for_each_instruction_example(const std::filesystem::path& path,
                                   const std::function<void(InstructionExample&&)>& each,
                                   std::size_t max_line_bytes = max_instruction_line_bytes);
 
-constexpr std::int32_t ignore_label = -100;  // a token with no loss (PyTorch's ignore_index)
+constexpr std::int32_t ignore_label = no_target;  // a token with no loss (PyTorch's ignore_index)
 
 struct SftOptions {
   std::int64_t seq_len = 1024;               // truncation keeps the first seq_len tokens (TRL's max_length)
   std::optional<bool> completion_only_loss;  // default: on (it only affects prompt-completion data)
   bool assistant_only_loss = false;          // labels only in the template's {% generation %} spans
   std::optional<std::filesystem::path> chat_template;  // default: the model directory's
+  // Packing (TRL truncates in the packer then, and keeps examples with no label token).
+  bool packing = false;
 };
 
 // One example: its ids and, aligned with them, its labels (the id, or ignore_label);
@@ -106,9 +110,5 @@ struct SftData {
 // and the chat template, read only when the data is conversational).
 SftData prepare_instruction_data(const std::filesystem::path& data, const std::filesystem::path& model_dir,
                                  const SftOptions& options);
-
-// `lorafast prepare`'s file: one JSON object per example, {"input_ids": [...],
-// "labels": [...], "position_ids": [0, 1, ...], "seq_lengths": [n]}, written atomically.
-void write_sft_jsonl(const std::filesystem::path& path, const std::vector<SftExample>& examples);
 
 }  // namespace lorafast

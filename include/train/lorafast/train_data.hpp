@@ -32,9 +32,10 @@ Tokens byte_tokens(std::string_view text);
 Tokens read_byte_tokens(const std::filesystem::path& path);
 
 // How a data file holds its tokens: one per byte (byte-level models), token ids from
-// an external tokenizer as little-endian uint16 (nanoGPT's train.bin) or int32, or
-// text for the model directory's own tokenizer.json (read_text_tokens).
-enum class DataFormat { bytes, uint16, int32, text };
+// an external tokenizer as little-endian uint16 (nanoGPT's train.bin) or int32, text
+// for the model directory's own tokenizer.json (read_text_tokens), or instruction
+// examples as JSON lines (instruction_data.hpp).
+enum class DataFormat { bytes, uint16, int32, text, jsonl };
 std::optional<DataFormat> parse_data_format(std::string_view name);
 
 // Error(cannot_meet) unless data in `format` can feed the model: byte data needs

@@ -14,6 +14,7 @@
 #include <optional>
 
 #include "lorafast/dispatch.hpp"
+#include "lorafast/sft_rows.hpp"
 #include "lorafast/train_data.hpp"
 #include "lorafast/train_optimizer.hpp"
 
@@ -30,7 +31,7 @@ struct TrainOptions {
   double clip = 1.0;             // global gradient norm bound; <= 0: no clipping
   AdamWOptions adamw;
   std::int64_t eval_every = 0;   // validation every N updates and after the last; 0: never
-  std::int64_t val_windows = 64; // validation windows evaluated (the first ones); 0: all
+  std::int64_t val_windows = 64; // validation windows (instruction data: rows) evaluated, the first ones; 0: all
   std::uint64_t seed = 0;
   // The training forward and backward passes' attention; validation runs exact
   // attention, as `lorafast eval` does.
@@ -63,7 +64,7 @@ struct StepReport {
   double loss = 0.0;                 // mean training loss of its micro-batches
   double lr = 0.0;                   // learning rate of A (B: lr * lora_plus_ratio)
   double grad_norm = 0.0;            // before clipping
-  std::int64_t tokens = 0;           // predicted tokens of this update (K * B * T)
+  std::int64_t tokens = 0;           // tokens of this update: K * B * T, or its rows' (not padding)
   double seconds = 0.0;              // wall time of this update (incl. validation)
   std::optional<double> val_loss;    // when validated after this update
   GptAttentionPlan plan;             // the attention plan of its first micro-batch
@@ -103,6 +104,19 @@ template <class T>
 double validation_loss(const GptWeights<T>& weights, const GptLora<T>& lora, const Tokens& val,
                        const TrainOptions& options);
 
+// Instruction data (sft_rows.hpp): per update K micro-batches of B rows in seeded
+// epoch order (sft_row_indices), the loss the mean over the update's predicted
+// tokens; options.seq_len bounds the rows (n_positions), validation is the mean
+// over the first val_windows rows' predicted tokens.
+template <class T>
+void validate_training(const GptWeights<T>& weights, const TrainState<T>& state, const SftSplit& data,
+                       const TrainOptions& options);
+template <class T>
+GptAttentionPlan next_update_plan(const GptWeights<T>& weights, const TrainState<T>& state, const SftRows& train,
+                                  const TrainOptions& options);
+template <class T>
+TrainOutcome train(const GptWeights<T>& weights, TrainState<T>& state, const SftSplit& data,
+                   const TrainOptions& options, const TrainCallbacks& callbacks = {});
 
 // The same for the Llama family (llama.hpp).
 template <class T>
@@ -117,5 +131,14 @@ TrainOutcome train(const LlamaWeights<T>& weights, TrainState<T>& state, const T
 template <class T>
 double validation_loss(const LlamaWeights<T>& weights, const GptLora<T>& lora, const Tokens& val,
                        const TrainOptions& options);
+template <class T>
+void validate_training(const LlamaWeights<T>& weights, const TrainState<T>& state, const SftSplit& data,
+                       const TrainOptions& options);
+template <class T>
+GptAttentionPlan next_update_plan(const LlamaWeights<T>& weights, const TrainState<T>& state, const SftRows& train,
+                                  const TrainOptions& options);
+template <class T>
+TrainOutcome train(const LlamaWeights<T>& weights, TrainState<T>& state, const SftSplit& data,
+                   const TrainOptions& options, const TrainCallbacks& callbacks = {});
 
 }  // namespace lorafast
