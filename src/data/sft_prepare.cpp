@@ -141,11 +141,12 @@ SftData prepare_instruction_data(const std::filesystem::path& data, const std::f
       ++s.dropped_unlabelled;
       return;
     }
-    if (e.input_ids.size() > seq_len) {
+    // Packing takes whole examples: bfd truncates them, wrapped cuts the concatenation.
+    if (e.input_ids.size() > seq_len && !options.packing) {
       ++s.truncated;
       e.input_ids.resize(seq_len);
       e.labels.resize(seq_len);
-      if (!trained() && !options.packing) {
+      if (!trained()) {
         ++s.dropped_truncated;
         return;
       }

@@ -15,72 +15,22 @@ exits 3 (2 for a flag the data cannot take) with one line naming the file and li
 and writes nothing.
 """
 
-import atexit
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
-import warnings
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import lfcase  # noqa: E402
 from lfcase import check  # noqa: E402
-
-warnings.filterwarnings("ignore")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-WORK = tempfile.mkdtemp(prefix="lorafast_sft_")
-atexit.register(shutil.rmtree, WORK, True)
-os.environ["HF_DATASETS_CACHE"] = os.path.join(WORK, "hf_datasets")
-os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
-
-import datasets  # noqa: E402
-import trl  # noqa: E402
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers  # noqa: E402
+from sft_fixtures import (CHATS, PROMPTS, TEMPLATES, TEXTS, WORK, build_model_dir, write_jsonl,  # noqa: E402
+                          datasets, trl)
+from tokenizers import processors  # noqa: E402
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM  # noqa: E402
-from transformers.utils import logging as hf_logging  # noqa: E402
 
-hf_logging.set_verbosity_error()
-datasets.disable_progress_bars()
-datasets.logging.set_verbosity_error()
 harness = lfcase.Harness(__doc__)
-TEMPLATES = os.path.join(os.path.dirname(trl.__file__), "chat_templates")
-EOS = "<|im_end|>"
-
-SYSTEM = {"role": "system", "content": "You are terse."}
-CHATS = [
-    [SYSTEM, {"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "4."},
-     {"role": "user", "content": "And 3+3?"}, {"role": "assistant", "content": "It is 6.\nAnything else?"}],
-    [{"role": "user", "content": "Grüße, 日本語 ✓ \"quoted\" 😀"}, {"role": "assistant", "content": "Ça va — très bien."}],
-    [{"role": "user", "content": "Write a long answer."},
-     {"role": "assistant", "content": "word " * 60 + "end."}],
-]
-TEXTS = ["The sky is blue.", "Ends with eos already." + EOS, "Grüße 日本語 ✓ 😀 " * 3, "long " * 80]
-PROMPTS = [("The capital of France is", " Paris."), ("Hello wor", "ld!"), ("Say " * 70, "ok"),
-           ("Translate: chat ->", " cat" + EOS)]
-
-
-def build_model_dir(name, post_processor=None):
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<pad>"]
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    corpus = [json.dumps(c, ensure_ascii=False) for c in CHATS] + TEXTS + [p + c for p, c in PROMPTS]
-    tok.train_from_iterator(corpus * 10, trainers.BpeTrainer(
-        vocab_size=500, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=specials))
-    tok.post_processor = post_processor
-    model = os.path.join(WORK, name)
-    os.makedirs(model)
-    tok.save(os.path.join(model, "tokenizer.json"))
-    with open(os.path.join(model, "tokenizer_config.json"), "w") as f:
-        json.dump({"eos_token": EOS, "pad_token": "<pad>", "tokenizer_class": "PreTrainedTokenizerFast"}, f)
-    with open(os.path.join(TEMPLATES, "qwen2_5_training.jinja")) as src, \
-            open(os.path.join(model, "chat_template.jinja"), "w") as dst:
-        dst.write(src.read())
-    return model, tok.get_vocab_size()
 
 
 MODEL, VOCAB = build_model_dir("model")
@@ -91,15 +41,6 @@ BOS_MODEL, _ = build_model_dir("bos_model", processors.Sequence([
     processors.TemplateProcessing(single="<|endoftext|> $A", special_tokens=[("<|endoftext|>", 0)])]))
 TINY = LlamaForCausalLM(LlamaConfig(vocab_size=VOCAB, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                                     num_attention_heads=2, num_key_value_heads=2))
-
-
-def write_jsonl(name, rows):
-    path = os.path.join(WORK, name)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    return path
 
 
 def trl_prepare(path, seq_len, completion_only_loss=None, assistant_only_loss=False, chat_template=None,

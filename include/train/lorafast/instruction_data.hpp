@@ -79,7 +79,8 @@ struct SftOptions {
   std::optional<bool> completion_only_loss;  // default: on (it only affects prompt-completion data)
   bool assistant_only_loss = false;          // labels only in the template's {% generation %} spans
   std::optional<std::filesystem::path> chat_template;  // default: the model directory's
-  // Packing (TRL truncates in the packer then, and keeps examples with no label token).
+  // For packing: examples kept whole (the packer truncates or cuts them) and kept
+  // even with no label token, as TRL prepares them when packing.
   bool packing = false;
 };
 

@@ -1,0 +1,173 @@
+"""Packed instruction data against TRL's SFTTrainer (the oracle).
+
+Rows: `lorafast prepare --packing bfd|wrapped` must write the rows TRL's packed
+train_dataset holds (input_ids, labels and, for bfd, seq_lengths), for conversations
+with assistant-only loss, prompt-completion data whose prompts outgrow the row
+(examples left with no label token are kept, as TRL keeps them when packing), and
+1500 texts of many lengths (TRL packs in datasets.map batches of 1000, and ties in
+length are common).
+
+Loss: with the same tiny Llama (saved by transformers) in float64 (transformers' own
+code in IEEE double, as test_llama_interop.py runs it), `lorafast eval` on the JSONL
+must give the loss of TRL's collated batch of all rows (padding-free for bfd: cut
+into its documents where the position_ids restart, each run alone; padded with an
+attention mask for --packing off), and the same count of predicted tokens; and
+`lorafast finetune --dtype f64` must report that loss at step 1 (LoRA's B starts at
+zero, so step 1 runs the base model) for a batch holding every row. Tolerance 1e-10
+relative: both sides sum the same float64 terms in different orders.
+"""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import lfcase  # noqa: E402
+from lfcase import check  # noqa: E402
+from sft_fixtures import CHATS, PROMPTS, TEXTS, WORK, build_model_dir, write_jsonl, datasets, trl  # noqa: E402
+import torch  # noqa: E402
+from test_llama_interop import float64_transformers, load_oracle  # noqa: E402
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM  # noqa: E402
+
+harness = lfcase.Harness(__doc__)
+TOKENIZER_DIR, VOCAB = build_model_dir("tokenizer")
+
+
+def build_model():
+    """A tiny Llama saved beside the tokenizer (float32 weights, read as float64 by both sides)."""
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=VOCAB, hidden_size=16, intermediate_size=24, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                                         tie_word_embeddings=False))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.3)
+    path = os.path.join(WORK, "llama")
+    model.save_pretrained(path)
+    for name in os.listdir(TOKENIZER_DIR):
+        shutil.copy(os.path.join(TOKENIZER_DIR, name), path)
+    return path, model
+
+
+MODEL, TORCH_MODEL = build_model()
+MESSAGES = [{"messages": c} for c in CHATS] + [
+    {"messages": [{"role": "user", "content": "Question %d?" % i}, {"role": "assistant", "content": "yes " * (i % 9)}]}
+    for i in range(30)]
+PROMPT_COMPLETION = [{"prompt": p, "completion": c} for p, c in PROMPTS] * 3
+MANY_TEXTS = [{"text": ("w%d " % i) * (1 + (i * 7) % 23)} for i in range(1500)] + [{"text": t} for t in TEXTS]
+
+
+def trl_trainer(path, seq_len, packing, strategy="bfd", assistant_only=False):
+    tok = AutoTokenizer.from_pretrained(MODEL)
+    data = datasets.load_dataset("json", data_files=path, split="train", cache_dir=os.environ["HF_DATASETS_CACHE"])
+    args = trl.SFTConfig(output_dir=os.path.join(WORK, "trl_out"), max_length=seq_len, packing=packing,
+                         packing_strategy=strategy, assistant_only_loss=assistant_only, report_to="none",
+                         use_cpu=True, save_strategy="no")
+    return trl.SFTTrainer(model=TORCH_MODEL, args=args, train_dataset=data, processing_class=tok)
+
+
+def run(binary, *args):
+    proc = subprocess.run([binary, *args], capture_output=True, timeout=600)
+    check(proc.returncode == 0, "%s exit %d: %s" % (args[0], proc.returncode, proc.stderr.decode()[-600:]))
+    return proc.stdout.decode()
+
+
+def prepare_rows(binary, path, seq_len, packing, extra=()):
+    out = os.path.join(WORK, "packed.jsonl")
+    run(binary, "prepare", "--model", MODEL, "--data", path, "--out", out, "--seq-len", str(seq_len),
+        "--packing", packing, *extra)
+    with open(out, encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def rows_case(name, rows, seq_len, strategy, assistant_only=False):
+    def fn(binary):
+        path = write_jsonl("data/%s.jsonl" % name, rows)
+        got = prepare_rows(binary, path, seq_len, strategy, ["--assistant-only-loss"] if assistant_only else [])
+        want = trl_trainer(path, seq_len, True, strategy, assistant_only).train_dataset
+        check(len(got) == len(want), "%s: %d rows, TRL %d" % (name, len(got), len(want)))
+        for i, (g, w) in enumerate(zip(got, want)):
+            for column in ("input_ids", "labels") + (("seq_lengths",) if strategy == "bfd" else ()):
+                check(g[column] == list(w[column]), "%s row %d: %s differ\n  lorafast %s\n  trl      %s" % (
+                    name, i, column, g[column], list(w[column])))
+            if strategy == "bfd":
+                check(g["position_ids"] == [p for n in g["seq_lengths"] for p in range(n)], "position_ids")
+        docs = sum(len(r["seq_lengths"]) for r in got)
+        fill = sum(len(r["input_ids"]) for r in got) / (len(got) * seq_len)
+        return "%d rows of %d, %d documents, %.1f%% filled" % (len(got), seq_len, docs, 100 * fill)
+    fn.__name__ = name
+    return fn
+
+
+for _name, _rows, _seq_len, _strategy, _assistant in [
+        ("bfd_messages_assistant_only", MESSAGES, 256, "bfd", True),
+        ("bfd_prompt_completion_truncated", PROMPT_COMPLETION, 40, "bfd", False),
+        ("bfd_1500_texts", MANY_TEXTS, 64, "bfd", False),
+        ("wrapped_1500_texts", MANY_TEXTS, 64, "wrapped", False),
+        ("wrapped_messages", MESSAGES, 100, "wrapped", True)]:
+    harness.add("same_rows_as_trl_" + _name, rows_case(_name, _rows, _seq_len, _strategy, _assistant))
+
+
+def trl_loss(path, seq_len, packing, assistant_only):
+    """The float64 loss of transformers' model on TRL's collated batch of every prepared
+    row, and its predicted tokens. Packed (padding-free) batches are cut where TRL's
+    position_ids restart and each document runs alone: what TRL's packing means (no
+    attention across documents), in transformers' eager attention, which (unlike its
+    SDPA path) runs in float64 under float64_transformers but has no document mask."""
+    trainer = trl_trainer(path, seq_len, packing, "bfd", assistant_only)
+    rows = [trainer.train_dataset[i] for i in range(len(trainer.train_dataset))]
+    batch = trainer.data_collator(rows)
+    model = load_oracle(LlamaForCausalLM, MODEL)
+    if packing:
+        starts = (batch["position_ids"][0] == 0).nonzero().flatten().tolist() + [batch["input_ids"].shape[1]]
+        pieces = [(batch["input_ids"][:, a:b], batch["labels"][:, a:b], None) for a, b in zip(starts, starts[1:])]
+    else:
+        pieces = [(batch["input_ids"], batch["labels"], batch["attention_mask"])]
+    total, predicted = 0.0, 0
+    for ids, labels, mask in pieces:
+        with torch.no_grad(), float64_transformers():
+            logits = model(input_ids=ids, attention_mask=mask).logits
+        # transformers' causal LM loss (shift, ignore -100), kept in float64: its own
+        # loss function casts the logits to float32.
+        shifted = labels[:, 1:]
+        predicted += int((shifted != -100).sum())
+        total += torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), shifted.reshape(-1),
+                                                   ignore_index=-100, reduction="sum").item()
+    return total / predicted, predicted, len(rows)
+
+
+def loss_case(name, rows, seq_len, packing, assistant_only):
+    def fn(binary):
+        path = write_jsonl("data/loss_%s.jsonl" % name, rows)
+        want, predicted, row_count = trl_loss(path, seq_len, packing != "off", assistant_only)
+        extra = ["--assistant-only-loss"] if assistant_only else []
+        got = json.loads(run(binary, "eval", "--model", MODEL, "--data", path, "--dtype", "f64", "--seq-len",
+                             str(seq_len), "--packing", packing, "--json", *extra))
+        check(got["tokens"] == predicted, "eval counts %d predicted tokens, TRL %d" % (got["tokens"], predicted))
+        check(abs(got["loss"] - want) <= 1e-10 * abs(want), "eval loss %.15g, transformers %.15g" % (got["loss"], want))
+        out = os.path.join(WORK, "ft_" + name)
+        run(binary, "finetune", "--model", MODEL, "--data", path, "--dtype", "f64", "--seq-len", str(seq_len),
+            "--packing", packing, "--batch", str(row_count), "--steps", "1", "--val-fraction", "0", "--out", out,
+            "--targets", "q_proj", "v_proj", *extra)
+        with open(os.path.join(out, "train_log.csv")) as f:
+            step1 = float(next(csv.DictReader(f))["loss"])
+        check(abs(step1 - want) <= 1e-10 * abs(want), "finetune step 1 loss %.15g, transformers %.15g" % (step1, want))
+        return "loss %.12f over %d tokens in %d rows" % (want, predicted, row_count)
+    fn.__name__ = name
+    return fn
+
+
+for _name, _rows, _seq_len, _packing, _assistant in [
+        ("bfd_messages_assistant_only", MESSAGES, 256, "bfd", True),
+        ("bfd_prompt_completion", PROMPT_COMPLETION, 40, "bfd", False),
+        ("padded_messages", MESSAGES, 256, "off", False)]:
+    harness.add("same_loss_as_transformers_" + _name, loss_case(_name, _rows, _seq_len, _packing, _assistant))
+
+
+if __name__ == "__main__":
+    sys.exit(harness.main())
