@@ -9,6 +9,7 @@
 #include "core/json_read.hpp"
 #include "core/text_file.hpp"
 #include "lorafast/error.hpp"
+#include "lorafast/tokenizer.hpp"
 
 namespace lorafast {
 
@@ -132,14 +133,35 @@ nlohmann::ordered_json conversation_variables(std::string_view conversation_json
   return chat_variables(messages, tools, documents, add_generation_prompt, tokenizer_config, origin);
 }
 
+nlohmann::ordered_json read_tokenizer_config(const std::filesystem::path& tokenizer_dir) {
+  const auto config_path = tokenizer_dir / "tokenizer_config.json";
+  if (!std::filesystem::exists(config_path)) return nlohmann::ordered_json::object();
+  return parse_ordered_json(read_text_file(config_path, max_template_bytes * 4), config_path.string());
+}
+
 nlohmann::ordered_json read_chat_variables(const std::filesystem::path& conversation,
                                            const std::filesystem::path& tokenizer_dir, bool add_generation_prompt) {
-  const auto config_path = tokenizer_dir / "tokenizer_config.json";
-  nlohmann::ordered_json config = nlohmann::ordered_json::object();
-  if (std::filesystem::exists(config_path))
-    config = parse_ordered_json(read_text_file(config_path, max_template_bytes * 4), config_path.string());
-  return conversation_variables(read_text_file(conversation, max_conversation_bytes), conversation.string(), config,
-                                add_generation_prompt);
+  return conversation_variables(read_text_file(conversation, max_conversation_bytes), conversation.string(),
+                                read_tokenizer_config(tokenizer_dir), add_generation_prompt);
+}
+
+std::optional<std::int32_t> end_of_turn_token(const ChatTemplate& chat_template, const Tokenizer& tokenizer,
+                                              const nlohmann::ordered_json& tokenizer_config) {
+  static constexpr std::string_view probe = "lorafast-end-of-turn-probe";
+  using ojson = nlohmann::ordered_json;
+  const ojson messages = ojson::array({ojson{{"role", "user"}, {"content", "Hi"}},
+                                       ojson{{"role", "assistant"}, {"content", probe}}});
+  RenderedChat rendered;
+  try {
+    rendered = chat_template.render(chat_variables(messages, nullptr, nullptr, false, tokenizer_config, "probe"));
+  } catch (const Error&) {
+    return std::nullopt;  // a template that wants other turns: no end-of-turn token known
+  }
+  const std::size_t at = rendered.text.find(probe);
+  if (at == std::string::npos) return std::nullopt;
+  const auto ids = tokenizer.encode(std::string_view(rendered.text).substr(at + probe.size()));
+  if (ids.empty() || !tokenizer.is_special(ids.front())) return std::nullopt;
+  return ids.front();
 }
 
 ChatTemplate chat_template_of_model(const std::filesystem::path& dir, ChatTemplateLimits limits) {

@@ -157,6 +157,11 @@ std::string Tokenizer::decode(std::span<const std::int32_t> ids) const {
 
 std::int32_t Tokenizer::vocab_size() const { return std::max(impl_->model.id_bound(), impl_->added.id_bound()); }
 
+bool Tokenizer::is_special(std::int32_t id) const {
+  const text::AddedToken* added = impl_->added.find(id);
+  return added != nullptr && added->special;
+}
+
 std::optional<std::int32_t> Tokenizer::token_id(std::string_view token) const {
   if (const text::AddedToken* added = impl_->added.find(token)) return added->id;
   return impl_->model.id_of(token);

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -90,10 +91,20 @@ nlohmann::ordered_json conversation_variables(std::string_view conversation_json
                                               const nlohmann::ordered_json& tokenizer_config,
                                               bool add_generation_prompt);
 
+// `tokenizer_dir`/tokenizer_config.json, or an empty object without one.
+nlohmann::ordered_json read_tokenizer_config(const std::filesystem::path& tokenizer_dir);
+
 // conversation_variables of a conversation file and the tokenizer_config.json in
 // `tokenizer_dir` (when there is one). Error(bad_input) naming the file at fault.
 nlohmann::ordered_json read_chat_variables(const std::filesystem::path& conversation,
                                            const std::filesystem::path& tokenizer_dir, bool add_generation_prompt);
+
+// The special token `chat_template` closes an assistant's turn with (<|im_end|>,
+// <|eot_id|>, <end_of_turn>, ...): the first token after an assistant message's
+// content when it is a special token of `tokenizer`; nullopt when it is not, or the
+// template refuses a user-then-assistant conversation.
+std::optional<std::int32_t> end_of_turn_token(const ChatTemplate& chat_template, const Tokenizer& tokenizer,
+                                              const nlohmann::ordered_json& tokenizer_config);
 
 // The chat template of a model directory: `dir`/chat_template.jinja, else the
 // string "chat_template" of `dir`/tokenizer_config.json. Error(bad_input) naming

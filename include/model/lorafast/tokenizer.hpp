@@ -48,6 +48,8 @@ class Tokenizer {
   std::int32_t vocab_size() const;
   // The id of a token (model vocabulary or added token), if it has one.
   std::optional<std::int32_t> token_id(std::string_view token) const;
+  // Whether `id` is an added token marked "special" (e.g. <|im_end|>, <|eot_id|>).
+  bool is_special(std::int32_t id) const;
   std::optional<std::int32_t> bos_id() const;
   std::optional<std::int32_t> eos_id() const;
 
