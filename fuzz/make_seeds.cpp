@@ -17,6 +17,7 @@
 #include "lorafast/cost_model.hpp"
 #include "lorafast/grad_case.hpp"
 #include "lorafast/instruction_data.hpp"
+#include "lorafast/tokenizer.hpp"
 #include "lorafast/pretrain.hpp"
 #include "lorafast/train_checkpoint.hpp"
 
@@ -218,6 +219,59 @@ void write_instruction_data_seeds(const fs::path& dir) {
   }
 }
 
+// Byte-level BPE tokenizers as the tokenizers library writes them (GPT-2 / Llama 3
+// style: ByteLevel or Split + ByteLevel pre-tokenizers, added special tokens, a
+// TemplateProcessing post-processor, an NFC normalizer), each with a text after a NUL.
+void write_tokenizer_seeds(const fs::path& dir) {
+  nlohmann::json vocab = nlohmann::json::object();
+  int id = 0;
+  for (const char* piece : {"a", "b", "c", "d", "e", "h", "l", "o", "r", "w", "\u0120", "he", "ll", "hell", "hello",
+                            "\u0120w", "\u0120wor", "or", "ld", "\u0120world"})
+    vocab[nlohmann::json::parse("\"" + std::string(piece) + "\"").get<std::string>()] = id++;
+  const nlohmann::json merges = {"h e", "l l", "he ll", "hell o", "\u0120 w", "o r", "\u0120w or", "l d",
+                                 "\u0120wor ld"};
+  const auto tokenizer = [&](const nlohmann::json& pre_tokenizer, const nlohmann::json& normalizer,
+                             const nlohmann::json& post_processor) {
+    nlohmann::json parsed_merges = nlohmann::json::array();
+    for (const auto& m : merges) parsed_merges.push_back(nlohmann::json::parse("\"" + m.get<std::string>() + "\""));
+    return nlohmann::json{
+        {"version", "1.0"},
+        {"added_tokens", {{{"id", id}, {"content", "<|eot|>"}, {"single_word", false}, {"lstrip", false},
+                           {"rstrip", false}, {"normalized", false}, {"special", true}}}},
+        {"normalizer", normalizer}, {"pre_tokenizer", pre_tokenizer}, {"post_processor", post_processor},
+        {"decoder", {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}}},
+        {"model", {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"fuse_unk", false},
+                   {"byte_fallback", false}, {"ignore_merges", false}, {"vocab", vocab}, {"merges", parsed_merges}}}}
+        .dump();
+  };
+  const nlohmann::json byte_level = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true},
+                                     {"use_regex", true}};
+  const nlohmann::json split = {
+      {"type", "Sequence"},
+      {"pretokenizers",
+       {{{"type", "Split"}, {"pattern", {{"Regex", "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}}},
+         {"behavior", "Isolated"}, {"invert", false}},
+        {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", false}}}}};
+  const nlohmann::json template_processing = {
+      {"type", "TemplateProcessing"},
+      {"single", {{{"SpecialToken", {{"id", "<|eot|>"}, {"type_id", 0}}}}, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
+      {"pair", {{{"Sequence", {{"id", "A"}, {"type_id", 0}}}}, {{"Sequence", {{"id", "B"}, {"type_id", 1}}}}}},
+      {"special_tokens", {{"<|eot|>", {{"id", "<|eot|>"}, {"ids", {id}}, {"tokens", {"<|eot|>"}}}}}}};
+  const std::string text = "hello world<|eot|> Hello, w\u00f6rld 123\n";
+  const std::pair<const char*, std::string> seeds[] = {
+      {"gpt2", tokenizer(byte_level, nullptr, nullptr)},
+      {"llama3", tokenizer(split, nullptr, template_processing)},
+      {"nfc", tokenizer(byte_level, {{"type", "NFC"}}, byte_level)},
+  };
+  for (const auto& [name, json] : seeds) {
+    require_accepted(name, [&, name = name, &json = json] {
+      const Tokenizer t = Tokenizer::from_json(json, name);
+      t.decode(t.encode(text));
+    });
+    write_file(dir / name, json + std::string(1, '\0') + text);
+  }
+}
+
 }  // namespace
 }  // namespace lorafast::fuzz
 
@@ -243,6 +297,7 @@ int main(int argc, char** argv) {
   write_token_seeds(out / "token_ids");
   write_chat_template_seeds(out / "chat_template");
   write_instruction_data_seeds(out / "instruction_data");
+  write_tokenizer_seeds(out / "tokenizer");
   fs::remove_all(scratch);
   return 0;
 }
