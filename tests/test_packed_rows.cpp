@@ -11,9 +11,9 @@
 #include <set>
 
 #include "lorafast/gpt_generate.hpp"
-#include "lorafast/pretrain.hpp"
 #include "lorafast/sft_rows.hpp"
 #include "support/tiny_gpt.hpp"
+#include "support/tiny_llama.hpp"
 
 namespace lorafast {
 namespace {
@@ -98,26 +98,10 @@ GptWeights<double> tiny_gpt() {
   return gpt_weights_from_tensors<double>(testing::tiny_config(spec), testing::tiny_model_tensors(spec, false), "tiny");
 }
 
-GptConfig tiny_llama_config() {
-  GptConfig c;
-  c.family = ModelFamily::llama;
-  c.n_layer = 2;
-  c.n_head = 4;
-  c.n_embd = 12;
-  c.n_positions = 32;
-  c.vocab_size = 13;
-  c.layer_norm_epsilon = 1e-5;
-  c.llama.n_kv_head = 2;
-  c.llama.head_dim = 4;
-  c.llama.intermediate_size = 10;
-  c.validate("tiny llama");
-  return c;
-}
-
 TEST(PackedRows, GptRowEqualsItsDocumentsOneByOne) { check_packed_equals_one_by_one(tiny_gpt()); }
 
 TEST(PackedRows, LlamaRowEqualsItsDocumentsOneByOne) {
-  check_packed_equals_one_by_one(init_llama_weights<double>(tiny_llama_config(), 8));
+  check_packed_equals_one_by_one(testing::tiny_llama<double>(testing::TinyLlamaSpec{}));
 }
 
 // The position table's gradient sees each document's rows at their own positions.

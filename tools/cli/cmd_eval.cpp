@@ -25,6 +25,19 @@ struct EvalFlags {
   bool json = false;
 };
 
+// `evaluate()`, its errors naming --data; with --json printed as {"loss", "tokens"}
+// (and true returned: nothing more to print).
+template <class Evaluate>
+bool evaluated(const EvalFlags& f, EvalResult& r, Evaluate&& evaluate) {
+  try {
+    r = evaluate();
+  } catch (const Error& e) {
+    throw Error(e.kind(), cat(f.data, ": ", e.what()));
+  }
+  if (f.json) std::printf("%s\n", nlohmann::json{{"loss", r.loss}, {"tokens", r.tokens}}.dump().c_str());
+  return f.json;
+}
+
 // Instruction data: the mean loss over the label tokens (each example's first token
 // predicts nothing, as in training).
 template <class W, class T = typename W::value_type>
@@ -36,15 +49,7 @@ void run_rows(const EvalFlags& f, const W& weights, const GptLora<T>* adapter) {
   SftData data = prepare_instruction_data(f.data, f.model.model, f.sft.options(seq_len, packing != Packing::off));
   const SftRows rows = pack_examples(std::move(data.examples), seq_len, packing);
   EvalResult r;
-  try {
-    r = evaluate_rows(weights, adapter, rows, 0, f.batch);
-  } catch (const Error& e) {
-    throw Error(e.kind(), cat(f.data, ": ", e.what()));
-  }
-  if (f.json) {
-    std::printf("%s\n", nlohmann::json{{"loss", r.loss}, {"tokens", r.tokens}}.dump().c_str());
-    return;
-  }
+  if (evaluated(f, r, [&] { return evaluate_rows(weights, adapter, rows, 0, f.batch); })) return;
   std::printf("data: %s\nloss %.6f nats/token (perplexity %.4f) over %lld label tokens in %lld rows (packing %s)\n",
               data.summary.line(seq_len).c_str(), r.loss, std::exp(r.loss), static_cast<long long>(r.tokens),
               static_cast<long long>(rows.rows()), packing_name(packing));
@@ -60,15 +65,8 @@ void run_model(const EvalFlags& f, const W& weights) {
            " exceeds the model's n_positions ", weights.config.n_positions, " (--positions ", seq_len,
            " extends its position table)");
   EvalResult r;
-  try {
-    r = evaluate_windows(weights, adapter ? &*adapter : nullptr, tokens, seq_len, 0, f.batch);
-  } catch (const Error& e) {
-    throw Error(e.kind(), cat(f.data, ": ", e.what()));
-  }
-  if (f.json) {
-    std::printf("%s\n", nlohmann::json{{"loss", r.loss}, {"tokens", r.tokens}}.dump().c_str());
+  if (evaluated(f, r, [&] { return evaluate_windows(weights, adapter ? &*adapter : nullptr, tokens, seq_len, 0, f.batch); }))
     return;
-  }
   std::printf("loss %.6f nats/token (perplexity %.4f, %.4f bits/%s) over %lld tokens in %lld windows of %lld\n",
               r.loss, std::exp(r.loss), r.loss / std::log(2.0), f.data_format == DataFormat::bytes ? "byte" : "token",
               static_cast<long long>(r.tokens),
