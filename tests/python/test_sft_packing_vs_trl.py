@@ -169,5 +169,60 @@ for _name, _rows, _seq_len, _packing, _assistant in [
     harness.add("same_loss_as_transformers_" + _name, loss_case(_name, _rows, _seq_len, _packing, _assistant))
 
 
+def relative(a, b):
+    return float((a.double() - b.double()).norm() / b.double().norm())
+
+
+@harness.test
+def same_adapter_as_trl_after_three_steps(binary):
+    """TRL's SFTTrainer (packing, PEFT LoRA r=4 on q_proj and v_proj, constant lr 1e-2,
+    clip 1, float32, one batch of every row per step) and `lorafast finetune
+    --init-adapter` from TRL's initial adapter: after 3 steps each adapter tensor of
+    lorafast float64 must lie within 1e-3 relative of TRL's (the same training: a
+    different loss, mask or optimizer moves it by O(1)), and lorafast float32 within
+    twice TRL float32's own distance from lorafast float64 (plus 1e-7), i.e. as
+    accurate as PyTorch's float32 on the same run."""
+    import peft
+    from safetensors.torch import load_file
+    path = write_jsonl("data/adapter.jsonl", MESSAGES)
+    rows = len(trl_trainer(path, 256, True).train_dataset)
+    data = datasets.load_dataset("json", data_files=path, split="train", cache_dir=os.environ["HF_DATASETS_CACHE"])
+    args = trl.SFTConfig(output_dir=os.path.join(WORK, "trl_adapter"), max_length=256, packing=True, max_steps=3,
+                         per_device_train_batch_size=rows,
+                         learning_rate=1e-2, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
+                         max_grad_norm=1.0, bf16=False, gradient_checkpointing=False, logging_steps=1,
+                         report_to="none", use_cpu=True, save_strategy="no", seed=0)
+    lora = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0)
+    trainer = trl.SFTTrainer(model=LlamaForCausalLM.from_pretrained(MODEL), args=args, train_dataset=data,
+                             processing_class=AutoTokenizer.from_pretrained(MODEL), peft_config=lora)
+    init, final = os.path.join(WORK, "trl_init_adapter"), os.path.join(WORK, "trl_final_adapter")
+    trainer.model.save_pretrained(init)
+    trainer.train()
+    trainer.model.save_pretrained(final)
+    trl_losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    want = load_file(os.path.join(final, "adapter_model.safetensors"))
+    got = {}
+    for dtype in ("f64", "f32"):
+        out = os.path.join(WORK, "lorafast_adapter_" + dtype)
+        run(binary, "finetune", "--model", MODEL, "--data", path, "--init-adapter", init, "--seq-len", "256",
+            "--batch", str(rows), "--steps", "3", "--lr", "1e-2", "--min-lr-ratio", "1", "--warmup", "0",
+            "--clip", "1", "--val-fraction", "0", "--eval-every", "0", "--dtype", dtype, "--out", out)
+        got[dtype] = load_file(os.path.join(out, "adapter_model.safetensors"))
+    check(sorted(got["f64"]) == sorted(want), "tensors %s, TRL %s" % (sorted(got["f64"]), sorted(want)))
+    worst = 0.0
+    for name in want:
+        exact = got["f64"][name]
+        check(relative(want[name], exact) <= 1e-3, "%s: TRL and lorafast f64 differ by %.3g" % (
+            name, relative(want[name], exact)))
+        ours, theirs = relative(got["f32"][name], exact), relative(want[name], exact)
+        check(ours <= 2 * theirs + 1e-7, "%s: lorafast f32 %.3g from f64, TRL f32 %.3g" % (name, ours, theirs))
+        worst = max(worst, theirs)
+    with open(os.path.join(WORK, "lorafast_adapter_f32", "train_log.csv")) as f:
+        losses = [float(r["loss"]) for r in csv.DictReader(f)]
+    check(len(trl_losses) == 3 and all(abs(a - b) <= 1e-4 * abs(b) for a, b in zip(losses, trl_losses)),
+          "losses lorafast %s, TRL %s" % (losses, trl_losses))
+    return "%d rows; TRL f32 within %.2g of lorafast f64; losses %s" % (rows, worst, ["%.5f" % x for x in losses])
+
+
 if __name__ == "__main__":
     sys.exit(harness.main())

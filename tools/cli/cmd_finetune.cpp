@@ -56,6 +56,7 @@ struct FinetuneFlags {
   double val_fraction = 0.1;
   std::int64_t save_every = 100, stop_after = 0;
   bool resume = false;
+  std::string init_adapter;  // start from this PEFT adapter
   std::optional<std::string> sample_prompt;
   std::int64_t sample_tokens = 200;
   bool plot = false;
@@ -330,6 +331,10 @@ void run_model(const FinetuneFlags& f, const W& weights, const LoraConfig& flag_
   } else {
     ckpt.options.seq_len = f.seq_len.value_or(seq_len_default(f, config));
     ckpt.state = init_train_state<T>(config, flag_lora, f.train.seed);
+    if (!f.init_adapter.empty()) {  // its weights and configuration instead of fresh ones
+      ckpt.state.lora = load_peft_adapter<T>(f.init_adapter, config);
+      ckpt.state.adamw = init_adamw_state(ckpt.state.lora);
+    }
   }
   if (f.data_format == DataFormat::jsonl) {
     const SftSplit split = read_instruction_data(f, ckpt.options.seq_len, ckpt.val_fraction);
@@ -449,7 +454,12 @@ void add_finetune_command(CLI::App& app) {
   cmd->add_option("--stop-after", f->stop_after, "Save a checkpoint and stop after update K (continue with "
                                                  "--resume)")->check(non_negative);
   cmd->add_option("--seed", t.seed, "Seed of the adapter initialisation and the training windows (default 0)");
-  cmd->add_flag("--resume", f->resume, "Continue the run whose checkpoint is in --out, with its options");
+  auto* resume = cmd->add_flag("--resume", f->resume, "Continue the run whose checkpoint is in --out, with its options");
+  auto* init = cmd->add_option("--init-adapter", f->init_adapter,
+                               "Start from this PEFT adapter directory (its rank, alpha, targets and weights; fresh "
+                               "AdamW state) instead of a new adapter")
+                   ->excludes(resume);
+  for (const char* flag : {"--rank", "--alpha", "--rslora", "--targets", "--qkv"}) init->excludes(cmd->get_option(flag));
   cmd->add_option("--method", f->method, "Attention per layer and head: exact | fast | chained | auto (default "
                                          "auto: per head the cheapest method certified within --eps); each layer's "
                                          "choice is printed and written to attention_plan.csv")
