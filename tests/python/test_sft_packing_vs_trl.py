@@ -224,5 +224,33 @@ def same_adapter_as_trl_after_three_steps(binary):
     return "%d rows; TRL f32 within %.2g of lorafast f64; losses %s" % (rows, worst, ["%.5f" % x for x in losses])
 
 
+def refused(binary, args, code, names):
+    proc = subprocess.run([binary, *args], capture_output=True, timeout=120)
+    err = proc.stderr.decode("utf-8", "replace")
+    check(proc.returncode == code, "%s: exit %d (want %d): %r" % (args[0], proc.returncode, code, err[-300:]))
+    check(err.startswith("lorafast: error:") and err.count("\n") == 1, "stderr is not one line: %r" % err[-300:])
+    for name in names:
+        check(name in err, "stderr %r does not name %r" % (err, name))
+
+
+@harness.test
+def finetune_refuses_bad_data_and_changed_rows(binary):
+    """A bad line stops finetune and eval before anything is written (exit 3, the file
+    and line named); --resume refuses a --packing that gives other rows."""
+    bad = write_jsonl("data/bad.jsonl", MESSAGES[:3])
+    with open(bad, "a") as f:
+        f.write('{"messages": [{"content": "no role"}]}\n')
+    out = os.path.join(WORK, "refused_out")
+    refused(binary, ["finetune", "--model", MODEL, "--data", bad, "--out", out, "--steps", "1"], 3, ["bad.jsonl:4:"])
+    check(not os.path.exists(out), "finetune created its output directory")
+    refused(binary, ["eval", "--model", MODEL, "--data", bad], 3, ["bad.jsonl:4:"])
+    good = write_jsonl("data/good.jsonl", MESSAGES)
+    run(binary, "finetune", "--model", MODEL, "--data", good, "--out", out, "--steps", "2", "--stop-after", "1",
+        "--seq-len", "256", "--batch", "2", "--val-fraction", "0")
+    refused(binary, ["finetune", "--model", MODEL, "--data", good, "--out", out, "--resume", "--packing", "off"], 3,
+            ["good.jsonl", "checkpoint"])
+    run(binary, "finetune", "--model", MODEL, "--data", good, "--out", out, "--resume")
+
+
 if __name__ == "__main__":
     sys.exit(harness.main())
