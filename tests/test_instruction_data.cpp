@@ -193,7 +193,7 @@ TEST(SftPrepare, TruncationKeepsTheStartAndDropsUnlabelled) {
 
 TEST(SftPrepare, WritesRowsAtomically) {
   const auto dir = scratch_dir("write");
-  write_sft_jsonl(dir / "out.jsonl", pack_examples({SftExample{{5, 6}, {no, 6}}}, 8, Packing::off));
+  write_sft_jsonl(dir / "out.jsonl", pack_examples({SftExample{{5, 6}, {no, 6}}}, 8, Packing::none));
   std::ifstream in(dir / "out.jsonl");
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_EQ(text, "{\"input_ids\": [5, 6], \"labels\": [-100, 6], \"position_ids\": [0, 1], \"seq_lengths\": [2]}\n");

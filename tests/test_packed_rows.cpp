@@ -76,7 +76,7 @@ void check_packed_equals_one_by_one(const W& weights) {
   batch.loss_tokens = predicted;
   const auto together = model_loss_and_grad(weights, lora, batch, AttentionRequest{}, Recompute::never);
 
-  const SftRows alone = pack_examples(docs, 16, Packing::off);
+  const SftRows alone = pack_examples(docs, 16, Packing::none);
   double loss = 0;
   std::optional<std::vector<LoraLayer>> grads;
   for (std::int64_t r = 0; r < alone.rows(); ++r) {
@@ -114,7 +114,7 @@ TEST(PackedRows, GptFullGradientEqualsItsDocumentsOneByOne) {
   TokenBatch batch = sft_batch(packed, all);
   batch.loss_tokens = batch.targeted();
   const auto together = gpt_loss_and_full_grad(w, static_cast<const GptLora<double>*>(nullptr), batch);
-  const SftRows alone = pack_examples(docs, 16, Packing::off);
+  const SftRows alone = pack_examples(docs, 16, Packing::none);
   double loss = 0;
   std::optional<GptWeights<double>> sum;
   for (std::int64_t r = 0; r < alone.rows(); ++r) {

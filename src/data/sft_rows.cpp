@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <deque>
 #include <map>
 #include <numeric>
@@ -14,7 +15,7 @@ namespace lorafast {
 std::optional<Packing> parse_packing(std::string_view name) {
   if (name == "bfd") return Packing::bfd;
   if (name == "wrapped") return Packing::wrapped;
-  if (name == "off") return Packing::off;
+  if (name == "none") return Packing::none;
   return std::nullopt;
 }
 
@@ -22,7 +23,7 @@ const char* packing_name(Packing packing) {
   switch (packing) {
     case Packing::bfd: return "bfd";
     case Packing::wrapped: return "wrapped";
-    case Packing::off: return "off";
+    case Packing::none: return "none";
   }
   return "?";
 }
@@ -50,6 +51,17 @@ std::int64_t SftRows::label_tokens() const {
   for (const auto& doc : docs)
     if (!doc.labels.empty()) n += std::count_if(doc.labels.begin() + 1, doc.labels.end(), [](std::int32_t l) { return l != no_target; });
   return n;
+}
+
+double SftRows::padding_share(std::int64_t seq_len) const {
+  return rows() == 0 ? 0.0 : 1.0 - static_cast<double>(tokens()) / static_cast<double>(rows() * seq_len);
+}
+
+std::string SftRows::line(Packing packing, std::int64_t seq_len) const {
+  if (packing == Packing::none) return cat(rows(), " rows (packing none)");
+  char share[32];
+  std::snprintf(share, sizeof share, "%.2f%%", 100.0 * padding_share(seq_len));
+  return cat(rows(), " rows of ", seq_len, " (packing ", packing_name(packing), ", padding ", share, ")");
 }
 
 namespace {
@@ -112,7 +124,7 @@ SftRows pack_examples(std::vector<SftExample> examples, std::int64_t seq_len, Pa
   LF_CHECK(seq_len >= 1, ErrorKind::usage, "--seq-len must be positive, got ", seq_len);
   SftRows out;
   out.row_start.push_back(0);
-  if (packing == Packing::off) {
+  if (packing == Packing::none) {
     for (auto& e : examples)
       if (!e.input_ids.empty()) {
         out.docs.push_back(std::move(e));

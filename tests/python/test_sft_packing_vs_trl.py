@@ -11,7 +11,7 @@ Loss: with the same tiny Llama (saved by transformers) in float64 (transformers'
 code in IEEE double, as test_llama_interop.py runs it), `lorafast eval` on the JSONL
 must give the loss of TRL's collated batch of all rows (padding-free for bfd: cut
 into its documents where the position_ids restart, each run alone; padded with an
-attention mask for --packing off), and the same count of predicted tokens; and
+attention mask for --packing none), and the same count of predicted tokens; and
 `lorafast finetune --dtype f64` must report that loss at step 1 (LoRA's B starts at
 zero, so step 1 runs the base model) for a batch holding every row. Tolerance 1e-10
 relative: both sides sum the same float64 terms in different orders.
@@ -144,7 +144,7 @@ def trl_loss(path, seq_len, packing, assistant_only):
 def loss_case(name, rows, seq_len, packing, assistant_only):
     def fn(binary):
         path = write_jsonl("data/loss_%s.jsonl" % name, rows)
-        want, predicted, row_count = trl_loss(path, seq_len, packing != "off", assistant_only)
+        want, predicted, row_count = trl_loss(path, seq_len, packing != "none", assistant_only)
         extra = ["--assistant-only-loss"] if assistant_only else []
         got = json.loads(run(binary, "eval", "--model", MODEL, "--data", path, "--dtype", "f64", "--seq-len",
                              str(seq_len), "--packing", packing, "--json", *extra))
@@ -165,7 +165,7 @@ def loss_case(name, rows, seq_len, packing, assistant_only):
 for _name, _rows, _seq_len, _packing, _assistant in [
         ("bfd_messages_assistant_only", MESSAGES, 256, "bfd", True),
         ("bfd_prompt_completion", PROMPT_COMPLETION, 40, "bfd", False),
-        ("padded_messages", MESSAGES, 256, "off", False)]:
+        ("padded_messages", MESSAGES, 256, "none", False)]:
     harness.add("same_loss_as_transformers_" + _name, loss_case(_name, _rows, _seq_len, _packing, _assistant))
 
 
@@ -247,7 +247,7 @@ def finetune_refuses_bad_data_and_changed_rows(binary):
     good = write_jsonl("data/good.jsonl", MESSAGES)
     run(binary, "finetune", "--model", MODEL, "--data", good, "--out", out, "--steps", "2", "--stop-after", "1",
         "--seq-len", "256", "--batch", "2", "--val-fraction", "0")
-    refused(binary, ["finetune", "--model", MODEL, "--data", good, "--out", out, "--resume", "--packing", "off"], 3,
+    refused(binary, ["finetune", "--model", MODEL, "--data", good, "--out", out, "--resume", "--packing", "none"], 3,
             ["good.jsonl", "checkpoint"])
     run(binary, "finetune", "--model", MODEL, "--data", good, "--out", out, "--resume")
 

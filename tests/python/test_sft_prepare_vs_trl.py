@@ -175,7 +175,7 @@ def summary_counts(binary):
     tokens = sum(len(i) for i, _ in got)
     labels = sum(lab != -100 for _, ls in got for lab in ls)
     want = "4 examples in 1 file, 1 dropped (0 with no label tokens, 1 with none left after truncation), " \
-           "1 truncated to 64 tokens; 3 kept, %d tokens, %d label tokens" % (tokens, labels)
+           "1 truncated to 64 tokens; 3 kept, %d tokens, %d label tokens; 3 rows (packing none)" % (tokens, labels)
     check(summary == "prepare: " + want, "summary %r, want %r" % (summary, want))
 
 

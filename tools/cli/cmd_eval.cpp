@@ -46,13 +46,13 @@ void run_rows(const EvalFlags& f, const W& weights, const GptLora<T>* adapter) {
   LF_CHECK(seq_len <= weights.config.n_positions, ErrorKind::usage, "--seq-len ", seq_len,
            " exceeds the model's n_positions ", weights.config.n_positions);
   const Packing packing = f.sft.packing_mode(Packing::bfd);
-  SftData data = prepare_instruction_data(f.data, f.model.model, f.sft.options(seq_len, packing != Packing::off));
+  SftData data = prepare_instruction_data(f.data, f.model.model, f.sft.options(seq_len, packing != Packing::none));
   const SftRows rows = pack_examples(std::move(data.examples), seq_len, packing);
   EvalResult r;
   if (evaluated(f, r, [&] { return evaluate_rows(weights, adapter, rows, 0, f.batch); })) return;
-  std::printf("data: %s\nloss %.6f nats/token (perplexity %.4f) over %lld label tokens in %lld rows (packing %s)\n",
-              data.summary.line(seq_len).c_str(), r.loss, std::exp(r.loss), static_cast<long long>(r.tokens),
-              static_cast<long long>(rows.rows()), packing_name(packing));
+  std::printf("data: %s; %s\nloss %.6f nats/token (perplexity %.4f) over %lld label tokens\n",
+              data.summary.line(seq_len).c_str(), rows.line(packing, seq_len).c_str(), r.loss, std::exp(r.loss),
+              static_cast<long long>(r.tokens));
 }
 
 template <class W, class T = typename W::value_type>

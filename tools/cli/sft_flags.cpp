@@ -16,9 +16,9 @@ void SftFlags::add_to(CLI::App& c, bool with_packing) {
   c.add_option("--packing", packing,
                "Instruction data in rows of --seq-len tokens: bfd (best-fit decreasing as TRL packs, each example "
                "attending only to itself, positions from 0) | wrapped (concatenated and cut every "
-               "--seq-len tokens, attention across examples) | off (one example per row, padded per batch); "
-               "default bfd, for prepare off")
-      ->check(CLI::IsMember({"bfd", "wrapped", "off"}));
+               "--seq-len tokens, attention across examples) | none (one example per row, padded per batch); "
+               "default bfd, for prepare none")
+      ->check(CLI::IsMember({"bfd", "wrapped", "none"}));
 }
 
 Packing SftFlags::packing_mode(Packing fallback) const {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -19,8 +20,8 @@ namespace lorafast {
 // bfd: best-fit decreasing into rows of seq_len tokens, examples kept whole (longer
 // ones truncated to seq_len); wrapped: the examples concatenated and cut every
 // seq_len tokens, one document per row (attention crosses examples, as in TRL);
-// off: one example per row, padded per batch.
-enum class Packing { bfd, wrapped, off };
+// none: one example per row, padded per batch.
+enum class Packing { bfd, wrapped, none };
 std::optional<Packing> parse_packing(std::string_view name);
 const char* packing_name(Packing packing);
 
@@ -37,6 +38,10 @@ struct SftRows {
   std::int64_t row_tokens(std::int64_t r) const;
   std::int64_t tokens() const;        // in every row
   std::int64_t label_tokens() const;  // tokens some row position predicts (a document's first never is)
+  // Packed rows of seq_len tokens: the share of their positions that are padding.
+  double padding_share(std::int64_t seq_len) const;
+  // "<rows> rows (packing <name>, padding <share>%)"; the padding only when packed.
+  std::string line(Packing packing, std::int64_t seq_len) const;
 };
 
 // TRL's pack_dataset (trl/data_utils.py) with `packing`, group by group of
