@@ -6,7 +6,10 @@
 // example's ids diverge (common_prefix_length), labels -100 outside the completion
 // (completion_only_loss) and outside the {% generation %} spans (assistant_only_loss),
 // truncation keeping the start, and examples with no label token dropped.
+#include <omp.h>
+
 #include <algorithm>
+#include <exception>
 
 #include "core/json_read.hpp"
 #include "core/text_file.hpp"
@@ -124,37 +127,82 @@ std::string SftSummary::line(std::int64_t seq_len) const {
              examples - dropped, " kept, ", tokens, " tokens, ", label_tokens, " label tokens");
 }
 
+namespace {
+
+// Drops, truncates and counts one prepared example into `out`, in file order.
+void keep(SftExample&& e, const SftOptions& options, SftData& out) {
+  SftSummary& s = out.summary;
+  const auto seq_len = static_cast<std::size_t>(options.seq_len);
+  const auto trained = [&] {
+    return std::any_of(e.labels.begin(), e.labels.end(), [](std::int32_t l) { return l != ignore_label; });
+  };
+  const bool drop = options.packing == Packing::none;  // packing keeps them, as TRL
+  if (!trained() && drop) {
+    ++s.dropped_unlabelled;
+    return;
+  }
+  // bfd truncates as packing off does (TRL in its packer); wrapped cuts the concatenation instead.
+  if (e.input_ids.size() > seq_len && options.packing != Packing::wrapped) {
+    ++s.truncated;
+    e.input_ids.resize(seq_len);
+    e.labels.resize(seq_len);
+    if (!trained() && drop) {
+      ++s.dropped_truncated;
+      return;
+    }
+  }
+  s.tokens += static_cast<std::int64_t>(e.input_ids.size());
+  s.label_tokens += std::count_if(e.labels.begin(), e.labels.end(), [](std::int32_t l) { return l != ignore_label; });
+  out.examples.push_back(std::move(e));
+}
+
+// Examples are rendered and tokenized this many at a time, in parallel (each thread
+// its own Preparer), then kept in file order: the memory of one chunk, and the first
+// bad example in the file is the one reported.
+constexpr std::size_t chunk_examples = 1024;
+
+}  // namespace
+
 SftData prepare_instruction_data(const std::filesystem::path& data, const std::filesystem::path& model_dir,
                                  const SftOptions& options) {
   LF_CHECK(options.seq_len > 0, ErrorKind::usage, "--seq-len must be positive, got ", options.seq_len);
-  Preparer preparer(model_dir, options);
+  std::vector<std::optional<Preparer>> preparers(static_cast<std::size_t>(omp_get_max_threads()));
+  preparers[0].emplace(model_dir, options);  // a missing tokenizer is reported before any data
   SftData out;
-  SftSummary& s = out.summary;
-  const auto seq_len = static_cast<std::size_t>(options.seq_len);
-  s.files = static_cast<std::int64_t>(for_each_instruction_example(data, [&](InstructionExample&& ex) {
-    ++s.examples;
-    SftExample e = preparer.prepare(ex);
-    const auto trained = [&] {
-      return std::any_of(e.labels.begin(), e.labels.end(), [](std::int32_t l) { return l != ignore_label; });
-    };
-    if (!trained() && !options.packing) {
-      ++s.dropped_unlabelled;
-      return;
+  std::vector<InstructionExample> chunk;
+  std::vector<SftExample> prepared;
+  std::vector<std::exception_ptr> failed;
+  const auto flush = [&] {
+    prepared.assign(chunk.size(), {});
+    failed.assign(chunk.size(), nullptr);
+#pragma omp parallel
+    {
+      auto& preparer = preparers[static_cast<std::size_t>(omp_get_thread_num())];
+#pragma omp for schedule(dynamic, 16)
+      for (std::size_t i = 0; i < chunk.size(); ++i) try {
+          if (!preparer) preparer.emplace(model_dir, options);
+          prepared[i] = preparer->prepare(chunk[i]);
+        } catch (...) {
+          failed[i] = std::current_exception();
+        }
     }
-    // Packing takes whole examples: bfd truncates them, wrapped cuts the concatenation.
-    if (e.input_ids.size() > seq_len && !options.packing) {
-      ++s.truncated;
-      e.input_ids.resize(seq_len);
-      e.labels.resize(seq_len);
-      if (!trained()) {
-        ++s.dropped_truncated;
-        return;
-      }
+    for (std::size_t i = 0; i < chunk.size(); ++i) {
+      if (failed[i]) std::rethrow_exception(failed[i]);
+      keep(std::move(prepared[i]), options, out);
     }
-    s.tokens += static_cast<std::int64_t>(e.input_ids.size());
-    s.label_tokens += std::count_if(e.labels.begin(), e.labels.end(), [](std::int32_t l) { return l != ignore_label; });
-    out.examples.push_back(std::move(e));
-  }));
+    out.summary.examples += static_cast<std::int64_t>(chunk.size());
+    chunk.clear();
+  };
+  try {
+    out.summary.files = static_cast<std::int64_t>(for_each_instruction_example(data, [&](InstructionExample&& ex) {
+      chunk.push_back(std::move(ex));
+      if (chunk.size() == chunk_examples) flush();
+    }));
+  } catch (const Error&) {
+    flush();  // an example before the bad line that fails is the first error
+    throw;
+  }
+  flush();
   return out;
 }
 

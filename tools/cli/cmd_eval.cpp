@@ -46,7 +46,7 @@ void run_rows(const EvalFlags& f, const W& weights, const GptLora<T>* adapter) {
   LF_CHECK(seq_len <= weights.config.n_positions, ErrorKind::usage, "--seq-len ", seq_len,
            " exceeds the model's n_positions ", weights.config.n_positions);
   const Packing packing = f.sft.packing_mode(Packing::bfd);
-  SftData data = prepare_instruction_data(f.data, f.model.model, f.sft.options(seq_len, packing != Packing::none));
+  SftData data = prepare_instruction_data(f.data, f.model.model, f.sft.options(seq_len, packing));
   const SftRows rows = pack_examples(std::move(data.examples), seq_len, packing);
   EvalResult r;
   if (evaluated(f, r, [&] { return evaluate_rows(weights, adapter, rows, 0, f.batch); })) return;

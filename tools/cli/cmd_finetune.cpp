@@ -182,7 +182,7 @@ void print_sample(const char* title, const GptWeights<T>& weights, const GptLora
 // Instruction data: prepared, split and packed with the run's --seq-len (its summary printed).
 SftSplit read_instruction_data(const FinetuneFlags& f, std::int64_t seq_len, double val_fraction) {
   const Packing packing = f.sft.packing_mode(Packing::bfd);
-  SftData data = prepare_instruction_data(f.data, f.model.model, f.sft.options(seq_len, packing != Packing::none));
+  SftData data = prepare_instruction_data(f.data, f.model.model, f.sft.options(seq_len, packing));
   SftSplit split = split_and_pack(std::move(data.examples), val_fraction, seq_len, packing);
   std::printf("data: %s\ntraining: %s; validation: %s\n", data.summary.line(seq_len).c_str(),
               split.train.line(packing, seq_len).c_str(), split.val.line(packing, seq_len).c_str());

@@ -20,7 +20,7 @@ struct PrepareFlags {
 
 void run(const PrepareFlags& f) {
   const Packing packing = f.sft.packing_mode(Packing::none);
-  SftData data = prepare_instruction_data(f.data, f.model, f.sft.options(f.seq_len, packing != Packing::none));
+  SftData data = prepare_instruction_data(f.data, f.model, f.sft.options(f.seq_len, packing));
   const SftRows rows = pack_examples(std::move(data.examples), f.seq_len, packing);
   write_sft_jsonl(f.out, rows);
   std::printf("prepare: %s; %s\n", data.summary.line(f.seq_len).c_str(), rows.line(packing, f.seq_len).c_str());

@@ -25,13 +25,13 @@ Packing SftFlags::packing_mode(Packing fallback) const {
   return packing.empty() ? fallback : *parse_packing(packing);
 }
 
-SftOptions SftFlags::options(std::int64_t seq_len, bool packed) const {
+SftOptions SftFlags::options(std::int64_t seq_len, Packing packing) const {
   SftOptions o;
   o.seq_len = seq_len;
   o.assistant_only_loss = assistant_only_loss;
   if (!completion_only_loss.empty()) o.completion_only_loss = completion_only_loss == "true";
   if (!chat_template.empty()) o.chat_template = chat_template;
-  o.packing = packed;
+  o.packing = packing;
   return o;
 }
 

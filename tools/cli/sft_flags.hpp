@@ -18,7 +18,7 @@ struct SftFlags {
   void add_to(CLI::App& command, bool packing);
   // --packing, else `fallback`.
   Packing packing_mode(Packing fallback) const;
-  SftOptions options(std::int64_t seq_len, bool packed) const;
+  SftOptions options(std::int64_t seq_len, Packing packing) const;
 };
 
 // `data` is instruction data: a .jsonl file or a directory (of them).

@@ -74,14 +74,24 @@ std::size_t for_each_instruction_example(const std::filesystem::path& path,
 
 constexpr std::int32_t ignore_label = no_target;  // a token with no loss (PyTorch's ignore_index)
 
+// How examples become training rows (sft_rows.hpp). bfd: best-fit decreasing into
+// rows of seq_len tokens, examples kept whole (longer ones truncated to seq_len);
+// wrapped: the examples concatenated and cut every seq_len tokens, one document per
+// row (attention crosses examples, as in TRL); none: one example per row, padded per
+// batch.
+enum class Packing { bfd, wrapped, none };
+std::optional<Packing> parse_packing(std::string_view name);
+const char* packing_name(Packing packing);
+
 struct SftOptions {
   std::int64_t seq_len = 1024;               // truncation keeps the first seq_len tokens (TRL's max_length)
   std::optional<bool> completion_only_loss;  // default: on (it only affects prompt-completion data)
   bool assistant_only_loss = false;          // labels only in the template's {% generation %} spans
   std::optional<std::filesystem::path> chat_template;  // default: the model directory's
-  // For packing: examples kept whole (the packer truncates or cuts them) and kept
-  // even with no label token, as TRL prepares them when packing.
-  bool packing = false;
+  // As TRL prepares them for this packing: with packing, examples without a label
+  // token are kept; wrapped packing cuts the examples' concatenation instead of
+  // truncating them.
+  Packing packing = Packing::none;
 };
 
 // One example: its ids and, aligned with them, its labels (the id, or ignore_label);

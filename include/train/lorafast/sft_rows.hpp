@@ -17,14 +17,6 @@
 
 namespace lorafast {
 
-// bfd: best-fit decreasing into rows of seq_len tokens, examples kept whole (longer
-// ones truncated to seq_len); wrapped: the examples concatenated and cut every
-// seq_len tokens, one document per row (attention crosses examples, as in TRL);
-// none: one example per row, padded per batch.
-enum class Packing { bfd, wrapped, none };
-std::optional<Packing> parse_packing(std::string_view name);
-const char* packing_name(Packing packing);
-
 // TRL packs through datasets.map's batches of 1000 examples: so does pack_examples,
 // and its rows are TRL's.
 constexpr std::size_t trl_pack_group = 1000;
