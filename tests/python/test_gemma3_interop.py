@@ -17,6 +17,8 @@ a block, q/k norms, GeGLU, the sqrt(hidden) embedding scale:
 (g) a bf16 checkpoint evaluates (f64, f32 and --dtype bf16) as transformers does on
     the same bf16 weights upcast to float64, and `finetune --dtype bf16` trains on it
     (finite, falling loss);
+(h) `lorafast merge --dtype f64` of the PEFT adapter: transformers' loss on the merged
+    model equals PEFT's on the unmerged pair;
 and refusals: attn_logit_softcapping set, and model_type "gemma3" (the multimodal
 config), each exit 3 with one line naming the file and the field.
 
@@ -50,6 +52,7 @@ import sys
 import tempfile
 
 import numpy as np
+import peft
 import torch
 import transformers
 from transformers.models.gemma3 import modeling_gemma3
@@ -152,6 +155,21 @@ def bf16_model(lf, tmp):
                   "%s finetune --dtype bf16: losses %s" % (name, ", ".join("%.4f" % l for l in losses)))
 
 
+def merged(lf, tmp, model_dir, data_path, adapter):
+    """`lorafast merge --dtype f64` of a PEFT adapter: transformers on the merged model gives PEFT's loss."""
+    out = os.path.join(tmp, "gemma3-merged")
+    interop.run(lf, "merge", "--model", model_dir, "--adapter", adapter, "--out", out, "--dtype", "f64")
+    with open(data_path, "rb") as f:
+        data = f.read()
+    want = interop.oracle_loss(peft.PeftModel.from_pretrained(load_oracle(transformers.Gemma3ForCausalLM, model_dir),
+                                                              adapter).eval(), data)
+    got = interop.oracle_loss(load_oracle(transformers.Gemma3ForCausalLM, out), data)
+    base = interop.oracle_loss(load_oracle(transformers.Gemma3ForCausalLM, model_dir), data)
+    interop.check(interop.rel(got, want) <= interop.F64_REL and abs(base - want) > 1e-6,
+                  "gemma3 merge: merged model %.15g vs PEFT %.15g (rel %.1e; base %.6g)"
+                  % (got, want, interop.rel(got, want), base))
+
+
 def refusals(lf, tmp, model_dir, data_path):
     import shutil
     ev = lambda d: ["eval", "--data", data_path, "--seq-len", interop.T, "--json", "--model", d]
@@ -182,6 +200,7 @@ def main():
         for with_adapter in (False, True):
             pretrain.full_grads(lf, tmp, d, "gemma3", with_adapter)
         bf16_model(lf, tmp)
+        merged(lf, tmp, d, data, os.path.join(tmp, "gemma3-mixed-peft"))
         refusals(lf, tmp, d, data)
     failures = interop.failures  # the other scripts' check is interop's (one list)
     if failures:
