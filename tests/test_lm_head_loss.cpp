@@ -79,12 +79,12 @@ void check_rows(std::int64_t rows, double bound, double cap = 0) {
     set_num_threads(threads);
     std::vector<T> d_h(h.size()), d_wte(wte.size());
     const double loss = lm_head_loss(LmHeadLossParams<T>{rows, dim, vocab, h_t.data(), wte_t.data(), targets.data(),
-                                                         d_h.data(), d_wte.data(), nullptr, cap});
+                                                         d_h.data(), d_wte.data(), nullptr, 0, cap});
     EXPECT_NEAR(loss, ref.loss, bound * ref.loss) << rows << " rows, " << threads << " threads";
     EXPECT_LT(relative_error(ref.d_h, d_h), bound) << rows << " rows, " << threads << " threads";
     EXPECT_LT(relative_error(ref.d_wte, d_wte), bound) << rows << " rows, " << threads << " threads";
     const double forward_only = lm_head_loss(LmHeadLossParams<T>{rows, dim, vocab, h_t.data(), wte_t.data(),
-                                                                 targets.data(), nullptr, nullptr, nullptr, cap});
+                                                                 targets.data(), nullptr, nullptr, nullptr, 0, cap});
     EXPECT_EQ(forward_only, loss);
   }
   set_num_threads(0);
