@@ -249,7 +249,8 @@ TEST(Geglu, BackwardMatchesFiniteDifferences) {
   const auto gate = random_vector(11, 11, -4, 4), up = random_vector(11, 12), g = random_vector(11, 13);
   std::vector<double> d_gate(11), d_up = g;  // d_up aliases d_h, as the decoder's backward pass runs it
   geglu_bwd(GegluParams<double>{11, gate.data(), up.data(), nullptr, d_up.data(), d_gate.data(), d_up.data()});
-  expect_matches_fd([&](const std::vector<double>& x) { return dot(geglu_definition(x, up), g); }, gate, d_gate, "d_gate");
+  expect_matches_fd([&](const std::vector<double>& x) { return dot(geglu_definition(x, up), g); }, gate, d_gate,
+                    "d_gate");
   expect_matches_fd([&](const std::vector<double>& x) { return dot(geglu_definition(gate, x), g); }, up, d_up, "d_up");
 }
 

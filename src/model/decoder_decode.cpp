@@ -34,8 +34,9 @@ void head_logits(const DecoderSpec& spec, const T* h, const Tensor& table, Decod
 
 // s.proj = the output projection `l` of x, then (post_norms) its norm `n`.
 template <class T>
-void output_projection(const DecoderSpec& spec, const LinearTensors<const Tensor>& l, const NormTensors<const Tensor>& n,
-                       const GptLora<T>* lora, std::int64_t layer, const T* x, DecodeState<T>& s) {
+void output_projection(const DecoderSpec& spec, const LinearTensors<const Tensor>& l,
+                       const NormTensors<const Tensor>& n, const GptLora<T>* lora, std::int64_t layer, const T* x,
+                       DecodeState<T>& s) {
   if (!spec.post_norms) return linear_fwd(l, lora, layer, 1, x, s.proj.data());
   linear_fwd(l, lora, layer, 1, x, s.out.data());
   auto p = norm_params<T>(spec, n, 1);

@@ -49,7 +49,9 @@ struct DecoderSpec {
   std::int64_t q_width() const { return heads * head_dim; }      // Q
   std::int64_t kv_width() const { return kv_heads * head_dim; }  // C
   int qkv_parts() const { return fused_qkv ? 1 : 3; }           // projections that write q, k, v
-  std::int64_t window(std::int64_t layer) const { return sliding(layer) ? sliding_window : 0; }  // AttentionParams::window
+  std::int64_t window(std::int64_t layer) const {  // layer's AttentionParams::window
+    return sliding(layer) ? sliding_window : 0;
+  }
   bool sliding(std::int64_t layer) const {  // a layer of the sliding kind (its window, its RoPE)
     return sliding_window > 0 && (sliding_layers.empty() || sliding_layers[static_cast<std::size_t>(layer)]);
   }

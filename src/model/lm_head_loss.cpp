@@ -80,7 +80,8 @@ double lm_head_loss(const LmHeadLossParams<T>& p) {
       gemm(Op::none, Op::trans, T(1), h, wte_mine, T(0), g);    // logits = h wte^T
       for (std::int64_t r = 0; r < rc; ++r) {
         T* row = g.row(r);
-        if (p.softcap > 0) soft_cap(row, nv, static_cast<T>(p.softcap), capped.empty() ? nullptr : capped.data() + r * vocab + v0);
+        if (p.softcap > 0)
+          soft_cap(row, nv, static_cast<T>(p.softcap), capped.empty() ? nullptr : capped.data() + r * vocab + v0);
         const std::int32_t target = p.targets[r0 + r];
         if (target >= v0 && target < v1) target_logit[r] = static_cast<double>(row[target - v0]);
         const T max = nv > 0 ? *std::max_element(row, row + nv) : -std::numeric_limits<T>::infinity();

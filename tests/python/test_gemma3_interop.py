@@ -148,7 +148,8 @@ def bf16_model(lf, tmp):
                       "(rel %.1e)" % (name, dtype, got, want, interop.rel(got, want)))
     out = os.path.join(tmp, name + "-ft")
     interop.run(lf, "finetune", "--model", d, "--data", data_path, "--out", out, "--steps", 4, "--seq-len", interop.T,
-                "--batch", 2, "--rank", 4, "--lr", 3e-2, "--dtype", "bf16", "--eval-every", 0, "--targets", "all-linear")
+                "--batch", 2, "--rank", 4, "--lr", 3e-2, "--dtype", "bf16", "--eval-every", 0,
+                "--targets", "all-linear")
     with open(os.path.join(out, "train_log.csv")) as f:
         losses = [float(row.split(",")[1]) for row in f.read().splitlines()[1:]]
     interop.check(len(losses) == 4 and all(np.isfinite(losses)) and losses[-1] < losses[0],
