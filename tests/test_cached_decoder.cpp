@@ -1,6 +1,7 @@
 // Decoding with the KV cache against the full recompute: at every step the cached
-// logits equal model_next_logits of the whole context (GPT-2 and a Llama-family
-// model with grouped-query heads, with and without an adapter), greedy decoding
+// logits equal model_next_logits of the whole context (GPT-2 and Llama-family
+// models: grouped-query heads, Qwen2's biases, Gemma 3's parts with a window shorter
+// than the context; with and without an adapter), greedy decoding
 // gives the same tokens, and the capacity is enforced.
 #include <gtest/gtest.h>
 
@@ -121,7 +122,10 @@ TEST(CachedDecoder, LlamaGroupedQueryStepsEqualFullRecompute) {
   qwen.model_type = "qwen2";
   qwen.kv_heads = 1;
   qwen.tied = true;
-  for (const auto& spec : {llama, qwen}) {
+  testing::TinyLlamaSpec gemma;  // window 3 on layer 0, soft-capped logits, the four norms, tied head
+  gemma.model_type = "gemma3_text";
+  gemma.tied = true;
+  for (const auto& spec : {llama, qwen, gemma}) {
     check_llama<double>(spec);
     check_llama<float>(spec);
   }

@@ -2,7 +2,7 @@
 // base tensor, checked by central finite differences in double along a random
 // direction per tensor on tiny models with awkward sizes (grouped-query heads, one
 // K/V head, q/k/v and o biases, tied and untied LM heads, T = 1, T crossing the
-// attention kernels' 64-row tile), with and without adapters; the adapter gradients
+// attention kernels' 64-row tile, Gemma 3's parts), with and without adapters; the adapter gradients
 // it returns alongside must be those of llama_loss_and_grad, bit for bit.
 #include <gtest/gtest.h>
 
@@ -50,6 +50,20 @@ GptConfig config_of(const Spec& s) {
   c.llama.qkv_bias = s.attention_bias || s.family == ModelFamily::qwen2;
   c.llama.o_bias = s.attention_bias;
   c.llama.rope.theta = 100.0;  // fast rotations: positions matter even at T = 5
+  if (s.family == ModelFamily::gemma3) {  // every Gemma 3 part, each changing the loss at these sizes
+    c.llama.qk_norm = true;
+    c.llama.sliding_window = 3;
+    c.llama.sliding_layers.assign(static_cast<std::size_t>(s.layers), false);
+    c.llama.sliding_layers[0] = true;
+    c.llama.rope.type = RopeConfig::Type::linear;
+    c.llama.rope.factor = 2.0;
+    c.llama.sliding_rope = RopeConfig{};
+    c.llama.sliding_rope->theta = 10.0;
+    c.llama.query_pre_attn_scalar = 7;
+    // A cap of 1.5 curves the loss enough that the h = 1e-5 difference's truncation
+    // error (h^2 L''' / 6) exceeds the bound on one tensor (it passes at h = 2e-6).
+    c.llama.final_logit_softcapping = 3.0;
+  }
   c.validate("spec");
   return c;
 }
@@ -86,6 +100,8 @@ std::vector<Spec> specs() {
       {"qwen2/L2/H2/K2/E2/tied/T7/N2/lora", F::qwen2, 2, 2, 2, 2, 6, 5, 13, true, false, 2, 7, true},
       {"mistral/L1/H2/K1/E4/untied/T70/N1 (crosses a 64-row tile)", F::mistral, 1, 2, 1, 4, 8, 6, 11, false, false,
        1, 70},
+      {"gemma3/L2/H2/K1/E4/tied/T9/N2/lora (window 3 on layer 0)", F::gemma3, 2, 2, 1, 4, 8, 6, 11, true, false, 2, 9,
+       true},
   };
 }
 

@@ -1,4 +1,5 @@
-// The Llama-family ops (RMSNorm, RoPE, SwiGLU, grouped-query attention): forward
+// The Llama-family ops (RMSNorm, also with Gemma's (1 + w) scale, RoPE, SwiGLU,
+// Gemma's GeGLU, grouped-query attention): forward
 // against the double reference (src/ref/llama_ref.cpp) in float and double, and
 // every backward against central finite differences in double.
 //
@@ -111,6 +112,28 @@ TEST(RmsNorm, BackwardMatchesFiniteDifferences) {
   expect_matches_fd(loss_w, w, d_w, "d_weight");
 }
 
+// Gemma's (1 + w): the reference with weight 1 + w; the float path rounds 1 + w once more.
+TEST(RmsNorm, PlusOneIsTheNormWithWeightOnePlusW) {
+  const std::int64_t rows = 3, dim = 5;
+  const auto x = random_vector(rows * dim, 3), w = random_vector(dim, 4), g = random_vector(rows * dim, 5);
+  auto plus_one = [](std::vector<double> ww) {
+    for (double& v : ww) v += 1;
+    return ww;
+  };
+  const auto want = ref::rms_norm(x, plus_one(w), dim, 1e-5);
+  std::vector<double> y(x.size()), rstd(rows), d_x(x.size(), 0.0), d_w(dim);
+  RmsNormParams<double> p{rows, dim, 1e-5, x.data(), w.data(), y.data(), rstd.data(), g.data(), d_x.data(), d_w.data(),
+                          true};
+  rms_norm_fwd(p);
+  for (std::size_t i = 0; i < y.size(); ++i)
+    EXPECT_LE(std::abs(y[i] - want[i]), (dim + 16) * unit_roundoff_f64 * std::abs(want[i]) + 1e-300) << i;
+  rms_norm_bwd(p);
+  expect_matches_fd([&](const std::vector<double>& xx) { return dot(ref::rms_norm(xx, plus_one(w), dim, 1e-5), g); },
+                    x, d_x, "d_x");
+  expect_matches_fd([&](const std::vector<double>& ww) { return dot(ref::rms_norm(x, plus_one(ww), dim, 1e-5), g); },
+                    w, d_w, "d_weight");
+}
+
 // ---- RoPE
 
 std::vector<RopeConfig> rope_configs() {
@@ -188,6 +211,47 @@ TEST(Swiglu, BackwardMatchesFiniteDifferences) {
   swiglu_bwd(SwigluParams<double>{11, gate.data(), up.data(), nullptr, d_up.data(), d_gate.data(), d_up.data()});
   expect_matches_fd([&](const std::vector<double>& x) { return dot(ref::swiglu(x, up), g); }, gate, d_gate, "d_gate");
   expect_matches_fd([&](const std::vector<double>& x) { return dot(ref::swiglu(gate, x), g); }, up, d_up, "d_up");
+}
+
+// ---- GeGLU (Gemma): gelu_pytorch_tanh(gate) * up, against its definition in double,
+// 0.5 (1 + tanh(u)) written 1 / (1 + exp(-2u)) (no cancellation for u << 0)
+
+std::vector<double> geglu_definition(const std::vector<double>& gate, const std::vector<double>& up) {
+  std::vector<double> h(gate.size());
+  for (std::size_t i = 0; i < h.size(); ++i) {
+    const double g = gate[i], u = std::sqrt(2 / M_PI) * (g + 0.044715 * g * g * g);
+    h[i] = g / (1 + std::exp(-2 * u)) * up[i];
+  }
+  return h;
+}
+
+template <class T>
+void geglu_forward_case() {
+  const auto gate = random_vector(97, 9, -9, 9), up = random_vector(97, 10);
+  const auto want = geglu_definition(gate, up);
+  auto gt = cast<T>(gate), ut = cast<T>(up);
+  std::vector<T> h(gate.size());
+  geglu_fwd(GegluParams<T>{97, gt.data(), ut.data(), h.data(), nullptr, nullptr, nullptr});
+  // As SwiGLU: the sigmoid's argument 2c (g + k g^3), |arg| <= 2 |g| + 0.1 |g|^3, carries its
+  // rounding (and the input's), a relative |arg| u_T of h.
+  for (std::size_t i = 0; i < h.size(); ++i) {
+    const double arg = 2 * std::abs(gate[i]) + 0.1 * std::pow(std::abs(gate[i]), 3);
+    EXPECT_LE(std::abs(h[i] - want[i]), 16 * unit_roundoff<T>() * (1 + arg) * std::abs(want[i]) + 1e-300) << i;
+  }
+}
+
+TEST(Geglu, ForwardMatchesTheDefinition) {
+  geglu_forward_case<float>();
+  geglu_forward_case<double>();
+}
+
+TEST(Geglu, BackwardMatchesFiniteDifferences) {
+  const auto gate = random_vector(11, 11, -4, 4), up = random_vector(11, 12), g = random_vector(11, 13);
+  std::vector<double> d_gate(11), d_up = g;  // d_up aliases d_h, as the decoder's backward pass runs it
+  geglu_bwd(GegluParams<double>{11, gate.data(), up.data(), nullptr, d_up.data(), d_gate.data(), d_up.data()});
+  expect_matches_fd([&](const std::vector<double>& x) { return dot(geglu_definition(x, up), g); }, gate, d_gate,
+                    "d_gate");
+  expect_matches_fd([&](const std::vector<double>& x) { return dot(geglu_definition(gate, x), g); }, up, d_up, "d_up");
 }
 
 // ---- grouped-query attention (k and v shared by groups of query heads)

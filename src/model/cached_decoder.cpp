@@ -29,10 +29,15 @@ CachedDecoder<W>::CachedDecoder(const W& weights, const GptLora<T>* lora, std::i
     s.rope = make_rope_table<T>(spec.rope, e, capacity);
     s.rope_row = make_rope_table<T>(spec.rope, e, 1);
   }
+  if (spec.sliding_rope) {
+    s.sliding_rope = make_rope_table<T>(*spec.sliding_rope, e, capacity);
+    s.sliding_rope_row = make_rope_table<T>(*spec.sliding_rope, e, 1);
+  }
   const auto n = [](std::int64_t size) { return static_cast<std::size_t>(size); };
   s.x.resize(n(c.n_embd));
   s.norm.resize(n(c.n_embd));
   s.proj.resize(n(c.n_embd));
+  s.out.resize(n(spec.post_norms ? c.n_embd : 0));
   s.qkv.resize(n(spec.q_width() + 2 * spec.kv_width()));
   s.attn.resize(n(spec.q_width()));
   s.head_rstd.resize(n(spec.qk_norm ? spec.heads : 0));

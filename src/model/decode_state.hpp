@@ -14,14 +14,15 @@ namespace lorafast {
 template <class T>
 struct DecodeState {
   KvCache<T> cache;
-  RopeTable<T> rope;      // with RoPE: positions 0 .. C-1
-  RopeTable<T> rope_row;  // with RoPE: the one position of the current step
+  RopeTable<T> rope, sliding_rope;          // with RoPE: positions 0 .. C-1 (sliding_rope: of spec.sliding_rope)
+  RopeTable<T> rope_row, sliding_rope_row;  // with RoPE: the one position of the current step
   std::vector<T> x;       // [D] residual stream of the new position
   std::vector<T> norm;    // [D] normalised x
   std::vector<T> qkv;     // [Q + 2 C] (fused: the projection's output; else q only)
   std::vector<T> attn;    // [Q]
   std::vector<T> head_rstd;  // [H] with qk_norm: the per-head norms' statistics
   std::vector<T> proj;    // [D]
+  std::vector<T> out;     // [D] with post_norms: an output projection's output before its norm
   std::vector<T> wide;    // [F] the MLP activation's output
   std::vector<T> mlp_in;  // [F] per MLP input projection
   std::vector<T> logits_t;      // [V]

@@ -6,6 +6,7 @@
 // matrix exists.
 #pragma once
 
+#include <cmath>
 #include <memory>
 #include <optional>
 #include <utility>
@@ -54,9 +55,13 @@ struct BlockActivations {
   Activation<T> x_mid;                // [M, D]  residual after attention
   Activation<T> mean2, rstd2, norm2;  // as mean1, rstd1, norm1
   Activation<T> mlp_in;               // the MLP's input projections, [M, F] each, one after the other
+  // With post_norms: the attention's and the MLP's output projections [M, D] before
+  // their norms, and the norms' rstd [M].
+  Activation<T> attn_out, attn_out_rstd, mlp_out, mlp_out_rstd;
 
   std::size_t size() const {
-    return values(mean1, rstd1, norm1, qkv, qk_pre, qk_rstd, attn, lse, x_mid, mean2, rstd2, norm2, mlp_in);
+    return values(mean1, rstd1, norm1, qkv, qk_pre, qk_rstd, attn, lse, x_mid, mean2, rstd2, norm2, mlp_in, attn_out,
+                  attn_out_rstd, mlp_out, mlp_out_rstd);
   }
 };
 
@@ -93,7 +98,7 @@ P* projection_out(const DecoderSpec& s, const QkvView<P>& qkv, P* pre, std::int6
 template <class T>
 NormParams<T> head_norm_params(const DecoderSpec& s, const NormTensors<const Tensor>& n, std::int64_t rows, int j) {
   NormParams<T> p;
-  p.kind = NormKind::rms_norm;
+  p.kind = s.norm;
   p.rows = rows * (j == 0 ? s.heads : s.kv_heads);
   p.dim = s.head_dim;
   p.eps = s.eps;
@@ -127,6 +132,7 @@ AttentionParams<T> block_attention_params(const DecoderSpec& s, std::int64_t lay
   AttentionParams<T> attn = causal_attention_params<T>(batch, seq_len, s.heads, s.kv_heads, s.head_dim);
   attn.bf16_products = s.bf16;
   attn.window = s.window(layer);
+  if (s.attn_scale > 0) attn.scale = s.attn_scale;
   if (s.fused_qkv) {
     const std::int64_t width = s.q_width() + 2 * s.kv_width();
     attn.q_strides = attn.k_strides = attn.v_strides = attn.d_q_strides = attn.d_k_strides = attn.d_v_strides =
@@ -162,20 +168,28 @@ struct KeptBlocks {
   Block& block(std::int64_t i) { return blocks[static_cast<std::size_t>(keep == Keep::all ? i : 0)]; }
 };
 
+// The RoPE table of block `layer`: `sliding` for a sliding layer when the spec gives
+// those their own RoPE (Gemma 3's local layers), else `rope`.
+template <class Table>
+const Table& layer_rope(const DecoderSpec& s, std::int64_t layer, const Table& rope, const Table& sliding) {
+  return s.sliding_rope && s.sliding(layer) ? sliding : rope;
+}
+
 template <class T>
 struct DecoderActivations : KeptBlocks<T, BlockActivations<T>> {
   std::int64_t batch = 0, seq_len = 0, rows = 0;  // N, T, M
   std::vector<std::int32_t> positions;            // [M] with documents (TokenBatch::positions), else empty
   std::vector<std::int64_t> cu_seqlens;           // the batch's documents (empty: one per window)
   GptAttentionPlan plan;                          // every layer's, rerun by the backward pass
-  RopeTable<T> rope;                              // with RoPE: positions 0 .. T-1
+  RopeTable<T> rope, sliding_rope;                // with RoPE: positions 0 .. T-1 (sliding_rope: of spec.sliding_rope)
   Activation<T> final_mean, final_rstd, final_out;  // [M] (LayerNorm only), [M], [M, D]
   std::vector<std::int32_t> targets;              // [M], a token or no_target
   std::int64_t loss_tokens = 0;                   // TokenBatch::loss_tokens
 
-  // RoPE over every row of x, `heads` heads per row, at the rows' positions.
-  RopeParams<T> rope_params(std::int64_t heads, T* x) const {
-    return {rows, heads, &rope, x, positions.empty() ? nullptr : positions.data()};
+  // Block `layer`'s RoPE over every row of x, `heads` heads per row, at the rows' positions.
+  RopeParams<T> rope_params(const DecoderSpec& s, std::int64_t layer, std::int64_t heads, T* x) const {
+    const std::int32_t* at = positions.empty() ? nullptr : positions.data();
+    return {rows, heads, &layer_rope(s, layer, rope, sliding_rope), x, at};
   }
   // Block `layer`'s attention over this batch, with its documents.
   AttentionParams<T> attention_params(const DecoderSpec& s, std::int64_t layer) const {
@@ -184,6 +198,14 @@ struct DecoderActivations : KeptBlocks<T, BlockActivations<T>> {
     return attn;
   }
 };
+
+// Gemma's embedding scale sqrt(D), rounded to T as transformers rounds it to the
+// weights' dtype (Gemma3TextScaledWordEmbedding); x [D] *= it.
+template <class T>
+void scale_embedding(const DecoderSpec& s, T* x) {
+  const T scale = static_cast<T>(std::sqrt(static_cast<double>(s.dim)));
+  for (std::int64_t c = 0; c < s.dim; ++c) x[c] *= scale;
+}
 
 // out = a + b, elementwise (the residual connections).
 template <class T>
@@ -294,8 +316,9 @@ void decoder_forward(const DecoderView<T>& model, const GptLora<T>* lora, const 
 
 // Block `layer` from its input x: its activations into `a`, the output into `out`.
 // With `request` it plans its attention into act.plan[layer]; without, it reruns
-// that plan and stops before the MLP activation (`h` and `out` unused): what the
-// backward pass recomputes. h [M, F] and proj [M, D] are scratch.
+// that plan and stops before the MLP activation (`h` and `out` unused; with
+// post_norms it goes on to the MLP's output norm, for a.mlp_out, and `out` may be
+// nullptr): what the backward pass recomputes. h [M, F] and proj [M, D] are scratch.
 template <class T>
 void decoder_block_fwd(const DecoderView<T>& model, const GptLora<T>* lora, std::int64_t layer,
                        const AttentionRequest* request, DecoderActivations<T>& act, const T* x, BlockActivations<T>& a,

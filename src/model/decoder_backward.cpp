@@ -1,8 +1,9 @@
 // Backward pass of the decoder's loss, one for every family: one pass serves
 // fine-tuning (gradients of the LoRA adapters only) and pretraining (gradients of
 // every base weight too). The final norm, then per block (last first) the MLP's
-// output projection, its activation, its input projections, the norm, the
-// attention's output projection, attention (the forward's plan), the inverse RoPE
+// output norm (post_norms), output projection, its activation, its input
+// projections, the norm, the attention's output norm (post_norms) and projection,
+// attention (the forward's plan), the inverse RoPE
 // rotation of d_q and d_k, the q/k/v projections and the norm, the residual
 // gradient accumulating in place; with base-weight gradients it goes on into the
 // embeddings, otherwise block 0 stops at its adapters.
@@ -81,10 +82,24 @@ double forward_backward(const DecoderView<T>& m, const GptLora<T>* lora, const T
       if (g != nullptr) p.d_weight = data<T>(g->weight), p.d_bias = data<T>(g->bias);
     };
 
-    // MLP: d_res is d loss / d (block output) = d loss / d (MLP output projection's output).
+    // With post_norms, d loss / d (output projection's output) into d_ln from d_y, through the norm `n`.
+    auto output_norm_bwd = [&](const NormTensors<const Tensor>& n, NormTensors<Tensor>* g, const Activation<T>& x,
+                               Activation<T>& rstd, const T* d_y) {
+      std::fill(d_ln.begin(), d_ln.end(), T(0));  // norm_bwd accumulates
+      auto p = norm_params<T>(s, n, rows);
+      p.x = x.data(), p.rstd = rstd.data(), p.d_y = d_y, p.d_x = d_ln.data();
+      norm_grads(p, g);
+      norm_bwd(p);
+      return static_cast<const T*>(d_ln.data());
+    };
+
+    // MLP: d_res is d loss / d (block output) = d loss / d (MLP output projection's output, or its norm's).
     T* d_h = d_wide.data() + (s.mlp_in_parts() - 1) * rows * f;  // aliases the last input's gradient
     mlp_activation_fwd(MlpActivationParams<T>{s.mlp, rows * f, a.mlp_in.data(), h.data(), nullptr, nullptr});
-    linear_bwd(b.mlp_out, gb ? &gb->mlp_out : nullptr, h.data(), d_res.data(), d_h);
+    const T* d_mlp_out = s.post_norms ? output_norm_bwd(b.mlp_out_norm, gb ? &gb->mlp_out_norm : nullptr, a.mlp_out,
+                                                        a.mlp_out_rstd, d_res.data())
+                                      : d_res.data();
+    linear_bwd(b.mlp_out, gb ? &gb->mlp_out : nullptr, h.data(), d_mlp_out, d_h);
     mlp_activation_bwd(MlpActivationParams<T>{s.mlp, rows * f, a.mlp_in.data(), nullptr, d_h, d_wide.data()});
     inputs_bwd(b.mlp_in, gb ? &gb->mlp_in : nullptr, s.mlp_in_parts(), a.norm2.data(),
                [&](int j) { return d_wide.data() + j * rows * f; }, d_ln.data());
@@ -95,7 +110,10 @@ double forward_backward(const DecoderView<T>& m, const GptLora<T>* lora, const T
     norm_bwd(norm2);  // d_res is now d loss / d x_mid
 
     // Attention.
-    linear_bwd(b.o, gb ? &gb->o : nullptr, a.attn.data(), d_res.data(), d_attn.data());
+    const T* d_attn_out = s.post_norms ? output_norm_bwd(b.attn_out_norm, gb ? &gb->attn_out_norm : nullptr,
+                                                         a.attn_out, a.attn_out_rstd, d_res.data())
+                                       : d_res.data();
+    linear_bwd(b.o, gb ? &gb->o : nullptr, a.attn.data(), d_attn_out, d_attn.data());
     const auto qkv = qkv_view(s, rows, static_cast<const T*>(a.qkv.data()));
     const auto d_qkv = qkv_view(s, rows, d_wide.data());
     AttentionParams<T> attn = act.attention_params(s, i);
@@ -103,8 +121,8 @@ double forward_backward(const DecoderView<T>& m, const GptLora<T>* lora, const T
     attn.d_o = d_attn.data(), attn.d_q = d_qkv.q, attn.d_k = d_qkv.k, attn.d_v = d_qkv.v;
     planned_attention_bwd(attn, act.plan[static_cast<std::size_t>(i)]);
     if (!s.learned_positions) {
-      rope_bwd(act.rope_params(s.heads, d_qkv.q));
-      rope_bwd(act.rope_params(s.kv_heads, d_qkv.k));
+      rope_bwd(act.rope_params(s, i, s.heads, d_qkv.q));
+      rope_bwd(act.rope_params(s, i, s.kv_heads, d_qkv.k));
     }
     if (s.qk_norm) {
       std::fill(d_pre.begin(), d_pre.end(), T(0));  // norm_bwd accumulates
@@ -128,8 +146,11 @@ double forward_backward(const DecoderView<T>& m, const GptLora<T>* lora, const T
     norm_grads(norm1, gb ? &gb->attn_norm : nullptr);
     norm_bwd(norm1);  // d loss / d (block input)
   }
-  if (d_w != nullptr) token_embedding_bwd(batch, act.positions, d, d_res.data(), data<T>(d_w->embed),
-                                          data<T>(d_w->positions));
+  if (d_w != nullptr) {
+    if (s.scale_embedding)
+      for (std::int64_t r = 0; r < rows; ++r) scale_embedding(s, d_res.data() + r * d);  // x0 = embed * scale
+    token_embedding_bwd(batch, act.positions, d, d_res.data(), data<T>(d_w->embed), data<T>(d_w->positions));
+  }
   if (out.d_lora != nullptr && lora != nullptr) mask_c_attn_rows(*out.d_lora, lora->config);
   if (out.plan != nullptr) *out.plan = std::move(act.plan);
   return loss;

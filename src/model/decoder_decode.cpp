@@ -1,7 +1,8 @@
 // Decoding with the KV cache, one for every family: the prefill runs the forward
 // pass over the prompt and keeps its keys (rotated, with RoPE) and values; a step
 // runs each block on the one new row, rotating q and k (after their per-head norms,
-// with qk_norm) by the angles of its position.
+// with qk_norm) by the angles of its position (in its layer's table), with the parts
+// of the spec as the forward pass has them.
 #include <algorithm>
 
 #include "kernels/column_split.hpp"
@@ -14,9 +15,10 @@
 namespace lorafast {
 namespace {
 
-// logits = table h (table [V, D], the tied embedding or lm_head), output columns split across threads.
+// logits = table h (table [V, D], the tied embedding or lm_head), output columns split
+// across threads; soft-capped as the spec says.
 template <class T>
-void head_logits(const T* h, const Tensor& table, DecodeState<T>& s) {
+void head_logits(const DecoderSpec& spec, const T* h, const Tensor& table, DecodeState<T>& s) {
   const std::int64_t vocab = table.dim(0), d = table.dim(1);
   const MatrixView<const T> x{h, 1, d, d};
   const FrozenValues<T> f = frozen<T>(table);
@@ -26,7 +28,20 @@ void head_logits(const T* h, const Tensor& table, DecodeState<T>& s) {
     kernels::gemm(kernels::Op::none, kernels::Op::trans, T(1), x, w.block(c0, 0, c1 - c0, d), T(0),
                   y.block(0, c0, 1, c1 - c0));
   });
+  if (spec.logit_softcap > 0) soft_cap(s.logits_t.data(), vocab, static_cast<T>(spec.logit_softcap));
   std::copy(s.logits_t.begin(), s.logits_t.end(), s.logits.begin());
+}
+
+// s.proj = the output projection `l` of x, then (post_norms) its norm `n`.
+template <class T>
+void output_projection(const DecoderSpec& spec, const LinearTensors<const Tensor>& l,
+                       const NormTensors<const Tensor>& n, const GptLora<T>* lora, std::int64_t layer, const T* x,
+                       DecodeState<T>& s) {
+  if (!spec.post_norms) return linear_fwd(l, lora, layer, 1, x, s.proj.data());
+  linear_fwd(l, lora, layer, 1, x, s.out.data());
+  auto p = norm_params<T>(spec, n, 1);
+  p.x = s.out.data(), p.y = s.proj.data(), p.mean = &s.stat[0], p.rstd = &s.stat[1];
+  norm_fwd(p);
 }
 
 // s.norm = the norm `n` of the one row x.
@@ -64,7 +79,7 @@ void decode_prefill(const DecoderView<T>& m, const GptLora<T>* lora, std::span<c
       std::copy_n(qkv.v + t * qkv.kv_stride, row, v.begin() + t * row);
     }
   }
-  head_logits(act.final_out.data() + (length - 1) * spec.dim, *m.tensors.head, s);
+  head_logits(spec, act.final_out.data() + (length - 1) * spec.dim, *m.tensors.head, s);
 }
 
 template <class T>
@@ -72,12 +87,15 @@ void decode_step(const DecoderView<T>& m, const GptLora<T>* lora, std::int32_t t
   const DecoderSpec& spec = m.spec;
   const std::int64_t d = spec.dim, t = s.cache.length, row = s.cache.row(), q = spec.q_width();
   table_row(*m.tensors.embed, token, s.x.data());
+  if (spec.scale_embedding) scale_embedding(spec, s.x.data());
   if (const T* pos = data<T>(m.tensors.positions)) {
     for (std::int64_t i = 0; i < d; ++i) s.x[static_cast<std::size_t>(i)] += pos[t * d + i];
   } else {
-    const std::int64_t half = s.rope.half;
-    std::copy_n(s.rope.cos.begin() + t * half, half, s.rope_row.cos.begin());  // the angles of position t
-    std::copy_n(s.rope.sin.begin() + t * half, half, s.rope_row.sin.begin());
+    for (auto [all, row] : {std::pair{&s.rope, &s.rope_row}, std::pair{&s.sliding_rope, &s.sliding_rope_row}}) {
+      const std::int64_t half = all->half;  // 0 for a table not made
+      std::copy_n(all->cos.begin() + t * half, half, row->cos.begin());  // the angles of position t
+      std::copy_n(all->sin.begin() + t * half, half, row->sin.begin());
+    }
   }
   const auto shape = block_attention_params<T>(spec, 0, 1, 1);
   DecodeAttentionParams<T> attn{t + 1, shape.heads, shape.kv_heads, shape.head_dim, shape.scale,
@@ -103,23 +121,24 @@ void decode_step(const DecoderView<T>& m, const GptLora<T>* lora, std::int32_t t
       norm_fwd(p);
     }
     if (!spec.learned_positions) {
-      rope_fwd(RopeParams<T>{1, spec.heads, &s.rope_row, s.qkv.data()});
-      rope_fwd(RopeParams<T>{1, spec.kv_heads, &s.rope_row, k});
+      const auto& rope = layer_rope(spec, i, s.rope_row, s.sliding_rope_row);
+      rope_fwd(RopeParams<T>{1, spec.heads, &rope, s.qkv.data()});
+      rope_fwd(RopeParams<T>{1, spec.kv_heads, &rope, k});
     }
     attn.k = s.cache.k[static_cast<std::size_t>(i)].data();
     attn.v = s.cache.v[static_cast<std::size_t>(i)].data();
     decode_attention_fwd(attn);
-    linear_fwd(b.o, lora, i, 1, static_cast<const T*>(s.attn.data()), s.proj.data());
+    output_projection(spec, b.o, b.attn_out_norm, lora, i, static_cast<const T*>(s.attn.data()), s);
     add_into(s.x.data(), s.proj);
     norm_row(spec, b.mlp_norm, s.x.data(), s);
     for (int j = 0; j < spec.mlp_in_parts(); ++j)
       linear_fwd(b.mlp_in[static_cast<std::size_t>(j)], lora, i, 1, s.norm.data(), s.mlp_in.data() + j * spec.ffn);
     mlp_activation_fwd(MlpActivationParams<T>{spec.mlp, spec.ffn, s.mlp_in.data(), s.wide.data(), nullptr, nullptr});
-    linear_fwd(b.mlp_out, lora, i, 1, static_cast<const T*>(s.wide.data()), s.proj.data());
+    output_projection(spec, b.mlp_out, b.mlp_out_norm, lora, i, static_cast<const T*>(s.wide.data()), s);
     add_into(s.x.data(), s.proj);
   }
   norm_row(spec, m.tensors.final_norm, s.x.data(), s);
-  head_logits(s.norm.data(), *m.tensors.head, s);
+  head_logits(spec, s.norm.data(), *m.tensors.head, s);
 }
 
 #define LORAFAST_INSTANTIATE(T)                                                                              \

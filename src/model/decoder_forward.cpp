@@ -1,7 +1,8 @@
 // The decoder's forward pass with LoRA, one for every family: the token embedding
-// (plus a learned position table), then per block the norm, the q/k/v projections
-// (RoPE on q and k), causal attention planned per layer and head, the output
-// projection, the norm, the MLP; the final norm. And the forward-only loss and
+// (plus a learned position table, or scaled), then per block the norm, the q/k/v
+// projections (RoPE on q and k), causal attention planned per layer and head, the
+// output projection (and its norm, with post_norms), the norm, the MLP (and its
+// output's norm); the final norm. And the forward-only loss and
 // attention plan of GPT-2 and the Llama family.
 #include <algorithm>
 
@@ -19,7 +20,7 @@ void resize(Vector& v, std::int64_t n) {
   v.resize(static_cast<std::size_t>(n));
 }
 
-// x0[n, t] = embed[token] (+ positions[the row's position]).
+// x0[n, t] = embed[token] (+ positions[the row's position]) (or embed[token] * embedding_scale).
 template <class T>
 void embed_fwd(const DecoderView<T>& m, const TokenBatch& batch, const std::vector<std::int32_t>& row_positions,
                T* x) {
@@ -29,10 +30,20 @@ void embed_fwd(const DecoderView<T>& m, const TokenBatch& batch, const std::vect
   for (std::int64_t row = 0; row < batch.batch * tlen; ++row) {
     const std::int64_t n = row / tlen, t = row % tlen;
     table_row(*m.tensors.embed, batch.at(n, t), x + row * d);
+    if (m.spec.scale_embedding) scale_embedding(m.spec, x + row * d);
     if (positions == nullptr) continue;
     const T* pos = positions + (row_positions.empty() ? t : row_positions[static_cast<std::size_t>(row)]) * d;
     for (std::int64_t c = 0; c < d; ++c) x[row * d + c] += pos[c];
   }
+}
+
+// y = the norm `n` (post_norms: of the attention's or the MLP's output) of x, its rstd kept.
+template <class T>
+void output_norm_fwd(const DecoderSpec& s, const NormTensors<const Tensor>& n, std::int64_t rows, const T* x, T* rstd,
+                     T* y) {
+  auto p = norm_params<T>(s, n, rows);
+  p.x = x, p.y = y, p.rstd = rstd;
+  norm_fwd(p);
 }
 
 template <class T>
@@ -43,6 +54,8 @@ void allocate(BlockActivations<T>& a, const DecoderSpec& s, std::int64_t rows, s
   resize(a.rstd1, rows);
   resize(a.rstd2, rows);
   for (auto* v : {&a.norm1, &a.x_mid, &a.norm2}) resize(*v, rows * d);
+  for (auto* v : {&a.attn_out, &a.mlp_out}) resize(*v, s.post_norms ? rows * d : 0);
+  for (auto* v : {&a.attn_out_rstd, &a.mlp_out_rstd}) resize(*v, s.post_norms ? rows : 0);
   resize(a.qkv, rows * (s.q_width() + 2 * s.kv_width()));
   resize(a.qk_pre, s.qk_norm ? rows * (s.q_width() + s.kv_width()) : 0);
   resize(a.qk_rstd, s.qk_norm ? rows * (s.heads + s.kv_heads) : 0);
@@ -138,8 +151,8 @@ void decoder_block_fwd(const DecoderView<T>& m, const GptLora<T>* lora, std::int
     norm_fwd(p);
   }
   if (!s.learned_positions) {
-    rope_fwd(act.rope_params(s.heads, qkv.q));
-    rope_fwd(act.rope_params(s.kv_heads, qkv.k));
+    rope_fwd(act.rope_params(s, i, s.heads, qkv.q));
+    rope_fwd(act.rope_params(s, i, s.kv_heads, qkv.k));
   }
   AttentionParams<T> attn = act.attention_params(s, i);
   attn.q = qkv.q;
@@ -148,17 +161,19 @@ void decoder_block_fwd(const DecoderView<T>& m, const GptLora<T>* lora, std::int
   attn.o = a.attn.data();
   attn.lse = a.lse.data();
   block_attention_fwd(attn, request, i, act.plan[static_cast<std::size_t>(i)]);
-  linear_fwd(b.o, lora, i, rows, a.attn.data(), proj);
+  linear_fwd(b.o, lora, i, rows, a.attn.data(), s.post_norms ? a.attn_out.data() : proj);
+  if (s.post_norms) output_norm_fwd(s, b.attn_out_norm, rows, a.attn_out.data(), a.attn_out_rstd.data(), proj);
   add(x, proj, a.x_mid.data(), rows * d);
   auto norm2 = norm_params<T>(s, b.mlp_norm, rows);
   norm2.x = a.x_mid.data(), norm2.y = a.norm2.data(), norm2.mean = a.mean2.data(), norm2.rstd = a.rstd2.data();
   norm_fwd(norm2);
   for (int j = 0; j < s.mlp_in_parts(); ++j)
     linear_fwd(b.mlp_in[static_cast<std::size_t>(j)], lora, i, rows, a.norm2.data(), a.mlp_in.data() + j * rows * s.ffn);
-  if (request == nullptr) return;
+  if (request == nullptr && !s.post_norms) return;  // the backward pass recomputes h itself
   mlp_activation_fwd(MlpActivationParams<T>{s.mlp, rows * s.ffn, a.mlp_in.data(), h, nullptr, nullptr});
-  linear_fwd(b.mlp_out, lora, i, rows, static_cast<const T*>(h), proj);
-  add(a.x_mid.data(), proj, out, rows * d);
+  linear_fwd(b.mlp_out, lora, i, rows, static_cast<const T*>(h), s.post_norms ? a.mlp_out.data() : proj);
+  if (s.post_norms) output_norm_fwd(s, b.mlp_out_norm, rows, a.mlp_out.data(), a.mlp_out_rstd.data(), proj);
+  if (out != nullptr) add(a.x_mid.data(), proj, out, rows * d);
 }
 
 template <class T>
@@ -172,6 +187,7 @@ void decoder_forward(const DecoderView<T>& m, const GptLora<T>* lora, const Toke
   act.positions = batch.positions();
   act.cu_seqlens = batch.cu_seqlens;
   if (!s.learned_positions) act.rope = make_rope_table<T>(s.rope, s.head_dim, batch.seq_len);
+  if (s.sliding_rope) act.sliding_rope = make_rope_table<T>(*s.sliding_rope, s.head_dim, batch.seq_len);
   act.lay_out(keep, layers, rows * d,
               [&](BlockActivations<T>& b) { allocate(b, s, rows, batch.batch * s.heads * batch.seq_len); });
   embed_fwd(m, batch, act.positions, act.input(0).data());

@@ -31,6 +31,7 @@ double decoder_head_loss(const DecoderView<T>& m, const DecoderActivations<T>& a
   p.wte = head.values;
   p.wte_bf16 = head.bf16;
   p.normalizer = act.loss_tokens;
+  p.softcap = m.spec.logit_softcap;
   p.d_wte = d_wte;
   if (all) {
     p.h = act.final_out.data();

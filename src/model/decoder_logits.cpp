@@ -1,6 +1,6 @@
 // Next-token logits of a context by the decoder's full forward pass (one window, no
-// activations kept, no cache) and the LM head on the last position only: what each
-// CachedDecoder step is tested against.
+// activations kept, no cache) and the LM head on the last position only (soft-capped
+// as the spec says): what each CachedDecoder step is tested against.
 #include "lorafast/decoder.hpp"
 #include "model/decoder_activations.hpp"
 
@@ -26,6 +26,7 @@ std::vector<double> next_logits(const DecoderView<T>& m, const GptLora<T>* lora,
     for (std::int64_t c = 0; c < d; ++c) dot += static_cast<double>(h[c]) * head.at(j * d + c);
     logits[static_cast<std::size_t>(j)] = dot;
   }
+  if (m.spec.logit_softcap > 0) soft_cap(logits.data(), vocab, m.spec.logit_softcap);
   return logits;
 }
 

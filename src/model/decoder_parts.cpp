@@ -1,6 +1,8 @@
 // The one place a configuration's family becomes a choice of parts.
 #include "model/decoder_parts.hpp"
 
+#include <cmath>
+
 #include "lorafast/decoder.hpp"
 
 namespace lorafast {
@@ -28,6 +30,14 @@ DecoderSpec decoder_spec(const GptConfig& config) {
   s.mlp = MlpKind::swiglu;
   s.sliding_window = config.llama.sliding_window;
   s.sliding_layers = config.llama.sliding_layers;
+  if (config.family != ModelFamily::gemma3) return s;
+  s.norm = NormKind::rms_norm_plus_one;
+  s.mlp = MlpKind::geglu;
+  s.scale_embedding = true;
+  s.post_norms = true;
+  s.sliding_rope = config.llama.sliding_rope;
+  s.attn_scale = 1.0 / std::sqrt(config.llama.query_pre_attn_scalar);
+  s.logit_softcap = config.llama.final_logit_softcapping;
   return s;
 }
 

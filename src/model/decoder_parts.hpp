@@ -14,6 +14,7 @@
 #include <array>
 #include <set>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "lorafast/gpt_lora.hpp"
@@ -21,8 +22,10 @@
 
 namespace lorafast {
 
-enum class NormKind { layer_norm, rms_norm };  // LayerNorm with bias | RMSNorm
-enum class MlpKind { gelu, swiglu };           // c_fc, GELU (tanh), c_proj | silu(gate) * up, down
+// LayerNorm with bias | RMSNorm | RMSNorm scaled by (1 + weight) (Gemma)
+enum class NormKind { layer_norm, rms_norm, rms_norm_plus_one };
+// c_fc, GELU (tanh), c_proj | silu(gate) * up, down | gelu_tanh(gate) * up, down (GeGLU, Gemma)
+enum class MlpKind { gelu, swiglu, geglu };
 
 struct DecoderSpec {
   std::int64_t layers = 0, dim = 0, heads = 0, kv_heads = 0, head_dim = 0;  // n_layer, D, H, K, E
@@ -36,20 +39,29 @@ struct DecoderSpec {
   MlpKind mlp = MlpKind::gelu;
   std::int64_t sliding_window = 0;  // 0: none
   std::vector<bool> sliding_layers;  // the layers it applies to; empty: all (LlamaConfig)
+  std::optional<RopeConfig> sliding_rope;  // the sliding layers' RoPE when it is not `rope` (Gemma 3)
+  bool scale_embedding = false;  // the token embedding times sqrt(D), rounded to T (Gemma)
+  bool post_norms = false;       // a norm on the attention's and on the MLP's output, before the residual add (Gemma 3)
+  double attn_scale = 0;         // the attention's score scale; 0: 1/sqrt(E)
+  double logit_softcap = 0;      // logits c tanh(logits / c) for c > 0 (Gemma 3's final_logit_softcapping)
   bool bf16 = false;  // the frozen matrices are held in bf16 (store_frozen_bf16): bf16 products, f32 sums
 
   std::int64_t q_width() const { return heads * head_dim; }      // Q
   std::int64_t kv_width() const { return kv_heads * head_dim; }  // C
   int qkv_parts() const { return fused_qkv ? 1 : 3; }           // projections that write q, k, v
   std::int64_t window(std::int64_t layer) const {  // layer's AttentionParams::window
-    return sliding_layers.empty() || sliding_layers[static_cast<std::size_t>(layer)] ? sliding_window : 0;
+    return sliding(layer) ? sliding_window : 0;
   }
-  int mlp_in_parts() const { return mlp == MlpKind::swiglu ? 2 : 1; }  // projections before the activation
+  bool sliding(std::int64_t layer) const {  // a layer of the sliding kind (its window, its RoPE)
+    return sliding_window > 0 && (sliding_layers.empty() || sliding_layers[static_cast<std::size_t>(layer)]);
+  }
+  int mlp_in_parts() const { return mlp == MlpKind::gelu ? 1 : 2; }  // projections before the activation
 };
 
 // The parts a validated config chooses: GPT-2 is LayerNorm, a learned position
 // table, fused c_attn and GELU; the Llama family RMSNorm, RoPE, q/k/v_proj and SwiGLU
-// (Qwen3: and the per-head q/k norms).
+// (Qwen3: and the per-head q/k norms; Gemma 3: (1 + w) RMSNorms, post-attention and
+// post-MLP norms, q/k norms, a scaled embedding, GeGLU, per-kind RoPE, soft-capped logits).
 DecoderSpec decoder_spec(const GptConfig& config);
 
 // Tn: const Tensor (weights) or Tensor (a gradient). nullptr: the part has no such tensor.
@@ -69,6 +81,7 @@ struct LinearTensors {
 template <class Tn>
 struct BlockTensors {
   NormTensors<Tn> attn_norm, mlp_norm;
+  NormTensors<Tn> attn_out_norm, mlp_out_norm;  // with post_norms: of the attention's, the MLP's output
   std::array<LinearTensors<Tn>, 3> qkv;     // fused: c_attn alone; else q, k, v
   std::array<NormTensors<Tn>, 2> qk_norm;   // [E] each, with qk_norm: of q, of k
   LinearTensors<Tn> o;
@@ -121,6 +134,8 @@ DecoderTensors<Tn> llama_tensors(W& w) {
     t.qk_norm = {{{present(b.q_norm), nullptr}, {present(b.k_norm), nullptr}}};
     t.o = {LoraTarget::o_proj, &b.o_w, present(b.o_b)};
     t.mlp_norm = {&b.post_norm, nullptr};
+    t.attn_out_norm = {present(b.attn_out_norm), nullptr};
+    t.mlp_out_norm = {present(b.mlp_out_norm), nullptr};
     t.mlp_in = {{{LoraTarget::gate_proj, &b.gate_w, nullptr}, {LoraTarget::up_proj, &b.up_w, nullptr}}};
     t.mlp_out = {LoraTarget::down_proj, &b.down_w, nullptr};
     d.blocks.push_back(t);

@@ -4,7 +4,28 @@
 
 #include <cstdint>
 
+#include "kernels/exp.hpp"
+
 namespace lorafast {
+
+// One element, with u = c (x + k x^3) and s = sigmoid(2u) = 0.5 (1 + tanh(u)):
+//   gelu(x) = x s,   gelu'(x) = s + 2 x s (1 - s) c (1 + 3 k x^2).
+// The sigmoid form has no cancellation in 1 + tanh(u) for x << 0, and its
+// exponential is kernels::exp_approx, which vectorizes in float (libm's tanhf does
+// not, and made GELU cost as much as all the GEMMs of a block); double keeps libm.
+template <class T>
+constexpr T gelu_c = static_cast<T>(0.79788456080286535588);  // sqrt(2 / pi)
+template <class T>
+constexpr T gelu_k = static_cast<T>(0.044715);
+
+template <class T>
+T gelu_sigmoid_2u(T x) {
+  return kernels::sigmoid(T(2) * gelu_c<T> * (x + gelu_k<T> * x * x * x));
+}
+template <class T>
+T gelu_slope(T x, T s) {  // s = gelu_sigmoid_2u(x)
+  return s + T(2) * x * s * (T(1) - s) * gelu_c<T> * (T(1) + T(3) * gelu_k<T> * x * x);
+}
 
 template <class T>
 struct GeluParams {

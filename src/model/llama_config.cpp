@@ -1,4 +1,4 @@
-// config.json of a Llama-family model directory (llama, qwen2, mistral, qwen3), read with
+// config.json of a Llama-family model directory (llama, qwen2, mistral, qwen3, gemma3_text), read with
 // transformers 5's defaults and both spellings of the rotary settings: rope_theta +
 // rope_scaling (transformers 4, "type" or "rope_type") and rope_parameters.
 #include <algorithm>
@@ -52,11 +52,13 @@ const json* rope_dict(const Reader& r) {
   return first ? first : dict;
 }
 
-RopeConfig parse_rope(const Reader& r, std::int64_t max_positions) {
+// The rotary settings of `dict` (nullptr: the default type) on base `theta` unless
+// the dict names its own rope_theta.
+RopeConfig rope_settings(const Reader& r, const json* dict, double theta, std::int64_t max_positions) {
   RopeConfig rope;
-  if (const json* theta = r.present("rope_theta")) rope.theta = json_number(*theta, r.what("rope_theta"));
-  const json* dict = rope_dict(r);
+  rope.theta = theta;
   if (dict) {
+    LF_CHECK(dict->is_object(), bad, r.what("rope_parameters"), " must be an object, got ", describe(*dict));
     const std::string where = r.what("rope_parameters");
     auto number = [&](const char* key) {
       return json_number(require_field(*dict, key, where), cat(where, " '", key, "'"));
@@ -95,6 +97,77 @@ RopeConfig parse_rope(const Reader& r, std::int64_t max_positions) {
   return rope;
 }
 
+double number_or(const Reader& r, const char* key, double fallback) {
+  const json* v = r.present(key);
+  return v ? json_number(*v, r.what(key)) : fallback;
+}
+
+RopeConfig parse_rope(const Reader& r, std::int64_t max_positions) {
+  return rope_settings(r, rope_dict(r), number_or(r, "rope_theta", RopeConfig{}.theta), max_positions);
+}
+
+// Gemma 3's two RoPEs, as Gemma3TextConfig.convert_rope_params_to_dict reads them:
+// rope_parameters per layer type (transformers 5), else rope_theta (default 1e6) with
+// rope_scaling for the full-attention layers and rope_local_base_freq (default 1e4)
+// for the sliding ones.
+void read_gemma3_rope(const Reader& r, std::int64_t max_positions, LlamaConfig& l) {
+  const json* params = r.present("rope_parameters");
+  LF_CHECK(!params || (params->is_object() && (params->empty() || find_field(*params, "full_attention") ||
+                                               find_field(*params, "sliding_attention"))),
+           bad, r.what("rope_parameters"), " must map full_attention and sliding_attention to their settings");
+  auto of = [&](const char* layer_type) -> const json* {
+    const json* v = params ? find_field(*params, layer_type) : nullptr;
+    return v && !v->is_null() ? v : nullptr;
+  };
+  const json* full = r.present("rope_scaling");
+  if (!full || (full->is_object() && full->empty())) full = of("full_attention");
+  l.rope = rope_settings(r, full, number_or(r, "rope_theta", 1e6), max_positions);
+  l.sliding_rope = rope_settings(r, of("sliding_attention"), number_or(r, "rope_local_base_freq", 1e4), max_positions);
+}
+
+// Gemma 3's sliding layers: those layer_types calls "sliding_attention", else all but
+// every sliding_window_pattern-th (default 6), as Gemma3TextConfig decides them.
+void read_gemma3_layers(const Reader& r, std::int64_t layers, LlamaConfig& l) {
+  l.sliding_window = r.size_or("sliding_window", 4096);
+  LF_CHECK(l.sliding_window >= 1, bad, r.what("sliding_window"), " must be at least 1, got ", l.sliding_window);
+  l.sliding_layers.assign(static_cast<std::size_t>(std::max<std::int64_t>(layers, 0)), false);
+  if (const json* types = r.present("layer_types")) {
+    LF_CHECK(types->is_array() && static_cast<std::int64_t>(types->size()) == layers, bad, r.what("layer_types"),
+             " must be a list of num_hidden_layers = ", layers, " layer types");
+    for (std::size_t i = 0; i < l.sliding_layers.size(); ++i) {
+      const json& t = (*types)[i];
+      LF_CHECK(t == "sliding_attention" || t == "full_attention", bad, r.what("layer_types"), ": ", describe(t),
+               " is not \"sliding_attention\" or \"full_attention\"");
+      l.sliding_layers[i] = t == "sliding_attention";
+    }
+    return;
+  }
+  const std::int64_t pattern = r.size_or("sliding_window_pattern", r.size_or("_sliding_window_pattern", 6));
+  LF_CHECK(pattern >= 1, bad, r.what("sliding_window_pattern"), " must be at least 1");
+  for (std::size_t i = 0; i < l.sliding_layers.size(); ++i)
+    l.sliding_layers[i] = (static_cast<std::int64_t>(i) + 1) % pattern != 0;
+}
+
+// What Gemma 3 adds to the Llama fields; the parts its family implies are decoder_spec's.
+void read_gemma3(const Reader& r, std::int64_t layers, std::int64_t max_positions, LlamaConfig& l) {
+  const json* act = r.present("hidden_activation");
+  if (!act) act = r.present("hidden_act");
+  LF_CHECK(!act || *act == "gelu_pytorch_tanh", bad, r.what("hidden_activation"), " ",
+           act ? describe(*act) : std::string(), " is not supported (only \"gelu_pytorch_tanh\")");
+  LF_CHECK(!r.present("attn_logit_softcapping"), bad, r.what("attn_logit_softcapping"),
+           " is not supported (attention soft-capping); it must be null");
+  LF_CHECK(!r.flag_or("use_bidirectional_attention", false), bad, r.what("use_bidirectional_attention"),
+           " true is not supported (only causal attention)");
+  l.query_pre_attn_scalar = number_or(r, "query_pre_attn_scalar", 256);
+  LF_CHECK(l.query_pre_attn_scalar > 0 && std::isfinite(l.query_pre_attn_scalar), bad,
+           r.what("query_pre_attn_scalar"), " must be positive, got ", l.query_pre_attn_scalar);
+  l.final_logit_softcapping = number_or(r, "final_logit_softcapping", 0);
+  LF_CHECK(l.final_logit_softcapping >= 0 && std::isfinite(l.final_logit_softcapping), bad,
+           r.what("final_logit_softcapping"), " must be positive or null, got ", l.final_logit_softcapping);
+  read_gemma3_layers(r, layers, l);
+  read_gemma3_rope(r, max_positions, l);
+}
+
 // The window and the layers it applies to, as transformers decides them: mistral,
 // every layer whenever sliding_window is set; qwen2 and qwen3, with use_sliding_window,
 // the layers layer_types calls "sliding_attention", else those from max_window_layers on.
@@ -129,6 +202,7 @@ std::string model_family_name(ModelFamily family) {
     case ModelFamily::qwen2: return "qwen2";
     case ModelFamily::mistral: return "mistral";
     case ModelFamily::qwen3: return "qwen3";
+    case ModelFamily::gemma3: return "gemma3_text";
   }
   LF_ASSERT(false);
 }
@@ -147,23 +221,31 @@ GptConfig parse_llama_config(const nlohmann::json& j, ModelFamily family, const 
   LlamaConfig& l = c.llama;
   l.intermediate_size = r.size("intermediate_size");
   l.n_kv_head = r.size_or("num_key_value_heads", c.n_head);
-  // Qwen3Config's head_dim defaults to 128, the others' to hidden / heads.
-  l.head_dim = r.size_or("head_dim", family == ModelFamily::qwen3 ? 128 : c.n_head > 0 ? c.n_embd / c.n_head : 0);
-  l.tie_word_embeddings = r.flag_or("tie_word_embeddings", false);
+  const bool gemma3 = family == ModelFamily::gemma3;
+  // Qwen3Config's head_dim defaults to 128, Gemma3TextConfig's to 256, the others' to hidden / heads.
+  l.head_dim = r.size_or("head_dim", family == ModelFamily::qwen3 ? 128
+                                     : gemma3                     ? 256
+                                     : c.n_head > 0               ? c.n_embd / c.n_head
+                                                                  : 0);
+  l.tie_word_embeddings = r.flag_or("tie_word_embeddings", gemma3);
   const bool attention_bias = r.flag_or("attention_bias", false);
-  const bool bias_option = family == ModelFamily::llama || family == ModelFamily::qwen3;
+  const bool bias_option = family == ModelFamily::llama || family == ModelFamily::qwen3 || gemma3;
   l.qkv_bias = family == ModelFamily::qwen2 || (bias_option && attention_bias);
   l.o_bias = bias_option && attention_bias;
-  l.qk_norm = family == ModelFamily::qwen3;
+  l.qk_norm = family == ModelFamily::qwen3 || gemma3;
   LF_CHECK(!r.flag_or("mlp_bias", false), bad, origin, ": 'mlp_bias' true is not supported");
-  if (const json* act = r.present("hidden_act"))
+  if (const json* act = r.present("hidden_act"); act && !gemma3)
     LF_CHECK(*act == "silu", bad, origin, ": 'hidden_act' ", describe(*act), " is not supported (only \"silu\")");
-  read_sliding_window(r, family, c.n_layer, l);
   if (const json* range = r.present("initializer_range"))
     l.initializer_range = json_number(*range, r.what("initializer_range"));
   LF_CHECK(l.initializer_range >= 0 && std::isfinite(l.initializer_range), bad, r.what("initializer_range"),
            " must be finite and >= 0, got ", l.initializer_range);
-  l.rope = parse_rope(r, c.n_positions);
+  if (gemma3) {
+    read_gemma3(r, c.n_layer, c.n_positions, l);
+  } else {
+    read_sliding_window(r, family, c.n_layer, l);
+    l.rope = parse_rope(r, c.n_positions);
+  }
   c.validate(origin);
   return c;
 }

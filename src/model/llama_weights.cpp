@@ -72,7 +72,13 @@ std::vector<Wanted> wanted(LlamaWeights<T>& w) {
       out.push_back({p + "self_attn.q_norm.weight", &b.q_norm, {c.head_dim()}, false});
       out.push_back({p + "self_attn.k_norm.weight", &b.k_norm, {c.head_dim()}, false});
     }
-    out.push_back({p + "post_attention_layernorm.weight", &b.post_norm, {d}, false});
+    if (c.family == ModelFamily::gemma3) {  // four norms: around the attention, around the MLP
+      out.push_back({p + "post_attention_layernorm.weight", &b.attn_out_norm, {d}, false});
+      out.push_back({p + "pre_feedforward_layernorm.weight", &b.post_norm, {d}, false});
+      out.push_back({p + "post_feedforward_layernorm.weight", &b.mlp_out_norm, {d}, false});
+    } else {
+      out.push_back({p + "post_attention_layernorm.weight", &b.post_norm, {d}, false});
+    }
     out.push_back({p + "mlp.gate_proj.weight", &b.gate_w, {f, d}, true});
     out.push_back({p + "mlp.up_proj.weight", &b.up_w, {f, d}, true});
     out.push_back({p + "mlp.down_proj.weight", &b.down_w, {d, f}, true});

@@ -59,6 +59,8 @@ double lm_head_loss(const LmHeadLossParams<T>& p) {
   const double inv_rows = 1.0 / static_cast<double>(p.normalizer > 0 ? p.normalizer : p.rows);
   // The [512, V] logits chunk (100 MB for GPT-2) from the scratch pool: reused by the next step.
   ScratchVector<T> logits(static_cast<std::size_t>(rc_max * vocab), T(0));
+  // With soft-capping and a backward pass, each logit's tanh, for the factor 1 - tanh^2.
+  ScratchVector<T> capped(p.softcap > 0 && p.d_h != nullptr ? logits.size() : 0, T(0));
   ScratchVector<T> d_h_partial(p.d_h != nullptr ? nt * static_cast<std::size_t>(rc_max * dim) : 0, T(0));
   std::vector<double> slice_max(nt * static_cast<std::size_t>(rc_max)), slice_sum(slice_max.size());
   std::vector<double> target_logit(static_cast<std::size_t>(rc_max)), lse(target_logit.size());
@@ -78,6 +80,8 @@ double lm_head_loss(const LmHeadLossParams<T>& p) {
       gemm(Op::none, Op::trans, T(1), h, wte_mine, T(0), g);    // logits = h wte^T
       for (std::int64_t r = 0; r < rc; ++r) {
         T* row = g.row(r);
+        if (p.softcap > 0)
+          soft_cap(row, nv, static_cast<T>(p.softcap), capped.empty() ? nullptr : capped.data() + r * vocab + v0);
         const std::int32_t target = p.targets[r0 + r];
         if (target >= v0 && target < v1) target_logit[r] = static_cast<double>(row[target - v0]);
         const T max = nv > 0 ? *std::max_element(row, row + nv) : -std::numeric_limits<T>::infinity();
@@ -101,6 +105,10 @@ double lm_head_loss(const LmHeadLossParams<T>& p) {
           for (std::int64_t j = 0; j < nv; ++j) row[j] *= factor;
           const std::int32_t target = p.targets[r0 + r];
           if (target >= v0 && target < v1) row[target - v0] -= static_cast<T>(inv_rows);
+          if (!capped.empty()) {  // d raw = d capped * (1 - tanh^2)
+            const T* th = capped.data() + r * vocab + v0;
+            for (std::int64_t j = 0; j < nv; ++j) row[j] *= T(1) - th[j] * th[j];
+          }
         }
         const MatrixView<T> mine{d_h_partial.data() + t * rc_max * dim, rc, dim, dim};
         gemm(Op::none, Op::none, T(1), MatrixView<const T>(g), wte_mine, T(0), mine);  // d_h share = d_logits wte

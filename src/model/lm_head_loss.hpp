@@ -2,8 +2,10 @@
 // chunks of rows so that at most chunk x V logits exist at a time (512 x V):
 //   logits = h wte^T,   loss = sum_r (logsumexp(logits_r) - logits_r[target_r]) / normalizer
 //   d_h = d_logits wte,   d_wte = d_logits^T h,   d_logits = (softmax(logits) - onehot(target)) / normalizer
+// (with soft-capping, logits = c tanh(h wte^T / c) and d_logits times 1 - tanh^2).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #include "lorafast/bf16.hpp"
@@ -24,7 +26,21 @@ struct LmHeadLossParams {
   const BFloat16* wte_bf16 = nullptr;
   // The summed row losses are divided by this (and d_logits by it): 0 means rows.
   std::int64_t normalizer = 0;
+  // c > 0: the logits are soft-capped, c tanh(logits / c) (Gemma 3's
+  // final_logit_softcapping), and d_logits carries the factor 1 - tanh^2.
+  double softcap = 0;
 };
+
+// x[0, n) = c tanh(x / c) (transformers: logits / c, tanh, * c), the tanh also to
+// `tanh_out` when not nullptr.
+template <class T>
+void soft_cap(T* x, std::int64_t n, T c, T* tanh_out = nullptr) {
+  for (std::int64_t j = 0; j < n; ++j) {
+    const T t = std::tanh(x[j] / c);
+    if (tanh_out != nullptr) tanh_out[j] = t;
+    x[j] = t * c;
+  }
+}
 
 // The summed cross-entropy over `normalizer` (by default the mean) in nats.
 // Threads split the vocabulary (static slices), so

@@ -1,5 +1,5 @@
 // The norm part of a decoder: LayerNorm with bias (layer_norm.hpp) or RMSNorm
-// (rms_norm.hpp), chosen by `kind`, over one params struct. The backward pass
+// (rms_norm.hpp; with the (1 + weight) scale of Gemma), chosen by `kind`, over one params struct. The backward pass
 // accumulates into d_x (residual streams) and overwrites d_weight and d_bias.
 #pragma once
 
@@ -35,7 +35,8 @@ void norm_fwd(const NormParams<T>& p) {
     layer_norm_fwd(LayerNormParams<T>{p.rows, p.dim, p.eps, p.x, p.weight, p.bias, p.y, p.mean, p.rstd, nullptr,
                                       nullptr, nullptr, nullptr});
   else
-    rms_norm_fwd(RmsNormParams<T>{p.rows, p.dim, p.eps, p.x, p.weight, p.y, p.rstd, nullptr, nullptr, nullptr});
+    rms_norm_fwd(RmsNormParams<T>{p.rows, p.dim, p.eps, p.x, p.weight, p.y, p.rstd, nullptr, nullptr, nullptr,
+                                  p.kind == NormKind::rms_norm_plus_one});
 }
 
 template <class T>
@@ -44,7 +45,8 @@ void norm_bwd(const NormParams<T>& p) {
     layer_norm_bwd(LayerNormParams<T>{p.rows, p.dim, p.eps, p.x, p.weight, p.bias, nullptr, p.mean, p.rstd, p.d_y,
                                       p.d_x, p.d_weight, p.d_bias});
   else
-    rms_norm_bwd(RmsNormParams<T>{p.rows, p.dim, p.eps, p.x, p.weight, nullptr, p.rstd, p.d_y, p.d_x, p.d_weight});
+    rms_norm_bwd(RmsNormParams<T>{p.rows, p.dim, p.eps, p.x, p.weight, nullptr, p.rstd, p.d_y, p.d_x, p.d_weight,
+                                  p.kind == NormKind::rms_norm_plus_one});
 }
 
 }  // namespace lorafast

@@ -9,6 +9,16 @@
 
 namespace lorafast {
 
+namespace {
+
+// The scale of column c.
+template <class T>
+T scale(const RmsNormParams<T>& p, std::int64_t c) {
+  return p.plus_one ? T(1) + p.weight[c] : p.weight[c];
+}
+
+}  // namespace
+
 template <class T>
 void rms_norm_fwd(const RmsNormParams<T>& p) {
   const std::int64_t d = p.dim;
@@ -19,12 +29,12 @@ void rms_norm_fwd(const RmsNormParams<T>& p) {
     for (std::int64_t c = 0; c < d; ++c) sq += static_cast<double>(x[c]) * x[c];
     const double rstd = 1.0 / std::sqrt(sq / static_cast<double>(d) + p.eps);
     T* y = p.y + r * d;
-    for (std::int64_t c = 0; c < d; ++c) y[c] = p.weight[c] * static_cast<T>(x[c] * rstd);
+    for (std::int64_t c = 0; c < d; ++c) y[c] = scale(p, c) * static_cast<T>(x[c] * rstd);
     p.rstd[r] = static_cast<T>(rstd);
   }
 }
 
-// With xhat = x rstd and g = d_y * weight:  d_x = rstd * (g - xhat * mean(g * xhat)),
+// With xhat = x rstd and g = d_y * scale:  d_x = rstd * (g - xhat * mean(g * xhat)),
 // d_weight = sum_rows d_y * xhat (each thread owns a block of columns, rows in order).
 template <class T>
 void rms_norm_bwd(const RmsNormParams<T>& p) {
@@ -34,10 +44,10 @@ void rms_norm_bwd(const RmsNormParams<T>& p) {
     const T *x = p.x + r * d, *d_y = p.d_y + r * d;
     const T rstd = p.rstd[r];
     double sum_gx = 0;
-    for (std::int64_t c = 0; c < d; ++c) sum_gx += static_cast<double>(d_y[c] * p.weight[c]) * (x[c] * rstd);
+    for (std::int64_t c = 0; c < d; ++c) sum_gx += static_cast<double>(d_y[c] * scale(p, c)) * (x[c] * rstd);
     const T mean_gx = static_cast<T>(sum_gx / static_cast<double>(d));
     T* d_x = p.d_x + r * d;
-    for (std::int64_t c = 0; c < d; ++c) d_x[c] += rstd * (d_y[c] * p.weight[c] - x[c] * rstd * mean_gx);
+    for (std::int64_t c = 0; c < d; ++c) d_x[c] += rstd * (d_y[c] * scale(p, c) - x[c] * rstd * mean_gx);
   }
   if (p.d_weight == nullptr) return;
   kernels::for_column_blocks(d, [&](std::int64_t c0, std::int64_t c1) {

@@ -1,5 +1,7 @@
 // RMS normalisation over the last axis (transformers' LlamaRMSNorm), forward and backward:
-//   y = weight * x * rstd,   rstd = 1 / sqrt(mean(x^2) + eps).
+//   y = weight * x * rstd,   rstd = 1 / sqrt(mean(x^2) + eps);
+// with plus_one, (1 + weight) in place of weight (transformers' Gemma3RMSNorm, whose
+// weights are stored as offsets from 1).
 // The row statistic goes to `rstd` in the forward pass and is read back by the backward pass.
 #pragma once
 
@@ -19,6 +21,7 @@ struct RmsNormParams {
   const T* d_y = nullptr;     // [rows, D]  bwd input
   T* d_x = nullptr;           // [rows, D]  bwd: d_x += d loss / d x (accumulates: residual streams)
   T* d_weight = nullptr;      // [D]        bwd output (overwritten); nullptr: not needed
+  bool plus_one = false;      // scale by 1 + weight
 };
 
 template <class T>

@@ -9,12 +9,16 @@ namespace lorafast::testing {
 
 template <class T>
 LlamaWeights<T> tiny_llama(const TinyLlamaSpec& spec) {
-  const nlohmann::json config = {{"model_type", spec.model_type},  {"hidden_size", spec.dim},
+  nlohmann::json config = {{"model_type", spec.model_type},  {"hidden_size", spec.dim},
                                  {"num_hidden_layers", spec.layers}, {"num_attention_heads", spec.heads},
                                  {"num_key_value_heads", spec.kv_heads}, {"head_dim", spec.head_dim},
                                  {"intermediate_size", spec.ffn},    {"vocab_size", spec.vocab},
                                  {"max_position_embeddings", spec.positions}, {"rms_norm_eps", 1e-5},
                                  {"rope_theta", 100.0},              {"tie_word_embeddings", spec.tied}};
+  const bool gemma3 = spec.model_type == "gemma3_text";
+  if (gemma3)  // a window shorter than the decoding tests' contexts, on layer 0; its own RoPE base
+    config.update({{"sliding_window", 3}, {"layer_types", {"sliding_attention", "full_attention"}},
+                   {"rope_local_base_freq", 10.0}, {"query_pre_attn_scalar", 7}, {"final_logit_softcapping", 3.0}});
   const GptConfig cfg = parse_gpt_config(config.dump(), "tiny config.json");
   std::mt19937_64 rng(spec.seed);
   std::normal_distribution<double> normal;
@@ -42,6 +46,11 @@ LlamaWeights<T> tiny_llama(const TinyLlamaSpec& spec) {
     linear(l + "mlp.gate_proj", d, spec.ffn, false);
     linear(l + "mlp.up_proj", d, spec.ffn, false);
     linear(l + "mlp.down_proj", spec.ffn, d, false);
+    if (!gemma3) continue;
+    add(l + "self_attn.q_norm.weight", {spec.head_dim}, 1, 0.2);
+    add(l + "self_attn.k_norm.weight", {spec.head_dim}, 1, 0.2);
+    add(l + "pre_feedforward_layernorm.weight", {d}, 1, 0.2);
+    add(l + "post_feedforward_layernorm.weight", {d}, 1, 0.2);
   }
   add("model.norm.weight", {d}, 1, 0.2);
   if (!spec.tied) add("lm_head.weight", {spec.vocab, d}, 0, 1 / std::sqrt(static_cast<double>(d)));

@@ -1,5 +1,5 @@
 // Tiny random Llama-family models (grouped-query heads, a head dim other than
-// hidden / heads, optional q/k/v biases as qwen2) for the decoding tests.
+// hidden / heads, optional q/k/v biases as qwen2, Gemma 3's parts) for the decoding tests.
 #pragma once
 
 #include <cstdint>
@@ -10,7 +10,7 @@
 namespace lorafast::testing {
 
 struct TinyLlamaSpec {
-  std::string model_type = "llama";  // "qwen2": q/k/v biases
+  std::string model_type = "llama";  // "qwen2": q/k/v biases; "gemma3_text": 2 layers, sliding then full
   std::int64_t layers = 2, heads = 4, kv_heads = 2, head_dim = 4, dim = 8, ffn = 12, vocab = 13, positions = 24;
   bool tied = false;
   std::uint64_t seed = 1;

@@ -1,7 +1,7 @@
-// Llama-family models (llama, qwen2, mistral, qwen3) in the Hugging Face layout
+// Llama-family models (llama, qwen2, mistral, qwen3, gemma3_text) in the Hugging Face layout
 // (INTERFACE.md "Llama-family models"): pre-norm blocks with RMSNorm, grouped-query
 // causal attention with rotary embeddings on q and k (qwen3: after a per-head
-// RMSNorm of each), a SwiGLU MLP, an LM head
+// RMSNorm of each), a SwiGLU MLP, an LM head (gemma3: the parts decoder_spec lists)
 // (tied to embed_tokens or lm_head.weight). LoRA adapters are GptLora<T> with the
 // Llama targets (q_proj ... down_proj, gpt_lora.hpp); fine-tuning and evaluation
 // share the GPT-2 path's LoRA linear layer, LM-head loss and training loop.
@@ -24,7 +24,7 @@
 namespace lorafast {
 
 // The Llama-family fields of a config.json already parsed (model_type one of llama,
-// qwen2, mistral, qwen3), validated; Error(bad_input) naming `origin` and the key for a
+// qwen2, mistral, qwen3, gemma3_text), validated; Error(bad_input) naming `origin` and the key for a
 // missing or bad value, an unknown rope type or an option this code does not
 // compute (mlp_bias true, hidden_act other than silu, ...).
 GptConfig parse_llama_config(const nlohmann::json& config, ModelFamily family, const std::string& origin);
@@ -36,9 +36,10 @@ struct LlamaBlockWeights {
   Tensor v_w, v_b;            // [D, K E], [K E]
   Tensor o_w, o_b;            // [H E, D], [D]   (bias empty unless config.llama.o_bias)
   Tensor q_norm, k_norm;      // [E] each (empty unless config.llama.qk_norm)
-  Tensor post_norm;           // [D]
+  Tensor post_norm;           // [D] the MLP's input norm (gemma3: pre_feedforward_layernorm)
   Tensor gate_w, up_w;        // [D, F] each
   Tensor down_w;              // [F, D]
+  Tensor attn_out_norm, mlp_out_norm;  // [D] each, gemma3 only: post_attention_layernorm, post_feedforward_layernorm
 };
 
 template <class T>
@@ -58,7 +59,9 @@ struct LlamaWeights {
 // one config list matching tensors at matching indices): model.embed_tokens.weight,
 // per layer input_layernorm,
 // self_attn.{q,k,v}_proj.weight (+ .bias with qkv_bias), o_proj.weight (+ .bias with
-// o_bias), self_attn.{q,k}_norm.weight with qk_norm, post_attention_layernorm, mlp.{gate,up,down}_proj.weight, then
+// o_bias), self_attn.{q,k}_norm.weight with qk_norm, post_attention_layernorm, mlp.{gate,up,down}_proj.weight
+// (gemma3: post_attention_layernorm is attn_out_norm; pre_feedforward_layernorm, the
+// MLP's, and post_feedforward_layernorm follow), then
 // model.norm.weight and lm_head.weight unless tied. `transposed`: a projection,
 // kept [in, out], stored by transformers as nn.Linear's [out, in].
 template <class Tensor_>

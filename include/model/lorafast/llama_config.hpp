@@ -1,18 +1,20 @@
-// What a Llama-family config.json (model_type llama, qwen2, mistral, qwen3) adds to the
+// What a Llama-family config.json (model_type llama, qwen2, mistral, qwen3, gemma3_text) adds to the
 // sizes every decoder-only model has (GptConfig in gpt.hpp): grouped-query
 // attention, the SwiGLU width, RMSNorm, rotary position embeddings and which
 // projections carry a bias. Names and defaults follow Hugging Face transformers 5
-// (LlamaConfig, Qwen2Config, MistralConfig, Qwen3Config); INTERFACE.md "Llama-family models".
+// (LlamaConfig, Qwen2Config, MistralConfig, Qwen3Config, Gemma3TextConfig); INTERFACE.md
+// "Llama-family models".
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace lorafast {
 
-enum class ModelFamily { gpt2, llama, qwen2, mistral, qwen3 };
-std::string model_family_name(ModelFamily family);  // the config.json model_type
+enum class ModelFamily { gpt2, llama, qwen2, mistral, qwen3, gemma3 };
+std::string model_family_name(ModelFamily family);  // the config.json model_type (gemma3: "gemma3_text")
 
 // Rotary embedding: angle of position t and frequency i (0 <= i < E/2) is t * inv_freq[i],
 // inv_freq[i] = theta^(-2i/E), then rescaled by the rope type as transformers'
@@ -38,7 +40,10 @@ struct LlamaConfig {
   std::int64_t sliding_window = 0;     // W: query i sees keys i - W < j <= i (AttentionParams::window); 0: none
   std::vector<bool> sliding_layers;    // [n_layer]: the layers the window applies to; empty: all (mistral)
   double initializer_range = 0.02;     // the deviation of transformers' _init_weights
-  RopeConfig rope;
+  RopeConfig rope;                     // of every layer, or (with sliding_rope) of the full-attention ones
+  std::optional<RopeConfig> sliding_rope;  // gemma3: the sliding layers' own (rope_local_base_freq)
+  double query_pre_attn_scalar = 0;    // gemma3: the attention scale is its -1/2 power; 0: head_dim's
+  double final_logit_softcapping = 0;  // gemma3: logits become c tanh(logits / c); 0: none
 };
 
 // The inverse frequencies [E/2] of `rope` for head dimension `head_dim`, in double.
