@@ -21,7 +21,7 @@ tokenizer_config.json (eos_token "<|im_end|>", pad_token "<pad>"). Loss on every
    prepare): TRL's rendering, tokenization, packing and Trainer's setup, with a fresh
    datasets cache per round and caching disabled; the imports, tokenizer and model
    loading are not timed, and loading the JSONL into the Dataset is reported on its own
-   (`trl_load_s`), not in the ratio. Before any speed is reported both sides' packed
+   (`load_seconds` in the JSON), not in the ratio. Before any speed is reported both sides' packed
    rows must be equal (input_ids, labels, seq_lengths, as
    tests/python/test_sft_packing_vs_trl.py checks). Padding share: 1 - real tokens /
    (rows * T) over lorafast's rows of the whole set.
@@ -45,18 +45,30 @@ tokenizer_config.json (eos_token "<|im_end|>", pad_token "<pad>"). Loss on every
    precision class (f32; bf16 = lorafast --dtype bf16 against TRL autocast and bf16
    weights): lorafast tokens/s over the fastest TRL side of the same class.
 
-Correctness gate before any timing: on the --quick model and data in f32, with a batch
-holding every packed row, lorafast's and TRL's step-1 losses must agree within 1e-5
-relative (LOSS_AGREEMENT says why); the --quick run checks it on the very sides it runs
-(and the bf16 sides within gpt_train_vs_torch.LOSS_AGREEMENT_BF16), the full run first
-runs that gate on the quick model. lorafast's `tokens` of that step must equal the
-prepared rows' real tokens.
+Correctness gate before any timing (gate()): on the --quick model, the first
+GATE_CONVERSATIONS (24) quick conversations prepared by both sides (rows equal), then
+every training side run for two steps with a batch holding every packed row, so step
+1 (LoRA B = 0: the base model) sees the same rows everywhere: the f32 sides' step-1
+losses must agree with lorafast f32's within LOSS_AGREEMENT (1e-5 relative; it says
+why), the bf16 sides' within gpt_train_vs_torch.LOSS_AGREEMENT_BF16, and every side
+must count the rows' real tokens in that step. (Only 24 conversations: TRL's
+padding-free batch of every row is one sequence, and attention's memory is quadratic in
+its length; gate() has the numbers.) lorafast runs `finetune --method exact
+--val-fraction 0 --lr 2e-4 --warmup 0 --min-lr-ratio 1` (exact attention, every row
+trains, the constant learning rate TRL is given) in the gate and the timed runs.
+
+--quick: the tiny Llama of llama_train_vs_torch.py --quick (2 layers, hidden 64,
+4/2 heads, vocab 512; positions 128), 200 conversations at T=128 for the preparation
+sides; the training sides are the gate's (two steps, one timed, on the batch of every
+row of 24 conversations; TRL's sides in one process to pay its imports once). A smoke
+test: every side runs and the outputs are written; the timings mean nothing.
 
 Writes bench/results/sft_vs_trl.{csv,json,png} (tokens/s per side and precision, and
 the preparation speedup) and prints markdown tables.
 
     python3 bench/sft_vs_trl.py              # 20,000 conversations, the 100M Llama, T=1024, 2 threads, 3 rounds
     python3 bench/sft_vs_trl.py --quick      # a tiny model, 200 conversations, T=128, 2 steps (smoke test, ~1 min)
+    python3 bench/sft_vs_trl.py --gradient-checkpointing   # also TRL sdpa with gradient checkpointing
     python3 bench/sft_vs_trl.py --replot     # redraw the PNG from the JSON
 """
 import argparse
@@ -64,7 +76,6 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -525,8 +536,8 @@ def parse_args():
                     help="add TRL sdpa sides with gradient_checkpointing=True (each precision)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true",
-                    help="a tiny model (2 layers, hidden 64, vocab 512), 200 conversations, T=128, 2 steps (1 timed), "
-                         "a batch of every row; every side runs, the step-1 losses are checked")
+                    help="a tiny model (2 layers, hidden 64, vocab 512), 200 conversations prepared at T=128, every "
+                         "training side 2 steps (1 timed) on the gate's batch of every row: a smoke test")
     ap.add_argument("--replot", action="store_true", help="redraw the PNG from the JSON of the last run")
     ap.add_argument("--work-dir", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "lorafast-sft-bench"),
                     help="where the conversations, tokenizer and models are cached")
