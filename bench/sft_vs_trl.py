@@ -38,7 +38,8 @@ tokenizer_config.json (eos_token "<|im_end|>", pad_token "<pad>"). Loss on every
    (dtype=torch.bfloat16, bf16=True) (bench/trl_sft_side.py train, on the rows TRL's own
    preparation wrote); tokens/s = real tokens (the padding-free batch's length: the sum
    of the rows' seq_lengths) over the time between on_step_begin and on_step_end of a
-   TrainerCallback. Both sides: the first --warmup updates untimed, tokens/s = timed
+   TrainerCallback (forward, loss, backward, clip, AdamW, scheduler; Trainer fetches
+   and collates the batch before on_step_begin, so that is not timed). Both sides: the first --warmup updates untimed, tokens/s = timed
    tokens / timed seconds, best of --rounds rounds, one process per side and round
    (peak RSS from GNU time, the load average sampled during it), --threads threads
    (lorafast --threads, torch.set_num_threads), OMP_WAIT_POLICY=passive. Reported per
