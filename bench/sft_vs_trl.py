@@ -79,6 +79,7 @@ import random
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -101,7 +102,7 @@ TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 LOSS_AGREEMENT = 1e-5
 GATE_CONVERSATIONS = 24  # the gate's batch of every row: gate() says why so few
 COLUMNS = ["section", "side", "precision", "tokens_per_s", "seconds", "ratio", "timed_steps", "timed_tokens",
-           "batch", "seq_len", "threads", "peak_rss_mb", "step1_loss", "loadavg_during", "note"]
+           "batch", "seq_len", "threads", "process_s", "peak_rss_mb", "step1_loss", "loadavg_during", "note"]
 
 # ---------------------------------------------------------------- data
 
@@ -265,11 +266,13 @@ def lorafast_train(args, lf, model, data, dtype, batch, scratch):
            "--alpha", args.rank, "--lr", 2e-4, "--warmup", 0, "--min-lr-ratio", 1, "--eval-every", 0,
            "--save-every", 0, "--val-fraction", 0, "--dtype", dtype, "--method", "exact", "--seed", args.seed,
            "--out", out, "--threads", args.threads]
+    t0 = time.perf_counter()
     _, rss, load = gptbench.run_measured(cmd, env_for(lf), scratch)
+    wall = time.perf_counter() - t0  # the whole process: start, reading and packing the JSONL, every step
     lines = (out / "train_log.csv").read_text().splitlines()
     log = [dict(zip(lines[0].split(","), line.split(","))) for line in lines[1:]]
     return {"seconds": [float(r["step_seconds"]) for r in log], "tokens": [int(r["tokens"]) for r in log],
-            "losses": [float(r["loss"]) for r in log], "rss_mb": rss, "loadavg": load,
+            "losses": [float(r["loss"]) for r in log], "rss_mb": rss, "loadavg": load, "process_seconds": wall,
             "command": " ".join(map(str, cmd))}
 
 
@@ -281,6 +284,7 @@ def trl_train(args, lf, model, packed, specs, batch, scratch):
            "--seq-len", args.seq_len, "--batch", batch, "--steps", args.warmup + args.steps, "--rank", args.rank,
            "--alpha", args.rank, "--targets", *TARGETS, "--sides", json.dumps(sides), "--seed", args.seed,
            "--threads", args.threads]
+    t0 = time.perf_counter()
     try:
         stdout, rss, load = gptbench.run_measured(cmd, env_for(lf), scratch)
     except SystemExit as e:  # a side that fails (e.g. out of memory) is a note, not the end of the run
@@ -289,7 +293,8 @@ def trl_train(args, lf, model, packed, specs, batch, scratch):
         return [{"failed": note, "command": " ".join(map(str, cmd))}] * len(specs)
     finally:
         shutil.rmtree(cache, ignore_errors=True)
-    return [dict(r, rss_mb=rss, loadavg=load, command=" ".join(map(str, cmd)))
+    wall = time.perf_counter() - t0
+    return [dict(r, rss_mb=rss, loadavg=load, process_seconds=wall, command=" ".join(map(str, cmd)))
             for r in json.loads(stdout.strip().splitlines()[-1])]
 
 
@@ -428,9 +433,10 @@ def summary(args, prep_rounds, rows, runs, sides, batch, rels):
         rate, secs, toks = timed(args, best)
         out.append({"section": "train", "side": side, "precision": spec["class"], "tokens_per_s": rate,
                     "seconds": secs, "timed_steps": args.steps, "timed_tokens": toks, "batch": batch,
-                    "seq_len": args.seq_len, "threads": args.threads, "peak_rss_mb": max(r["rss_mb"] for r in ok),
+                    "seq_len": args.seq_len, "threads": args.threads, "process_s": best.get("process_seconds"),
+                    "peak_rss_mb": max(r["rss_mb"] for r in ok),
                     "step1_loss": ok[0]["losses"][0], "loadavg_during": max(r["loadavg"] for r in ok),
-                    "note": "" if side not in rels else f"step-1 loss within {rels[side]:.1e} of lorafast f32"})
+                    "note": "" if side not in rels else f"gate: step-1 loss within {rels[side]:.1e} of lorafast f32"})
     for cls in ("f32", "bf16"):
         trl_rows = [r for r in out if r["section"] == "train" and r.get("precision") == cls
                     and r["side"].startswith("TRL") and r.get("tokens_per_s")]
