@@ -231,10 +231,11 @@ def env_for(lf):
     return env
 
 
-def prepare_round(args, lf, model, data, tiny_model, scratch, tag):
+def prepare_round(args, lf, model, data, tiny_model, scratch, tag, keep=True):
     """One round of both preparation sides: {"lorafast": wall seconds of the whole
     command, "trl": the TRL side's JSON, "lorafast_rows"/"trl_rows": the rows files,
-    "packed": TRL's saved Dataset}. Each in `scratch`/`tag`."""
+    "packed": TRL's saved Dataset}. Each in `scratch`/`tag`; with keep=False (the later
+    rounds) TRL's rows are neither dumped nor saved (that is after its timing anyway)."""
     d = scratch / tag
     d.mkdir(parents=True, exist_ok=True)
     out = d / "lorafast_rows.jsonl"
@@ -243,7 +244,7 @@ def prepare_round(args, lf, model, data, tiny_model, scratch, tag):
     cache = Path(tempfile.mkdtemp(prefix="trl_prep_", dir=d))  # a fresh datasets cache
     dump, save = d / "trl_rows.jsonl", d / "trl_packed"
     cmd = [sys.executable, TRL_SIDE, "prepare", "--model", tiny_model, "--data", data, "--cache-dir", cache,
-           "--seq-len", args.seq_len, "--threads", args.threads, "--dump", dump, "--save", save]
+           "--seq-len", args.seq_len, "--threads", args.threads] + (["--dump", dump, "--save", save] if keep else [])
     stdout, rss, load = gptbench.run_measured(cmd, env_for(lf), d)
     shutil.rmtree(cache, ignore_errors=True)
     return {"lorafast": ours, "trl": dict(json.loads(stdout.strip().splitlines()[-1]), rss_mb=rss, loadavg=load), "lorafast_rows": out,
@@ -581,7 +582,7 @@ def main():
     for r in range(args.rounds):
         lfbench.progress(f"round {r + 1}/{args.rounds}: preparation of {args.conversations} conversations "
                          "(lorafast prepare, TRL SFTTrainer)")
-        prep_rounds.append(prepare_round(args, lf, model, data, tiny, lf.tmp, f"prep{r}"))
+        prep_rounds.append(prepare_round(args, lf, model, data, tiny, lf.tmp, f"prep{r}", keep=r == 0))
         if r == 0:
             rows = check_rows(prep_rounds[0])
     if args.quick:  # the gate ran every side for two steps: enough for a smoke test
