@@ -26,6 +26,7 @@ std::string architecture(const GptConfig& c) {
     case ModelFamily::qwen2: return "qwen2";
     case ModelFamily::qwen3: return "qwen3";
     case ModelFamily::gemma3: return "gemma3";
+    case ModelFamily::smollm3: return "smollm3";
   }
   return "?";
 }
@@ -176,8 +177,9 @@ GgufExportSummary export_gguf(const fs::path& model, const std::optional<fs::pat
   LF_CHECK(!options.adapter_only || adapter, ErrorKind::usage, "--adapter-only needs --adapter");
   const MergedWeights weights(model, options.adapter_only ? std::nullopt : adapter);
   const GptConfig& c = weights.config();
-  LF_CHECK(c.family != ModelFamily::gemma3, cannot, model.string(),
-           ": GGUF export of a gemma3_text model is not supported (its norms and RoPE are not mapped)");
+  LF_CHECK(c.family != ModelFamily::gemma3 && c.family != ModelFamily::smollm3, cannot, model.string(),
+           ": GGUF export of a ", model_family_name(c.family),
+           " model is not supported (its norms and RoPE are not mapped)");
   const std::string arch = architecture(c);
   std::optional<GptLora<double>> lora_only;
   if (options.adapter_only) lora_only = load_peft_adapter<double>(*adapter, c);

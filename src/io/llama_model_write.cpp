@@ -30,7 +30,8 @@ nlohmann::ordered_json rope_json(const RopeConfig& r) {
 }  // namespace
 
 std::string llama_config_json(const GptConfig& c, const std::string& dtype) {
-  LF_ASSERT(c.is_llama() && c.family != ModelFamily::gemma3);  // pretrain refuses gemma3_text
+  // pretrain refuses gemma3_text and smollm3
+  LF_ASSERT(c.is_llama() && c.family != ModelFamily::gemma3 && c.family != ModelFamily::smollm3);
   const LlamaConfig& l = c.llama;
   const std::string type = model_family_name(c.family);
   const char* arch = c.family == ModelFamily::llama   ? "LlamaForCausalLM"

@@ -120,7 +120,7 @@ double forward_backward(const DecoderView<T>& m, const GptLora<T>* lora, const T
     attn.q = qkv.q, attn.k = qkv.k, attn.v = qkv.v, attn.o = a.attn.data(), attn.lse = a.lse.data();
     attn.d_o = d_attn.data(), attn.d_q = d_qkv.q, attn.d_k = d_qkv.k, attn.d_v = d_qkv.v;
     planned_attention_bwd(attn, act.plan[static_cast<std::size_t>(i)]);
-    if (!s.learned_positions) {
+    if (s.rotary(i)) {
       rope_bwd(act.rope_params(s, i, s.heads, d_qkv.q));
       rope_bwd(act.rope_params(s, i, s.kv_heads, d_qkv.k));
     }

@@ -120,7 +120,7 @@ void decode_step(const DecoderView<T>& m, const GptLora<T>* lora, std::int32_t t
       p.rstd = s.head_rstd.data();
       norm_fwd(p);
     }
-    if (!spec.learned_positions) {
+    if (spec.rotary(i)) {
       const auto& rope = layer_rope(spec, i, s.rope_row, s.sliding_rope_row);
       rope_fwd(RopeParams<T>{1, spec.heads, &rope, s.qkv.data()});
       rope_fwd(RopeParams<T>{1, spec.kv_heads, &rope, k});

@@ -150,7 +150,7 @@ void decoder_block_fwd(const DecoderView<T>& m, const GptLora<T>* lora, std::int
     p.rstd = a.qk_rstd.data() + j * rows * s.heads;
     norm_fwd(p);
   }
-  if (!s.learned_positions) {
+  if (s.rotary(i)) {
     rope_fwd(act.rope_params(s, i, s.heads, qkv.q));
     rope_fwd(act.rope_params(s, i, s.kv_heads, qkv.k));
   }

@@ -30,6 +30,7 @@ DecoderSpec decoder_spec(const GptConfig& config) {
   s.mlp = MlpKind::swiglu;
   s.sliding_window = config.llama.sliding_window;
   s.sliding_layers = config.llama.sliding_layers;
+  s.rope_layers = config.llama.rope_layers;
   if (config.family != ModelFamily::gemma3) return s;
   s.norm = NormKind::rms_norm_plus_one;
   s.mlp = MlpKind::geglu;

@@ -40,6 +40,7 @@ struct DecoderSpec {
   std::int64_t sliding_window = 0;  // 0: none
   std::vector<bool> sliding_layers;  // the layers it applies to; empty: all (LlamaConfig)
   std::optional<RopeConfig> sliding_rope;  // the sliding layers' RoPE when it is not `rope` (Gemma 3)
+  std::vector<bool> rope_layers;  // the layers RoPE applies to (SmolLM3's NoPE layers have none); empty: all
   bool scale_embedding = false;  // the token embedding times sqrt(D), rounded to T (Gemma)
   bool post_norms = false;       // a norm on the attention's and on the MLP's output, before the residual add (Gemma 3)
   double attn_scale = 0;         // the attention's score scale; 0: 1/sqrt(E)
@@ -56,6 +57,9 @@ struct DecoderSpec {
     return sliding_window > 0 && (sliding_layers.empty() || sliding_layers[static_cast<std::size_t>(layer)]);
   }
   int mlp_in_parts() const { return mlp == MlpKind::gelu ? 1 : 2; }  // projections before the activation
+  bool rotary(std::int64_t layer) const {  // RoPE on the layer's q and k
+    return !learned_positions && (rope_layers.empty() || rope_layers[static_cast<std::size_t>(layer)]);
+  }
 };
 
 // The parts a validated config chooses: GPT-2 is LayerNorm, a learned position

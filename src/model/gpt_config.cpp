@@ -68,12 +68,13 @@ GptConfig parse_gpt_config(const std::string& json_text, const std::string& orig
   LF_CHECK(j.is_object(), bad, origin, ": not a JSON object");
   if (const auto* type = find_field(j, "model_type"); type && *type != "gpt2") {
     for (auto family :
-         {ModelFamily::llama, ModelFamily::qwen2, ModelFamily::mistral, ModelFamily::qwen3, ModelFamily::gemma3})
+         {ModelFamily::llama, ModelFamily::qwen2, ModelFamily::mistral, ModelFamily::qwen3, ModelFamily::gemma3,
+          ModelFamily::smollm3})
       if (*type == model_family_name(family)) return parse_llama_config(j, family, origin);
     LF_CHECK(*type != "gemma3", bad, origin, ": 'model_type' \"gemma3\" (Gemma3ForConditionalGeneration, "
              "text and vision) is not supported; save its language model as a gemma3_text Gemma3ForCausalLM");
     throw Error(bad, cat(origin, ": 'model_type' ", describe(*type),
-                         " is not supported (gpt2, llama, qwen2, mistral, qwen3, gemma3_text)"));
+                         " is not supported (gpt2, llama, qwen2, mistral, qwen3, gemma3_text, smollm3)"));
   }
   GptConfig c;
   c.n_layer = size_field(j, "n_layer", origin);

@@ -1,4 +1,4 @@
-// config.json of a Llama-family model directory (llama, qwen2, mistral, qwen3, gemma3_text), read with
+// config.json of a Llama-family model directory (llama, qwen2, mistral, qwen3, gemma3_text, smollm3), read with
 // transformers 5's defaults and both spellings of the rotary settings: rope_theta +
 // rope_scaling (transformers 4, "type" or "rope_type") and rope_parameters.
 #include <algorithm>
@@ -168,6 +168,39 @@ void read_gemma3(const Reader& r, std::int64_t layers, std::int64_t max_position
   read_gemma3_rope(r, max_positions, l);
 }
 
+// SmolLM3's layers without RoPE ("NoPE"): no_rope_layers (1: RoPE, 0: none), else every
+// no_rope_layer_interval-th (default 4); with use_sliding_window and sliding_window,
+// the window applies to the layers layer_types calls "sliding_attention", else to the
+// NoPE ones, as SmolLM3Config decides them.
+void read_smollm3_layers(const Reader& r, std::int64_t layers, LlamaConfig& l) {
+  l.rope_layers.assign(static_cast<std::size_t>(std::max<std::int64_t>(layers, 0)), true);
+  if (const json* list = r.present("no_rope_layers")) {
+    LF_CHECK(list->is_array() && static_cast<std::int64_t>(list->size()) == layers, bad, r.what("no_rope_layers"),
+             " must be a list of num_hidden_layers = ", layers, " flags");
+    for (std::size_t i = 0; i < l.rope_layers.size(); ++i) {
+      const json& v = (*list)[i];
+      LF_CHECK(v == 0 || v == 1, bad, r.what("no_rope_layers"), ": ", describe(v), " is not 0 (no RoPE) or 1 (RoPE)");
+      l.rope_layers[i] = v == 1;
+    }
+  } else {
+    const std::int64_t interval = r.size_or("no_rope_layer_interval", 4);
+    LF_CHECK(interval >= 1, bad, r.what("no_rope_layer_interval"), " must be at least 1");
+    for (std::size_t i = 0; i < l.rope_layers.size(); ++i)
+      l.rope_layers[i] = (static_cast<std::int64_t>(i) + 1) % interval != 0;
+  }
+  const std::int64_t window = r.size_or("sliding_window", 0);
+  if (!r.flag_or("use_sliding_window", false) || window == 0) return;
+  std::vector<bool> sliding(l.rope_layers.size());
+  const json* types = r.present("layer_types");
+  LF_CHECK(!types || (types->is_array() && static_cast<std::int64_t>(types->size()) == layers), bad,
+           r.what("layer_types"), " must be a list of num_hidden_layers = ", layers, " layer types");
+  for (std::size_t i = 0; i < sliding.size(); ++i)
+    sliding[i] = types ? (*types)[i] == "sliding_attention" : !l.rope_layers[i];
+  if (std::find(sliding.begin(), sliding.end(), true) == sliding.end()) return;
+  l.sliding_window = window;
+  l.sliding_layers = std::move(sliding);
+}
+
 // The window and the layers it applies to, as transformers decides them: mistral,
 // every layer whenever sliding_window is set; qwen2 and qwen3, with use_sliding_window,
 // the layers layer_types calls "sliding_attention", else those from max_window_layers on.
@@ -203,6 +236,7 @@ std::string model_family_name(ModelFamily family) {
     case ModelFamily::mistral: return "mistral";
     case ModelFamily::qwen3: return "qwen3";
     case ModelFamily::gemma3: return "gemma3_text";
+    case ModelFamily::smollm3: return "smollm3";
   }
   LF_ASSERT(false);
 }
@@ -227,9 +261,10 @@ GptConfig parse_llama_config(const nlohmann::json& j, ModelFamily family, const 
                                      : gemma3                     ? 256
                                      : c.n_head > 0               ? c.n_embd / c.n_head
                                                                   : 0);
-  l.tie_word_embeddings = r.flag_or("tie_word_embeddings", gemma3);
+  const bool smollm3 = family == ModelFamily::smollm3;
+  l.tie_word_embeddings = r.flag_or("tie_word_embeddings", gemma3 || smollm3);
   const bool attention_bias = r.flag_or("attention_bias", false);
-  const bool bias_option = family == ModelFamily::llama || family == ModelFamily::qwen3 || gemma3;
+  const bool bias_option = family == ModelFamily::llama || family == ModelFamily::qwen3 || gemma3 || smollm3;
   l.qkv_bias = family == ModelFamily::qwen2 || (bias_option && attention_bias);
   l.o_bias = bias_option && attention_bias;
   l.qk_norm = family == ModelFamily::qwen3 || gemma3;
@@ -242,6 +277,9 @@ GptConfig parse_llama_config(const nlohmann::json& j, ModelFamily family, const 
            " must be finite and >= 0, got ", l.initializer_range);
   if (gemma3) {
     read_gemma3(r, c.n_layer, c.n_positions, l);
+  } else if (smollm3) {
+    read_smollm3_layers(r, c.n_layer, l);
+    l.rope = parse_rope(r, c.n_positions);
   } else {
     read_sliding_window(r, family, c.n_layer, l);
     l.rope = parse_rope(r, c.n_positions);

@@ -84,8 +84,9 @@ void run(const PretrainFlags& f) {
   f.train.validate();
   LF_CHECK(f.val_fraction < 1, ErrorKind::usage, "--val-fraction must be in [0, 1), got ", f.val_fraction);
   const GptConfig config = f.init.empty() ? model_config(f) : read_gpt_config(fs::path(f.init) / "config.json");
-  LF_CHECK(config.family != ModelFamily::gemma3, ErrorKind::usage, f.init,
-           ": pretraining a gemma3_text model is not supported (its config.json is not written)");
+  LF_CHECK(config.family != ModelFamily::gemma3 && config.family != ModelFamily::smollm3, ErrorKind::usage, f.init,
+           ": pretraining a ", model_family_name(config.family),
+           " model is not supported (its config.json is not written)");
   const Tokens tokens = read_byte_tokens(f.data);
   const TrainValSplit split = split_train_val(tokens, f.val_fraction);
   TrainOptions options = f.train;

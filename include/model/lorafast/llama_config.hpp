@@ -1,8 +1,8 @@
-// What a Llama-family config.json (model_type llama, qwen2, mistral, qwen3, gemma3_text) adds to the
+// What a Llama-family config.json (model_type llama, qwen2, mistral, qwen3, gemma3_text, smollm3) adds to the
 // sizes every decoder-only model has (GptConfig in gpt.hpp): grouped-query
 // attention, the SwiGLU width, RMSNorm, rotary position embeddings and which
 // projections carry a bias. Names and defaults follow Hugging Face transformers 5
-// (LlamaConfig, Qwen2Config, MistralConfig, Qwen3Config, Gemma3TextConfig); INTERFACE.md
+// (LlamaConfig, Qwen2Config, MistralConfig, Qwen3Config, Gemma3TextConfig, SmolLM3Config); INTERFACE.md
 // "Llama-family models".
 #pragma once
 
@@ -13,7 +13,7 @@
 
 namespace lorafast {
 
-enum class ModelFamily { gpt2, llama, qwen2, mistral, qwen3, gemma3 };
+enum class ModelFamily { gpt2, llama, qwen2, mistral, qwen3, gemma3, smollm3 };
 std::string model_family_name(ModelFamily family);  // the config.json model_type (gemma3: "gemma3_text")
 
 // Rotary embedding: angle of position t and frequency i (0 <= i < E/2) is t * inv_freq[i],
@@ -42,6 +42,7 @@ struct LlamaConfig {
   double initializer_range = 0.02;     // the deviation of transformers' _init_weights
   RopeConfig rope;                     // of every layer, or (with sliding_rope) of the full-attention ones
   std::optional<RopeConfig> sliding_rope;  // gemma3: the sliding layers' own (rope_local_base_freq)
+  std::vector<bool> rope_layers;       // smollm3: [n_layer], the layers RoPE applies to (no_rope_layers); empty: all
   double query_pre_attn_scalar = 0;    // gemma3: the attention scale is its -1/2 power; 0: head_dim's
   double final_logit_softcapping = 0;  // gemma3: logits become c tanh(logits / c); 0: none
 };
