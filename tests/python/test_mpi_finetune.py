@@ -4,6 +4,7 @@ On the shipped default model and corpus, in f64, a few updates each:
 - 2 processes x --batch 2 train the adapter of 1 process x --batch 4, with the same
   losses; rank 0 alone prints and writes (rank 1 runs in a directory of its own,
   which stays empty); two identical 2-process runs are bit-identical;
+- 3 processes x --batch 1 train the adapter of 1 process x --batch 3;
 - a checkpoint of 2 processes x --batch 2 resumes with 1 process x --batch 4 and
   ends at the adapter of an uninterrupted run; with a global batch of 2 it refuses;
 - an unreadable data file, on every rank or on rank 1 only (its own command line),
@@ -132,6 +133,20 @@ def two_processes_train_one_process_adapter(binary):
             with open(os.path.join(out, name), "rb") as a, open(os.path.join(again, name), "rb") as b:
                 check(a.read() == b.read(), "%s differs between two identical 2-process runs" % name)
         return "adapter %.2g, losses %.2g relative; repeat bit-identical" % (err, loss_err)
+
+
+@harness.test
+def three_processes_train_one_process_adapter(binary):
+    skip = mpi_build(binary)
+    if skip:
+        return skip
+    with tempfile.TemporaryDirectory() as d:
+        one = os.path.join(d, "one")
+        run_ok(binary, RUN + ["--batch", 3, "--out", one], d)
+        mpirun_ok(binary, [RUN + ["--batch", 1, "--out", "three"]] * 3, d)
+        err = rel(adapter(os.path.join(d, "three")), adapter(one))
+        check(err <= TOLERANCE, "adapter of 3 x 1 vs 1 x 3: %.3g relative" % err)
+        return "%.2g relative" % err
 
 
 @harness.test
