@@ -203,7 +203,8 @@ def instruction_model(d):
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     tok.train_from_iterator(["Question: what is %d? Answer: it is %d." % (i, i) for i in range(50)],
-                            trainers.BpeTrainer(vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                            trainers.BpeTrainer(vocab_size=300, show_progress=False,
+                                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                                 special_tokens=["<|endoftext|>"]))
     path = os.path.join(d, "model")
     config, tensors = gptcase.random_model(np.random.default_rng(0), 2, 2, 16, tok.get_vocab_size(), 64)
