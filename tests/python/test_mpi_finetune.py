@@ -6,7 +6,8 @@ On the shipped default model and corpus, in f64, a few updates each:
   which stays empty); two identical 2-process runs are bit-identical;
 - 3 processes x --batch 1 train the adapter of 1 process x --batch 3;
 - a checkpoint of 2 processes x --batch 2 resumes with 1 process x --batch 4 and
-  ends at the adapter of an uninterrupted run; with a global batch of 2 it refuses;
+  ends at the adapter of an uninterrupted run; with a global batch of 2, or on 3
+  processes, it refuses;
 - an unreadable data file, on every rank or on rank 1 only (its own command line),
   ends the job with one error line naming the rank, and nothing written; other
   commands refuse to run as several processes;
@@ -162,6 +163,8 @@ def two_process_checkpoint_resumes_with_one(binary):
         resume = ["finetune", "--model", MODEL, "--data", CORPUS, "--out", out, "--resume", "--threads", 1]
         rc, _, err = lfcase.run_lorafast(binary, resume + ["--batch", 2], cwd=d)
         check(rc == 3 and "--batch 4, not 2" in err, "resume with another global batch: exit %d, %r" % (rc, err))
+        rc, _, err = mpirun(binary, [resume] * 3, d)
+        check(rc != 0 and "does not split over 3 processes" in err, "resume on 3 processes: exit %d, %r" % (rc, err))
         run_ok(binary, resume + ["--batch", 4], d)
         err = rel(adapter(out), adapter(whole))
         check(err <= TOLERANCE, "resumed adapter vs uninterrupted: %.3g relative" % err)

@@ -215,6 +215,9 @@ void train_on(const FinetuneFlags& f, const W& weights, bool sampling, Checkpoin
     ckpt.state = std::move(loaded->state);
     ckpt.options = loaded->options;
     ckpt.options.processes = f.train.processes;
+    LF_CHECK(ckpt.options.batch % processes.size == 0, bad, checkpoint_path.string(), ": its global batch of ",
+             ckpt.options.batch, " (--batch x processes) does not split over ", processes.size,
+             " processes (resume with a number of processes that divides it)");
     // What may change between sessions: the horizon, validation cadence, attention
     // method (the checkpoint records the last session's), recomputation (the same
     // results either way; not saved).
