@@ -11,7 +11,7 @@ On the shipped default model and corpus, in f64, a few updates each:
 - an unreadable data file, on every rank or on rank 1 only (its own command line),
   ends the job with one error line naming the rank, and nothing written; other
   commands refuse to run as several processes;
-- instruction data (prompt-completion rows of different lengths, unpacked): the
+- instruction data (prompt-completion examples of different lengths, packed): the
   same equivalence, each rank's loss over the predicted tokens of every rank;
 - a build without MPI refuses mpirun's processes (run instead of the above there).
 Skipped, saying why, when mpirun is absent.
@@ -220,8 +220,8 @@ def instruction_model(d):
 
 @harness.test
 def instruction_rows_split_with_the_global_token_count(binary):
-    """Prompt-completion rows of different lengths, unpacked: each rank's loss is
-    divided by the predicted tokens of all ranks' rows."""
+    """Prompt-completion examples of different lengths, packed (the default): each
+    rank's loss is divided by the predicted tokens of all ranks' rows."""
     skip = mpi_build(binary)
     if skip:
         return skip
@@ -232,7 +232,7 @@ def instruction_rows_split_with_the_global_token_count(binary):
                 f.write(json.dumps({"prompt": "Question: what is %d?" % i,
                                     "completion": " Answer:" + " it is %d." % i * (1 + i % 5)}) + "\n")
         args = ["finetune", "--model", model, "--data", data, "--dtype", "f64", "--seq-len", 64, "--steps", 3,
-                "--lr", 1e-2, "--packing", "off", "--val-fraction", 0, "--eval-every", 0, "--threads", 1]
+                "--lr", 1e-2, "--val-fraction", 0, "--eval-every", 0, "--threads", 1]
         one = os.path.join(d, "one")
         run_ok(binary, args + ["--batch", 4, "--out", one], d)
         mpirun_ok(binary, [args + ["--batch", 2, "--out", "two"]] * 2, d)
