@@ -15,11 +15,12 @@ PY_PACKAGES=(numpy matplotlib pytest pybind11 transformers peft safetensors toke
 
 apt-get update -q
 # python3 + python3-matplotlib: `lorafast finetune` draws loss_curve.png with
-# /usr/bin/python3 scripts/plot_loss.py.
+# /usr/bin/python3 scripts/plot_loss.py. libopenmpi-dev + openmpi-bin (optional:
+# CMake's LORAFAST_MPI): `mpirun -np K lorafast finetune` on several processes.
 apt-get install -y -q --no-install-recommends \
   cmake ninja-build g++ pkg-config \
   libopenblas-dev libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev \
-  libpcre2-dev libicu-dev \
+  libpcre2-dev libicu-dev libopenmpi-dev openmpi-bin \
   python3 python3-matplotlib
 
 # The venv: python3 on PATH (e.g. pyenv's), else Debian's with python3-venv.

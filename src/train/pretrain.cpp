@@ -138,6 +138,9 @@ template <class Weights>
 TrainOutcome pretrain(PretrainStateOf<Weights>& state, const TrainValSplit& data, const TrainOptions& options,
                       const TrainCallbacks& callbacks) {
   validate_training_run(state.weights.config, data, options);
+  // FullRun does not sum its gradient over processes: data-parallel pretraining is not implemented.
+  LF_CHECK(options.processes.size == 1, ErrorKind::usage, "pretraining runs in one process, not ",
+           options.processes.size);
   FullRun<Weights> run(state, data.val, options);
   return detail::run_updates(
       run, [&](std::int64_t step) { return detail::window_batches(data.train, options, step); }, options, callbacks);

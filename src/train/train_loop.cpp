@@ -1,5 +1,7 @@
 // The fine-tuning loop: sample, accumulate, clip, step, validate, report.
+#include <algorithm>
 #include <cmath>
+#include <span>
 #include <type_traits>
 #include <utility>
 
@@ -15,6 +17,10 @@ void TrainOptions::validate() const {
   LF_CHECK(steps >= 0, usage, "`steps` must be >= 0, got ", steps);
   LF_CHECK(seq_len >= 1, usage, "`seq_len` must be >= 1, got ", seq_len);
   LF_CHECK(batch >= 1 && batch <= 1 << 20, usage, "`batch` must be in [1, 1048576], got ", batch);
+  LF_CHECK(processes.size >= 1 && processes.rank >= 0 && processes.rank < processes.size, usage,
+           "process ", processes.rank, " of ", processes.size, " is not a rank of the job");
+  LF_CHECK(batch % processes.size == 0, usage, "`batch` ", batch, " (windows per micro-batch of all ",
+           processes.size, " processes) is not a multiple of the processes");
   LF_CHECK(grad_accum >= 1 && grad_accum <= 1 << 20, usage, "`grad_accum` must be in [1, 1048576], got ", grad_accum);
   LF_CHECK(std::isfinite(clip), usage, "`clip` must be finite, got ", clip);
   LF_CHECK(eval_every >= 0, usage, "`eval_every` must be >= 0, got ", eval_every);
@@ -88,6 +94,22 @@ void validate_any(const W& weights, const TrainState<T>& state, const SftSplit& 
   validate_rows(weights.config, data, options);
 }
 
+// The update's gradient of every process: the tensors packed in their canonical
+// order, summed in rank order (one exchange), unpacked.
+template <class T>
+void sum_over_processes(std::vector<LoraLayer>& grads, const Processes& processes) {
+  if (processes.size == 1) return;
+  const std::vector<Tensor*> tensors = lora_tensor_list(grads);
+  std::vector<T> packed;
+  for (const Tensor* t : tensors) packed.insert(packed.end(), t->data<T>(), t->data<T>() + t->numel());
+  sum_in_rank_order(std::span<T>(packed), processes);
+  auto next = packed.cbegin();
+  for (Tensor* t : tensors) {
+    std::copy_n(next, t->numel(), t->data<T>());
+    next += t->numel();
+  }
+}
+
 // Fine-tuning as update_loop.hpp's Run: gradients of the adapters only; `Val` the
 // validation data (Tokens or SftRows).
 template <class W, class Val, class T = typename W::value_type>
@@ -107,8 +129,9 @@ class LoraRun {
 
   GptAttentionPlan take_plan() { return std::exchange(plan_, {}); }
 
-  double finish_update(std::int64_t micro_batches, double clip, double lr) {
-    if (micro_batches > 1) scale_grads(grads_, 1.0 / static_cast<double>(micro_batches));
+  double finish_update(std::int64_t divisor, double clip, double lr) {
+    sum_over_processes<T>(grads_, options_.processes);
+    if (divisor > 1) scale_grads(grads_, 1.0 / static_cast<double>(divisor));
     const double norm = clip_grad_norm(grads_, clip);
     adamw_step(state_.lora, grads_, state_.adamw, options_.adamw, lr);
     grads_.clear();

@@ -97,6 +97,11 @@ LoraConfig lora_config(const FinetuneFlags& f, const GptConfig& model) {
 
 std::string exact(double v) { return nlohmann::json(v).dump(); }
 
+// A global batch as --batch and the processes it is shared by.
+std::string batch_terms(std::int64_t batch, const Processes& p) {
+  return p.size == 1 ? std::to_string(batch) : cat(batch / p.size, " per process x ", p.size, " processes = ", batch);
+}
+
 std::string target_names(const LoraConfig& c) {
   std::string s;
   for (auto t : c.targets) s += (s.empty() ? "" : ",") + lora_target_name(t);
@@ -117,7 +122,7 @@ void check_no_conflicts(const FinetuneFlags& f, const LoraConfig& l, const Check
     std::string now, then;
   } fixed[] = {
       {"--seq-len", integer(f.seq_len.value_or(co.seq_len)), integer(co.seq_len)},
-      {"--batch", integer(o.batch), integer(co.batch)},
+      {"--batch", batch_terms(o.batch, o.processes), integer(co.batch)},
       {"--grad-accum", integer(o.grad_accum), integer(co.grad_accum)},
       {"--lr", exact(o.lr), exact(co.lr)},
       {"--warmup", integer(o.warmup), integer(co.warmup)},
@@ -209,6 +214,10 @@ void train_on(const FinetuneFlags& f, const W& weights, bool sampling, Checkpoin
              " tokens with FNV-1a ", std::hex, data_fingerprint.hash, ")");
     ckpt.state = std::move(loaded->state);
     ckpt.options = loaded->options;
+    ckpt.options.processes = f.train.processes;
+    LF_CHECK(ckpt.options.batch % processes.size == 0, bad, checkpoint_path.string(), ": its global batch of ",
+             ckpt.options.batch, " (--batch x processes) does not split over ", processes.size,
+             " processes (resume with a number of processes that divides it)");
     // What may change between sessions: the horizon, validation cadence, attention
     // method (the checkpoint records the last session's), recomputation (the same
     // results either way; not saved).
@@ -244,27 +253,37 @@ void train_on(const FinetuneFlags& f, const W& weights, bool sampling, Checkpoin
                            "train_log.csv", "attention_plan.csv"})
     LF_CHECK(!fs::exists(out / name) || fs::is_regular_file(out / name), bad, (out / name).string(),
              ": exists and is not a file, so the run could not write it");
-  std::error_code ec;
-  fs::create_directories(out, ec);
-  LF_CHECK(!ec && fs::is_directory(out), bad, out.string(), ": cannot create the output directory",
-           ec ? ": " + ec.message() : "");
+  // Of several processes rank 0 alone writes and prints (the others' stdout is closed:
+  // main.cpp), once every rank has read and checked its inputs: a rank that fails
+  // before ends the job (main.cpp) with nothing written.
+  wait_for_processes(options.processes);
+  const bool writes = options.processes.root();
   const std::int64_t first = ckpt.state.step() + 1;
-  TrainLog log(out / "train_log.csv", ckpt.state.step());
-  AttentionLog attention_log(out / "attention_plan.csv", ckpt.state.step());
-  ProgressDisplay progress(first, options.steps);
+  std::optional<TrainLog> log;
+  std::optional<AttentionLog> attention_log;
+  std::optional<ProgressDisplay> progress;
+  if (writes) {
+    std::error_code ec;
+    fs::create_directories(out, ec);
+    LF_CHECK(!ec && fs::is_directory(out), bad, out.string(), ": cannot create the output directory",
+             ec ? ": " + ec.message() : "");
+    log.emplace(out / "train_log.csv", ckpt.state.step());
+    attention_log.emplace(out / "attention_plan.csv", ckpt.state.step());
+    progress.emplace(first, options.steps);
+  }
   InterruptGuard interrupts;
   double first_loss = 0, last_loss = 0, tokens_done = 0, seconds = 0;
   std::optional<double> last_val;
   TrainCallbacks callbacks;
-  callbacks.on_step = [&](const StepReport& r) {
+  if (writes) callbacks.on_step = [&](const StepReport& r) {
     if (r.step == first) first_loss = r.loss;
     last_loss = r.loss;
     tokens_done += static_cast<double>(r.tokens);
     seconds += r.seconds;
     if (r.val_loss) last_val = r.val_loss;
-    log.append(r);
-    for (const auto& line : attention_log.record(r.step, r.plan)) progress.note(line);
-    progress.update(r);
+    log->append(r);
+    for (const auto& line : attention_log->record(r.step, r.plan)) progress->note(line);
+    progress->update(r);
     if (f.save_every > 0 && r.step % f.save_every == 0 && r.step < options.steps) save_all(out, ckpt);
   };
   callbacks.stop_requested = [&] {
@@ -276,13 +295,14 @@ void train_on(const FinetuneFlags& f, const W& weights, bool sampling, Checkpoin
     if (!already_there) outcome = train(weights, ckpt.state, split, options, callbacks);
   } catch (const Error& e) {
     // A head that stops certifying (or a diverging loss) leaves the state at the last update.
-    if (e.kind() != ErrorKind::cannot_meet) throw;
-    progress.finish();
+    if (e.kind() != ErrorKind::cannot_meet || !writes) throw;
+    progress->finish();
     save_all(out, ckpt);
     throw Error(e.kind(), cat(e.what(), "; checkpoint of step ", ckpt.state.step(), " saved in ", out.string(),
                               " (continue with --resume)"));
   }
-  progress.finish();
+  if (!writes) return;
+  progress->finish();
   save_all(out, ckpt);
 
   const std::int64_t done = ckpt.state.step();
@@ -340,7 +360,9 @@ void run_model(const FinetuneFlags& f, const W& weights, const LoraConfig& flag_
     train_on(f, weights, sampling, ckpt, loaded, split, fingerprint(split));
   } else {
     // Text is tokenized once: its ids are cached beside the run's output.
-    const Tokens tokens = read_data(f.model, f.data, f.data_format, config.vocab_size, fs::path(f.out) / "data_tokens.bin");
+    // Rank 0 alone writes the cache; the others tokenize the text themselves.
+    const auto cache = f.train.processes.root() ? std::optional(fs::path(f.out) / "data_tokens.bin") : std::nullopt;
+    const Tokens tokens = read_data(f.model, f.data, f.data_format, config.vocab_size, cache);
     train_on(f, weights, sampling, ckpt, loaded, split_train_val(tokens, ckpt.val_fraction), fingerprint(tokens));
   }
 }
@@ -357,7 +379,7 @@ void run(const FinetuneFlags& f) {
   LF_CHECK(!sampling || !config.is_llama(), usage, "--sample-prompt: sampling from a ",
            model_family_name(config.family), " model is not implemented yet");
   with_model_for_data<T>(f.model, f.data_format,
-                         [&](const auto& weights) { run_model(f, weights, flag_lora, sampling); });
+                         [&](const auto& weights) { run_model(f, weights, flag_lora, sampling && processes.root()); });
 }
 
 // The embedded default run's recipe, for each flag not given: a few minutes on two
@@ -399,6 +421,9 @@ void dispatch(FinetuneFlags f) {
   }
   f.model.dtype = dtype;
   f.train.bf16 = dtype == "bf16";
+  // --batch is per process; the options (and checkpoints) hold the global batch.
+  f.train.processes = processes;
+  f.train.batch *= processes.size;
   dtype == "f64" ? run<double>(f) : run<float>(f);
 }
 
@@ -423,7 +448,8 @@ void add_finetune_command(CLI::App& app) {
   cmd->add_option("--seq-len", f->seq_len, "Tokens per window T (default 128, at most n_positions or --positions); "
                                            "instruction data: the row length, examples truncated to it (default 1024)")
       ->check(positive);
-  cmd->add_option("--batch", t.batch, "Windows per micro-batch B (default 8)")->check(positive);
+  cmd->add_option("--batch", t.batch, "Windows (instruction data: rows) per micro-batch B, of each process under "
+                                      "mpirun (default 8)")->check(positive);
   cmd->add_option("--grad-accum", t.grad_accum, "Micro-batches per update K (default 1)")->check(positive);
   cmd->add_option("--rank", f->rank, "LoRA rank R (default 8)")->check(positive);
   cmd->add_option("--alpha", f->alpha, "LoRA alpha (default R: scaling 1)");

@@ -4,6 +4,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "lorafast/distributed.hpp"
+
 namespace lorafast::cli {
 
 void add_grad_command(CLI::App& app);
@@ -20,6 +22,10 @@ void add_template_command(CLI::App& app);
 void add_merge_command(CLI::App& app);
 void add_export_command(CLI::App& app);
 void add_prepare_command(CLI::App& app);
+
+// The processes of this run (mpirun -np K; one without): only finetune shares its
+// work between several, the other commands refuse to run as one of them.
+extern Processes processes;
 
 // The exit status of a command that completed without an error but must not
 // report success (an interrupted finetune: 128 + the signal); 0 otherwise.

@@ -7,6 +7,12 @@
 // every kernel sums in a fixed order for a given thread count, so the same options,
 // data and thread count give bit-identical losses and adapters, and resuming from
 // a TrainState taken after step k continues exactly as an uninterrupted run.
+//
+// Data parallel (options.processes, distributed.hpp): of each micro-batch's `batch`
+// windows (rows) process r takes the r-th share; the update's loss and gradient
+// are summed over the processes in rank order, so every process takes the same
+// optimizer step, and K processes train the adapters of one process up to the
+// order of the sums.
 #pragma once
 
 #include <cstdint>
@@ -14,6 +20,7 @@
 #include <optional>
 
 #include "lorafast/dispatch.hpp"
+#include "lorafast/distributed.hpp"
 #include "lorafast/sft_rows.hpp"
 #include "lorafast/train_data.hpp"
 #include "lorafast/train_optimizer.hpp"
@@ -23,7 +30,7 @@ namespace lorafast {
 struct TrainOptions {
   std::int64_t steps = 200;      // total updates (also the schedule's horizon)
   std::int64_t seq_len = 128;    // T
-  std::int64_t batch = 8;        // B windows per micro-batch
+  std::int64_t batch = 8;        // B windows (rows) per micro-batch, of all processes together
   std::int64_t grad_accum = 1;   // K micro-batches per update
   double lr = 2e-4;              // peak learning rate
   std::int64_t warmup = 0;       // linear warmup updates
@@ -40,6 +47,9 @@ struct TrainOptions {
   // --dtype bf16: the model's frozen matrices were stored in bf16 (store_frozen_bf16);
   // recorded so a resumed run continues in it. The adapters and AdamW state stay f32.
   bool bf16 = false;
+  // The processes sharing each micro-batch (not saved in checkpoints: a run resumes
+  // with any number of processes that divides `batch`). Validation runs on rank 0.
+  Processes processes;
 
   LrSchedule schedule() const { return {lr, warmup, steps, min_lr_ratio}; }
   // Error(usage) naming the flag, Error(bad_input) for an odd --degree. Whether fast
