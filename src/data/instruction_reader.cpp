@@ -1,6 +1,8 @@
 // Reading instruction data (instruction_data.hpp): JSON lines streamed with a cap on
 // a line's length, each line checked and read as one example of its file's format.
 #include <algorithm>
+#include <exception>
+#include <optional>
 #include <fstream>
 
 #include "core/json_read.hpp"
@@ -159,16 +161,48 @@ void read_lines(const std::filesystem::path& path, std::size_t max_line_bytes, E
   if (!line.empty()) each(std::string_view(line), number);
 }
 
+// Lines are parsed this many (or this many bytes) at a time, in parallel, then
+// handed on in file order, so the first bad line in the file is the one reported.
+constexpr std::size_t batch_lines = 1024, batch_bytes = 64u << 20;
+
 void read_file(const std::filesystem::path& path, const std::function<void(InstructionExample&&)>& each,
                std::size_t max_line_bytes) {
   InstructionFileReader reader(path.string());
   bool any = false;
-  read_lines(path, max_line_bytes, [&](std::string_view text, std::size_t number) {
-    if (auto ex = reader.read_line(text, number)) {
+  std::vector<std::string> lines;
+  std::vector<std::size_t> numbers;
+  std::size_t bytes = 0;
+  std::vector<std::optional<InstructionExample>> parsed;
+  std::vector<std::exception_ptr> failed;
+  const auto flush = [&] {
+    parsed.assign(lines.size(), std::nullopt);
+    failed.assign(lines.size(), nullptr);
+#pragma omp parallel for schedule(dynamic, 16)
+    for (std::size_t i = 0; i < lines.size(); ++i) try {
+        parsed[i] = InstructionFileReader::parse(lines[i], path.string(), numbers[i]);
+      } catch (...) {
+        failed[i] = std::current_exception();
+      }
+    for (std::size_t i = 0; i < lines.size(); ++i) {
+      if (failed[i]) std::rethrow_exception(failed[i]);
+      if (!parsed[i]) continue;
       any = true;
-      each(std::move(*ex));
+      each(reader.accept(std::move(*parsed[i]), numbers[i]));
     }
-  });
+    lines.clear(), numbers.clear(), bytes = 0;
+  };
+  try {
+    read_lines(path, max_line_bytes, [&](std::string_view text, std::size_t number) {
+      lines.emplace_back(text);
+      numbers.push_back(number);
+      bytes += text.size();
+      if (lines.size() == batch_lines || bytes >= batch_bytes) flush();
+    });
+  } catch (const Error&) {
+    flush();  // a bad line before the one that stopped the reading is the first error
+    throw;
+  }
+  flush();
   LF_CHECK(any, bad, path.string(), ": no examples");
 }
 
@@ -193,13 +227,23 @@ bool InstructionExample::prompt_completion() const {
   return format == InstructionFormat::prompt_completion || format == InstructionFormat::conversational_prompt_completion;
 }
 
-std::optional<InstructionExample> InstructionFileReader::read_line(std::string_view text, std::size_t line) {
+std::optional<InstructionExample> InstructionFileReader::parse(std::string_view text, const std::string& file,
+                                                               std::size_t line) {
   if (text.find_first_not_of(" \t\r") == std::string_view::npos) return std::nullopt;
-  InstructionExample ex = parse_example(text, cat(file_, ":", line));
+  return parse_example(text, cat(file, ":", line));
+}
+
+std::optional<InstructionExample> InstructionFileReader::read_line(std::string_view text, std::size_t line) {
+  auto ex = parse(text, file_, line);
+  if (!ex) return std::nullopt;
+  return accept(std::move(*ex), line);
+}
+
+InstructionExample InstructionFileReader::accept(InstructionExample&& ex, std::size_t line) {
   if (!format_) format_ = ex.format, format_line_ = line;
   LF_CHECK(ex.format == *format_, bad, ex.origin, ": a ", format_name(ex.format), " example, but line ", format_line_,
            " is ", format_name(*format_), " (one format per file)");
-  return ex;
+  return std::move(ex);
 }
 
 std::size_t for_each_instruction_example(const std::filesystem::path& path,

@@ -1,6 +1,8 @@
 // write_sft_jsonl (sft_rows.hpp): one line per row, its documents' ids, labels and
 // restarting position_ids concatenated, and their seq_lengths.
+#include <algorithm>
 #include <charconv>
+#include <span>
 
 #include "lorafast/atomic_file.hpp"
 #include "lorafast/sft_rows.hpp"
@@ -49,18 +51,19 @@ std::string row_line(const SftRows& rows, std::int64_t r) {
 }  // namespace
 
 void write_sft_jsonl(const std::filesystem::path& path, const SftRows& rows) {
-  std::vector<std::string> lines(static_cast<std::size_t>(rows.rows()));  // formatted in parallel
-#pragma omp parallel for schedule(dynamic, 64)
-  for (std::int64_t r = 0; r < rows.rows(); ++r) lines[static_cast<std::size_t>(r)] = row_line(rows, r);
-  std::size_t bytes = 0;
-  for (const auto& line : lines) bytes += line.size();
+  constexpr std::int64_t batch = 512;  // rows formatted in parallel, then written in order
+  AtomicFile file(path);
+  std::vector<std::string> lines(batch);
   std::string out;
-  out.reserve(bytes);
-  for (auto& line : lines) {
-    out += line;
-    std::string().swap(line);
+  for (std::int64_t first = 0; first < rows.rows(); first += batch) {
+    const std::int64_t count = std::min(batch, rows.rows() - first);
+#pragma omp parallel for schedule(dynamic, 16)
+    for (std::int64_t r = 0; r < count; ++r) lines[static_cast<std::size_t>(r)] = row_line(rows, first + r);
+    out.clear();
+    for (std::int64_t r = 0; r < count; ++r) out += lines[static_cast<std::size_t>(r)];
+    file.write(std::as_bytes(std::span(out.data(), out.size())));
   }
-  write_file_atomically(path, out);
+  file.commit();
 }
 
 }  // namespace lorafast

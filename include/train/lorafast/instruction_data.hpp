@@ -56,8 +56,14 @@ constexpr std::size_t max_instruction_line_bytes = 64u << 20;
 class InstructionFileReader {
  public:
   explicit InstructionFileReader(std::string file) : file_(std::move(file)) {}
-  // The example on line `line` (1-based) of the file, or nullopt for a blank line.
+  // The example on line `line` (1-based) of the file, or nullopt for a blank line:
+  // parse, then accept.
   std::optional<InstructionExample> read_line(std::string_view text, std::size_t line);
+  // The example of one line of `file` alone (no state: lines may be parsed in
+  // parallel), or nullopt for a blank line.
+  static std::optional<InstructionExample> parse(std::string_view text, const std::string& file, std::size_t line);
+  // `ex` (of line `line`) when it has the file's format, which its first example set.
+  InstructionExample accept(InstructionExample&& ex, std::size_t line);
 
  private:
   std::string file_;
