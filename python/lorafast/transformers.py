@@ -85,11 +85,10 @@ def _mask(*args, **kwargs):
     square = (kwargs.get("q_length") == kwargs.get("kv_length") and not kwargs.get("q_offset")
               and not kwargs.get("kv_offset"))
     if (kwargs.get("local_size") is not None and square
+            and (kwargs.get("allow_is_causal_skip", True) or _packed(kwargs, square))
             and kwargs["local_size"] == getattr(config, "sliding_window", None)
             and getattr(config, "attention_chunk_size", None) is None):
         kwargs["local_size"] = None
-        if not kwargs.get("allow_is_causal_skip", True) and not _packed(kwargs, square):
-            kwargs["local_size"] = config.sliding_window  # a padded batch: the window stays in its mask
     mask = sdpa_mask(*args, **kwargs)
     if mask is not None and kwargs.get("local_size") is None and _packed(kwargs, square):
         mask._lorafast_packed = True

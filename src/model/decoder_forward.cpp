@@ -102,16 +102,7 @@ void validate_tokens(const TokenBatch& batch, const GptConfig& config) {
              "token batch: target ", i, " is ", batch.targets[i], ", neither ", no_target,
              " (none) nor in the vocabulary [0, ", config.vocab_size, ")");
   LF_CHECK(batch.loss_tokens >= 0, bad, "token batch: loss_tokens must be >= 0, got ", batch.loss_tokens);
-  const auto& cu = batch.cu_seqlens;
-  if (cu.empty()) return;
-  LF_CHECK(cu.size() >= 2 && cu.front() == 0 && cu.back() == rows, bad, "token batch: cu_seqlens must run from 0 "
-           "to N * T = ", rows);
-  for (std::size_t i = 1; i < cu.size(); ++i) {
-    LF_CHECK(cu[i] > cu[i - 1], bad, "token batch: cu_seqlens must increase, got ", cu[i - 1], " then ", cu[i]);
-    const std::int64_t next_window = (cu[i - 1] / batch.seq_len + 1) * batch.seq_len;
-    LF_CHECK(cu[i] <= next_window, bad, "token batch: the document at row ", cu[i - 1],
-             " crosses the window boundary ", next_window);
-  }
+  check_cu_seqlens(batch.cu_seqlens, batch.batch, batch.seq_len, bad, "token batch");
 }
 
 std::int64_t TokenBatch::targeted() const {

@@ -53,23 +53,24 @@ template <class T>
 void check_masks(const AttentionParams<T>& p) {
   LF_CHECK(p.window >= 0, ErrorKind::usage, "attention: window must be >= 0 (0: none), got ", p.window);
   LF_CHECK(p.window == 0 || p.causal, ErrorKind::usage, "attention: a sliding window needs causal attention");
-  const auto cu = p.cu_seqlens;
-  if (cu.empty()) return;
-  const std::int64_t total = p.batch * p.seq_len;
-  LF_CHECK(cu.front() == 0, ErrorKind::usage, "attention: cu_seqlens must start at 0, got ", cu.front());
-  LF_CHECK(cu.back() == total, ErrorKind::usage, "attention: cu_seqlens must end at batch * seq_len = ", total,
-           ", got ", cu.back());
-  std::int64_t next_row = p.seq_len;  // the next row start that must be an offset
-  for (std::size_t d = 1; d < cu.size(); ++d) {
-    LF_CHECK(cu[d] > cu[d - 1], ErrorKind::usage, "attention: cu_seqlens must increase, got ", cu[d - 1], " then ",
-             cu[d]);
-    LF_CHECK(cu[d] <= next_row, ErrorKind::usage, "attention: a document in cu_seqlens crosses the row boundary ",
-             next_row);
-    if (cu[d] == next_row) next_row += p.seq_len;
-  }
+  check_cu_seqlens(p.cu_seqlens, p.batch, p.seq_len, ErrorKind::usage, "attention");
 }
 
 }  // namespace
+
+void check_cu_seqlens(std::span<const std::int64_t> cu, std::int64_t rows, std::int64_t row_length, ErrorKind kind,
+                      const char* what) {
+  if (cu.empty()) return;
+  const std::int64_t total = rows * row_length;
+  LF_CHECK(cu.front() == 0, kind, what, ": cu_seqlens must start at 0, got ", cu.front());
+  LF_CHECK(cu.back() == total, kind, what, ": cu_seqlens must end at batch * seq_len = ", total, ", got ", cu.back());
+  std::int64_t next_row = row_length;  // the next row start that must be an offset
+  for (std::size_t d = 1; d < cu.size(); ++d) {
+    LF_CHECK(cu[d] > cu[d - 1], kind, what, ": cu_seqlens must increase, got ", cu[d - 1], " then ", cu[d]);
+    LF_CHECK(cu[d] <= next_row, kind, what, ": a document in cu_seqlens crosses the row boundary ", next_row);
+    if (cu[d] == next_row) next_row += row_length;
+  }
+}
 
 double AttentionConfig::resolved_scale(std::int64_t head_dim) const {
   return scale > 0.0 ? scale : 1.0 / std::sqrt(static_cast<double>(head_dim));

@@ -42,7 +42,7 @@ bool evaluated(const EvalFlags& f, EvalResult& r, Evaluate&& evaluate) {
 // predicts nothing, as in training).
 template <class W, class T = typename W::value_type>
 void run_rows(const EvalFlags& f, const W& weights, const GptLora<T>* adapter) {
-  const std::int64_t seq_len = f.seq_len.value_or(std::min<std::int64_t>(1024, weights.config.n_positions));
+  const std::int64_t seq_len = f.seq_len.value_or(default_seq_len(weights.config, f.data_format));
   LF_CHECK(seq_len <= weights.config.n_positions, ErrorKind::usage, "--seq-len ", seq_len,
            " exceeds the model's n_positions ", weights.config.n_positions);
   const Packing packing = f.sft.packing_mode(Packing::bfd);
@@ -60,7 +60,7 @@ void run_model(const EvalFlags& f, const W& weights) {
   const auto adapter = load_optional_adapter<T>(f.model.adapter, weights.config);
   if (f.data_format == DataFormat::jsonl) return run_rows(f, weights, adapter ? &*adapter : nullptr);
   const Tokens tokens = read_data(f.model, f.data, f.data_format, weights.config.vocab_size);
-  const std::int64_t seq_len = f.seq_len.value_or(default_seq_len(weights.config));
+  const std::int64_t seq_len = f.seq_len.value_or(default_seq_len(weights.config, f.data_format));
   LF_CHECK(seq_len <= weights.config.n_positions, ErrorKind::usage, "--seq-len ", seq_len,
            " exceeds the model's n_positions ", weights.config.n_positions, " (--positions ", seq_len,
            " extends its position table)");

@@ -194,11 +194,6 @@ SftSplit read_instruction_data(const FinetuneFlags& f, std::int64_t seq_len, dou
   return split;
 }
 
-// --seq-len's default: TRL's max_length (1024) for instruction data, else default_seq_len.
-std::int64_t seq_len_default(const FinetuneFlags& f, const GptConfig& config) {
-  return f.data_format == DataFormat::jsonl ? std::min<std::int64_t>(1024, config.n_positions) : default_seq_len(config);
-}
-
 // The rest of a run once its checkpoint options (`ckpt`, and `loaded` on --resume)
 // and data are known: Data is TrainValSplit (text, token ids) or SftSplit (JSONL).
 template <class W, class Data, class T = typename W::value_type>
@@ -348,7 +343,7 @@ void run_model(const FinetuneFlags& f, const W& weights, const LoraConfig& flag_
     ckpt.options.seq_len = loaded->options.seq_len;
     ckpt.val_fraction = loaded->val_fraction;
   } else {
-    ckpt.options.seq_len = f.seq_len.value_or(seq_len_default(f, config));
+    ckpt.options.seq_len = f.seq_len.value_or(default_seq_len(config, f.data_format));
     ckpt.state = init_train_state<T>(config, flag_lora, f.train.seed);
     if (!f.init_adapter.empty()) {  // its weights and configuration instead of fresh ones
       ckpt.state.lora = load_peft_adapter<T>(f.init_adapter, config);

@@ -43,8 +43,11 @@ void resolve_data_format(const CLI::App& command, const GptModelFlags& flags, co
 Tokens read_data(const GptModelFlags& flags, const std::string& data, DataFormat format, std::int64_t vocab_size,
                  const std::optional<std::filesystem::path>& cache = std::nullopt);
 
-// The default window length: 128 tokens, or n_positions when the model's context is shorter.
-inline std::int64_t default_seq_len(const GptConfig& config) { return std::min<std::int64_t>(128, config.n_positions); }
+// The default window length: 128 tokens (instruction data: rows of 1024, TRL's
+// max_length), or n_positions when the model's context is shorter.
+inline std::int64_t default_seq_len(const GptConfig& config, DataFormat format) {
+  return std::min<std::int64_t>(format == DataFormat::jsonl ? 1024 : 128, config.n_positions);
+}
 
 // The model of --model, after checking (from config.json alone) that data in
 // `format` can feed it (exit 4 otherwise), with --positions applied.

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <span>
 
+#include "lorafast/error.hpp"
+
 namespace lorafast {
 
 struct AttentionConfig {
@@ -87,6 +89,12 @@ struct AttentionParams {
 // What a call reads and writes: q, k (score bounds); also v, o (forward); also d_o,
 // d_q, d_k, d_v (backward). lse is the exact kernels' own (they check it).
 enum class AttentionUse { scores, forward, backward };
+
+// Error(kind) starting "<what>: " unless `cu_seqlens` is empty or runs from 0 to
+// rows * row_length in increasing steps through every row start (no document
+// crosses a row): the documents of AttentionParams and of a model's token batch.
+void check_cu_seqlens(std::span<const std::int64_t> cu_seqlens, std::int64_t rows, std::int64_t row_length,
+                      ErrorKind kind, const char* what);
 
 // Checks the tensors `use` needs and returns p with kv_heads and every unset stride
 // filled in (the packed layout). Every entry point calls it; Error(usage) names the
